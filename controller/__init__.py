@@ -1,0 +1,1 @@
+"""Controller: config model and validation, versioned config store, planner, gateway and query client."""

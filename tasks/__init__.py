@@ -1,0 +1,1 @@
+"""Tasks: benchmark loaders, role prompts, deterministic graders, the code sandbox and baselines."""
