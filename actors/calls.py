@@ -1,0 +1,88 @@
+"""Starting LLM calls from actors and turning their outcome into records and trace events."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pykka
+
+from hieramas.actors.context import WorkerContext
+from hieramas.actors.messages import CallDone
+from hieramas.llm.types import ChatRequest, EndpointSpec, LLMError, Message, ModelSpec
+from hieramas.wire import new_id
+
+__all__ = ["call_record", "start_llm_call"]
+
+
+def start_llm_call(
+    ctx: WorkerContext,
+    actor: pykka.ActorRef[Any],
+    *,
+    query_id: str,
+    tag: str,
+    model: ModelSpec,
+    endpoint: EndpointSpec,
+    messages: list[Message],
+    max_tokens: int,
+    temperature: float,
+    deadline_unix: float,
+) -> None:
+    """Run one chat call on the bus loop; the actor gets a :class:`CallDone` back."""
+    started = time.time()
+    remaining = max(deadline_unix - started, 0.0)
+    request = ChatRequest(
+        model=model, messages=messages, temperature=temperature, max_tokens=max_tokens
+    )
+    deadline = time.monotonic() + remaining
+
+    def done(result: Any) -> None:
+        actor.tell(CallDone(query_id=query_id, tag=tag, result=result, started=started))
+
+    ctx.bus.submit(ctx.llm.chat(request, endpoint, deadline=deadline), done)
+
+
+def call_record(
+    done: CallDone, model: ModelSpec, *, event: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """A wire-ready summary of one call (also the body of its ``llm_call`` trace event)."""
+    finished = time.time()
+    record: dict[str, Any] = {
+        "span_id": new_id(),
+        "model": model.name,
+        "model_id": model.model_id,
+        "endpoint": model.endpoint,
+        "started": done.started,
+        "finished": finished,
+        **(event or {}),
+    }
+    result = done.result
+    if isinstance(result, BaseException):
+        kind = result.kind if isinstance(result, LLMError) else type(result).__name__
+        record.update(
+            outcome="error",
+            error=f"{model.name}: {result}",
+            error_kind=kind,
+            text="",
+            prompt_tokens=0,
+            completion_tokens=0,
+            cost_usd=0.0,
+            latency_s=finished - done.started,
+            ttft_s=None,
+            usage_estimated=False,
+            cached=False,
+        )
+        return record
+    record.update(
+        outcome="ok",
+        error=None,
+        text=result.text,
+        prompt_tokens=result.prompt_tokens,
+        completion_tokens=result.completion_tokens,
+        cost_usd=result.cost_usd,
+        latency_s=result.latency_s,
+        ttft_s=result.ttft_s,
+        usage_estimated=result.usage_estimated,
+        cached=result.cached,
+    )
+    return record

@@ -1,0 +1,137 @@
+"""The decision node: reads every active supernode's output and writes the final answer.
+
+If every answer-producing supernode gives the same (parsed) answer, that
+answer wins without a call.  With no supernode active (all skipped) or none
+that succeeded, the decision LLM answers the task alone, and says so.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from hieramas.actors import prompting
+from hieramas.actors.calls import call_record, start_llm_call
+from hieramas.actors.join import JoinActor, NodeRun
+from hieramas.actors.messages import CallDone
+from hieramas.controller.plan import Plan
+from hieramas.wire import new_id
+from hieramas.wire.subjects import DECISION_NODE
+
+__all__ = ["DecisionActor"]
+
+
+class DecisionActor(JoinActor):
+    """The final node of every query routed to this worker."""
+
+    def __init__(self, ctx: Any, node: str = DECISION_NODE) -> None:
+        super().__init__(ctx, node)
+
+    def predecessors(self, plan: Plan) -> tuple[str, ...]:
+        return tuple(plan.nodes)
+
+    def run_node(self, run: NodeRun) -> None:
+        plan = run.plan
+        outputs = [run.inputs[n] for n in run.preds]
+        good = [o for o in outputs if o.get("status") == "ok" and o.get("text")]
+        answers = [o.get("answer") for o in good if not o.get("answerless")]
+        if answers and None not in answers and len(set(answers)) == 1:
+            winner = next(o for o in good if not o.get("answerless"))
+            self._finish(run, text=str(winner["text"]), answer=answers[0], decided_by="agreement")
+            return
+        if good:
+            messages = prompting.decision_messages(
+                plan.domain, plan.task_text, [(str(o["role"]), str(o["text"])) for o in good]
+            )
+            mode = "llm"
+        else:
+            messages = prompting.single_messages(plan.domain, plan.task_text)
+            mode = "alone_all_skipped" if not plan.nodes else "alone_all_failed"
+        run.waiting.add(mode)
+        start_llm_call(
+            self.ctx,
+            self.actor_ref,
+            query_id=run.activation.query_id,
+            tag=mode,
+            model=plan.llms[plan.decision],
+            endpoint=plan.endpoints[plan.llms[plan.decision].endpoint],
+            messages=messages,
+            max_tokens=plan.max_tokens,
+            temperature=plan.temperature,
+            deadline_unix=plan.deadline_unix,
+        )
+
+    def on_other(self, message: Any) -> None:
+        if not isinstance(message, CallDone):
+            return
+        run = self.runs.get(message.query_id)
+        if run is None or message.tag not in run.waiting:
+            return
+        plan = run.plan
+        record = call_record(
+            message,
+            plan.llms[plan.decision],
+            event={
+                "event": "llm_call",
+                "query_id": run.activation.query_id,
+                "trace_id": run.activation.trace_id,
+                "parent_span": run.activation.span_id,
+                "config_version": run.activation.config_version,
+                "node": DECISION_NODE,
+                "role": "decision",
+                "slot": "decision",
+                "worker": self.ctx.worker_id,
+            },
+        )
+        self.ctx.traces.emit({k: v for k, v in record.items() if k != "text"})
+        text = str(record.get("text", ""))
+        ok = record["outcome"] == "ok"
+        self._finish(
+            run,
+            text=text,
+            answer=prompting.extract_answer(plan.domain, text) if ok else None,
+            decided_by=message.tag,
+            call=record,
+        )
+
+    def _finish(
+        self,
+        run: NodeRun,
+        *,
+        text: str,
+        answer: str | None,
+        decided_by: str,
+        call: dict[str, Any] | None = None,
+    ) -> None:
+        finished = time.time()
+        ok = call is None or call.get("outcome") == "ok"
+        output: dict[str, Any] = {
+            "node": DECISION_NODE,
+            "role": "decision",
+            "status": "ok" if ok else "error",
+            "text": text,
+            "answer": answer,
+            "decided_by": decided_by,
+            "error": None if ok else f"decision LLM failed: {call.get('error') if call else ''}",
+            "model": run.plan.decision if call is not None else None,
+            "call": {k: v for k, v in (call or {}).items() if k != "text"} or None,
+            "started": run.started,
+            "finished": finished,
+            "latency_s": finished - (run.started or finished),
+            "cost_usd": float((call or {}).get("cost_usd") or 0.0),
+            "prompt_tokens": int((call or {}).get("prompt_tokens") or 0),
+            "completion_tokens": int((call or {}).get("completion_tokens") or 0),
+            "worker": self.ctx.worker_id,
+        }
+        self.ctx.traces.emit(
+            {
+                "event": "decision",
+                "query_id": run.activation.query_id,
+                "trace_id": run.activation.trace_id,
+                "span_id": new_id(),
+                "config_version": run.activation.config_version,
+                **{k: v for k, v in output.items() if k not in ("text", "call")},
+                "outcome": output["status"],
+            }
+        )
+        self.finish(run, output, [])

@@ -1,0 +1,169 @@
+"""The part supernodes and the decision node share: arming, routes, and waiting for inputs.
+
+For each query a node is *armed* first (the gateway's activation request,
+answered with this worker's inbox), then told where every other node of the
+query runs (routes).  It starts once it has the routes and the outputs of all
+its active predecessors, and forgets the query at its deadline whatever
+happens.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import pykka
+import structlog
+
+from hieramas.actors.context import WorkerContext
+from hieramas.actors.messages import Expire, Inbound
+from hieramas.bus import error_envelope
+from hieramas.controller.plan import Plan
+from hieramas.wire import Envelope, Kind
+
+__all__ = ["JoinActor", "NodeRun"]
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class NodeRun:
+    """One node's state for one query."""
+
+    plan: Plan
+    activation: Envelope
+    gateway: str
+    preds: tuple[str, ...]
+    routes: dict[str, str] | None = None
+    inputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    started: float | None = None
+    calls: dict[str, dict[str, Any]] = field(default_factory=dict)
+    waiting: set[str] = field(default_factory=set)
+
+    @property
+    def ready(self) -> bool:
+        return (
+            self.started is None
+            and self.routes is not None
+            and all(p in self.inputs for p in self.preds)
+        )
+
+
+class JoinActor(pykka.ThreadingActor):
+    """Base of :class:`SupernodeActor` and :class:`DecisionActor`."""
+
+    def __init__(self, ctx: WorkerContext, node: str) -> None:
+        super().__init__()
+        self.ctx = ctx
+        self.node = node
+        self.runs: dict[str, NodeRun] = {}
+
+    # -- subclass hooks --------------------------------------------------------------
+    def predecessors(self, plan: Plan) -> tuple[str, ...]:
+        """The nodes whose output this node waits for in ``plan``."""
+        raise NotImplementedError
+
+    def run_node(self, run: NodeRun) -> None:
+        """All inputs are here: do the work."""
+        raise NotImplementedError
+
+    def on_other(self, message: Any) -> None:
+        """Messages other than arming/routes/inputs/expiry."""
+
+    # -- message handling ------------------------------------------------------------
+    def on_receive(self, message: Any) -> None:
+        if isinstance(message, Inbound):
+            kind = message.envelope.kind
+            if kind is Kind.NODE_ACTIVATE:
+                self._on_activate(message)
+            elif kind is Kind.NODE_ROUTES:
+                self._on_routes(message.envelope)
+            elif kind is Kind.NODE_INPUT:
+                self._on_input(message.envelope)
+            else:
+                self.reject(message, "kind", f"{self.node} does not accept {kind.value}")
+        elif isinstance(message, Expire):
+            run = self.runs.pop(message.query_id, None)
+            if run is not None:
+                self.ctx.bus.counters["node.expired"] += 1
+                log.warning("node.expired", node=self.node, query_id=message.query_id)
+        else:
+            self.on_other(message)
+
+    def _on_activate(self, message: Inbound) -> None:
+        envelope = message.envelope
+        try:
+            plan = Plan.from_wire(envelope.payload["plan"])
+            gateway = str(envelope.payload["gateway"])
+            preds = self.predecessors(plan)
+        except (KeyError, TypeError, ValueError) as exc:
+            self.reject(message, "bad_plan", f"{self.node}: malformed plan: {exc!r}")
+            return
+        self.runs[envelope.query_id] = NodeRun(
+            plan=plan, activation=envelope, gateway=gateway, preds=preds
+        )
+        delay = max(plan.deadline_unix - time.time(), 0.0) + 1.0
+        ref, qid = self.actor_ref, envelope.query_id
+        self.ctx.bus.loop.call_soon_threadsafe(
+            lambda: self.ctx.bus.loop.call_later(delay, ref.tell, Expire(qid))
+        )
+        if message.reply:
+            armed = {"node": self.node, "inbox": self.ctx.inbox, "worker": self.ctx.worker_id}
+            self.ctx.bus.publish(message.reply, self.ctx.envelope(Kind.NODE_ARMED, armed, envelope))
+
+    def _on_routes(self, envelope: Envelope) -> None:
+        run = self.runs.get(envelope.query_id)
+        if run is None:
+            self.ctx.bus.counters["node.unknown_query"] += 1
+            return
+        run.routes = {str(k): str(v) for k, v in envelope.payload["routes"].items()}
+        self._maybe_start(run)
+
+    def _on_input(self, envelope: Envelope) -> None:
+        run = self.runs.get(envelope.query_id)
+        if run is None:
+            self.ctx.bus.counters["node.unknown_query"] += 1
+            return
+        output = envelope.payload["output"]
+        run.inputs[str(output.get("node", envelope.sender))] = output
+        self._maybe_start(run)
+
+    def _maybe_start(self, run: NodeRun) -> None:
+        if run.ready:
+            run.started = time.time()
+            self.run_node(run)
+
+    # -- helpers for subclasses ------------------------------------------------------
+    def finish(self, run: NodeRun, output: dict[str, Any], targets: list[str]) -> None:
+        """Send ``output`` to ``targets`` (node ids, via routes) and to the gateway; forget the run."""
+        self.runs.pop(run.activation.query_id, None)
+        routes = run.routes or {}
+        for target in targets:
+            inbox = routes.get(target)
+            if inbox is None:
+                continue
+            payload = {"node": target, "output": output}
+            self._send(inbox, self.ctx.envelope(Kind.NODE_INPUT, payload, run.activation))
+        self._send(
+            run.gateway, self.ctx.envelope(Kind.NODE_OUTPUT, {"output": output}, run.activation)
+        )
+
+    def _send(self, subject: str, envelope: Envelope) -> None:
+        try:
+            self.ctx.bus.publish(subject, envelope)
+        except ValueError as exc:  # oversize: send a truncated, clearly marked output instead
+            output = dict(envelope.payload["output"])
+            output.update(status="error", text="", error=f"output not delivered: {exc}")
+            payload = {**envelope.payload, "output": output}
+            self.ctx.bus.publish(subject, envelope.reply(envelope.kind, payload, sender=envelope.sender))
+
+    def reject(self, message: Inbound, code: str, reason: str) -> None:
+        """Log, count and (if asked) answer a message this node cannot take."""
+        self.ctx.bus.counters[f"rejected.{code}"] += 1
+        log.warning("node.rejected", node=self.node, code=code, reason=reason)
+        if message.reply:
+            self.ctx.bus.publish(
+                message.reply,
+                error_envelope(code, reason, sender=self.ctx.worker_id, like=message.envelope),
+            )

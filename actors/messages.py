@@ -1,0 +1,49 @@
+"""Typed records that actors send to themselves and receive from the worker.
+
+Bus messages arrive as :class:`Inbound`; finished I/O comes back as
+:class:`CallDone` (an LLM call) or :class:`RequestDone` (a NATS request), so
+an actor's state only ever changes on its own thread.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hieramas.llm.types import ChatResult
+from hieramas.wire import Envelope
+
+__all__ = ["CallDone", "Expire", "Inbound", "RequestDone"]
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """A decoded bus message, with the subject to answer on (if the sender waits)."""
+
+    envelope: Envelope
+    reply: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CallDone:
+    """An LLM call finished (``result`` is the exception when it failed)."""
+
+    query_id: str
+    tag: str
+    result: ChatResult | BaseException
+    started: float
+
+
+@dataclass(frozen=True, slots=True)
+class RequestDone:
+    """A NATS request finished (``result`` is the exception when it failed)."""
+
+    query_id: str
+    tag: str
+    result: Envelope | BaseException
+
+
+@dataclass(frozen=True, slots=True)
+class Expire:
+    """The query's deadline passed: drop its state."""
+
+    query_id: str

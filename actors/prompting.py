@@ -1,0 +1,49 @@
+"""The runtime's view of the task catalogue: prompt rendering and answer extraction."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from hieramas.llm.types import Message
+from hieramas.tasks import answers, prompts
+
+__all__ = [
+    "decision_messages",
+    "extract_answer",
+    "proposer_messages",
+    "single_messages",
+    "synthesizer_messages",
+]
+
+
+def proposer_messages(
+    domain: str, role: str, task: str, predecessors: Sequence[tuple[str, str]]
+) -> list[Message]:
+    """Messages for one proposer of ``role``."""
+    return prompts.proposer_messages(domain, role, task, predecessors)
+
+
+def synthesizer_messages(
+    domain: str,
+    role: str,
+    task: str,
+    proposals: Sequence[str],
+    predecessors: Sequence[tuple[str, str]],
+) -> list[Message]:
+    """Messages for the synthesizer of ``role`` over ``proposals``."""
+    return prompts.synthesizer_messages(domain, role, task, proposals, predecessors)
+
+
+def decision_messages(domain: str, task: str, outputs: Sequence[tuple[str, str]]) -> list[Message]:
+    """Messages for the decision node over the supernodes' outputs."""
+    return prompts.decision_messages(domain, task, outputs)
+
+
+def single_messages(domain: str, task: str) -> list[Message]:
+    """Messages for one LLM answering alone (the all-skipped case)."""
+    return prompts.single_messages(domain, task, cot=True)
+
+
+def extract_answer(domain: str, text: str) -> str | None:
+    """The canonical answer in ``text`` (``None`` when unparseable)."""
+    return answers.extract_answer(domain, text)

@@ -1,0 +1,176 @@
+"""The supernode: N proposers in parallel over NATS, then one synthesizer, then the successors.
+
+Proposer failures do not fail the supernode: it synthesizes what it has and
+its output lists what failed.  With every proposer skipped, the synthesizer
+answers the task itself (the role stays in the graph).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from typing import Any
+
+from hieramas.actors import prompting
+from hieramas.actors.join import JoinActor, NodeRun
+from hieramas.actors.messages import RequestDone
+from hieramas.controller.plan import Plan
+from hieramas.wire import Envelope, Kind, new_id
+from hieramas.wire.subjects import DECISION_NODE
+
+__all__ = ["SupernodeActor"]
+
+SYNTH = "synth"
+
+
+class SupernodeActor(JoinActor):
+    """One supernode (role) of the DAG, for every query that arms it on this worker."""
+
+    def predecessors(self, plan: Plan) -> tuple[str, ...]:
+        return plan.nodes[self.node].preds
+
+    def run_node(self, run: NodeRun) -> None:
+        node = run.plan.nodes[self.node]
+        slots = node.active_slots
+        if not slots:
+            self._synthesize(run)
+            return
+        for slot in slots:
+            llm = node.proposers[slot]
+            assert llm is not None
+            tag = f"p{slot}"
+            run.waiting.add(tag)
+            self._request(run, tag, self.ctx.subjects.propose(self.node, slot), "propose", llm, [])
+
+    def on_other(self, message: Any) -> None:
+        if not isinstance(message, RequestDone):
+            return
+        run = self.runs.get(message.query_id)
+        if run is None or message.tag not in run.waiting:
+            return
+        run.waiting.discard(message.tag)
+        run.calls[message.tag] = _slot_record(message)
+        if message.tag == SYNTH:
+            self._finish(run)
+        elif not run.waiting:
+            self._synthesize(run)
+
+    def _synthesize(self, run: NodeRun) -> None:
+        node = run.plan.nodes[self.node]
+        proposals = [
+            str(rec.get("text", ""))
+            for tag, rec in sorted(run.calls.items())
+            if tag.startswith("p") and rec.get("outcome") == "ok"
+        ]
+        run.waiting.add(SYNTH)
+        self._request(
+            run, SYNTH, self.ctx.subjects.synthesize(self.node), "synthesize", node.synthesizer,
+            proposals,
+        )  # fmt: skip
+
+    def _request(
+        self, run: NodeRun, tag: str, subject: str, kind: str, llm: str, proposals: list[str]
+    ) -> None:
+        plan = run.plan
+        model = plan.llms[llm]
+        call = {
+            "kind": kind,
+            "node": self.node,
+            "role": plan.nodes[self.node].role,
+            "domain": plan.domain,
+            "task": plan.task_text,
+            "predecessors": _predecessor_pairs(run),
+            "proposals": proposals,
+            "model": asdict(model),
+            "endpoint": asdict(plan.endpoints[model.endpoint]),
+            "max_tokens": plan.max_tokens,
+            "temperature": plan.temperature,
+            "deadline_unix": min(plan.deadline_unix, time.time() + plan.node_timeout_s),
+        }
+        envelope = Envelope(
+            kind=Kind.SLOT_CALL,
+            payload={"slot": tag, "call": call},
+            query_id=run.activation.query_id,
+            trace_id=run.activation.trace_id,
+            span_id=new_id(),
+            config_version=run.activation.config_version,
+            sender=self.ctx.worker_id,
+        )
+        timeout = max(call["deadline_unix"] - time.time(), 0.05) + 0.5
+        ref, qid = self.actor_ref, run.activation.query_id
+
+        def done(result: Any) -> None:
+            ref.tell(RequestDone(query_id=qid, tag=tag, result=result))
+
+        self.ctx.bus.submit(self.ctx.bus.arequest(subject, envelope, timeout), done)
+
+    def _finish(self, run: NodeRun) -> None:
+        plan = run.plan
+        node = plan.nodes[self.node]
+        synth = run.calls.get(SYNTH, {})
+        ok = synth.get("outcome") == "ok"
+        text = str(synth.get("text", "")) if ok else ""
+        failures = [
+            f"{tag}: {rec.get('error')}" for tag, rec in sorted(run.calls.items())
+            if rec.get("outcome") != "ok"
+        ]  # fmt: skip
+        answerless = node.role in plan.answerless_roles
+        finished = time.time()
+        calls = {tag: {k: v for k, v in rec.items() if k != "text"} for tag, rec in run.calls.items()}
+        output: dict[str, Any] = {
+            "node": self.node,
+            "role": node.role,
+            "status": "ok" if ok else "error",
+            "text": text,
+            "answer": None if (answerless or not ok) else prompting.extract_answer(plan.domain, text),
+            "answerless": answerless,
+            "error": None if ok else f"synthesizer failed: {synth.get('error')}",
+            "failures": failures,
+            "models": {
+                "proposers": list(node.proposers),
+                "synthesizer": node.synthesizer,
+            },
+            "calls": calls,
+            "proposals_used": sum(
+                1 for t, r in run.calls.items() if t != SYNTH and r.get("outcome") == "ok"
+            ),
+            "started": run.started,
+            "finished": finished,
+            "latency_s": finished - (run.started or finished),
+            "cost_usd": sum(float(r.get("cost_usd") or 0.0) for r in run.calls.values()),
+            "prompt_tokens": sum(int(r.get("prompt_tokens") or 0) for r in run.calls.values()),
+            "completion_tokens": sum(
+                int(r.get("completion_tokens") or 0) for r in run.calls.values()
+            ),
+            "worker": self.ctx.worker_id,
+        }
+        self.ctx.traces.emit(
+            {
+                "event": "supernode",
+                "query_id": run.activation.query_id,
+                "trace_id": run.activation.trace_id,
+                "span_id": new_id(),
+                "config_version": run.activation.config_version,
+                **{k: v for k, v in output.items() if k not in ("text", "calls")},
+                "outcome": output["status"],
+            }
+        )
+        self.finish(run, output, [*node.succs, DECISION_NODE])
+
+
+def _predecessor_pairs(run: NodeRun) -> list[list[str]]:
+    pairs = []
+    for pred in run.preds:
+        out = run.inputs.get(pred, {})
+        if out.get("status") == "ok" and out.get("text"):
+            pairs.append([str(out.get("role", pred)), str(out["text"])])
+    return pairs
+
+
+def _slot_record(done: RequestDone) -> dict[str, Any]:
+    result = done.result
+    if isinstance(result, BaseException):
+        return {"outcome": "error", "error": f"{type(result).__name__}: {result}", "slot": done.tag}
+    record = dict(result.payload.get("call") or {})
+    record.setdefault("outcome", str(result.payload.get("status")))
+    return record

@@ -1,0 +1,218 @@
+"""A worker process's actor host: subscriptions, lazily started actors, announcements.
+
+``Worker(nodes=None)`` serves every node of any config (wildcard
+subscriptions); a set of node ids serves only those.  Node activations and
+slot calls use NATS queue groups, so every extra worker adds capacity and a
+worker that dies simply stops receiving new work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+import pykka
+import structlog
+
+from hieramas.actors.context import WorkerContext
+from hieramas.actors.decision import DecisionActor
+from hieramas.actors.messages import Inbound
+from hieramas.actors.slot import ProposerActor, SynthesizerActor
+from hieramas.actors.supernode import SupernodeActor
+from hieramas.bus import Bus
+from hieramas.llm.types import ChatClient
+from hieramas.traces import TraceEmitter
+from hieramas.wire import Envelope, Kind, Subjects, new_id
+from hieramas.wire.subjects import DECISION_NODE
+
+__all__ = ["NODE_QUEUE", "SLOT_QUEUE", "Worker"]
+
+log = structlog.get_logger(__name__)
+
+NODE_QUEUE = "hm-nodes"
+SLOT_QUEUE = "hm-slots"
+
+
+class Worker:
+    """Hosts supernode, proposer, synthesizer and decision actors for one process."""
+
+    def __init__(
+        self,
+        bus: Bus,
+        llm: ChatClient,
+        *,
+        subjects: Subjects | None = None,
+        nodes: set[str] | None = None,
+        worker_id: str | None = None,
+        traces: TraceEmitter | None = None,
+        hello_interval_s: float = 5.0,
+    ) -> None:
+        self.subjects = subjects or Subjects()
+        self.nodes = nodes
+        self.ctx = WorkerContext(
+            bus=bus,
+            subjects=self.subjects,
+            llm=llm,
+            traces=traces or TraceEmitter(bus, self.subjects),
+            worker_id=worker_id or f"w-{new_id()[:8]}",
+        )
+        self._own_traces = traces is None
+        self._actors: dict[tuple[str, str], pykka.ActorRef[Any]] = {}
+        self._lock = threading.Lock()
+        self._subs: list[Any] = []
+        self._hello_interval_s = hello_interval_s
+        self._hello_task: asyncio.Task[None] | None = None
+
+    @property
+    def worker_id(self) -> str:
+        return self.ctx.worker_id
+
+    # -- lifecycle -------------------------------------------------------------------
+    def start(self) -> Worker:
+        """Subscribe and announce; returns once subscriptions are live on the server."""
+        if self._own_traces:
+            self.ctx.traces.start()
+        self.ctx.bus.call(self._subscribe_all(), timeout=10)
+        log.info("worker.started", worker=self.worker_id, nodes=sorted(self.nodes or {"*"}))
+        return self
+
+    def stop(self) -> None:
+        """Unsubscribe (in-flight work is abandoned) and stop every actor."""
+        try:
+            self.ctx.bus.call(self._unsubscribe_all(), timeout=10)
+        except Exception as exc:
+            log.warning("worker.unsubscribe_failed", error=str(exc))
+        with self._lock:
+            refs = list(self._actors.values())
+            self._actors.clear()
+        for ref in refs:
+            ref.stop(block=False)
+        log.info("worker.stopped", worker=self.worker_id)
+
+    async def _subscribe_all(self) -> None:
+        bus, s = self.ctx.bus, self.subjects
+        subs = [await bus.asubscribe(self.ctx.inbox, self._on_inbox)]
+        if self.nodes is None:
+            subs.append(await bus.asubscribe(s.all_activations, self._on_activate, queue=NODE_QUEUE))
+            subs.append(await bus.asubscribe(s.all_proposers, self._on_propose, queue=SLOT_QUEUE))
+            subs.append(await bus.asubscribe(s.all_synthesizers, self._on_synth, queue=SLOT_QUEUE))
+            hosts_decision = True
+        else:
+            for node in sorted(self.nodes - {DECISION_NODE}):
+                subs.append(
+                    await bus.asubscribe(s.activate(node), self._on_activate, queue=NODE_QUEUE)
+                )
+                subs.append(
+                    await bus.asubscribe(
+                        f"{s.prefix}.node.{node}.propose.*", self._on_propose, queue=SLOT_QUEUE
+                    )
+                )
+                subs.append(
+                    await bus.asubscribe(s.synthesize(node), self._on_synth, queue=SLOT_QUEUE)
+                )
+            hosts_decision = DECISION_NODE in self.nodes
+        if hosts_decision:
+            subs.append(
+                await bus.asubscribe(
+                    s.activate(DECISION_NODE), self._on_activate_decision, queue=NODE_QUEUE
+                )
+            )
+        self._subs = subs
+        await bus.nc.flush()
+        await self._hello()
+        self._hello_task = asyncio.get_running_loop().create_task(self._hello_loop())
+
+    async def _unsubscribe_all(self) -> None:
+        if self._hello_task is not None:
+            self._hello_task.cancel()
+        for sub in self._subs:
+            try:
+                await sub.unsubscribe()
+            except Exception:  # the connection may already be gone
+                pass
+        self._subs = []
+        if self._own_traces:
+            await self.ctx.traces.flush(timeout=2.0)
+
+    async def _hello(self) -> None:
+        payload = {
+            "worker": self.worker_id,
+            "nodes": sorted(self.nodes) if self.nodes is not None else ["*"],
+            "inbox": self.ctx.inbox,
+        }
+        envelope = Envelope(kind=Kind.WORKER_HELLO, payload=payload, sender=self.worker_id)
+        await self.ctx.bus.apublish(self.subjects.worker_hello, envelope)
+
+    async def _hello_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._hello_interval_s)
+            try:
+                await self._hello()
+            except Exception as exc:
+                log.warning("worker.hello_failed", error=str(exc))
+
+    # -- dispatch (these run on the bus loop) ----------------------------------------
+    def _actor(self, key: tuple[str, str]) -> pykka.ActorRef[Any]:
+        with self._lock:
+            ref = self._actors.get(key)
+            if ref is None or not ref.is_alive():
+                kind, node, slot = key[0], key[1].split("/")[0], key[1].partition("/")[2]
+                if kind == "supernode":
+                    ref = SupernodeActor.start(self.ctx, node)
+                elif kind == "decision":
+                    ref = DecisionActor.start(self.ctx, DECISION_NODE)
+                elif kind == "proposer":
+                    ref = ProposerActor.start(self.ctx, node, slot)
+                else:
+                    ref = SynthesizerActor.start(self.ctx, node, "synth")
+                self._actors[key] = ref
+            return ref
+
+    def _expect(self, envelope: Envelope, reply: str | None, kind: Kind, subject: str) -> bool:
+        if envelope.kind is kind:
+            return True
+        self.ctx.bus.reject(subject, reply, "kind", f"expected {kind.value}, got {envelope.kind.value}")
+        return False
+
+    def _on_activate(self, envelope: Envelope, reply: str | None) -> None:
+        node = str(envelope.payload.get("node", ""))
+        if not self._expect(envelope, reply, Kind.NODE_ACTIVATE, node):
+            return
+        if self.nodes is not None and node not in self.nodes:
+            self.ctx.bus.reject(node, reply, "not_hosted", f"{self.worker_id} does not host {node}")
+            return
+        self._actor(("supernode", node)).tell(Inbound(envelope, reply))
+
+    def _on_activate_decision(self, envelope: Envelope, reply: str | None) -> None:
+        if self._expect(envelope, reply, Kind.NODE_ACTIVATE, DECISION_NODE):
+            self._actor(("decision", DECISION_NODE)).tell(Inbound(envelope, reply))
+
+    def _on_propose(self, envelope: Envelope, reply: str | None) -> None:
+        if not self._expect(envelope, reply, Kind.SLOT_CALL, "propose"):
+            return
+        node = str(envelope.payload["call"].get("node", "")) if isinstance(
+            envelope.payload.get("call"), dict
+        ) else ""
+        slot = str(envelope.payload.get("slot", ""))
+        self._actor(("proposer", f"{node}/{slot}")).tell(Inbound(envelope, reply))
+
+    def _on_synth(self, envelope: Envelope, reply: str | None) -> None:
+        if not self._expect(envelope, reply, Kind.SLOT_CALL, "synthesize"):
+            return
+        call = envelope.payload.get("call")
+        node = str(call.get("node", "")) if isinstance(call, dict) else ""
+        self._actor(("synthesizer", f"{node}/synth")).tell(Inbound(envelope, reply))
+
+    def _on_inbox(self, envelope: Envelope, reply: str | None) -> None:
+        if envelope.kind not in (Kind.NODE_ROUTES, Kind.NODE_INPUT):
+            self.ctx.bus.reject(self.ctx.inbox, reply, "kind", f"inbox got {envelope.kind.value}")
+            return
+        node = str(envelope.payload.get("node", ""))
+        key = ("decision", DECISION_NODE) if node == DECISION_NODE else ("supernode", node)
+        with self._lock:
+            ref = self._actors.get(key)
+        if ref is None:
+            self.ctx.bus.reject(self.ctx.inbox, reply, "unknown_node", f"no actor for {node!r}")
+            return
+        ref.tell(Inbound(envelope, reply))

@@ -1,0 +1,283 @@
+"""The gateway: answers queries by planning them and wiring their nodes together.
+
+For one query it (1) freezes a :class:`Plan` from the current config, (2) arms
+every active node and the decision node in parallel through their queue
+groups — each answers with the inbox of the worker that will run it — (3)
+sends every armed worker the routes, and (4) waits for the decision node's
+output.  The query always ends: with an answer, or an explicit error
+(``no_worker``, ``timeout``, ...) within its deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from hieramas.bus import Bus, BusError, RemoteError, error_envelope
+from hieramas.controller.config import ConfigError
+from hieramas.controller.plan import Plan
+from hieramas.controller.planner import Planner, StaticPlanner, build_plan
+from hieramas.controller.store import ConfigStore
+from hieramas.traces import TraceEmitter
+from hieramas.wire import Envelope, Kind, Subjects, WireError, new_id
+from hieramas.wire.subjects import DECISION_NODE
+
+__all__ = ["GATEWAY_QUEUE", "Gateway", "QueryFailed"]
+
+log = structlog.get_logger(__name__)
+
+GATEWAY_QUEUE = "hm-gw"
+ARM_TIMEOUT_S = 5.0
+
+
+class QueryFailed(Exception):
+    """A query that cannot be answered; ``code`` is reported to the client."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass
+class QueryRun:
+    """The gateway's state for one query."""
+
+    plan: Plan
+    envelope: Envelope
+    started: float
+    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    done: asyncio.Future[dict[str, Any]] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+class Gateway:
+    """Serves ``<prefix>.gw.query`` for one controller process."""
+
+    def __init__(
+        self,
+        bus: Bus,
+        store: ConfigStore,
+        *,
+        subjects: Subjects | None = None,
+        planner: Planner | None = None,
+        traces: TraceEmitter | None = None,
+        emulator_url: str | None = None,
+        answerless_roles: Any = None,
+    ) -> None:
+        self.bus = bus
+        self.store = store
+        self.subjects = subjects or Subjects()
+        self.planner: Planner = planner or StaticPlanner()
+        self.traces = traces
+        self.emulator_url = emulator_url
+        self.gateway_id = f"gw-{new_id()[:8]}"
+        self.inbox = self.subjects.gateway_inbox(self.gateway_id)
+        self.runs: dict[str, QueryRun] = {}
+        self._answerless = answerless_roles
+        self._subs: list[Any] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        """Subscribe to queries and to this gateway's inbox."""
+        self._subs = [
+            await self.bus.asubscribe(self.subjects.query, self._on_query, queue=GATEWAY_QUEUE),
+            await self.bus.asubscribe(self.inbox, self._on_inbox),
+        ]
+
+    async def stop(self) -> None:
+        for sub in self._subs:
+            try:
+                await sub.unsubscribe()
+            except Exception:
+                pass
+
+    # -- inbound ---------------------------------------------------------------------
+    def _on_query(self, envelope: Envelope, reply: str | None) -> None:
+        if envelope.kind is not Kind.QUERY:
+            self.bus.reject(self.subjects.query, reply, "kind", f"expected query, got {envelope.kind}")
+            return
+        task = asyncio.get_running_loop().create_task(self._answer(envelope, reply))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _on_inbox(self, envelope: Envelope, reply: str | None) -> None:
+        if envelope.kind is not Kind.NODE_OUTPUT:
+            self.bus.reject(self.inbox, reply, "kind", f"gateway inbox got {envelope.kind.value}")
+            return
+        run = self.runs.get(envelope.query_id)
+        if run is None:
+            self.bus.counters["gateway.late_output"] += 1
+            return
+        output = envelope.payload["output"]
+        node = str(output.get("node", ""))
+        run.outputs[node] = output
+        if node == DECISION_NODE and not run.done.done():
+            run.done.set_result(output)
+
+    # -- one query -------------------------------------------------------------------
+    async def _answer(self, envelope: Envelope, reply: str | None) -> None:
+        started = time.time()
+        query_id = envelope.query_id or new_id()
+        trace_id = envelope.trace_id or new_id()
+        run: QueryRun | None = None
+        try:
+            plan = await self._plan(envelope, query_id)
+            run = QueryRun(
+                plan=plan,
+                envelope=Envelope(
+                    kind=Kind.NODE_ACTIVATE,
+                    payload={},
+                    query_id=query_id,
+                    trace_id=trace_id,
+                    span_id=new_id(),
+                    config_version=plan.config_version,
+                    sender=self.gateway_id,
+                ),
+                started=started,
+            )
+            self.runs[query_id] = run
+            budget = max(plan.deadline_unix - time.time(), 0.0)
+            try:
+                decision = await asyncio.wait_for(self._execute(run), timeout=budget)
+            except (TimeoutError, asyncio.TimeoutError):
+                raise QueryFailed(
+                    "timeout",
+                    f"query exceeded its {plan.deadline_unix - started:.1f}s deadline "
+                    f"({len(run.outputs)} of {len(plan.nodes) + 1} nodes finished)",
+                ) from None
+            result = self._result(run, "ok" if decision.get("status") == "ok" else "error")
+        except QueryFailed as exc:
+            self.bus.counters[f"gateway.failed.{exc.code}"] += 1
+            log.warning("query.failed", query_id=query_id, code=exc.code, reason=str(exc))
+            result = self._result(run, exc.code, error=str(exc)) if run else {
+                "status": exc.code, "error": str(exc), "query_id": query_id, "trace_id": trace_id,
+                "latency_s": time.time() - started, "answer": None,
+            }  # fmt: skip
+        finally:
+            self.runs.pop(query_id, None)
+        if self.traces is not None:
+            self.traces.emit(
+                {"event": "query", "span_id": new_id(), **{k: v for k, v in result.items() if k != "nodes"}}
+            )
+        if reply:
+            out = Envelope(
+                kind=Kind.QUERY_RESULT,
+                payload=result,
+                query_id=query_id,
+                trace_id=trace_id,
+                config_version=int(result.get("config_version") or 0),
+                sender=self.gateway_id,
+            )
+            try:
+                await self.bus.apublish(reply, out)
+            except WireError as exc:
+                await self.bus.apublish(
+                    reply, error_envelope(exc.code, str(exc), sender=self.gateway_id, like=out)
+                )
+
+    async def _plan(self, envelope: Envelope, query_id: str) -> Plan:
+        payload = envelope.payload
+        text = payload.get("text")
+        if not isinstance(text, str) or not text.strip():
+            raise QueryFailed("bad_query", "a query needs a non-empty 'text' string")
+        version = payload.get("config_version") or None
+        timeout = payload.get("timeout_s")
+        if timeout is not None and (not isinstance(timeout, int | float) or timeout <= 0):
+            raise QueryFailed("bad_query", "'timeout_s' must be a positive number")
+        try:
+            stored = await self.store.get(int(version) if version else None)
+        except KeyError as exc:
+            raise QueryFailed("no_config", str(exc.args[0])) from None
+        config = stored.config
+        domain = payload.get("domain") or config.domain
+        try:
+            assignment = self.planner.assign(config, text)
+            return build_plan(
+                config,
+                stored.version,
+                assignment,
+                query_id=query_id,
+                task_text=text,
+                domain=str(domain),
+                timeout_s=float(timeout) if timeout else None,
+                emulator_url=self.emulator_url,
+                answerless_roles=tuple(self._answerless(str(domain))) if self._answerless else (),
+                meta={"item_id": payload.get("item_id")} if payload.get("item_id") else None,
+            )
+        except ConfigError as exc:
+            raise QueryFailed("bad_config", str(exc)) from None
+
+    async def _execute(self, run: QueryRun) -> dict[str, Any]:
+        plan = run.plan
+        wire_plan = plan.to_wire()
+        nodes = [*plan.nodes, DECISION_NODE]
+
+        async def arm(node: str) -> str:
+            envelope = run.envelope.reply(
+                Kind.NODE_ACTIVATE,
+                {"plan": wire_plan, "node": node, "gateway": self.inbox},
+                sender=self.gateway_id,
+            )
+            timeout = min(ARM_TIMEOUT_S, max(plan.deadline_unix - time.time(), 0.01))
+            try:
+                armed = await self.bus.arequest(self.subjects.activate(node), envelope, timeout)
+            except BusError as exc:
+                code = "no_worker" if exc.code == "no_responders" else "arm_" + exc.code
+                raise QueryFailed(code, f"node {node!r}: {exc}") from None
+            except RemoteError as exc:
+                raise QueryFailed(exc.code, f"node {node!r}: {exc.detail}") from None
+            return str(armed.payload["inbox"])
+
+        inboxes = await asyncio.gather(*(arm(node) for node in nodes))
+        routes = dict(zip(nodes, inboxes, strict=True))
+        for node, inbox in routes.items():
+            payload = {"node": node, "routes": routes}
+            await self.bus.apublish(
+                inbox, run.envelope.reply(Kind.NODE_ROUTES, payload, sender=self.gateway_id)
+            )
+        return await run.done
+
+    def _result(self, run: QueryRun, status: str, *, error: str | None = None) -> dict[str, Any]:
+        plan = run.plan
+        decision = run.outputs.get(DECISION_NODE, {})
+        nodes = {
+            name: {
+                k: out.get(k)
+                for k in (
+                    "role", "status", "answer", "text", "error", "failures", "models",
+                    "latency_s", "started", "finished", "cost_usd", "prompt_tokens",
+                    "completion_tokens", "worker", "calls",
+                )
+            }
+            for name, out in run.outputs.items()
+            if name != DECISION_NODE
+        }  # fmt: skip
+        outputs = list(run.outputs.values())
+        failures = [f"{o.get('node')}: {f}" for o in outputs for f in (o.get("failures") or [])]
+        if error is None and decision.get("status") == "error":
+            error = str(decision.get("error"))
+        return {
+            "status": status,
+            "error": error,
+            "answer": decision.get("answer"),
+            "text": decision.get("text"),
+            "decided_by": decision.get("decided_by"),
+            "query_id": run.envelope.query_id,
+            "trace_id": run.envelope.trace_id,
+            "config_version": plan.config_version,
+            "domain": plan.domain,
+            "emulated": plan.emulated,
+            "cost_usd": sum(float(o.get("cost_usd") or 0.0) for o in outputs),
+            "prompt_tokens": sum(int(o.get("prompt_tokens") or 0) for o in outputs),
+            "completion_tokens": sum(int(o.get("completion_tokens") or 0) for o in outputs),
+            "latency_s": time.time() - run.started,
+            "skipped_nodes": list(plan.skipped_nodes),
+            "failures": failures,
+            "decision": {k: v for k, v in decision.items() if k != "text"} or None,
+            "nodes": nodes,
+        }

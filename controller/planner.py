@@ -1,0 +1,111 @@
+"""Turning config + query into a :class:`~hieramas.controller.plan.Plan`.
+
+:class:`StaticPlanner` uses the LLM assignment written in the config.  A
+learned policy plugs in as another :class:`Planner` that rewrites the slot
+assignment (and active edges) per query.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+from hieramas.controller.config import SKIP, HieraConfig
+from hieramas.controller.plan import NodePlan, Plan
+
+__all__ = ["Assignment", "Planner", "StaticPlanner", "build_plan"]
+
+
+@dataclass(frozen=True, slots=True)
+class Assignment:
+    """Per-query choices: LLM per proposer slot and synthesizer (``skip`` allowed), active edges."""
+
+    proposers: dict[str, list[str]]
+    synthesizers: dict[str, str]
+    edges: list[tuple[str, str]]
+
+
+class Planner(Protocol):
+    """Decides the assignment of one query."""
+
+    def assign(self, config: HieraConfig, task_text: str) -> Assignment:
+        """Choose LLMs and edges for ``task_text``."""
+        ...
+
+
+class StaticPlanner:
+    """The config's own assignment, for every query."""
+
+    def assign(self, config: HieraConfig, task_text: str) -> Assignment:
+        return Assignment(
+            proposers={n: list(s.proposers) for n, s in config.supernodes.items()},
+            synthesizers={n: s.synthesizer for n, s in config.supernodes.items()},
+            edges=list(config.edges),
+        )
+
+
+def build_plan(
+    config: HieraConfig,
+    version: int,
+    assignment: Assignment,
+    *,
+    query_id: str,
+    task_text: str,
+    domain: str | None = None,
+    timeout_s: float | None = None,
+    emulator_url: str | None = None,
+    answerless_roles: tuple[str, ...] = (),
+    meta: dict[str, object] | None = None,
+) -> Plan:
+    """Freeze one query's plan: active nodes, active edges, the LLM and endpoint records it needs."""
+    nodes: dict[str, NodePlan] = {}
+    skipped: list[str] = []
+    for name, spec in config.supernodes.items():
+        synth = assignment.synthesizers.get(name, spec.synthesizer)
+        if synth == SKIP:
+            skipped.append(name)
+            continue
+        slots = assignment.proposers.get(name, spec.proposers)
+        nodes[name] = NodePlan(
+            node=name,
+            role=spec.role,
+            proposers=tuple(None if llm == SKIP else llm for llm in slots),
+            synthesizer=synth,
+        )
+    edges = [(s, d) for s, d in assignment.edges if s in nodes and d in nodes]
+    for name, node in list(nodes.items()):
+        nodes[name] = NodePlan(
+            node=node.node,
+            role=node.role,
+            proposers=node.proposers,
+            synthesizer=node.synthesizer,
+            preds=tuple(s for s, d in edges if d == name),
+            succs=tuple(d for s, d in edges if s == name),
+        )
+    used = {config.decision}
+    for node in nodes.values():
+        used.add(node.synthesizer)
+        used.update(llm for llm in node.proposers if llm is not None)
+    llms = {name: config.model_spec(name) for name in sorted(used)}
+    endpoint_names = {spec.endpoint for spec in llms.values()}
+    endpoints = {name: config.endpoint_spec(name, emulator_url) for name in sorted(endpoint_names)}
+    budget = timeout_s if timeout_s is not None else config.limits.query_timeout_s
+    return Plan(
+        query_id=query_id,
+        config_version=version,
+        domain=domain or config.domain,
+        task_text=task_text,
+        nodes=nodes,
+        decision=config.decision,
+        llms=llms,
+        endpoints=endpoints,
+        max_tokens=config.limits.max_tokens,
+        temperature=config.limits.temperature,
+        node_timeout_s=min(config.limits.node_timeout_s, budget),
+        deadline_unix=time.time() + budget,
+        skipped_nodes=tuple(skipped),
+        answerless_roles=answerless_roles,
+        emulated=any(config.endpoints[e].kind == "emulator" for e in endpoint_names),
+        meta=dict(meta or {}),
+    )

@@ -1,0 +1,3 @@
+from hieramas.cli import main
+
+main()

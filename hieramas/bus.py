@@ -1,0 +1,262 @@
+"""The per-process bridge between pykka actor threads and one asyncio loop that owns NATS.
+
+pykka futures block when awaited, so actors never await anything: they hand
+coroutines to :meth:`Bus.submit` and receive the outcome as a plain callback
+(which they turn into a ``tell`` to themselves).  Subscriptions decode every
+message once, on the loop, and reject garbled ones with a logged, counted,
+typed error (and an ``error`` reply when the sender waits for one).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+from collections import Counter
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
+
+import nats
+import pykka
+import structlog
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js import JetStreamContext
+
+from hieramas.natsconn import NatsSettings
+from hieramas.wire import Envelope, Kind, WireError, decode, encode
+
+__all__ = ["Bus", "BusError", "Handler", "RemoteError", "error_envelope"]
+
+log = structlog.get_logger(__name__)
+T = TypeVar("T")
+Handler = Callable[[Envelope, str | None], None]
+"""A subscription callback: the decoded envelope and the reply subject (if any). Runs on the loop."""
+
+
+class BusError(RuntimeError):
+    """A request that could not be delivered or answered (no responders, timeout, closed)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class RemoteError(RuntimeError):
+    """The other side answered with an ``error`` envelope."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.detail = message
+
+
+class Bus:
+    """One NATS connection and the loop thread that owns it."""
+
+    def __init__(self, settings: NatsSettings, *, sender: str = "") -> None:
+        self.settings = settings
+        self.sender = sender or settings.name
+        self.counters: Counter[str] = Counter()
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run_loop, name=f"bus-{self.sender}", daemon=True)
+        self._nc: NatsClient | None = None
+        self._js: JetStreamContext | None = None
+
+    # -- lifecycle -----------------------------------------------------------------
+    def start(self, timeout: float = 10.0) -> Bus:
+        """Start the loop thread and connect; raises if NATS is unreachable."""
+        self._thread.start()
+        self.call(self._connect(), timeout=timeout)
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Drain the connection and stop the loop thread."""
+        if not self._thread.is_alive():
+            return
+        try:
+            self.call(self._close(), timeout=timeout)
+        except Exception as exc:  # closing is best effort
+            log.warning("bus.close_failed", error=str(exc))
+        try:
+            self.call(self._cancel_tasks(), timeout=timeout)
+        except Exception as exc:
+            log.warning("bus.cancel_failed", error=str(exc))
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout)
+        if not self._thread.is_alive():
+            self.loop.close()
+
+    async def _cancel_tasks(self) -> None:
+        current = asyncio.current_task()
+        tasks = [t for t in asyncio.all_tasks() if t is not current and not t.done()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _run_loop(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+
+    async def _connect(self) -> None:
+        self._nc = await nats.connect(
+            error_cb=self._on_error,
+            disconnected_cb=self._on_disconnected,
+            reconnected_cb=self._on_reconnected,
+            **self.settings.connect_kwargs(),
+        )
+        self._js = self._nc.jetstream()
+        log.info("bus.connected", url=self.settings.redacted_url(), sender=self.sender)
+
+    async def _close(self) -> None:
+        if self._nc is not None and not self._nc.is_closed:
+            try:
+                await asyncio.wait_for(self._nc.drain(), timeout=3)
+            except Exception:
+                await self._nc.close()
+
+    async def _on_error(self, exc: Exception) -> None:
+        self.counters[f"nats_error.{type(exc).__name__}"] += 1
+        log.warning("bus.nats_error", error=type(exc).__name__, detail=str(exc))
+
+    async def _on_disconnected(self) -> None:
+        self.counters["disconnected"] += 1
+        log.warning("bus.disconnected")
+
+    async def _on_reconnected(self) -> None:
+        self.counters["reconnected"] += 1
+        log.info("bus.reconnected")
+
+    # -- properties ----------------------------------------------------------------
+    @property
+    def nc(self) -> NatsClient:
+        if self._nc is None:
+            raise BusError("closed", "the bus is not connected")
+        return self._nc
+
+    @property
+    def js(self) -> JetStreamContext:
+        if self._js is None:
+            raise BusError("closed", "the bus is not connected")
+        return self._js
+
+    @property
+    def max_payload(self) -> int:
+        """The server's maximum message size in bytes."""
+        return int(self.nc.max_payload)
+
+    def in_loop(self) -> bool:
+        """True when called from the loop thread."""
+        return threading.current_thread() is self._thread
+
+    # -- bridging ------------------------------------------------------------------
+    def run(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        """Schedule ``coro`` on the loop from any thread."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    def call(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        """Run ``coro`` on the loop and block for its result (never from the loop itself)."""
+        if self.in_loop():
+            coro.close()
+            raise RuntimeError("Bus.call() would deadlock on the loop thread; await instead")
+        return self.run(coro).result(timeout)
+
+    def submit(self, coro: Awaitable[T], done: Callable[[T | BaseException], None]) -> None:
+        """Run ``coro`` on the loop; ``done`` gets its result or exception (on the loop thread)."""
+
+        async def runner() -> None:
+            try:
+                result: T | BaseException = await coro
+            except (asyncio.CancelledError, GeneratorExit):
+                raise  # shutting down: nobody is waiting any more
+            except Exception as exc:  # handed to the actor, which decides
+                result = exc
+            try:
+                done(result)
+            except pykka.ActorDeadError:
+                self.counters["late_result"] += 1
+            except Exception:
+                log.exception("bus.callback_failed")
+
+        if self.in_loop():
+            self.loop.create_task(runner())
+        else:
+            self.loop.call_soon_threadsafe(self.loop.create_task, runner())
+
+    # -- messaging -----------------------------------------------------------------
+    def encode(self, envelope: Envelope) -> bytes:
+        """Encode for this server's payload limit (``WireError`` "oversize" beyond it)."""
+        return encode(envelope, max_bytes=self.max_payload)
+
+    def publish(self, subject: str, envelope: Envelope) -> None:
+        """Fire-and-forget publish from any thread; encoding errors raise in the caller."""
+        data = self.encode(envelope)
+        if self.in_loop():
+            self.loop.create_task(self._publish_bytes(subject, data))
+        else:
+            self.loop.call_soon_threadsafe(self.loop.create_task, self._publish_bytes(subject, data))
+
+    async def _publish_bytes(self, subject: str, data: bytes) -> None:
+        try:
+            await self.nc.publish(subject, data)
+        except Exception as exc:
+            self.counters["publish_failed"] += 1
+            log.warning("bus.publish_failed", subject=subject, error=str(exc))
+
+    async def apublish(self, subject: str, envelope: Envelope) -> None:
+        """Publish from the loop."""
+        await self.nc.publish(subject, self.encode(envelope))
+
+    async def arequest(self, subject: str, envelope: Envelope, timeout: float) -> Envelope:
+        """Request/reply from the loop; raises :class:`BusError` or :class:`RemoteError`."""
+        try:
+            msg = await self.nc.request(subject, self.encode(envelope), timeout=timeout)
+        except NoRespondersError:
+            raise BusError("no_responders", f"nobody serves {subject}") from None
+        except NatsTimeoutError:
+            raise BusError("timeout", f"no reply on {subject} within {timeout:.1f}s") from None
+        reply = decode(msg.data)
+        if reply.kind is Kind.ERROR:
+            raise RemoteError(str(reply.payload["code"]), str(reply.payload["message"]))
+        return reply
+
+    async def asubscribe(self, subject: str, handler: Handler, *, queue: str = "") -> Any:
+        """Subscribe on the loop; ``handler`` receives decoded envelopes only."""
+
+        async def on_message(msg: Msg) -> None:
+            self.counters["received"] += 1
+            try:
+                envelope = decode(msg.data)
+            except WireError as exc:
+                self.reject(msg.subject, msg.reply or None, exc.code, str(exc))
+                return
+            try:
+                handler(envelope, msg.reply or None)
+            except Exception as exc:
+                log.exception("bus.handler_failed", subject=msg.subject)
+                self.reject(msg.subject, msg.reply or None, "internal", f"handler failed: {exc}")
+
+        return await self.nc.subscribe(
+            subject, queue=queue, cb=on_message, pending_msgs_limit=200_000
+        )
+
+    def subscribe(self, subject: str, handler: Handler, *, queue: str = "") -> Any:
+        """Blocking form of :meth:`asubscribe` for non-loop threads."""
+        return self.call(self.asubscribe(subject, handler, queue=queue), timeout=10)
+
+    def reject(self, subject: str, reply: str | None, code: str, message: str) -> None:
+        """Log and count a rejected message; answer with an ``error`` envelope if asked."""
+        self.counters[f"rejected.{code}"] += 1
+        log.warning("bus.rejected", subject=subject, code=code, reason=message)
+        if reply:
+            self.publish(reply, error_envelope(code, message, sender=self.sender))
+
+
+def error_envelope(code: str, message: str, *, sender: str, like: Envelope | None = None) -> Envelope:
+    """An ``error`` envelope (keeping ``like``'s ids when given)."""
+    payload = {"code": code, "message": message}
+    if like is not None:
+        return like.reply(Kind.ERROR, payload, sender=sender)
+    return Envelope(kind=Kind.ERROR, payload=payload, sender=sender)

@@ -1,0 +1,292 @@
+"""The ``hieramas`` command: ``up``, ``worker``, ``controller``, ``ask``, ``config``, ``traces``.
+
+Every command takes ``--nats URL`` (or ``$HIERAMAS_NATS_URL``) to use an
+existing NATS; without it, ``up`` and ``ask`` start an embedded stack.  NATS
+credentials come only from ``HIERAMAS_NATS_*`` environment variables.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from hieramas.bus import Bus, BusError, RemoteError
+from hieramas.controller.client import HieraClient
+from hieramas.controller.config import ConfigError, parse_config
+from hieramas.logs import configure_logging
+from hieramas.natsconn import NatsSettings
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__.split("\n")[0])
+config_app = typer.Typer(no_args_is_help=True, help="Apply and inspect versioned configs.")
+traces_app = typer.Typer(no_args_is_help=True, help="Read the trace stream.")
+app.add_typer(config_app, name="config")
+app.add_typer(traces_app, name="traces")
+out = Console()
+err = Console(stderr=True)
+
+NatsOpt = Annotated[
+    str | None,
+    typer.Option("--nats", envvar="HIERAMAS_NATS_URL", help="NATS URL (default: embedded server)."),
+]
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", "-c", help="Config YAML (default: the built-in demo).")
+]
+
+
+def default_config_text() -> str:
+    """The packaged default config (general questions, served by the embedded emulator)."""
+    return resources.files("hieramas").joinpath("configs/default.yaml").read_text()
+
+
+def _read_config(path: Path | None) -> str:
+    text = path.read_text() if path else default_config_text()
+    try:
+        parse_config(text)
+    except ConfigError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    return text
+
+
+@app.callback()
+def _setup(
+    log_level: Annotated[str, typer.Option(envvar="HIERAMAS_LOG_LEVEL")] = "warning",
+    log_json: Annotated[bool, typer.Option(help="Log JSON lines.")] = False,
+) -> None:
+    configure_logging(log_level, json=log_json)
+
+
+def _wait_for_signal() -> None:
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+
+
+@app.command()
+def up(
+    nats: NatsOpt = None,
+    config: ConfigOpt = None,
+    state_dir: Annotated[Path | None, typer.Option(help="JetStream store (default: temp).")] = None,
+    workers: Annotated[int, typer.Option(min=0, help="In-process workers.")] = 1,
+    emulator: Annotated[bool, typer.Option(help="Start the emulated LLM pool.")] = True,
+    emulator_seed: int = 0,
+    latency_scale: Annotated[float, typer.Option(help="Emulated latency factor.")] = 0.0,
+) -> None:
+    """Start NATS (embedded unless --nats), the emulator, the controller and workers; run until Ctrl-C."""
+    from hieramas.stack import Stack
+
+    text = _read_config(config)
+    stack = Stack(
+        nats_url=nats,
+        state_dir=state_dir,
+        workers=workers,
+        emulator=emulator,
+        emulator_seed=emulator_seed,
+        emulator_latency_scale=latency_scale,
+    )
+    with stack:
+        assert stack.bus is not None
+        version = stack.bus.call(HieraClient(stack.bus).apply_config(text, source="up"), 30)
+        out.print(f"NATS {stack.url}")
+        if stack.emulator_url:
+            out.print(f"emulator {stack.emulator_url} (emulated LLMs)")
+        out.print(f"config version {version}; Ctrl-C to stop", highlight=False)
+        sys.stdout.flush()
+        _wait_for_signal()
+    out.print("stopped")
+
+
+@app.command()
+def worker(
+    nats: NatsOpt = None,
+    nodes: Annotated[str | None, typer.Option(help="Comma-separated node ids (default: all).")] = None,
+) -> None:
+    """Host supernode/proposer/synthesizer/decision actors against an existing NATS."""
+    from hieramas.stack import Stack
+
+    wanted = {n.strip() for n in nodes.split(",") if n.strip()} if nodes else None
+    with Stack(nats_url=_require(nats), controller=False, nodes=wanted) as stack:
+        out.print(f"worker {stack.workers[0].worker_id} serving {sorted(wanted or {'*'})}")
+        sys.stdout.flush()
+        _wait_for_signal()
+
+
+@app.command()
+def controller(
+    nats: NatsOpt = None,
+    emulator_url: Annotated[str | None, typer.Option(help="Base URL for 'kind: emulator'.")] = None,
+) -> None:
+    """Run the controller (config store + gateway) against an existing NATS."""
+    from hieramas.stack import Stack
+
+    with Stack(nats_url=_require(nats), workers=0, emulator_url=emulator_url):
+        out.print("controller running")
+        sys.stdout.flush()
+        _wait_for_signal()
+
+
+@app.command()
+def ask(
+    text: Annotated[str, typer.Argument(help="The question or task.")],
+    nats: NatsOpt = None,
+    config: ConfigOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the full result as JSON.")] = False,
+    domain: Annotated[str | None, typer.Option(help="Override the config's domain.")] = None,
+    timeout: Annotated[float, typer.Option(help="Query deadline in seconds.")] = 120.0,
+) -> None:
+    """Answer one query (a one-shot embedded stack unless --nats)."""
+    if nats:
+        if config is not None:
+            err.print("[yellow]--config is ignored with --nats; use 'hieramas config apply'[/yellow]")
+        result = _with_bus(nats, lambda c: c.ask(text, domain=domain, timeout_s=timeout))
+    else:
+        from hieramas.stack import Stack
+
+        config_text = _read_config(config)
+        with Stack(emulator=parse_config(config_text).uses_emulator()) as stack:
+            assert stack.bus is not None
+            client = HieraClient(stack.bus)
+            stack.bus.call(client.apply_config(config_text, source="ask"), 30)
+            result = stack.bus.call(client.ask(text, domain=domain, timeout_s=timeout), timeout + 10)
+    _print_result(result, as_json)
+    if result.get("status") != "ok":
+        raise typer.Exit(1)
+
+
+def _print_result(result: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        out.print_json(json.dumps(result, default=str))
+        return
+    if result.get("status") != "ok":
+        err.print(f"[red]{result.get('status')}: {result.get('error')}[/red]")
+    if result.get("text"):
+        out.print(result["text"], highlight=False)
+    label = " (emulated LLMs)" if result.get("emulated") else ""
+    err.print(
+        f"answer={result.get('answer')!r} config v{result.get('config_version')} "
+        f"cost=${float(result.get('cost_usd') or 0):.6f} latency={float(result.get('latency_s') or 0):.2f}s"
+        f" trace={result.get('trace_id')}{label}",
+        highlight=False,
+    )
+
+
+@config_app.command("apply")
+def config_apply(file: Path, nats: NatsOpt = None) -> None:
+    """Validate FILE and make it the current config version."""
+    text = _read_config(file)
+    version = _with_bus(_require(nats), lambda c: c.apply_config(text))
+    out.print(f"applied config version {version}")
+
+
+@config_app.command("show")
+def config_show(
+    nats: NatsOpt = None,
+    version: Annotated[int | None, typer.Option(help="A past version.")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Print the current (or a given) config version."""
+    shown = _with_bus(_require(nats), lambda c: c.get_config(version))
+    if as_json:
+        out.print_json(json.dumps({k: shown[k] for k in ("version", "config", "applied_at", "source", "workers")}))
+    else:
+        out.print(f"# version {shown['version']} (source: {shown['source']})", highlight=False)
+        out.print(shown["yaml"], highlight=False)
+
+
+@config_app.command("history")
+def config_history(nats: NatsOpt = None, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List every applied config version."""
+    rows = _with_bus(_require(nats), lambda c: c.history())
+    if as_json:
+        out.print_json(json.dumps(rows))
+        return
+    table = Table("version", "name", "source", "applied", "current")
+    for row in rows:
+        from datetime import UTC, datetime
+
+        applied = datetime.fromtimestamp(float(row["applied_at"]), UTC).isoformat(timespec="seconds")
+        table.add_row(str(row["version"]), str(row["name"]), str(row["source"]), applied, "*" if row["current"] else "")
+    out.print(table)
+
+
+@traces_app.command("tail")
+def traces_tail(
+    nats: NatsOpt = None,
+    last: Annotated[int, typer.Option(help="Replay the last N events first.")] = 20,
+    follow: Annotated[bool, typer.Option(help="Keep printing new events.")] = False,
+) -> None:
+    """Print trace events from the JetStream stream as JSON lines."""
+    from nats.js.api import ConsumerConfig, DeliverPolicy
+
+    from hieramas.traces import TRACE_STREAM
+    from hieramas.wire import Subjects, decode
+
+    async def tail(bus: Bus) -> None:
+        info = await bus.js.stream_info(TRACE_STREAM)
+        start = max(int(info.state.last_seq) - last + 1, 1)
+        config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start)
+        sub = await bus.js.subscribe(Subjects().trace_wildcard, ordered_consumer=True, config=config)
+        seen = 0
+        while follow or seen < min(last, int(info.state.messages)):
+            try:
+                msg = await sub.next_msg(timeout=1.0 if not follow else 3600)
+            except Exception:
+                break
+            seen += 1
+            print(json.dumps(decode(msg.data).payload["event"], default=str), flush=True)
+
+    bus = Bus(NatsSettings.from_env(_require(nats), name="hieramas-cli")).start()
+    try:
+        bus.call(tail(bus))
+    finally:
+        bus.stop()
+
+
+def _require(nats: str | None) -> str:
+    if not nats:
+        err.print("[red]--nats URL (or HIERAMAS_NATS_URL) is required for this command[/red]")
+        raise typer.Exit(2)
+    return nats
+
+
+def _with_bus(nats: str, action: Any) -> Any:
+    bus = Bus(NatsSettings.from_env(nats, name="hieramas-cli"))
+    try:
+        bus.start()
+    except Exception as exc:
+        err.print(f"[red]cannot connect to NATS at {NatsSettings(url=nats).redacted_url()}: {exc}[/red]")
+        raise typer.Exit(2) from None
+    try:
+        return bus.call(action(HieraClient(bus)), timeout=None)
+    except RemoteError as exc:
+        err.print(f"[red]{exc.code}: {exc.detail}[/red]")
+        raise typer.Exit(1) from None
+    except BusError as exc:
+        err.print(f"[red]{exc.code}: {exc}[/red]")
+        raise typer.Exit(1) from None
+    finally:
+        bus.stop()
+
+
+def main() -> None:
+    """Console entry point."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

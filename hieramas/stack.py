@@ -1,0 +1,180 @@
+"""The embedded stack: nats-server, emulator, controller and workers on one machine.
+
+``hieramas up`` and a ``hieramas ask`` without ``--nats`` run one of these.
+Every part can also point at an existing NATS (``nats_url``), in which case no
+server is started.  :meth:`Stack.stop` stops everything it started, in
+reverse order, so no process outlives it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import TracebackType
+
+import httpx
+import structlog
+
+from hieramas.actors.worker import Worker
+from hieramas.bus import Bus
+from hieramas.controller.service import Controller
+from hieramas.llm.client import OpenAIChatClient
+from hieramas.natsconn import NatsSettings
+from hieramas.natsserver import NatsServer, free_port
+
+__all__ = ["EmulatorProcess", "Stack"]
+
+log = structlog.get_logger(__name__)
+
+
+class EmulatorProcess:
+    """``hieramas emulator serve`` as a subprocess on a free loopback port."""
+
+    def __init__(self, *, seed: int = 0, latency_scale: float = 0.0, profiles: str | None = None):
+        self.port = free_port()
+        self.seed = seed
+        self.latency_scale = latency_scale
+        self.profiles = profiles
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def start(self, timeout: float = 120.0) -> EmulatorProcess:
+        args = [
+            sys.executable, "-m", "hieramas.emulator", "serve",
+            "--host", "127.0.0.1", "--port", str(self.port),
+            "--seed", str(self.seed), "--latency-scale", str(self.latency_scale),
+        ]  # fmt: skip
+        if self.profiles:
+            args += ["--profiles", self.profiles]
+        self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the emulator exited with code {self.process.returncode}")
+            try:
+                if httpx.get(f"{self.url}/models", timeout=1.0).status_code == 200:
+                    log.info("emulator.started", url=self.url, seed=self.seed)
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"the emulator did not answer within {timeout:.0f}s")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        self.process = None
+
+
+class Stack:
+    """NATS (embedded or external) + optional emulator + controller + in-process workers."""
+
+    def __init__(
+        self,
+        *,
+        nats_url: str | None = None,
+        state_dir: str | Path | None = None,
+        controller: bool = True,
+        workers: int = 1,
+        nodes: set[str] | None = None,
+        emulator: bool = False,
+        emulator_url: str | None = None,
+        emulator_seed: int = 0,
+        emulator_latency_scale: float = 0.0,
+        settings: NatsSettings | None = None,
+    ) -> None:
+        self._nats_url = nats_url
+        self._state_dir = state_dir
+        self._want_controller = controller
+        self._n_workers = workers
+        self._nodes = nodes
+        self._want_emulator = emulator and emulator_url is None
+        self.emulator_url = emulator_url
+        self._emulator_seed = emulator_seed
+        self._emulator_latency = emulator_latency_scale
+        self._settings = settings or NatsSettings.from_env(name="hieramas")
+        self.nats: NatsServer | None = None
+        self.emulator: EmulatorProcess | None = None
+        self.bus: Bus | None = None
+        self.controller: Controller | None = None
+        self.workers: list[Worker] = []
+        self._llm: OpenAIChatClient | None = None
+
+    @property
+    def url(self) -> str:
+        """The NATS URL every part uses."""
+        if self._nats_url:
+            return self._nats_url
+        assert self.nats is not None, "stack not started"
+        return self.nats.url
+
+    def start(self) -> Stack:
+        try:
+            if not self._nats_url:
+                state = Path(self._state_dir) if self._state_dir else None
+                self.nats = NatsServer(store_dir=state).start()
+            if self._want_emulator:
+                self.emulator = EmulatorProcess(
+                    seed=self._emulator_seed, latency_scale=self._emulator_latency
+                ).start()
+                self.emulator_url = self.emulator.url
+            self.bus = Bus(self._settings.with_url(self.url), sender=f"stack-{os.getpid()}").start()
+            if self._want_controller:
+                self.controller = Controller(self.bus, emulator_url=self.emulator_url).start()
+            if self._n_workers:
+                self._llm = OpenAIChatClient()
+                for _ in range(self._n_workers):
+                    self.workers.append(Worker(self.bus, self._llm, nodes=self._nodes).start())
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        for worker in self.workers:
+            worker.stop()
+        self.workers = []
+        if self.controller is not None and self.bus is not None:
+            try:
+                self.controller.stop()
+            except Exception as exc:
+                log.warning("stack.controller_stop_failed", error=str(exc))
+            self.controller = None
+        if self._llm is not None and self.bus is not None:
+            try:
+                self.bus.call(self._llm.aclose(), timeout=5)
+            except Exception:
+                pass
+            self._llm = None
+        if self.bus is not None:
+            self.bus.stop()
+            self.bus = None
+        if self.emulator is not None:
+            self.emulator.stop()
+            self.emulator = None
+        if self.nats is not None:
+            self.nats.stop()
+            self.nats = None
+
+    def __enter__(self) -> Stack:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

@@ -1,0 +1,48 @@
+"""The closed set of message kinds, and the payload keys each one requires."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+__all__ = ["REQUIRED_KEYS", "Kind"]
+
+
+class Kind(StrEnum):
+    """What an envelope carries. Anything else is rejected on decode."""
+
+    QUERY = "query"  # client -> gateway
+    QUERY_RESULT = "query.result"  # gateway -> client
+    NODE_ACTIVATE = "node.activate"  # gateway -> node (queue group), arms a node for a query
+    NODE_ARMED = "node.armed"  # node -> gateway, the instance inbox that will run it
+    NODE_ROUTES = "node.routes"  # gateway -> armed instance: where every node of the query runs
+    NODE_INPUT = "node.input"  # node -> successor instance: a predecessor's output
+    NODE_OUTPUT = "node.output"  # node -> gateway: one node's finished output
+    SLOT_CALL = "slot.call"  # supernode -> proposer / synthesizer slot
+    SLOT_RESULT = "slot.result"  # slot -> supernode
+    CONFIG_APPLY = "config.apply"
+    CONFIG_GET = "config.get"
+    CONFIG_HISTORY = "config.history"
+    CONFIG_REPLY = "config.reply"
+    WORKER_HELLO = "worker.hello"
+    TRACE = "trace"
+    ERROR = "error"
+
+
+REQUIRED_KEYS: dict[Kind, frozenset[str]] = {
+    Kind.QUERY: frozenset({"text"}),
+    Kind.QUERY_RESULT: frozenset({"status"}),
+    Kind.NODE_ACTIVATE: frozenset({"plan", "node", "gateway"}),
+    Kind.NODE_ARMED: frozenset({"node", "inbox"}),
+    Kind.NODE_ROUTES: frozenset({"node", "routes"}),
+    Kind.NODE_INPUT: frozenset({"node", "output"}),
+    Kind.NODE_OUTPUT: frozenset({"output"}),
+    Kind.SLOT_CALL: frozenset({"slot", "call"}),
+    Kind.SLOT_RESULT: frozenset({"slot", "status"}),
+    Kind.CONFIG_APPLY: frozenset({"yaml"}),
+    Kind.CONFIG_GET: frozenset(),
+    Kind.CONFIG_HISTORY: frozenset(),
+    Kind.CONFIG_REPLY: frozenset({"status"}),
+    Kind.WORKER_HELLO: frozenset({"worker", "nodes"}),
+    Kind.TRACE: frozenset({"event"}),
+    Kind.ERROR: frozenset({"code", "message"}),
+}

@@ -1,0 +1,96 @@
+"""The subject naming scheme. Every subject HieraMAS uses is built here.
+
+``<prefix>`` defaults to ``hm`` and lets several deployments share one NATS.
+
+==================================  =========================================
+subject                             meaning
+==================================  =========================================
+``hm.gw.query``                     gateway: answer one query (queue ``gw``)
+``hm.ctl.config.<op>``              controller: apply / get / history
+``hm.node.<node>.activate``         arm a supernode for a query (queue ``nodes``)
+``hm.node.<node>.propose.<slot>``   call proposer ``slot`` of ``node``
+``hm.node.<node>.synthesize``       call the synthesizer of ``node``
+``hm.decision.activate``            arm the decision node for a query
+``hm.inst.<instance>``              one worker process's private inbox
+``hm.gwi.<instance>``               one gateway's private inbox
+``hm.worker.hello``                 worker announcements
+``hm.trace.<kind>``                 trace events (JetStream stream)
+==================================  =========================================
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+__all__ = ["DECISION_NODE", "NODE_NAME", "Subjects"]
+
+NODE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+"""Node ids are subject tokens: no dots, spaces or wildcards."""
+
+DECISION_NODE = "decision"
+
+
+@dataclass(frozen=True, slots=True)
+class Subjects:
+    """Subject builder for one deployment prefix."""
+
+    prefix: str = "hm"
+
+    @property
+    def query(self) -> str:
+        return f"{self.prefix}.gw.query"
+
+    def config(self, op: str) -> str:
+        return f"{self.prefix}.ctl.config.{op}"
+
+    def activate(self, node: str) -> str:
+        if node == DECISION_NODE:
+            return f"{self.prefix}.decision.activate"
+        return f"{self.prefix}.node.{node}.activate"
+
+    def propose(self, node: str, slot: int) -> str:
+        return f"{self.prefix}.node.{node}.propose.{slot}"
+
+    def synthesize(self, node: str) -> str:
+        return f"{self.prefix}.node.{node}.synthesize"
+
+    def instance(self, instance_id: str) -> str:
+        return f"{self.prefix}.inst.{instance_id}"
+
+    def gateway_inbox(self, instance_id: str) -> str:
+        return f"{self.prefix}.gwi.{instance_id}"
+
+    @property
+    def worker_hello(self) -> str:
+        return f"{self.prefix}.worker.hello"
+
+    def trace(self, kind: str) -> str:
+        return f"{self.prefix}.trace.{kind}"
+
+    @property
+    def trace_wildcard(self) -> str:
+        return f"{self.prefix}.trace.>"
+
+    @property
+    def all_activations(self) -> str:
+        return f"{self.prefix}.node.*.activate"
+
+    @property
+    def all_proposers(self) -> str:
+        return f"{self.prefix}.node.*.propose.*"
+
+    @property
+    def all_synthesizers(self) -> str:
+        return f"{self.prefix}.node.*.synthesize"
+
+    @staticmethod
+    def node_of(subject: str) -> str:
+        """The node id inside a ``<prefix>.node.<node>.…`` subject."""
+        parts = subject.split(".")
+        return parts[2] if len(parts) > 2 and parts[1] == "node" else ""
+
+    @staticmethod
+    def slot_of(subject: str) -> int:
+        """The slot index at the end of a ``….propose.<slot>`` subject."""
+        return int(subject.rsplit(".", 1)[1])

@@ -1,0 +1,148 @@
+"""End-to-end queries through real NATS, real workers and a real HTTP LLM server."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from support import config_yaml, node
+
+from hieramas.controller.client import HieraClient
+from hieramas.natsserver import NatsServer
+from hieramas.stack import Stack
+
+
+@pytest.fixture
+def stack(nats_server: NatsServer) -> Iterator[Stack]:
+    with Stack(nats_url=nats_server.url) as running:
+        yield running
+
+
+def ask(stack: Stack, yaml_text: str | None, text: str = "Which option?", **kw: Any) -> dict[str, Any]:
+    assert stack.bus is not None
+    client = HieraClient(stack.bus)
+    if yaml_text is not None:
+        stack.bus.call(client.apply_config(yaml_text), 10)
+    return stack.bus.call(client.ask(text, **kw), 60)
+
+
+def test_multi_supernode_dag_answers(stack: Stack, llm_url: str) -> None:
+    cfg = config_yaml(
+        llm_url,
+        {
+            "expert": node("Knowledgeable Expert", ["fixed:A", "fixed:B"], "fixed:A"),
+            "critic": node("Critic", ["fixed:A"], "fixed:A"),
+            "math": node("Mathematician", ["fixed:C", "fixed:A", "fixed:A"], "fixed:A"),
+        },
+        [("expert", "critic"), ("expert", "math"), ("critic", "math")],
+    )
+    result = ask(stack, cfg)
+    assert result["status"] == "ok", result
+    assert result["answer"] == "A"
+    assert result["decided_by"] == "agreement"
+    assert set(result["nodes"]) == {"expert", "critic", "math"}
+    assert result["config_version"] == 1
+    assert result["cost_usd"] > 0
+    math = result["nodes"]["math"]
+    assert math["models"] == {"proposers": ["fixed:C", "fixed:A", "fixed:A"], "synthesizer": "fixed:A"}
+    # the DAG order is respected: math starts after both of its predecessors finished
+    assert math["started"] >= result["nodes"]["critic"]["finished"]
+    assert math["started"] >= result["nodes"]["expert"]["finished"]
+
+
+def test_disagreement_calls_the_decision_llm(stack: Stack, llm_url: str) -> None:
+    cfg = config_yaml(
+        llm_url,
+        {
+            "expert": node("Knowledgeable Expert", ["fixed:A"], "fixed:A"),
+            "critic": node("Critic", ["fixed:B"], "fixed:B"),
+        },
+        decision="fixed:C",
+    )
+    result = ask(stack, cfg)
+    assert result["status"] == "ok"
+    assert result["decided_by"] == "llm"
+    assert result["answer"] == "C"
+    assert result["decision"]["model"] == "fixed:C"
+
+
+def test_skipped_proposer_and_skipped_supernode(stack: Stack, llm_url: str) -> None:
+    cfg = config_yaml(
+        llm_url,
+        {
+            "expert": node("Knowledgeable Expert", ["skip", "fixed:B"], "fixed:B"),
+            "critic": node("Critic", ["fixed:A"], "skip"),
+            "math": node("Mathematician", ["skip", "skip"], "fixed:B"),
+        },
+        [("critic", "math")],
+    )
+    result = ask(stack, cfg)
+    assert result["status"] == "ok", result
+    assert result["skipped_nodes"] == ["critic"]
+    assert set(result["nodes"]) == {"expert", "math"}
+    expert_calls = result["nodes"]["expert"]["calls"]
+    assert set(expert_calls) == {"p1", "synth"}  # slot 0 was skipped: no call
+    assert set(result["nodes"]["math"]["calls"]) == {"synth"}  # synthesizer answered alone
+    assert result["answer"] == "B"
+
+
+def test_all_skipped_decision_answers_alone(stack: Stack, llm_url: str) -> None:
+    cfg = config_yaml(
+        llm_url,
+        {"expert": node("Knowledgeable Expert", ["fixed:A"], "skip")},
+        decision="fixed:C",
+    )
+    result = ask(stack, cfg)
+    assert result["status"] == "ok"
+    assert result["decided_by"] == "alone_all_skipped"
+    assert result["answer"] == "C"
+    assert result["nodes"] == {}
+
+
+def test_failing_proposer_is_reported_and_the_node_proceeds(stack: Stack, llm_url: str) -> None:
+    cfg = config_yaml(
+        llm_url,
+        {"expert": node("Knowledgeable Expert", ["fail", "fixed:B"], "fixed:B")},
+    )
+    result = ask(stack, cfg)
+    assert result["status"] == "ok"
+    assert result["answer"] == "B"
+    expert = result["nodes"]["expert"]
+    assert expert["calls"]["p0"]["outcome"] == "error"
+    assert any("p0" in f and "500" in f for f in result["failures"]), result["failures"]
+
+
+def test_failing_synthesizer_fails_the_node_but_not_the_query(stack: Stack, llm_url: str) -> None:
+    cfg = config_yaml(
+        llm_url,
+        {
+            "expert": node("Knowledgeable Expert", ["fixed:A"], "fail"),
+            "critic": node("Critic", ["fixed:B"], "fixed:B"),
+        },
+        [("expert", "critic")],
+    )
+    result = ask(stack, cfg)
+    assert result["nodes"]["expert"]["status"] == "error"
+    assert "synthesizer failed" in result["nodes"]["expert"]["error"]
+    assert result["status"] == "ok"
+    assert result["answer"] == "B"
+
+
+def test_query_deadline_gives_an_explicit_timeout(stack: Stack, llm_url: str) -> None:
+    cfg = config_yaml(llm_url, {"expert": node("Knowledgeable Expert", ["slow:5"], "fixed:A")})
+    result = ask(stack, cfg, timeout_s=1.0)
+    assert result["status"] == "timeout"
+    assert "deadline" in result["error"]
+    assert result["latency_s"] < 3.0
+
+
+def test_no_config_is_an_explicit_error(stack: Stack) -> None:
+    result = ask(stack, None)
+    assert result["status"] == "no_config"
+
+
+def test_empty_query_is_rejected(stack: Stack, llm_url: str) -> None:
+    cfg = config_yaml(llm_url, {"expert": node("Knowledgeable Expert", ["fixed:A"], "fixed:A")})
+    result = ask(stack, cfg, text="   ")
+    assert result["status"] == "bad_query"

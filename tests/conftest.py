@@ -1,0 +1,29 @@
+"""Shared fixtures: a real nats-server per test, a scripted OpenAI-compatible server on loopback."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hieramas.devserver import running_devserver
+from hieramas.natsserver import NatsServer
+
+REPO = Path(__file__).resolve().parent.parent
+os.environ.setdefault("HIERAMAS_DATA_DIR", str(REPO.parent / "shared" / "datasets"))
+
+
+@pytest.fixture
+def nats_server() -> Iterator[NatsServer]:
+    """A fresh nats-server with JetStream on a free loopback port."""
+    with NatsServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def llm_url() -> Iterator[str]:
+    """Base URL of the scripted LLM server (instant replies)."""
+    with running_devserver() as url:
+        yield url

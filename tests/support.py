@@ -1,0 +1,50 @@
+"""Config builders for runtime tests (scripted models from :mod:`hieramas.devserver`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+MMLU_ROLES = [
+    "Knowledgeable Expert", "Critic", "Mathematician", "Psychologist",
+    "Historian", "Doctor", "Lawyer", "Economist",
+]  # fmt: skip
+
+SCRIPTED_LLMS = ["fixed:A", "fixed:B", "fixed:C", "fail", "slow:0.3", "slow:1", "slow:5", "echo"]
+
+
+def config_yaml(
+    llm_url: str,
+    supernodes: dict[str, dict[str, Any]],
+    edges: list[tuple[str, str]] = (),  # type: ignore[assignment]
+    *,
+    decision: str = "fixed:A",
+    domain: str = "mmlu",
+    name: str = "test",
+    query_timeout_s: float = 30,
+    extra_llms: list[str] = (),  # type: ignore[assignment]
+) -> str:
+    """A config whose LLMs are scripted models on the test server (priced so costs are visible)."""
+    llms = {
+        name_: {"endpoint": "scripted", "model": name_, "price_in": 1.0, "price_out": 2.0}
+        for name_ in [*SCRIPTED_LLMS, *extra_llms]
+    }
+    return yaml.safe_dump(
+        {
+            "name": name,
+            "domain": domain,
+            "endpoints": {"scripted": {"base_url": llm_url, "max_retries": 0, "timeout_s": 20}},
+            "llms": llms,
+            "supernodes": supernodes,
+            "edges": [list(e) for e in edges],
+            "decision": decision,
+            "limits": {"query_timeout_s": query_timeout_s, "node_timeout_s": query_timeout_s},
+        },
+        sort_keys=False,
+    )
+
+
+def node(role: str, proposers: list[str], synthesizer: str) -> dict[str, Any]:
+    """One supernode entry."""
+    return {"role": role, "proposers": proposers, "synthesizer": synthesizer}
