@@ -156,7 +156,9 @@ class JoinActor(pykka.ThreadingActor):
             output = dict(envelope.payload["output"])
             output.update(status="error", text="", error=f"output not delivered: {exc}")
             payload = {**envelope.payload, "output": output}
-            self.ctx.bus.publish(subject, envelope.reply(envelope.kind, payload, sender=envelope.sender))
+            self.ctx.bus.publish(
+                subject, envelope.reply(envelope.kind, payload, sender=envelope.sender)
+            )
 
     def reject(self, message: Inbound, code: str, reason: str) -> None:
         """Log, count and (if asked) answer a message this node cannot take."""

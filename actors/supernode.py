@@ -73,6 +73,7 @@ class SupernodeActor(JoinActor):
     ) -> None:
         plan = run.plan
         model = plan.llms[llm]
+        deadline = min(plan.deadline_unix, time.time() + plan.node_timeout_s)
         call = {
             "kind": kind,
             "node": self.node,
@@ -85,7 +86,7 @@ class SupernodeActor(JoinActor):
             "endpoint": asdict(plan.endpoints[model.endpoint]),
             "max_tokens": plan.max_tokens,
             "temperature": plan.temperature,
-            "deadline_unix": min(plan.deadline_unix, time.time() + plan.node_timeout_s),
+            "deadline_unix": deadline,
         }
         envelope = Envelope(
             kind=Kind.SLOT_CALL,
@@ -96,7 +97,7 @@ class SupernodeActor(JoinActor):
             config_version=run.activation.config_version,
             sender=self.ctx.worker_id,
         )
-        timeout = max(call["deadline_unix"] - time.time(), 0.05) + 0.5
+        timeout = max(deadline - time.time(), 0.05) + 0.5
         ref, qid = self.actor_ref, run.activation.query_id
 
         def done(result: Any) -> None:
@@ -116,13 +117,17 @@ class SupernodeActor(JoinActor):
         ]  # fmt: skip
         answerless = node.role in plan.answerless_roles
         finished = time.time()
-        calls = {tag: {k: v for k, v in rec.items() if k != "text"} for tag, rec in run.calls.items()}
+        calls = {
+            tag: {k: v for k, v in rec.items() if k != "text"} for tag, rec in run.calls.items()
+        }
         output: dict[str, Any] = {
             "node": self.node,
             "role": node.role,
             "status": "ok" if ok else "error",
             "text": text,
-            "answer": None if (answerless or not ok) else prompting.extract_answer(plan.domain, text),
+            "answer": None
+            if (answerless or not ok)
+            else prompting.extract_answer(plan.domain, text),
             "answerless": answerless,
             "error": None if ok else f"synthesizer failed: {synth.get('error')}",
             "failures": failures,

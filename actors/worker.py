@@ -9,6 +9,7 @@ worker that dies simply stops receiving new work.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from typing import Any
 
@@ -94,7 +95,9 @@ class Worker:
         bus, s = self.ctx.bus, self.subjects
         subs = [await bus.asubscribe(self.ctx.inbox, self._on_inbox)]
         if self.nodes is None:
-            subs.append(await bus.asubscribe(s.all_activations, self._on_activate, queue=NODE_QUEUE))
+            subs.append(
+                await bus.asubscribe(s.all_activations, self._on_activate, queue=NODE_QUEUE)
+            )
             subs.append(await bus.asubscribe(s.all_proposers, self._on_propose, queue=SLOT_QUEUE))
             subs.append(await bus.asubscribe(s.all_synthesizers, self._on_synth, queue=SLOT_QUEUE))
             hosts_decision = True
@@ -127,10 +130,8 @@ class Worker:
         if self._hello_task is not None:
             self._hello_task.cancel()
         for sub in self._subs:
-            try:
+            with contextlib.suppress(Exception):  # the connection may already be gone
                 await sub.unsubscribe()
-            except Exception:  # the connection may already be gone
-                pass
         self._subs = []
         if self._own_traces:
             await self.ctx.traces.flush(timeout=2.0)
@@ -172,7 +173,9 @@ class Worker:
     def _expect(self, envelope: Envelope, reply: str | None, kind: Kind, subject: str) -> bool:
         if envelope.kind is kind:
             return True
-        self.ctx.bus.reject(subject, reply, "kind", f"expected {kind.value}, got {envelope.kind.value}")
+        self.ctx.bus.reject(
+            subject, reply, "kind", f"expected {kind.value}, got {envelope.kind.value}"
+        )
         return False
 
     def _on_activate(self, envelope: Envelope, reply: str | None) -> None:
@@ -191,9 +194,11 @@ class Worker:
     def _on_propose(self, envelope: Envelope, reply: str | None) -> None:
         if not self._expect(envelope, reply, Kind.SLOT_CALL, "propose"):
             return
-        node = str(envelope.payload["call"].get("node", "")) if isinstance(
-            envelope.payload.get("call"), dict
-        ) else ""
+        node = (
+            str(envelope.payload["call"].get("node", ""))
+            if isinstance(envelope.payload.get("call"), dict)
+            else ""
+        )
         slot = str(envelope.payload.get("slot", ""))
         self._actor(("proposer", f"{node}/{slot}")).tell(Inbound(envelope, reply))
 

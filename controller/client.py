@@ -13,7 +13,9 @@ __all__ = ["HieraClient"]
 class HieraClient:
     """Thin request/reply wrappers over a :class:`Bus` (use from the loop with ``await``)."""
 
-    def __init__(self, bus: Bus, subjects: Subjects | None = None, *, sender: str = "client") -> None:
+    def __init__(
+        self, bus: Bus, subjects: Subjects | None = None, *, sender: str = "client"
+    ) -> None:
         self.bus = bus
         self.subjects = subjects or Subjects()
         self.sender = sender
@@ -36,7 +38,11 @@ class HieraClient:
         if item_id:
             payload["item_id"] = item_id
         envelope = Envelope(
-            kind=Kind.QUERY, payload=payload, query_id=new_id(), trace_id=new_id(), sender=self.sender
+            kind=Kind.QUERY,
+            payload=payload,
+            query_id=new_id(),
+            trace_id=new_id(),
+            sender=self.sender,
         )
         reply = await self.bus.arequest(self.subjects.query, envelope, timeout=timeout_s + 5.0)
         return dict(reply.payload)
@@ -55,7 +61,9 @@ class HieraClient:
         return list((await self._config("history", {}))["versions"])
 
     async def _config(self, op: str, payload: dict[str, Any]) -> dict[str, Any]:
-        kind = {"apply": Kind.CONFIG_APPLY, "get": Kind.CONFIG_GET, "history": Kind.CONFIG_HISTORY}[op]
+        kind = {"apply": Kind.CONFIG_APPLY, "get": Kind.CONFIG_GET, "history": Kind.CONFIG_HISTORY}[
+            op
+        ]
         envelope = Envelope(kind=kind, payload=payload, sender=self.sender)
         reply = await self.bus.arequest(self.subjects.config(op), envelope, timeout=15.0)
         return dict(reply.payload)

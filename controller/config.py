@@ -120,7 +120,9 @@ class HieraConfig(_Strict):
         cfg = self.endpoints[name]
         base_url = cfg.base_url or (emulator_url if cfg.kind == "emulator" else None)
         if not base_url:
-            raise ConfigError([f"endpoints.{name}: no base_url and no embedded emulator is running"])
+            raise ConfigError(
+                [f"endpoints.{name}: no base_url and no embedded emulator is running"]
+            )
         return EndpointSpec(
             name=name,
             base_url=base_url.rstrip("/"),
@@ -164,11 +166,11 @@ def parse_config(text: str | bytes, *, roles: RoleCatalogue | None = None) -> Hi
 def validate(config: HieraConfig, *, roles: RoleCatalogue | None = None) -> list[str]:
     """Every semantic problem of ``config`` (empty when it is valid)."""
     problems: list[str] = []
-    for name, llm in config.llms.items():
+    for name, llm_cfg in config.llms.items():
         if name == SKIP:
             problems.append(f"llms.{SKIP}: '{SKIP}' is reserved (it means 'no call')")
-        if llm.endpoint not in config.endpoints:
-            problems.append(f"llms.{name}.endpoint: unknown endpoint {llm.endpoint!r}")
+        if llm_cfg.endpoint not in config.endpoints:
+            problems.append(f"llms.{name}.endpoint: unknown endpoint {llm_cfg.endpoint!r}")
     known_roles: set[str] | None = None
     if roles is not None:
         try:

@@ -11,6 +11,7 @@ output.  The query always ends: with an answer, or an explicit error
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -91,15 +92,15 @@ class Gateway:
 
     async def stop(self) -> None:
         for sub in self._subs:
-            try:
+            with contextlib.suppress(Exception):
                 await sub.unsubscribe()
-            except Exception:
-                pass
 
     # -- inbound ---------------------------------------------------------------------
     def _on_query(self, envelope: Envelope, reply: str | None) -> None:
         if envelope.kind is not Kind.QUERY:
-            self.bus.reject(self.subjects.query, reply, "kind", f"expected query, got {envelope.kind}")
+            self.bus.reject(
+                self.subjects.query, reply, "kind", f"expected query, got {envelope.kind}"
+            )
             return
         task = asyncio.get_running_loop().create_task(self._answer(envelope, reply))
         self._tasks.add(task)
@@ -144,7 +145,7 @@ class Gateway:
             budget = max(plan.deadline_unix - time.time(), 0.0)
             try:
                 decision = await asyncio.wait_for(self._execute(run), timeout=budget)
-            except (TimeoutError, asyncio.TimeoutError):
+            except TimeoutError:
                 raise QueryFailed(
                     "timeout",
                     f"query exceeded its {plan.deadline_unix - started:.1f}s deadline "
@@ -162,7 +163,11 @@ class Gateway:
             self.runs.pop(query_id, None)
         if self.traces is not None:
             self.traces.emit(
-                {"event": "query", "span_id": new_id(), **{k: v for k, v in result.items() if k != "nodes"}}
+                {
+                    "event": "query",
+                    "span_id": new_id(),
+                    **{k: v for k, v in result.items() if k != "nodes"},
+                }
             )
         if reply:
             out = Envelope(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any
 
@@ -86,10 +87,8 @@ class Controller:
     async def astop(self) -> None:
         await self.gateway.stop()
         for sub in self._subs:
-            try:
+            with contextlib.suppress(Exception):
                 await sub.unsubscribe()
-            except Exception:
-                pass
         await self.store.close()
         await self.traces.flush(timeout=2.0)
 
@@ -108,7 +107,10 @@ class Controller:
                 self._error(envelope, reply, "bad_request", "'yaml' must be a string")
                 return
             try:
-                stored = await self.store.apply(yaml_text, source=str(envelope.payload.get("source") or envelope.sender or "user"))
+                stored = await self.store.apply(
+                    yaml_text,
+                    source=str(envelope.payload.get("source") or envelope.sender or "user"),
+                )
             except ConfigError as exc:
                 self.bus.counters["config.rejected"] += 1
                 log.warning("config.rejected", problems=exc.problems)
@@ -158,4 +160,6 @@ class Controller:
 
     def _error(self, envelope: Envelope, reply: str | None, code: str, message: str) -> None:
         if reply:
-            self.bus.publish(reply, error_envelope(code, message, sender="controller", like=envelope))
+            self.bus.publish(
+                reply, error_envelope(code, message, sender="controller", like=envelope)
+            )

@@ -116,7 +116,8 @@ class ConfigStore:
             except KeyNotFoundError:
                 current, revision = 0, 0
             version = current + 1
-            record = {"yaml": yaml_text, "applied_at": time.time(), "source": source}
+            applied_at = time.time()
+            record = {"yaml": yaml_text, "applied_at": applied_at, "source": source}
             try:
                 await self.kv.create(f"v.{version}", msgpack.packb(record))
             except Exception:  # another writer took this number: retry with the next one
@@ -131,7 +132,7 @@ class ConfigStore:
                 if revision:
                     raise
                 await self.kv.create(CURRENT, str(version).encode())
-            stored = StoredConfig(version, yaml_text, config, record["applied_at"], source)
+            stored = StoredConfig(version, yaml_text, config, applied_at, source)
             self._cache[version] = stored
             self.current_version = version
             log.info("config.applied", version=version, name=config.name, source=source)

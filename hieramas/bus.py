@@ -61,7 +61,9 @@ class Bus:
         self.sender = sender or settings.name
         self.counters: Counter[str] = Counter()
         self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._run_loop, name=f"bus-{self.sender}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run_loop, name=f"bus-{self.sender}", daemon=True
+        )
         self._nc: NatsClient | None = None
         self._js: JetStreamContext | None = None
 
@@ -196,7 +198,9 @@ class Bus:
         if self.in_loop():
             self.loop.create_task(self._publish_bytes(subject, data))
         else:
-            self.loop.call_soon_threadsafe(self.loop.create_task, self._publish_bytes(subject, data))
+            self.loop.call_soon_threadsafe(
+                self.loop.create_task, self._publish_bytes(subject, data)
+            )
 
     async def _publish_bytes(self, subject: str, data: bytes) -> None:
         try:
@@ -254,7 +258,9 @@ class Bus:
             self.publish(reply, error_envelope(code, message, sender=self.sender))
 
 
-def error_envelope(code: str, message: str, *, sender: str, like: Envelope | None = None) -> Envelope:
+def error_envelope(
+    code: str, message: str, *, sender: str, like: Envelope | None = None
+) -> Envelope:
     """An ``error`` envelope (keeping ``like``'s ids when given)."""
     payload = {"code": code, "message": message}
     if like is not None:

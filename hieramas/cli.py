@@ -111,7 +111,9 @@ def up(
 @app.command()
 def worker(
     nats: NatsOpt = None,
-    nodes: Annotated[str | None, typer.Option(help="Comma-separated node ids (default: all).")] = None,
+    nodes: Annotated[
+        str | None, typer.Option(help="Comma-separated node ids (default: all).")
+    ] = None,
 ) -> None:
     """Host supernode/proposer/synthesizer/decision actors against an existing NATS."""
     from hieramas.stack import Stack
@@ -149,7 +151,9 @@ def ask(
     """Answer one query (a one-shot embedded stack unless --nats)."""
     if nats:
         if config is not None:
-            err.print("[yellow]--config is ignored with --nats; use 'hieramas config apply'[/yellow]")
+            err.print(
+                "[yellow]--config is ignored with --nats; use 'hieramas config apply'[/yellow]"
+            )
         result = _with_bus(nats, lambda c: c.ask(text, domain=domain, timeout_s=timeout))
     else:
         from hieramas.stack import Stack
@@ -159,7 +163,9 @@ def ask(
             assert stack.bus is not None
             client = HieraClient(stack.bus)
             stack.bus.call(client.apply_config(config_text, source="ask"), 30)
-            result = stack.bus.call(client.ask(text, domain=domain, timeout_s=timeout), timeout + 10)
+            result = stack.bus.call(
+                client.ask(text, domain=domain, timeout_s=timeout), timeout + 10
+            )
     _print_result(result, as_json)
     if result.get("status") != "ok":
         raise typer.Exit(1)
@@ -199,14 +205,20 @@ def config_show(
     """Print the current (or a given) config version."""
     shown = _with_bus(_require(nats), lambda c: c.get_config(version))
     if as_json:
-        out.print_json(json.dumps({k: shown[k] for k in ("version", "config", "applied_at", "source", "workers")}))
+        out.print_json(
+            json.dumps(
+                {k: shown[k] for k in ("version", "config", "applied_at", "source", "workers")}
+            )
+        )
     else:
         out.print(f"# version {shown['version']} (source: {shown['source']})", highlight=False)
         out.print(shown["yaml"], highlight=False)
 
 
 @config_app.command("history")
-def config_history(nats: NatsOpt = None, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def config_history(
+    nats: NatsOpt = None, as_json: Annotated[bool, typer.Option("--json")] = False
+) -> None:
     """List every applied config version."""
     rows = _with_bus(_require(nats), lambda c: c.history())
     if as_json:
@@ -216,8 +228,16 @@ def config_history(nats: NatsOpt = None, as_json: Annotated[bool, typer.Option("
     for row in rows:
         from datetime import UTC, datetime
 
-        applied = datetime.fromtimestamp(float(row["applied_at"]), UTC).isoformat(timespec="seconds")
-        table.add_row(str(row["version"]), str(row["name"]), str(row["source"]), applied, "*" if row["current"] else "")
+        applied = datetime.fromtimestamp(float(row["applied_at"]), UTC).isoformat(
+            timespec="seconds"
+        )
+        table.add_row(
+            str(row["version"]),
+            str(row["name"]),
+            str(row["source"]),
+            applied,
+            "*" if row["current"] else "",
+        )
     out.print(table)
 
 
@@ -237,7 +257,9 @@ def traces_tail(
         info = await bus.js.stream_info(TRACE_STREAM)
         start = max(int(info.state.last_seq) - last + 1, 1)
         config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start)
-        sub = await bus.js.subscribe(Subjects().trace_wildcard, ordered_consumer=True, config=config)
+        sub = await bus.js.subscribe(
+            Subjects().trace_wildcard, ordered_consumer=True, config=config
+        )
         seen = 0
         while follow or seen < min(last, int(info.state.messages)):
             try:
@@ -266,7 +288,9 @@ def _with_bus(nats: str, action: Any) -> Any:
     try:
         bus.start()
     except Exception as exc:
-        err.print(f"[red]cannot connect to NATS at {NatsSettings(url=nats).redacted_url()}: {exc}[/red]")
+        err.print(
+            f"[red]cannot connect to NATS at {NatsSettings(url=nats).redacted_url()}: {exc}[/red]"
+        )
         raise typer.Exit(2) from None
     try:
         return bus.call(action(HieraClient(bus)), timeout=None)

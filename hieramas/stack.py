@@ -8,6 +8,7 @@ reverse order, so no process outlives it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -153,10 +154,8 @@ class Stack:
                 log.warning("stack.controller_stop_failed", error=str(exc))
             self.controller = None
         if self._llm is not None and self.bus is not None:
-            try:
+            with contextlib.suppress(Exception):
                 self.bus.call(self._llm.aclose(), timeout=5)
-            except Exception:
-                pass
             self._llm = None
         if self.bus is not None:
             self.bus.stop()

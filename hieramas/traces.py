@@ -80,35 +80,38 @@ class TraceEmitter:
         """Wait (on the loop) until queued events are published and acknowledged."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while not self._queue.empty() and loop.time() < deadline:
-            await asyncio.sleep(0.01)
         try:
+            await asyncio.wait_for(self._queue.join(), timeout)
             await asyncio.wait_for(self.bus.js.publish_async_completed(), deadline - loop.time())
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             log.warning("traces.flush_timeout", pending=self.bus.js.publish_async_pending())
 
     async def _pump(self) -> None:
         while True:
             event = await self._queue.get()
-            kind = str(event.get("event", "event"))
-            envelope = Envelope(
-                kind=Kind.TRACE,
-                payload={"event": event},
-                query_id=str(event.get("query_id", "")),
-                trace_id=str(event.get("trace_id", "")),
-                span_id=str(event.get("span_id", "")),
-                config_version=int(event.get("config_version", 0) or 0),
-                sender=self.bus.sender,
-            )
             try:
-                data = self.bus.encode(envelope)
-                ack = await self.bus.js.publish_async(
-                    self.subjects.trace(kind), data, wait_stall=1.0
-                )
-            except Exception as exc:  # best effort: count, log, carry on
-                self._failed(exc)
-                continue
-            ack.add_done_callback(self._on_ack)
+                await self._publish(event)
+            finally:
+                self._queue.task_done()
+
+    async def _publish(self, event: dict[str, Any]) -> None:
+        kind = str(event.get("event", "event"))
+        envelope = Envelope(
+            kind=Kind.TRACE,
+            payload={"event": event},
+            query_id=str(event.get("query_id", "")),
+            trace_id=str(event.get("trace_id", "")),
+            span_id=str(event.get("span_id", "")),
+            config_version=int(event.get("config_version", 0) or 0),
+            sender=self.bus.sender,
+        )
+        try:
+            data = self.bus.encode(envelope)
+            ack = await self.bus.js.publish_async(self.subjects.trace(kind), data, wait_stall=1.0)
+        except Exception as exc:  # best effort: count, log, carry on
+            self._failed(exc)
+            return
+        ack.add_done_callback(self._on_ack)
 
     def _on_ack(self, future: asyncio.Future[Any]) -> None:
         if future.cancelled() or future.exception() is not None:

@@ -20,7 +20,15 @@ import msgpack
 
 from hieramas.wire.kinds import REQUIRED_KEYS, Kind
 
-__all__ = ["DEFAULT_MAX_PAYLOAD", "SCHEMA_VERSION", "Envelope", "WireError", "decode", "encode", "new_id"]
+__all__ = [
+    "DEFAULT_MAX_PAYLOAD",
+    "SCHEMA_VERSION",
+    "Envelope",
+    "WireError",
+    "decode",
+    "encode",
+    "new_id",
+]
 
 SCHEMA_VERSION = 1
 DEFAULT_MAX_PAYLOAD = 1024 * 1024  # nats-server's default max_payload
@@ -101,10 +109,11 @@ def decode(data: bytes) -> Envelope:
     version = raw.get("v")
     if version != SCHEMA_VERSION:
         raise WireError(
-            "version", f"unsupported schema version {version!r} (this build speaks {SCHEMA_VERSION})"
+            "version",
+            f"unsupported schema version {version!r} (this build speaks {SCHEMA_VERSION})",
         )
     try:
-        kind = Kind(raw.get("k"))
+        kind = Kind(str(raw.get("k")))
     except ValueError:
         raise WireError("kind", f"unknown message kind {raw.get('k')!r}") from None
     payload = raw.get("p")

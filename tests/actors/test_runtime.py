@@ -6,11 +6,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from support import config_yaml, node
 
 from hieramas.controller.client import HieraClient
 from hieramas.natsserver import NatsServer
 from hieramas.stack import Stack
+from support import config_yaml, node
 
 
 @pytest.fixture
@@ -19,7 +19,9 @@ def stack(nats_server: NatsServer) -> Iterator[Stack]:
         yield running
 
 
-def ask(stack: Stack, yaml_text: str | None, text: str = "Which option?", **kw: Any) -> dict[str, Any]:
+def ask(
+    stack: Stack, yaml_text: str | None, text: str = "Which option?", **kw: Any
+) -> dict[str, Any]:
     assert stack.bus is not None
     client = HieraClient(stack.bus)
     if yaml_text is not None:
@@ -45,7 +47,10 @@ def test_multi_supernode_dag_answers(stack: Stack, llm_url: str) -> None:
     assert result["config_version"] == 1
     assert result["cost_usd"] > 0
     math = result["nodes"]["math"]
-    assert math["models"] == {"proposers": ["fixed:C", "fixed:A", "fixed:A"], "synthesizer": "fixed:A"}
+    assert math["models"] == {
+        "proposers": ["fixed:C", "fixed:A", "fixed:A"],
+        "synthesizer": "fixed:A",
+    }
     # the DAG order is respected: math starts after both of its predecessors finished
     assert math["started"] >= result["nodes"]["critic"]["finished"]
     assert math["started"] >= result["nodes"]["expert"]["finished"]
