@@ -21,6 +21,9 @@ from functools import partial
 import httpx
 import structlog
 from aiolimiter import AsyncLimiter
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
+from tenacity.wait import wait_base, wait_exponential, wait_random
+
 from hieramas.llm.breaker import BreakerState, CircuitBreaker
 from hieramas.llm.cache import ResponseCache, cache_key
 from hieramas.llm.errors import AttemptError, ReplayMissError
@@ -34,8 +37,6 @@ from hieramas.llm.wire import (
     parse_completion,
     parse_retry_after,
 )
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
-from tenacity.wait import wait_base, wait_exponential, wait_random
 
 __all__ = ["OpenAIChatClient", "RetryPolicy"]
 

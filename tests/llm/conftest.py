@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+
 from hieramas.llm.client import OpenAIChatClient, RetryPolicy
 from hieramas.llm.types import ChatRequest, EndpointSpec, ModelSpec
 

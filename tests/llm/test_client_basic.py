@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 import respx
+
 from hieramas.llm.client import OpenAIChatClient
 from hieramas.llm.tokens import estimate_prompt_tokens, estimate_tokens
 from hieramas.llm.types import ChatRequest, EndpointSpec, LLMError, ModelSpec
