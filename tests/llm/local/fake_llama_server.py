@@ -1,8 +1,8 @@
-"""Stand-in for ``python -m llama_cpp.server --config_file X`` used by the server unit tests.
+"""Stand-in for the server subprocess (``-m hieramas.llm.local.launcher --config_file X``).
 
-Run as ``fake_llama_server.py MODE -m llama_cpp.server --config_file X``; MODE is ``ok`` (serve
-``/v1/models`` from the config and the config itself at ``/config``), ``wrong`` (serve other
-model ids), ``crash`` (print and exit 3) or ``mute`` (never answer).
+Run as ``fake_llama_server.py MODE -m ... --config_file X``; MODE is ``ok`` (serve
+``/v1/models`` from the config and the config itself at ``/config``), ``wrong`` (serve
+other model ids), ``crash`` (print and exit 3) or ``mute`` (never answer).
 """
 
 from __future__ import annotations

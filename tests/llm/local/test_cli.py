@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
+
 from hieramas.llm.local import MODEL_DIR_ENV
 from hieramas.llm.local.cli import app
-from typer.testing import CliRunner
 
 runner = CliRunner()
 

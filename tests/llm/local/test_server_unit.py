@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from hieramas.llm.local import (
     LOCAL_MODELS,
     LlamaCppMissingError,

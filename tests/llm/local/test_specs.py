@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from hieramas.llm.local import (
     LOCAL_MODELS,
     MODEL_DIR_ENV,
