@@ -250,23 +250,21 @@ def traces_tail(
     """Print trace events from the JetStream stream as JSON lines."""
     from nats.js.api import ConsumerConfig, DeliverPolicy
 
-    from hieramas.traces import TRACE_STREAM
+    from hieramas.traces import TRACE_STREAM, replay
     from hieramas.wire import Subjects, decode
 
     async def tail(bus: Bus) -> None:
         info = await bus.js.stream_info(TRACE_STREAM)
         start = max(int(info.state.last_seq) - last + 1, 1)
-        config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start)
+        for event in await replay(bus, Subjects(), start_seq=start, idle_s=0.5):
+            print(json.dumps(event, default=str), flush=True)
+        if not follow:
+            return
+        config = ConsumerConfig(deliver_policy=DeliverPolicy.NEW)
         sub = await bus.js.subscribe(
             Subjects().trace_wildcard, ordered_consumer=True, config=config
         )
-        seen = 0
-        while follow or seen < min(last, int(info.state.messages)):
-            try:
-                msg = await sub.next_msg(timeout=1.0 if not follow else 3600)
-            except Exception:
-                break
-            seen += 1
+        async for msg in sub.messages:
             print(json.dumps(decode(msg.data).payload["event"], default=str), flush=True)
 
     bus = Bus(NatsSettings.from_env(_require(nats), name="hieramas-cli")).start()

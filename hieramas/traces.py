@@ -14,12 +14,19 @@ from collections import Counter
 from typing import Any
 
 import structlog
-from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+from nats.js.api import (
+    ConsumerConfig,
+    DeliverPolicy,
+    DiscardPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
 
 from hieramas.bus import Bus
-from hieramas.wire import Envelope, Kind, Subjects
+from hieramas.wire import Envelope, Kind, Subjects, decode
 
-__all__ = ["TRACE_STREAM", "TraceEmitter", "ensure_trace_stream"]
+__all__ = ["TRACE_STREAM", "TraceEmitter", "ensure_trace_stream", "replay"]
 
 log = structlog.get_logger(__name__)
 
@@ -123,3 +130,22 @@ class TraceEmitter:
         self.counters["failed"] += 1
         if self.counters["failed"] in (1, 10, 100) or self.counters["failed"] % 1000 == 0:
             log.warning("traces.publish_failed", error=str(exc), failures=self.counters["failed"])
+
+
+async def replay(
+    bus: Bus, subjects: Subjects, *, start_seq: int = 1, idle_s: float = 0.5, limit: int = 100_000
+) -> list[dict[str, Any]]:
+    """Read stored trace events from ``start_seq`` on, until the stream is idle for ``idle_s``."""
+    config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start_seq)
+    sub = await bus.js.subscribe(subjects.trace_wildcard, ordered_consumer=True, config=config)
+    events: list[dict[str, Any]] = []
+    try:
+        while len(events) < limit:
+            try:
+                msg = await sub.next_msg(timeout=idle_s)
+            except Exception:  # nats TimeoutError: the stream is drained
+                break
+            events.append(decode(msg.data).payload["event"])
+    finally:
+        await sub.unsubscribe()
+    return events

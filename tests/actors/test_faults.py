@@ -1,0 +1,221 @@
+"""Bad input and faults: every one gets a clear error, is counted, and the system keeps serving."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import msgpack
+import pytest
+
+from hieramas.bus import RemoteError
+from hieramas.controller.client import HieraClient
+from hieramas.natsserver import NatsServer
+from hieramas.stack import Stack
+from hieramas.wire import Envelope, Kind, Subjects, WireError, decode
+from support import config_yaml, node
+
+
+@pytest.fixture
+def stack(nats_server: NatsServer) -> Iterator[Stack]:
+    with Stack(nats_url=nats_server.url) as running:
+        yield running
+
+
+def _client(stack: Stack) -> HieraClient:
+    assert stack.bus is not None
+    return HieraClient(stack.bus)
+
+
+def _apply(stack: Stack, yaml_text: str) -> int:
+    assert stack.bus is not None
+    return stack.bus.call(_client(stack).apply_config(yaml_text), 10)
+
+
+def _ask(stack: Stack, text: str = "Which option?", **kw: Any) -> dict[str, Any]:
+    assert stack.bus is not None
+    return stack.bus.call(_client(stack).ask(text, **kw), 60)
+
+
+SUBJECTS = Subjects()
+
+
+@pytest.mark.parametrize(
+    "subject",
+    [
+        SUBJECTS.query,
+        SUBJECTS.activate("expert"),
+        SUBJECTS.activate("decision"),
+        SUBJECTS.propose("expert", 0),
+        SUBJECTS.synthesize("expert"),
+        SUBJECTS.config("apply"),
+    ],
+)
+@pytest.mark.parametrize(
+    ("payload", "code"),
+    [
+        (b"\xc1garbage", "garbled"),
+        (msgpack.packb({"v": 99, "k": "query", "p": {}}), "version"),
+        (msgpack.packb({"v": 1, "k": "launch.missiles", "p": {}}), "kind"),
+        (msgpack.packb({"v": 1, "k": "query", "p": {"no_text": 1}}), "payload"),
+    ],
+)
+def test_malformed_messages_get_a_typed_error_reply(
+    stack: Stack, llm_url: str, subject: str, payload: bytes, code: str
+) -> None:
+    _apply(stack, config_yaml(llm_url, {"expert": node("Critic", ["fixed:A"], "fixed:A")}))
+    assert stack.bus is not None
+
+    async def send() -> Envelope:
+        msg = await stack.bus.nc.request(subject, payload, timeout=5)  # type: ignore[union-attr]
+        return decode(msg.data)
+
+    reply = stack.bus.call(send(), 10)
+    assert reply.kind is Kind.ERROR
+    assert reply.payload["code"] == code
+    assert stack.bus.counters[f"rejected.{code}"] >= 1
+    # ...and the system still answers real queries
+    assert _ask(stack)["status"] == "ok"
+
+
+def test_wrong_kind_on_a_node_subject_is_rejected(stack: Stack, llm_url: str) -> None:
+    assert stack.bus is not None
+    envelope = Envelope(kind=Kind.QUERY, payload={"text": "hi"})
+    with pytest.raises(RemoteError, match="kind"):
+        stack.bus.call(stack.bus.arequest(SUBJECTS.activate("expert"), envelope, 5), 10)
+
+
+def test_invalid_config_is_rejected_and_the_old_one_stays(stack: Stack, llm_url: str) -> None:
+    good = config_yaml(llm_url, {"expert": node("Critic", ["fixed:A"], "fixed:A")})
+    assert _apply(stack, good) == 1
+    bad = config_yaml(
+        llm_url,
+        {"a": node("Critic", ["gpt-9"], "fixed:A"), "b": node("Doctor", ["fixed:A"], "fixed:A")},
+        [("a", "b"), ("b", "a")],
+    )
+    with pytest.raises(RemoteError) as info:
+        _apply(stack, bad)
+    assert info.value.code == "invalid_config"
+    assert "unknown LLM 'gpt-9'" in info.value.detail
+    assert "cycle" in info.value.detail
+    result = _ask(stack)
+    assert result["status"] == "ok"
+    assert result["config_version"] == 1
+
+
+def test_payload_over_the_server_maximum_fails_clearly() -> None:
+    with NatsServer(max_payload=64 * 1024) as server, Stack(nats_url=server.url) as stack:
+        assert stack.bus is not None
+        with pytest.raises(WireError, match="over the 65536-byte maximum"):
+            _ask(stack, text="x" * 100_000)
+
+
+def test_oversize_llm_output_is_reported_not_lost(llm_url: str) -> None:
+    with NatsServer(max_payload=64 * 1024) as server, Stack(nats_url=server.url) as stack:
+        _apply(
+            stack,
+            config_yaml(
+                llm_url,
+                {"expert": node("Critic", ["big:100000", "fixed:B"], "fixed:B")},
+                extra_llms=["big:100000"],
+            ),
+        )
+        result = _ask(stack)
+        assert result["status"] == "ok"
+        assert result["answer"] == "B"
+        p0 = result["nodes"]["expert"]["calls"]["p0"]
+        assert p0["outcome"] == "error"
+        assert "oversize" in p0["error"]
+
+
+def test_live_config_change_keeps_in_flight_queries_on_their_version(
+    stack: Stack, llm_url: str
+) -> None:
+    v1 = config_yaml(
+        llm_url,
+        {"expert": node("Critic", ["slow:0.3"], "fixed:A")},
+        decision="fixed:A",
+        extra_llms=["slow:0.3"],
+    )
+    v2 = config_yaml(
+        llm_url, {"expert": node("Critic", ["fixed:B"], "fixed:B")}, decision="fixed:B"
+    )
+    assert _apply(stack, v1) == 1
+    assert stack.bus is not None
+    client = _client(stack)
+
+    async def scenario() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        old = [asyncio.ensure_future(client.ask(f"q{i}")) for i in range(16)]
+        await asyncio.sleep(0.1)  # all 16 are in flight inside the slow proposer
+        assert await client.apply_config(v2) == 2
+        new = [asyncio.ensure_future(client.ask(f"n{i}")) for i in range(8)]
+        return list(await asyncio.gather(*old)), list(await asyncio.gather(*new))
+
+    old, new = stack.bus.call(scenario(), 60)
+    assert [r["status"] for r in old + new] == ["ok"] * 24
+    assert {(r["config_version"], r["answer"]) for r in old} == {(1, "A")}
+    assert {(r["config_version"], r["answer"]) for r in new} == {(2, "B")}
+
+
+def _start_worker(url: str) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "HIERAMAS_LOG_LEVEL": "warning"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hieramas", "worker", "--nats", url],
+        stdout=subprocess.PIPE,
+        env=env,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline().decode()
+    assert line.startswith("worker "), line
+    return proc
+
+
+def test_killed_worker_its_work_is_served_by_the_other_or_fails_explicitly(
+    nats_server: NatsServer, llm_url: str
+) -> None:
+    workers = [_start_worker(nats_server.url) for _ in range(2)]
+    try:
+        with Stack(nats_url=nats_server.url, workers=0) as stack:
+            _apply(
+                stack,
+                config_yaml(
+                    llm_url,
+                    {
+                        "expert": node("Critic", ["slow:0.3", "fixed:A"], "fixed:A"),
+                        "doctor": node("Doctor", ["fixed:A"], "fixed:A"),
+                    },
+                    [("expert", "doctor")],
+                    query_timeout_s=5,
+                    extra_llms=["slow:0.3"],
+                ),
+            )
+            client = _client(stack)
+            assert stack.bus is not None
+
+            async def scenario() -> tuple[list[dict[str, Any]], list[dict[str, Any]], float]:
+                started = time.monotonic()
+                first = [asyncio.ensure_future(client.ask(f"q{i}", timeout_s=5)) for i in range(20)]
+                await asyncio.sleep(0.15)
+                workers[0].send_signal(signal.SIGKILL)
+                during = await asyncio.gather(*first)
+                elapsed = time.monotonic() - started
+                after = await asyncio.gather(*(client.ask(f"a{i}", timeout_s=5) for i in range(10)))
+                return list(during), list(after), elapsed
+
+            during, after, elapsed = stack.bus.call(scenario(), 60)
+    finally:
+        for proc in workers:
+            proc.kill()
+            proc.wait(5)
+    statuses = [r["status"] for r in during]
+    # every query ended: answered, or an explicit error; none hung past its deadline
+    assert all(s in {"ok", "timeout", "no_worker", "error"} for s in statuses), statuses
+    assert elapsed < 5 + 3
+    # after the crash the surviving worker serves everything
+    assert [r["status"] for r in after] == ["ok"] * 10
