@@ -1,0 +1,59 @@
+"""The wire envelope: round trips, and typed rejections of everything else."""
+
+from __future__ import annotations
+
+import msgpack
+import pytest
+
+from hieramas.wire import Envelope, Kind, WireError, decode, encode
+from hieramas.wire.subjects import Subjects
+
+
+def test_round_trip_keeps_every_field() -> None:
+    env = Envelope(
+        kind=Kind.NODE_INPUT,
+        payload={"node": "critic", "output": {"text": "é" * 10, "n": [1, 2.5, None]}},
+        query_id="q1",
+        trace_id="t1",
+        span_id="s1",
+        config_version=7,
+        sender="w-1",
+    )
+    assert decode(encode(env)) == env
+
+
+@pytest.mark.parametrize(
+    ("data", "code"),
+    [
+        (b"", "garbled"),
+        (b"\xc1", "garbled"),
+        (msgpack.packb([1, 2, 3]), "garbled"),
+        (msgpack.packb({"v": 2, "k": "query", "p": {"text": "x"}}), "version"),
+        (msgpack.packb({"k": "query", "p": {"text": "x"}}), "version"),
+        (msgpack.packb({"v": 1, "k": "nope", "p": {}}), "kind"),
+        (msgpack.packb({"v": 1, "k": "query", "p": [1]}), "payload"),
+        (msgpack.packb({"v": 1, "k": "query", "p": {}}), "payload"),
+        (msgpack.packb({"v": 1, "k": "query", "p": {"text": "x"}, "c": "seven"}), "header"),
+        (msgpack.packb({"v": 1, "k": "query", "p": {"text": "x"}, "q": 5}), "header"),
+    ],
+)
+def test_decode_rejects_with_a_typed_error(data: bytes, code: str) -> None:
+    with pytest.raises(WireError) as info:
+        decode(data)
+    assert info.value.code == code
+
+
+def test_encode_refuses_oversize() -> None:
+    env = Envelope(kind=Kind.QUERY, payload={"text": "x" * 2000})
+    with pytest.raises(WireError, match="over the 1000-byte maximum") as info:
+        encode(env, max_bytes=1000)
+    assert info.value.code == "oversize"
+
+
+def test_subjects_name_nodes_and_slots() -> None:
+    s = Subjects("hx")
+    assert s.propose("critic", 2) == "hx.node.critic.propose.2"
+    assert Subjects.node_of(s.propose("critic", 2)) == "critic"
+    assert Subjects.slot_of(s.propose("critic", 2)) == 2
+    assert s.activate("decision") == "hx.decision.activate"
+    assert s.trace("llm_call") == "hx.trace.llm_call"
