@@ -13,7 +13,7 @@ from hieramas.controller.config import ConfigError
 from hieramas.controller.gateway import Gateway
 from hieramas.controller.planner import Planner
 from hieramas.controller.store import ConfigStore
-from hieramas.traces import TraceEmitter, ensure_trace_stream
+from hieramas.traces import TraceEmitter, ensure_trace_stream, wait_for_jetstream
 from hieramas.wire import Envelope, Kind, Subjects
 
 __all__ = ["CONTROL_QUEUE", "Controller"]
@@ -61,13 +61,14 @@ class Controller:
 
     def start(self) -> Controller:
         """Blocking start from a non-loop thread."""
-        self.bus.call(self.astart(), timeout=30)
+        self.bus.call(self.astart(), timeout=60)
         return self
 
     def stop(self) -> None:
         self.bus.call(self.astop(), timeout=10)
 
     async def astart(self) -> None:
+        await wait_for_jetstream(self.bus)
         await ensure_trace_stream(self.bus, self.subjects)
         self.traces.start()
         await self.store.open()

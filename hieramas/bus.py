@@ -66,12 +66,20 @@ class Bus:
         )
         self._nc: NatsClient | None = None
         self._js: JetStreamContext | None = None
+        self._last_error = ""
 
     # -- lifecycle -----------------------------------------------------------------
     def start(self, timeout: float = 10.0) -> Bus:
-        """Start the loop thread and connect; raises if NATS is unreachable."""
+        """Start the loop thread and connect; :class:`BusError` if NATS is unreachable or refuses."""
         self._thread.start()
-        self.call(self._connect(), timeout=timeout)
+        try:
+            self.call(asyncio.wait_for(self._connect(), timeout), timeout=timeout + 1)
+        except (TimeoutError, concurrent.futures.TimeoutError, OSError) as exc:
+            reason = self._last_error or exc.__class__.__name__
+            self.stop()
+            raise BusError(
+                "connect", f"cannot connect to NATS at {self.settings.redacted_url()}: {reason}"
+            ) from None
         return self
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -120,6 +128,7 @@ class Bus:
                 await self._nc.close()
 
     async def _on_error(self, exc: Exception) -> None:
+        self._last_error = str(exc)
         self.counters[f"nats_error.{type(exc).__name__}"] += 1
         log.warning("bus.nats_error", error=type(exc).__name__, detail=str(exc))
 

@@ -26,11 +26,31 @@ from nats.js.api import (
 from hieramas.bus import Bus
 from hieramas.wire import Envelope, Kind, Subjects, decode
 
-__all__ = ["TRACE_STREAM", "TraceEmitter", "ensure_trace_stream", "replay"]
+__all__ = [
+    "TRACE_STREAM",
+    "TraceEmitter",
+    "ensure_trace_stream",
+    "replay",
+    "wait_for_jetstream",
+]
 
 log = structlog.get_logger(__name__)
 
 TRACE_STREAM = "HIERAMAS_TRACES"
+
+
+async def wait_for_jetstream(bus: Bus, timeout: float = 30.0) -> None:
+    """Wait until JetStream answers (a fresh cluster first elects a meta leader)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        try:
+            await bus.js.account_info()
+            return
+        except Exception as exc:
+            if loop.time() > deadline:
+                raise RuntimeError(f"JetStream is not available on this NATS: {exc}") from exc
+            await asyncio.sleep(0.25)
 
 
 async def ensure_trace_stream(
