@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from hieramas.tasks.answers import extract_answer, extract_choice, normalize_code
 
 CHOICES = ("London", "Paris", "Rome", "Berlin")

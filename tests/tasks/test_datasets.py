@@ -8,6 +8,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+
 from hieramas.tasks import datasets as ds
 from hieramas.tasks.datasets import DatasetFormatError, DatasetNotFoundError, Item
 

@@ -6,6 +6,7 @@ import itertools
 
 import pytest
 import yaml
+
 from hieramas.tasks import datasets as ds
 from hieramas.tasks import prompts as p
 from hieramas.tasks.prompts.catalog import build_catalog
