@@ -32,6 +32,8 @@ from hieramas.llm.tokens import estimate_prompt_tokens, estimate_tokens
 from hieramas.llm.types import ChatRequest, ChatResult, EndpointSpec, LLMError
 from hieramas.llm.wire import (
     Completion,
+    EmbeddedError,
+    StreamAccumulator,
     build_payload,
     error_detail,
     parse_completion,
@@ -118,7 +120,10 @@ class OpenAIChatClient:
     ``endpoints`` registers endpoints by name (used by :meth:`complete`); ``chat``
     also accepts endpoints not registered up front.  ``cache`` enables
     record/replay (the client does not close it).  ``transport`` replaces the
-    network (tests).  Call ``chat`` from one event loop.
+    network (tests).  ``stream=True`` asks for server-sent events, so ``ttft_s``
+    is the true time to the first content token (without it, time to the
+    response headers); servers that ignore ``stream`` still work.  Call
+    ``chat`` from one event loop.
     """
 
     def __init__(
@@ -132,6 +137,7 @@ class OpenAIChatClient:
         breaker_reset_s: float = 30.0,
         app_name: str = "HieraMAS",
         app_url: str | None = None,
+        stream: bool = False,
     ) -> None:
         self.endpoints: dict[str, EndpointSpec] = dict(endpoints or {})
         self.cache = cache
@@ -143,6 +149,7 @@ class OpenAIChatClient:
         self._app_name = app_name
         self._app_url = app_url
         self._states: dict[str, _Endpoint] = {}
+        self.stream = stream
         self._closed = False
 
     def __repr__(self) -> str:
@@ -292,11 +299,71 @@ class OpenAIChatClient:
     async def _call(
         self, state: _Endpoint, request: ChatRequest, start: float, deadline: float | None
     ) -> ChatResult:
-        payload = json.dumps(build_payload(request), ensure_ascii=False).encode("utf-8")
+        body = build_payload(request, stream=self.stream)
+        payload = json.dumps(body, ensure_ascii=False).encode("utf-8")
         spec = state.spec
+        attempts = 1
+        try:  # fast path: the first attempt costs no tenacity machinery
+            outcome = await self._attempt(state, payload, deadline)
+        except AttemptError as first:
+            if not first.retryable or spec.max_retries < 1:
+                raise
+            outcome, attempts = await self._retry(
+                state, request.model.name, payload, deadline, first
+            )
+        completion, ttft_at = outcome
+        end = time.monotonic()
+        estimated = False
+        prompt_tokens = completion.prompt_tokens
+        if prompt_tokens is None:
+            prompt_tokens = estimate_prompt_tokens(request.messages)
+            estimated = True
+        completion_tokens = completion.completion_tokens
+        if completion_tokens is None:
+            completion_tokens = estimate_tokens(completion.text)
+            estimated = True
+        extra: dict[str, object] = {
+            "endpoint": spec.name,
+            "attempts": attempts,
+        }
+        if completion.served_model is not None:
+            extra["served_model"] = completion.served_model
+        if completion.finish_reason is not None:
+            extra["finish_reason"] = completion.finish_reason
+        return ChatResult(
+            text=completion.text,
+            model=request.model.name,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            cost_usd=request.model.cost(prompt_tokens, completion_tokens),
+            latency_s=end - start,
+            ttft_s=ttft_at - start,
+            usage_estimated=estimated,
+            extra=extra,
+        )
+
+    async def _retry(
+        self,
+        state: _Endpoint,
+        model: str,
+        payload: bytes,
+        deadline: float | None,
+        first: AttemptError,
+    ) -> tuple[tuple[Completion, float], int]:
+        """Retries after a retryable first failure, driven by tenacity.
+
+        Tenacity sees the first failure as its attempt 1 (re-raised at once), so
+        its stop/wait/before_sleep logic covers every retry.
+        """
+        spec = state.spec
+        pending: list[AttemptError] = [first]
+        last_error: list[BaseException] = []
         gave_up_for_deadline = False
 
-        last_error: list[BaseException] = []
+        async def attempt() -> tuple[Completion, float]:
+            if pending:
+                raise pending.pop()
+            return await self._attempt(state, payload, deadline)
 
         def stop(retry_state: RetryCallState) -> bool:
             nonlocal gave_up_for_deadline
@@ -317,13 +384,11 @@ class OpenAIChatClient:
             stop=stop,
             wait=self._wait,
             retry=retry_if_exception(_is_retryable),
-            before_sleep=partial(_before_sleep, state, request.model.name),
+            before_sleep=partial(_before_sleep, state, model),
             reraise=True,
         )
         try:
-            outcome: tuple[Completion, float] = await retrying(
-                self._attempt, state, payload, deadline
-            )
+            outcome: tuple[Completion, float] = await retrying(attempt)
         except LLMError as exc:
             if exc.kind == "circuit_open" and last_error:
                 raise LLMError(
@@ -338,41 +403,13 @@ class OpenAIChatClient:
                     status=exc.status,
                 ) from exc
             raise
-        completion, ttft_at = outcome
-        end = time.monotonic()
-        estimated = False
-        prompt_tokens = completion.prompt_tokens
-        if prompt_tokens is None:
-            prompt_tokens = estimate_prompt_tokens(request.messages)
-            estimated = True
-        completion_tokens = completion.completion_tokens
-        if completion_tokens is None:
-            completion_tokens = estimate_tokens(completion.text)
-            estimated = True
-        extra: dict[str, object] = {
-            "endpoint": spec.name,
-            "attempts": retrying.statistics.get("attempt_number", 1),
-        }
-        if completion.served_model is not None:
-            extra["served_model"] = completion.served_model
-        if completion.finish_reason is not None:
-            extra["finish_reason"] = completion.finish_reason
-        return ChatResult(
-            text=completion.text,
-            model=request.model.name,
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
-            cost_usd=request.model.cost(prompt_tokens, completion_tokens),
-            latency_s=end - start,
-            ttft_s=ttft_at - start,
-            usage_estimated=estimated,
-            extra=extra,
-        )
+        return outcome, int(retrying.statistics.get("attempt_number", 1))
 
     async def _attempt(
         self, state: _Endpoint, payload: bytes, deadline: float | None
     ) -> tuple[Completion, float]:
-        """One HTTP attempt; returns the parsed completion and the monotonic time headers came."""
+        """One HTTP attempt: the parsed completion and the monotonic time of the first token
+        (the first content event when streaming, else the response headers)."""
         breaker = state.breaker
         spec = state.spec
         if not breaker.allow():
@@ -382,6 +419,7 @@ class OpenAIChatClient:
                 f" {breaker.retry_in():.1f}s",
             )
         state.metrics.attempts += 1
+        streamed: Completion | EmbeddedError | None = None
         try:
             await _acquire(state, deadline)
             try:
@@ -398,9 +436,15 @@ class OpenAIChatClient:
                     async with asyncio.timeout(budget):
                         request = state.http.build_request("POST", state.url, content=payload)
                         response = await state.http.send(request, stream=True)
-                        headers_at = time.monotonic()
+                        first_token_at = time.monotonic()  # headers: TTFT unless streaming
                         try:
-                            raw = await response.aread()
+                            if self.stream and _is_event_stream(response):
+                                raw = b""
+                                streamed, first_token_at = await _read_stream(
+                                    response, first_token_at
+                                )
+                            else:
+                                raw = await response.aread()
                         finally:
                             await response.aclose()
                 except (TimeoutError, httpx.TimeoutException) as exc:
@@ -427,7 +471,14 @@ class OpenAIChatClient:
                     ) from exc
             finally:
                 state.semaphore.release()
-            completion = _interpret(state, response, raw)
+            if streamed is None:
+                completion = _interpret(state, response, raw)
+            elif isinstance(streamed, Completion):
+                completion = streamed
+            else:
+                raise _status_error(
+                    state, streamed.code, response.headers, state.redact(streamed.message)
+                )
         except AttemptError as exc:
             if exc.endpoint_fault:
                 breaker.record_failure()
@@ -440,7 +491,27 @@ class OpenAIChatClient:
             breaker.release()
             raise
         breaker.record_success()
-        return completion, headers_at
+        return completion, first_token_at
+
+
+def _is_event_stream(response: httpx.Response) -> bool:
+    return 200 <= response.status_code < 300 and response.headers.get(
+        "content-type", ""
+    ).startswith("text/event-stream")
+
+
+async def _read_stream(
+    response: httpx.Response, headers_at: float
+) -> tuple[Completion | EmbeddedError, float]:
+    """Consume a server-sent event stream; returns the completion and the first-token time."""
+    accumulator = StreamAccumulator()
+    first_token_at: float | None = None
+    async for line in response.aiter_lines():
+        if accumulator.feed(line) and first_token_at is None:
+            first_token_at = time.monotonic()
+        if accumulator.done:
+            break
+    return accumulator.finish(), first_token_at if first_token_at is not None else headers_at
 
 
 async def _acquire(state: _Endpoint, deadline: float | None) -> None:

@@ -7,7 +7,13 @@ Not the emulator: it answers at once with a fixed echo, and the request's
 - ``no-usage`` / ``null-usage``: no ``usage`` / ``usage`` with nulls;
 - ``flaky-<n>``: the first ``n`` requests for that id get 503 (``Retry-After: 0``);
 - ``slow-<ms>``: answer after ``ms`` milliseconds;
-- ``status-<code>``: answer ``code`` with an OpenAI-style error object.
+- ``status-<code>``: answer ``code`` with an OpenAI-style error object;
+- ``ttft-<ms>``: wait ``ms`` milliseconds before the content (after the headers
+  and the role event when streaming).
+
+``"stream": true`` is answered with server-sent ``chat.completion.chunk``
+events (role, one event per word, finish, usage when
+``stream_options.include_usage``, ``[DONE]``).
 
 Run it in a thread (:class:`LoopbackLLM`) or as a process:
 ``python -m hieramas.llm.loopback --port 8765``.
@@ -16,9 +22,11 @@ Run it in a thread (:class:`LoopbackLLM`) or as a process:
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import threading
 from collections import Counter
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Annotated, Any
@@ -27,7 +35,7 @@ import typer
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 __all__ = ["LoopbackLLM", "RecordedRequest", "build_app", "main"]
@@ -68,6 +76,29 @@ def _reply(model: str, text: str, usage: object) -> dict[str, Any]:
     return body
 
 
+def _chunk(model: str, delta: dict[str, str], finish: str | None) -> bytes:
+    chunk = {
+        "id": "chatcmpl-loopback",
+        "object": "chat.completion.chunk",
+        "created": 0,
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
+    return b"data: " + json.dumps(chunk).encode() + b"\n\n"
+
+
+async def _events(model: str, text: str, usage: object, delay: float) -> AsyncIterator[bytes]:
+    yield _chunk(model, {"role": "assistant", "content": ""}, None)
+    await asyncio.sleep(delay)
+    for i, word in enumerate(text.split(" ")):
+        yield _chunk(model, {"content": word if i == 0 else " " + word}, None)
+    yield _chunk(model, {}, "stop")
+    if usage is not None:
+        body = {"id": "chatcmpl-loopback", "model": model, "choices": [], "usage": usage}
+        yield b"data: " + json.dumps(body).encode() + b"\n\n"
+    yield b"data: [DONE]\n\n"
+
+
 def build_app(log: _Log | None = None) -> Starlette:
     """The Starlette app; requests are recorded into ``log`` when given."""
     state = log if log is not None else _Log(record=False)
@@ -98,6 +129,13 @@ def build_app(log: _Log | None = None) -> Starlette:
             usage = {"prompt_tokens": None, "completion_tokens": None, "total_tokens": None}
         else:
             usage = {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}
+        delay = int(model.split("-", 1)[1]) / 1000 if model.startswith("ttft-") else 0.0
+        if body.get("stream"):
+            options = body.get("stream_options") or {}
+            include_usage = bool(options.get("include_usage"))
+            events = _events(model, text, usage if include_usage else None, delay)
+            return StreamingResponse(events, media_type="text/event-stream")
+        await asyncio.sleep(delay)
         return JSONResponse(_reply(model, text, usage))
 
     return Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])])

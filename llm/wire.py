@@ -20,6 +20,7 @@ from hieramas.llm.types import ChatRequest, LLMError
 __all__ = [
     "Completion",
     "EmbeddedError",
+    "StreamAccumulator",
     "build_payload",
     "error_detail",
     "parse_completion",
@@ -114,6 +115,81 @@ def parse_completion(raw: bytes) -> Completion | EmbeddedError:
         served_model=model if isinstance(model, str) else None,
         finish_reason=finish if isinstance(finish, str) else None,
     )
+
+
+class StreamAccumulator:
+    """Builds a :class:`Completion` from server-sent ``chat.completion.chunk`` events.
+
+    Feed it the response's lines; ``feed`` says whether a line carried answer text
+    (the first such line is the true time to first token).
+    """
+
+    def __init__(self) -> None:
+        self._parts: list[str] = []
+        self._prompt_tokens: int | None = None
+        self._completion_tokens: int | None = None
+        self._model: str | None = None
+        self._finish: str | None = None
+        self._error: EmbeddedError | None = None
+        self.done = False
+        self.events = 0
+
+    def feed(self, line: str) -> bool:
+        """Consume one line of the event stream."""
+        if not line.startswith("data:"):
+            return False  # blank separators, comments (": ping"), event:/id: fields
+        data = line[5:].strip()
+        if data == "[DONE]":
+            self.done = True
+            return False
+        try:
+            chunk = json.loads(data)
+        except ValueError as exc:
+            raise LLMError(
+                "malformed", f"stream event is not JSON: {data[:_MAX_DETAIL]!r}"
+            ) from exc
+        if not isinstance(chunk, dict):
+            raise LLMError("malformed", "stream event is not a JSON object")
+        self.events += 1
+        if chunk.get("error") is not None and not chunk.get("choices"):
+            self._error = _embedded_error(chunk["error"])
+            return False
+        if isinstance(chunk.get("model"), str):
+            self._model = chunk["model"]
+        usage = chunk.get("usage")
+        if usage is not None:
+            self._prompt_tokens = _token_count(usage, "prompt_tokens")
+            self._completion_tokens = _token_count(usage, "completion_tokens")
+        choices = chunk.get("choices")
+        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+            return False
+        first = choices[0]
+        if isinstance(first.get("finish_reason"), str):
+            self._finish = first["finish_reason"]
+        delta = first.get("delta")
+        if not isinstance(delta, dict):
+            return False
+        text = _content_text(delta.get("content"))
+        if text:
+            self._parts.append(text)
+            return True
+        return False
+
+    def finish(self) -> Completion | EmbeddedError:
+        """The accumulated completion, once the stream ended."""
+        if self._error is not None:
+            return self._error
+        if not self.done and self._finish is None:
+            raise LLMError("malformed", "event stream ended before [DONE] or a finish_reason")
+        if self.events == 0:
+            raise LLMError("malformed", "event stream carried no chunks")
+        return Completion(
+            text="".join(self._parts),
+            prompt_tokens=self._prompt_tokens,
+            completion_tokens=self._completion_tokens,
+            served_model=self._model,
+            finish_reason=self._finish,
+        )
 
 
 def _embedded_error(error: object) -> EmbeddedError:

@@ -11,6 +11,7 @@ from hieramas.llm.types import ChatRequest, LLMError, ModelSpec
 from hieramas.llm.wire import (
     Completion,
     EmbeddedError,
+    StreamAccumulator,
     build_payload,
     error_detail,
     parse_completion,
@@ -95,3 +96,27 @@ def test_token_estimates_are_deterministic_and_plausible() -> None:
     assert estimate_tokens(text) == 200  # 9 words + '.', as GPT tokenizers count it
     messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "2+2?"}]
     assert estimate_prompt_tokens(messages) == 3 + (4 + 3) + (4 + 4)
+
+
+def test_stream_accumulator() -> None:
+    acc = StreamAccumulator()
+    lines = [
+        ": comment",
+        "",
+        "event: message",
+        'data: {"model": "m", "choices": [{"delta": {"role": "assistant", "content": ""}}]}',
+        'data: {"choices": [{"delta": {"content": "a"}}]}',
+        'data:{"choices": [{"delta": {"content": [{"type": "text", "text": "b"}]}}]}',
+        'data: {"choices": [{"delta": {}, "finish_reason": "length"}]}',
+        'data: {"choices": [], "usage": {"prompt_tokens": 4, "completion_tokens": 2}}',
+        "data: [DONE]",
+    ]
+    assert [acc.feed(line) for line in lines] == [False] * 4 + [True, True] + [False] * 3
+    assert acc.done
+    assert acc.finish() == Completion("ab", 4, 2, "m", "length")
+    empty = StreamAccumulator()
+    empty.feed("data: [DONE]")
+    with pytest.raises(LLMError, match="no chunks"):
+        empty.finish()
+    with pytest.raises(LLMError, match="not a JSON object"):
+        StreamAccumulator().feed("data: [1]")

@@ -1,0 +1,263 @@
+"""Overhead of the LLM client per call, and sustained requests/s against the emulator.
+
+    .venv/bin/python bench/llm_layer.py                     # both sections
+    .venv/bin/python bench/llm_layer.py --calls 3000 --no-emulator
+
+1. *Client overhead.*  An instant OpenAI-compatible server (``hieramas.llm.loopback``)
+   runs in its own process on loopback.  In the same run, sequential calls are
+   timed two ways, interleaved in blocks so drift hits both equally: a raw
+   ``httpx.AsyncClient.post`` + ``response.json()`` (the baseline) and
+   ``OpenAIChatClient.chat`` (retries, breaker, semaphore, deadline, accounting).
+   The difference of the medians is the client's overhead per call (target < 1 ms).
+   A read-write cache hit is timed too.
+2. *Emulator throughput* (emulated).  ``hieramas emulator serve --latency-scale 0``
+   runs in its own process; ``--concurrency`` callers send calls for ``--seconds``
+   through ``OpenAIChatClient`` and, for a baseline, through raw httpx; sustained
+   requests/s (target >= 500) is reported for both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated
+
+import httpx
+import typer
+
+from hieramas.llm import (
+    ChatRequest,
+    EndpointSpec,
+    ModelSpec,
+    OpenAIChatClient,
+    ResponseCache,
+)
+
+QUESTION = "What is the capital of France? Answer with one word."
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            httpx.get(url, timeout=0.5)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    raise RuntimeError(f"server at {url} did not come up")
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _pct(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def _row(name: str, samples_s: list[float]) -> str:
+    ms = [s * 1000 for s in samples_s]
+    return (
+        f"  {name:<28} p50 {_pct(ms, 0.5):7.3f} ms   p99 {_pct(ms, 0.99):7.3f} ms"
+        f"   mean {statistics.fmean(ms):7.3f} ms   (n={len(ms)})"
+    )
+
+
+async def _time(call: Callable[[], Awaitable[object]], n: int, out: list[float]) -> None:
+    for _ in range(n):
+        t0 = time.perf_counter()
+        await call()
+        out.append(time.perf_counter() - t0)
+
+
+async def _overhead(base_url: str, calls: int, block: int) -> None:
+    model = ModelSpec("bench", "bench-model", "loop", price_in_per_m=0.1, price_out_per_m=0.4)
+    request = ChatRequest(model, [{"role": "user", "content": QUESTION}])
+    endpoint = EndpointSpec("loop", base_url, max_concurrency=4)
+    url = f"{base_url}/chat/completions"
+    payload = json.dumps(
+        {"model": "bench-model", "messages": request.messages, "temperature": 0.0}
+    ).encode()
+
+    raw_http = httpx.AsyncClient(limits=httpx.Limits(max_connections=4))
+
+    async def raw() -> object:
+        response = await raw_http.post(
+            url, content=payload, headers={"Content-Type": "application/json"}
+        )
+        response.raise_for_status()
+        return response.json()["choices"][0]["message"]["content"]
+
+    client = OpenAIChatClient({"loop": endpoint})
+
+    async def ours() -> object:
+        return await client.chat(request, endpoint, deadline=time.monotonic() + 30)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = ResponseCache(Path(tmp) / "bench.sqlite", "read-write")
+        cached_client = OpenAIChatClient({"loop": endpoint}, cache=cache)
+
+        async def hit() -> object:
+            return await cached_client.chat(request, endpoint)
+
+        for fn in (raw, ours, hit):  # warm-up: connections, caches, JIT-free but lazy imports
+            await _time(fn, 200, [])
+        raw_s: list[float] = []
+        ours_s: list[float] = []
+        hit_s: list[float] = []
+        for i in range(max(1, calls // block)):
+            order = [(raw, raw_s), (ours, ours_s)]
+            for fn, out in order if i % 2 == 0 else reversed(order):
+                await _time(fn, block, out)
+            await _time(hit, block // 4 or 1, hit_s)
+        await cached_client.aclose()
+        cache.close()
+    await client.aclose()
+    await raw_http.aclose()
+
+    print("Client overhead per call, sequential calls to an instant loopback server")
+    print(_row("raw httpx post + json", raw_s))
+    print(_row("OpenAIChatClient.chat", ours_s))
+    print(_row("OpenAIChatClient cache hit", hit_s))
+    d50 = (_pct(ours_s, 0.5) - _pct(raw_s, 0.5)) * 1000
+    d99 = (_pct(ours_s, 0.99) - _pct(raw_s, 0.99)) * 1000
+    dmean = (statistics.fmean(ours_s) - statistics.fmean(raw_s)) * 1000
+    ratio = _pct(ours_s, 0.5) / _pct(raw_s, 0.5)
+    print(
+        f"  overhead: p50 {d50:+.3f} ms, p99 {d99:+.3f} ms, mean {dmean:+.3f} ms"
+        f"  (p50 ratio {ratio:.2f}x raw; target < 1 ms)"
+    )
+
+
+def _emulator_command(port: int) -> list[str] | None:
+    exe = shutil.which("hieramas", path=str(Path(sys.executable).parent)) or shutil.which(
+        "hieramas"
+    )
+    if exe is None:
+        return None
+    probe = subprocess.run([exe, "emulator", "serve", "--help"], capture_output=True, check=False)
+    if probe.returncode != 0:
+        return None
+    return [exe, "emulator", "serve", "--port", str(port), "--latency-scale", "0"]
+
+
+async def _throughput(base_url: str, model_id: str, seconds: float, concurrency: int) -> None:
+    model = ModelSpec(model_id, model_id, "emu")
+    endpoint = EndpointSpec("emu", base_url, max_concurrency=concurrency)
+    messages = [{"role": "user", "content": QUESTION}]
+
+    async def drive(
+        call: Callable[[int], Awaitable[object]], duration: float = seconds
+    ) -> tuple[int, float]:
+        done = 0
+        stop_at = time.perf_counter() + duration
+
+        async def worker(w: int) -> None:
+            nonlocal done
+            i = 0
+            while time.perf_counter() < stop_at:
+                await call(w * 1_000_000 + i)
+                i += 1
+                done += 1
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker(w) for w in range(concurrency)))
+        return done, time.perf_counter() - t0
+
+    client = OpenAIChatClient({"emu": endpoint})
+
+    async def ours(seed: int) -> object:
+        request = ChatRequest(model, messages, seed=seed)
+        return await client.chat(request, endpoint, deadline=time.monotonic() + 30)
+
+    raw_http = httpx.AsyncClient(
+        limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    )
+
+    async def raw(seed: int) -> object:
+        body = {"model": model_id, "messages": messages, "temperature": 0.0, "seed": seed}
+        response = await raw_http.post(f"{base_url}/chat/completions", json=body)
+        response.raise_for_status()
+        return response.json()
+
+    await drive(ours, min(1.0, seconds))  # warm-up
+    n_ours, t_ours = await drive(ours)
+    n_raw, t_raw = await drive(raw)
+    errors = client.metrics()["emu"]["errors"]
+    await client.aclose()
+    await raw_http.aclose()
+    print(
+        f"Emulator (emulated) sustained throughput, --latency-scale 0, model {model_id!r},"
+        f" {concurrency} concurrent callers, {seconds:g} s"
+    )
+    print(f"  OpenAIChatClient: {n_ours / t_ours:8.1f} req/s  ({n_ours} calls, errors {errors})")
+    print(f"  raw httpx:        {n_raw / t_raw:8.1f} req/s  ({n_raw} calls)")
+    print(f"  client/raw ratio: {(n_ours / t_ours) / (n_raw / t_raw):.2f}  (target >= 500 req/s)")
+
+
+def main(
+    calls: Annotated[int, typer.Option(help="Timed calls per variant (overhead).")] = 2000,
+    block: Annotated[int, typer.Option(help="Calls per interleaved block.")] = 100,
+    emulator: Annotated[bool, typer.Option(help="Also measure the emulator.")] = True,
+    seconds: Annotated[float, typer.Option(help="Seconds per throughput run.")] = 5.0,
+    concurrency: Annotated[int, typer.Option(help="Concurrent callers (throughput).")] = 32,
+) -> None:
+    """Run the LLM-layer benchmarks and print figures."""
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(
+        f"python {sys.version.split()[0]}, httpx {httpx.__version__}, {os.cpu_count()} cpus,"
+        f" load average {load}"
+    )
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "hieramas.llm.loopback", "--port", str(port)],
+    )
+    try:
+        _wait_ready(f"http://127.0.0.1:{port}/", server)
+        asyncio.run(_overhead(f"http://127.0.0.1:{port}/v1", calls, block))
+    finally:
+        _stop(server)
+    if not emulator:
+        return
+    port = _free_port()
+    command = _emulator_command(port)
+    if command is None:
+        print("Emulator: `hieramas emulator serve` is not available in this checkout; skipped.")
+        return
+    emu = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+    try:
+        _wait_ready(f"http://127.0.0.1:{port}/health", emu)
+        base_url = f"http://127.0.0.1:{port}/v1"
+        model_id = str(httpx.get(f"{base_url}/models", timeout=10).json()["data"][0]["id"])
+        asyncio.run(_throughput(base_url, model_id, seconds, concurrency))
+    finally:
+        _stop(emu)
+
+
+if __name__ == "__main__":
+    typer.run(main)
