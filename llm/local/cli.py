@@ -126,7 +126,10 @@ def serve(
     except LocalModelError as exc:
         raise _fail(exc) from exc
 
+    forwarded: set[int] = set()
+
     def forward(signum: int, _frame: FrameType | None) -> None:
+        forwarded.add(signum)
         server.send_signal(signum)
 
     previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -135,9 +138,13 @@ def serve(
         console.print(f"[green]ready[/green] {server.base_url} models: {', '.join(server.aliases)}")
         code = server.wait()
     except LocalModelError as exc:
+        if forwarded:  # interrupted while starting
+            raise typer.Exit(0) from exc
         raise _fail(exc) from exc
     finally:
         server.stop()
         for s, handler in previous.items():
             signal.signal(s, handler)
+    if code < 0:  # ended by a signal: a clean stop if it was ours, else 128 + signal
+        code = 0 if -code in forwarded else 128 - code
     raise typer.Exit(code)

@@ -79,42 +79,70 @@ def _n_tokens(base_url: str, model: str, text: str) -> int:
     return len(resp.json()["tokens"])
 
 
+LONG_PROMPT = "Say hi. " + "Ignore this filler sentence. " * 20
+
+
+@pytest.fixture(scope="module")
+def observations(base_url: str) -> dict[str, dict[str, Any]]:
+    """All calls grouped by model: the server keeps one model resident and swaps on demand."""
+    seen: dict[str, dict[str, Any]] = {}
+    for alias in ALIASES:
+        answer = _chat(base_url, alias, PROMPT)
+        text = answer["choices"][0]["message"]["content"]
+        seen[alias] = {
+            "answer": answer,
+            "text": text,
+            "n_prompt_text": _n_tokens(base_url, alias, PROMPT),
+            "n_answer_text": _n_tokens(base_url, alias, text),
+            "short": _chat(base_url, alias, "Say hi.", max_tokens=4)["usage"],
+            "long": _chat(base_url, alias, LONG_PROMPT, max_tokens=4)["usage"],
+        }
+    return seen
+
+
 def test_models_endpoint_lists_the_aliases(base_url: str) -> None:
     ids = [m["id"] for m in httpx.get(f"{base_url}/models", timeout=30).json()["data"]]
     assert ids == ALIASES
 
 
+def test_unknown_model_is_refused_not_substituted(base_url: str) -> None:
+    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+    resp = httpx.post(f"{base_url}/chat/completions", json=body, timeout=60)
+    assert resp.status_code == 404
+    assert resp.json()["error"]["code"] == "model_not_found"
+
+
 @pytest.mark.parametrize("alias", ALIASES)
-def test_real_completion_with_real_usage(base_url: str, alias: str) -> None:
-    data = _chat(base_url, alias, PROMPT)
-    text = data["choices"][0]["message"]["content"]
-    usage = data["usage"]
+def test_real_completion_with_real_usage(
+    observations: dict[str, dict[str, Any]], alias: str
+) -> None:
+    seen = observations[alias]
+    data, text, usage = seen["answer"], seen["text"], seen["answer"]["usage"]
 
     assert text.strip(), data
     assert data["model"] == alias
     assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
     # Prompt = the user text plus the chat template's tokens (role markers, system prompt).
-    n_user = _n_tokens(base_url, alias, PROMPT)
+    n_user = seen["n_prompt_text"]
     assert n_user + 2 <= usage["prompt_tokens"] <= n_user + 60, (n_user, usage)
     # Completion: what came back, plus at most a stop token.
-    n_text = _n_tokens(base_url, alias, text)
     assert 1 <= usage["completion_tokens"] <= 24
-    assert abs(usage["completion_tokens"] - n_text) <= 2, (n_text, usage, text)
+    assert abs(usage["completion_tokens"] - seen["n_answer_text"]) <= 2, (seen, usage)
 
 
-def test_usage_grows_with_the_prompt_and_differs_by_tokenizer(base_url: str) -> None:
-    short = {a: _chat(base_url, a, "Say hi.", max_tokens=4)["usage"] for a in ALIASES}
-    long_prompt = "Say hi. " + "Ignore this filler sentence. " * 20
-    long = {a: _chat(base_url, a, long_prompt, max_tokens=4)["usage"] for a in ALIASES}
+def test_usage_grows_with_the_prompt_and_differs_by_tokenizer(
+    observations: dict[str, dict[str, Any]],
+) -> None:
     for alias in ALIASES:
-        assert long[alias]["prompt_tokens"] >= short[alias]["prompt_tokens"] + 80
-    qwen, smol = ALIASES[0], ALIASES[1]
-    assert short[qwen]["prompt_tokens"] != short[smol]["prompt_tokens"]  # Qwen adds a system turn
+        short, long = observations[alias]["short"], observations[alias]["long"]
+        assert long["prompt_tokens"] >= short["prompt_tokens"] + 80, (alias, short, long)
+    qwen, smol = (observations[a]["short"]["prompt_tokens"] for a in ALIASES)
+    assert qwen != smol  # different tokenizers and templates (Qwen adds a system turn)
 
 
 def test_greedy_decoding_is_repeatable(base_url: str) -> None:
-    first = _chat(base_url, ALIASES[1], "Count from 1 to 5.", max_tokens=16)
-    second = _chat(base_url, ALIASES[1], "Count from 1 to 5.", max_tokens=16)
+    first = _chat(base_url, ALIASES[-1], "Count from 1 to 5.", max_tokens=16)
+    second = _chat(base_url, ALIASES[-1], "Count from 1 to 5.", max_tokens=16)
     assert first["choices"][0]["message"] == second["choices"][0]["message"]
 
 
