@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import re
+import textwrap
 from collections.abc import Sequence
 from fractions import Fraction
 
@@ -158,22 +159,28 @@ _FENCE = re.compile(r"```[ \t]*(?:python3?|py)?[ \t]*\n(.*?)(?:```|\Z)", re.DOTA
 
 def extract_code(text: str) -> str | None:
     """Python source from a reply: the last fenced block that parses and defines a function
-    (else the last that parses); an unfenced reply is taken whole if it parses."""
+    (else the last that parses, possibly a function body); an unfenced reply is taken
+    whole if it parses and defines a function."""
     blocks = _FENCE.findall(text)
-    if not blocks:
+    if not blocks and re.search(r"^\s*(?:async\s+)?def\s", text, re.MULTILINE):
         blocks = [text]
-    parsed: list[str] = []
-    for block in blocks:
-        try:
-            ast.parse(block)
-        except (SyntaxError, ValueError):
-            continue
-        parsed.append(block)
+    parsed = [block for block in blocks if _parses(block)]
     with_def = [b for b in parsed if re.search(r"^\s*(?:async\s+)?def\s", b, re.MULTILINE)]
     chosen = with_def or parsed
     if not chosen or not chosen[-1].strip():
         return None
     return chosen[-1]
+
+
+def _parses(code: str) -> bool:
+    """Whether ``code`` is a module, or a function body (as HumanEval completions are)."""
+    for candidate in (code, "def _body():\n" + textwrap.indent(textwrap.dedent(code), "    ")):
+        try:
+            ast.parse(candidate)
+        except (SyntaxError, ValueError):
+            continue
+        return True
+    return False
 
 
 def _drop_docstrings(tree: ast.AST) -> None:
@@ -192,7 +199,7 @@ def _drop_docstrings(tree: ast.AST) -> None:
 def normalize_code(code: str) -> str | None:
     """Source re-rendered by ``ast`` without comments, docstrings or layout; None if invalid."""
     try:
-        tree = ast.parse(code)
+        tree = ast.parse(textwrap.dedent(code))
     except (SyntaxError, ValueError):
         return None
     _drop_docstrings(tree)

@@ -6,7 +6,7 @@ for real.  Mutations: a comparison flipped, an arithmetic or boolean
 operator swapped, an integer constant or a ``range`` bound off by one, a
 negation dropped, ``True``/``False`` swapped, a string constant altered, a
 builtin replaced by its opposite (``max``/``min``, ``any``/``all``,
-``sorted``/``list``...).  Only code inside function
+``sorted``/``list``...), a returned value changed (negated, or ``None``).  Only code inside function
 bodies is touched (not signatures, annotations or docstrings).
 """
 
@@ -137,6 +137,18 @@ def _sites_in(node: ast.AST) -> Iterator[tuple[str, ast.AST, Mutation]]:
             n.args[end] = ast.BinOp(left=n.args[end], op=ast.Add(), right=ast.Constant(1))
 
         yield "range", node, widen
+    elif isinstance(node, ast.Return) and node.value is not None:
+
+        def change_return(n: ast.AST) -> None:
+            assert isinstance(n, ast.Return) and n.value is not None
+            if isinstance(n.value, ast.Compare | ast.BoolOp) or (
+                isinstance(n.value, ast.UnaryOp) and isinstance(n.value.op, ast.Not)
+            ):
+                n.value = ast.UnaryOp(op=ast.Not(), operand=n.value)
+            else:
+                n.value = ast.Constant(None)
+
+        yield "return", node, change_return
     for child in _children(node):
         yield from _sites_in(child)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import textwrap
 
 from hieramas.tasks.answers import extract_code
 from hieramas.tasks.bugs import BugInjectionError, inject_bug
@@ -26,7 +27,10 @@ def humaneval_program(item: Item, code: str) -> str:
     entry = str(item.meta["entry_point"])
     prompt = str(item.meta["prompt"])
     defines = re.search(rf"^\s*(?:async\s+)?def\s+{re.escape(entry)}\s*\(", code, re.MULTILINE)
-    body = prompt + "\n\n" + code if defines else prompt + code
+    if defines:
+        body = prompt + "\n\n" + code
+    else:  # a function body, possibly dedented by the model
+        body = prompt + textwrap.indent(textwrap.dedent(code), "    ")
     return f"{body}\n\n{item.meta['test']}\n\ncheck({entry})\n"
 
 

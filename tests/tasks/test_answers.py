@@ -91,3 +91,10 @@ def test_general_and_unknown_domain() -> None:
     assert extract_answer("general", "   \n") is None
     with pytest.raises(ValueError, match="unknown domain"):
         extract_answer("chess", "e4")
+
+
+def test_code_key_of_bodies_and_prose() -> None:
+    body = "```python\n    for x in xs:\n        return x\n    return 0\n```"
+    assert extract_answer("humaneval", body) == "for x in xs:\n    return x\nreturn 0"
+    assert extract_answer("humaneval", "Sorting") is None  # prose is not code
+    assert extract_answer("humaneval", "def f():\n    return 1") == "def f():\n    return 1"
