@@ -161,7 +161,7 @@ def extract_code(text: str) -> str | None:
     """Python source from a reply: the last fenced block that parses and defines a function
     (else the last that parses, possibly a function body); an unfenced reply is taken
     whole if it parses and defines a function."""
-    blocks = _FENCE.findall(text)
+    blocks: list[str] = _FENCE.findall(text)
     if not blocks and re.search(r"^\s*(?:async\s+)?def\s", text, re.MULTILINE):
         blocks = [text]
     parsed = [block for block in blocks if _parses(block)]
