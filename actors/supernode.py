@@ -8,7 +8,6 @@ answers the task itself (the role stays in the graph).
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
 from typing import Any
 
 from hieramas.actors import prompting
@@ -73,6 +72,7 @@ class SupernodeActor(JoinActor):
     ) -> None:
         plan = run.plan
         model = plan.llms[llm]
+        wire_plan = run.activation.payload["plan"]  # the records as they arrived: no re-encoding
         deadline = min(plan.deadline_unix, time.time() + plan.node_timeout_s)
         call = {
             "kind": kind,
@@ -82,8 +82,8 @@ class SupernodeActor(JoinActor):
             "task": plan.task_text,
             "predecessors": _predecessor_pairs(run),
             "proposals": proposals,
-            "model": asdict(model),
-            "endpoint": asdict(plan.endpoints[model.endpoint]),
+            "model": wire_plan["llms"][llm],
+            "endpoint": wire_plan["endpoints"][model.endpoint],
             "max_tokens": plan.max_tokens,
             "temperature": plan.temperature,
             "deadline_unix": deadline,
