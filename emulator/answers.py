@@ -8,6 +8,7 @@ same thing here as in the runtime and the graders.
 from __future__ import annotations
 
 import ast
+import asyncio
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Protocol
@@ -18,6 +19,7 @@ from hieramas.emulator.profiles import AnswerKind, PoolProfiles
 from hieramas.emulator.wrong import WrongAnswers, gsm8k_wrong, math_wrong, mcq_wrong
 from hieramas.tasks.answers import extract_answer, extract_code, normalize_code
 from hieramas.tasks.datasets import Item
+from hieramas.tasks.graders.math import math_equivalent
 from hieramas.tasks.mathtext import extract_math_answer, normalize_math
 
 __all__ = ["AnswerSpace", "CodeVariants", "candidate_key"]
@@ -73,6 +75,7 @@ class AnswerSpace:
         self._options: dict[str, list[str]] = {}
         self._gold_key: dict[str, str] = {}
         self._gold_raw: dict[str, str] = {}
+        self._equal: dict[tuple[str, str], bool] = {}
         self._by_subject: dict[tuple[str, str], list[Item]] = {}
         for domain_items in items.values():
             for item in domain_items:
@@ -113,8 +116,21 @@ class AnswerSpace:
             found = candidate_key(item.domain, text, item.choices)
             if found is not None:
                 key, raw = found
-                out.append(Candidate(key=key, raw=raw, correct=key == gold))
+                correct = key == gold or (
+                    item.domain == "math" and self._math_equal(item, key, raw)
+                )
+                out.append(Candidate(key=key, raw=raw, correct=correct))
         return out
+
+    def _math_equal(self, item: Item, key: str, raw: str) -> bool:
+        """The MATH grader's verdict on a candidate, memoised per (item, key)."""
+        memo = (item.id, key)
+        verdict = self._equal.get(memo)
+        if verdict is None:
+            verdict = math_equivalent(raw, item.answer).equal
+            if len(self._equal) < 200_000:
+                self._equal[memo] = verdict
+        return verdict
 
     def wrong_options(self, item: Item) -> list[str] | None:
         """The item's plausible wrong answers, or ``None`` if code variants are not ready yet."""
@@ -133,17 +149,34 @@ class AnswerSpace:
             options = gsm8k_wrong(item.answer, self._salt, item.id, self._limit)
         else:
             options = math_wrong(
-                item.answer, self._salt, item.id, self._limit, fallback=self._fallback(item)
+                item.answer,
+                self._salt,
+                item.id,
+                self._limit,
+                fallback=self._fallback(item),
+                differs=lambda cand: not math_equivalent(cand, item.answer).equal,
             )
+            for option in options:
+                self._equal[(item.id, normalize_math(option))] = False
         if not options:
             options = [item.answer + "1"]
         self._options[item.id] = options
         return options
 
     async def prepare(self, item: Item) -> None:
-        """Make sure the item's wrong answers exist (verifies code variants once)."""
-        if self.wrong_options(item) is None and self._code is not None:
-            await self._code.variants(item)
+        """Make sure the item's wrong answers exist, off the event loop when that is slow.
+
+        Code variants are verified once in the sandbox; MATH wrong answers are
+        checked with the MATH grader (which may call sympy) once per item.
+        """
+        if item.id in self._options:
+            return
+        kind = self.kind(item.domain)
+        if kind == "code":
+            if self.wrong_options(item) is None and self._code is not None:
+                await self._code.variants(item)
+        elif kind == "math":
+            await asyncio.to_thread(self.wrong_options, item)
 
     def pick_wrong(self, item: Item, u: float) -> str:
         """One wrong answer, drawn with the item's fixed attractiveness weights."""

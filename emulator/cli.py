@@ -73,7 +73,7 @@ def calibration(profiles: ProfilesOpt = None, data_dir: DataDirOpt = None) -> No
         raise typer.Exit(2) from None
     table = Table(title=f"emulated pool '{engine.profiles.name}': calibration (emulated)")
     for col in ("model", "domain", "target", "mean p", "θ", "items"):
-        table.add_column(col)
+        table.add_column(col, no_wrap=True)
     for e in engine.skill.calibration:
         table.add_row(
             e.model,
@@ -99,10 +99,37 @@ def models(profiles: ProfilesOpt = None) -> None:
     domains = list(pool.domains)
     table = Table(title=f"emulated pool '{pool.name}'")
     for col in ("model", "emulates", "$/M in", "$/M out", *domains):
-        table.add_column(col)
+        table.add_column(col, no_wrap=col in ("model", "emulates"))
     for name, m in pool.models.items():
         accs = [f"{m.accuracy[d] * 100:.0f}" for d in domains]
         table.add_row(
             name, m.model_id, f"{m.prices.input_per_m:g}", f"{m.prices.output_per_m:g}", *accs
         )
     out.print(table)
+
+
+@app.command("prepare-code")
+def prepare_code(
+    profiles: ProfilesOpt = None,
+    data_dir: DataDirOpt = None,
+    limit: Annotated[int | None, typer.Option(help="Only the first N HumanEval items.")] = None,
+) -> None:
+    """Verify buggy HumanEval variants in the sandbox once and cache them on disk.
+
+    Optional: the server does this lazily per item on first use; running it
+    ahead of time keeps the first HumanEval requests fast.
+    """
+    from hieramas.emulator.codebugs import CodeBugs
+    from hieramas.emulator.profiles import load_profiles
+    from hieramas.tasks.datasets import DatasetError, load
+
+    try:
+        pool = load_profiles(profiles)
+        items = load("humaneval", data_dir)
+    except (ProfileError, DatasetError) as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    bugs = CodeBugs(n_variants=pool.behaviour.code_bug_variants)
+    chosen = items[:limit] if limit is not None else items
+    computed = bugs.prepare(chosen)
+    out.print(f"{len(chosen)} items ready ({computed} verified now); cache: {bugs.cache_path}")

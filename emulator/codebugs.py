@@ -52,6 +52,10 @@ def _fingerprint(item: Item) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
+def _sha(code: str) -> str:
+    return hashlib.sha256(code.encode("utf-8")).hexdigest()[:16]
+
+
 class CodeBugs:
     """Verified failing mutants per HumanEval item, memoised in memory and on disk."""
 
@@ -97,13 +101,16 @@ class CodeBugs:
         entry = self._disk.get(item.id)
         if not isinstance(entry, dict) or entry.get("fingerprint") != _fingerprint(item):
             return None
-        seeds = entry.get("seeds")
-        if not isinstance(seeds, list):
+        seeds, shas = entry.get("seeds"), entry.get("sha")
+        if not isinstance(seeds, list) or not isinstance(shas, list) or len(seeds) != len(shas):
             return None
         try:
-            return [inject_bug(item.answer, int(s)) for s in seeds]
+            variants = [inject_bug(item.answer, int(s)) for s in seeds]
         except (BugInjectionError, ValueError, TypeError):
             return None
+        if [_sha(v) for v in variants] != shas:
+            return None  # the bug injector changed: these mutants were never verified
+        return variants
 
     # -- public --------------------------------------------------------------------------------
 
@@ -135,7 +142,11 @@ class CodeBugs:
             self._memory[item.id] = variants
             if seeds is not None:
                 with self._guard:
-                    self._disk[item.id] = {"fingerprint": _fingerprint(item), "seeds": seeds}
+                    self._disk[item.id] = {
+                        "fingerprint": _fingerprint(item),
+                        "seeds": seeds,
+                        "sha": [_sha(v) for v in variants],
+                    }
                     self._write_disk()
             return variants
 

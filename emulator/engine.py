@@ -265,11 +265,14 @@ class Engine:
         domain = item.domain
         kind = self.answers.kind(domain)
         style = _STYLE[kind]
-        spec = self.profiles.domains[domain]
-        target = round(draw_lognormal(spec.output_tokens, st, "length") * profile.verbosity)
+
+        def body(style: str) -> str:
+            dist = self.profiles.domains[domain].output_tokens
+            target = round(draw_lognormal(dist, st, "length") * profile.verbosity)
+            return prose(style, target, st.rng("prose"), question=item.question)
+
         if info.role is not None and info.role in self._answerless.get(domain, set()):
-            text = prose(style, target, st.rng("prose"), question=item.question)
-            return Reply(text, item.id, None, "plan", False)
+            return Reply(body(style), item.id, None, "plan", False)
         rule = _RULES.get(info.kind, "solo")
         p = self.skill.p_solo(model, item, info.role)
         cands = self.answers.candidates(item, info.candidates) if rule != "solo" else []
@@ -287,15 +290,13 @@ class Engine:
         if rule == "synth":
             style = f"synth:{style}"
         direct = info.kind == "single" and not info.cot
-        rng = st.rng("prose")
         if malformed:
-            body = "" if direct else prose(style, target, rng, question=item.question)
-            text = (body + "\n\n" + malformed_tail(style, rng)).strip()
+            tail = malformed_tail(style, st.rng("malformed-text"))
+            text = tail if direct else body(style) + "\n\n" + tail
         elif direct:
             text = answer_block(kind, answer)
         else:
-            body = prose(style, target, rng, question=item.question)
-            text = body + "\n\n" + answer_block(kind, answer)
+            text = body(style) + "\n\n" + answer_block(kind, answer)
         return Reply(text, item.id, decision.correct and not malformed, decision.how, malformed)
 
     def _answer_text(self, item: Item, decision: Decision, st: Stream) -> str:

@@ -22,6 +22,7 @@ from rich.table import Table
 from hieramas.bus import Bus, BusError, RemoteError
 from hieramas.controller.client import HieraClient
 from hieramas.controller.config import ConfigError, parse_config
+from hieramas.emulator.cli import app as emulator_app
 from hieramas.llm.local.cli import app as local_app
 from hieramas.logs import configure_logging
 from hieramas.natsconn import NatsSettings
@@ -34,6 +35,7 @@ traces_app = typer.Typer(no_args_is_help=True, help="Read the trace stream.")
 app.add_typer(config_app, name="config")
 app.add_typer(traces_app, name="traces")
 app.add_typer(local_app, name="local")
+app.add_typer(emulator_app, name="emulator")
 out = Console()
 err = Console(stderr=True)
 

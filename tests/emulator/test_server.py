@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 from hieramas.emulator.profiles import load_profiles
 from hieramas.emulator.runner import running_emulator
 from hieramas.tasks import prompts
-from hieramas.tasks.datasets import load
+from hieramas.tasks.datasets import Item, load
 
 
 @pytest.fixture(scope="module")
@@ -22,8 +23,13 @@ def client(emulator_url: str) -> httpx.Client:
         yield c  # type: ignore[misc]
 
 
+@functools.cache
+def _mmlu_items() -> list[Item]:
+    return load("mmlu_redux")[:50]
+
+
 def _mmlu_messages(n: int = 0) -> list[dict[str, str]]:
-    item = load("mmlu_redux")[n]
+    item = _mmlu_items()[n]
     return prompts.proposer_messages("mmlu", "Lawyer", item.question, [])
 
 
