@@ -9,11 +9,16 @@
    ``httpx.AsyncClient.post`` + ``response.json()`` (the baseline) and
    ``OpenAIChatClient.chat`` (retries, breaker, semaphore, deadline, accounting).
    The difference of the medians is the client's overhead per call (target < 1 ms).
-   A read-write cache hit is timed too.
-2. *Emulator throughput* (emulated).  ``hieramas emulator serve --latency-scale 0``
-   runs in its own process; ``--concurrency`` callers send calls for ``--seconds``
-   through ``OpenAIChatClient`` and, for a baseline, through raw httpx; sustained
-   requests/s (target >= 500) is reported for both.
+   A read-write cache hit is timed too.  The same comparison over an in-memory
+   ``httpx.MockTransport`` isolates the client's own CPU cost from network noise.
+2. *Throughput.*  ``--concurrency`` callers send calls for ``--seconds`` through
+   ``OpenAIChatClient`` and, for a baseline, through raw httpx with the same pool
+   size, for each ``--pools`` value (``EndpointSpec.max_concurrency``): first to
+   the instant loopback server (the client side's ceiling), then to the emulator
+   (``hieramas emulator serve --latency-scale 0``, own process; figures are
+   emulated; target >= 500 req/s).  httpx/httpcore's pool gets slower as it
+   grows (encode/httpx#3215), so the sweep shows which pool size suits an
+   instant server.
 """
 
 from __future__ import annotations
@@ -95,6 +100,53 @@ async def _time(call: Callable[[], Awaitable[object]], n: int, out: list[float])
         out.append(time.perf_counter() - t0)
 
 
+async def _in_process(calls: int, block: int) -> None:
+    """The client's own CPU cost: both paths over the same in-memory transport."""
+    reply = json.dumps(
+        {
+            "model": "bench-model",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "Paris"}}],
+            "usage": {"prompt_tokens": 20, "completion_tokens": 1},
+        }
+    ).encode()
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, content=reply))
+    model = ModelSpec("bench", "bench-model", "mem", price_in_per_m=0.1, price_out_per_m=0.4)
+    request = ChatRequest(model, [{"role": "user", "content": QUESTION}])
+    endpoint = EndpointSpec("mem", "http://in-memory/v1")
+    payload = json.dumps(
+        {"model": "bench-model", "messages": request.messages, "temperature": 0.0}
+    ).encode()
+    raw_http = httpx.AsyncClient(transport=transport)
+    client = OpenAIChatClient(transport=transport)
+
+    async def raw() -> object:
+        response = await raw_http.post(
+            "http://in-memory/v1/chat/completions",
+            content=payload,
+            headers={"Content-Type": "application/json"},
+        )
+        return response.json()["choices"][0]["message"]["content"]
+
+    async def ours() -> object:
+        return await client.chat(request, endpoint, deadline=time.monotonic() + 30)
+
+    for fn in (raw, ours):
+        await _time(fn, 300, [])
+    raw_s: list[float] = []
+    ours_s: list[float] = []
+    for i in range(max(1, calls // block)):
+        order = [(raw, raw_s), (ours, ours_s)]
+        for fn, out in order if i % 2 == 0 else reversed(order):
+            await _time(fn, block, out)
+    await client.aclose()
+    await raw_http.aclose()
+    print("Client CPU cost per call, in-process (httpx.MockTransport, no network)")
+    print(_row("raw httpx post + json", raw_s))
+    print(_row("OpenAIChatClient.chat", ours_s))
+    d50 = (_pct(ours_s, 0.5) - _pct(raw_s, 0.5)) * 1000
+    print(f"  overhead: p50 {d50:+.3f} ms  (target < 1 ms)")
+
+
 async def _overhead(base_url: str, calls: int, block: int) -> None:
     model = ModelSpec("bench", "bench-model", "loop", price_in_per_m=0.1, price_out_per_m=0.4)
     request = ChatRequest(model, [{"role": "user", "content": QUESTION}])
@@ -155,49 +207,51 @@ async def _overhead(base_url: str, calls: int, block: int) -> None:
 
 
 def _emulator_command(port: int) -> list[str] | None:
-    exe = shutil.which("hieramas", path=str(Path(sys.executable).parent)) or shutil.which(
-        "hieramas"
-    )
-    if exe is None:
-        return None
-    probe = subprocess.run([exe, "emulator", "serve", "--help"], capture_output=True, check=False)
-    if probe.returncode != 0:
-        return None
-    return [exe, "emulator", "serve", "--port", str(port), "--latency-scale", "0"]
+    """``hieramas emulator serve ...`` if registered, else ``python -m hieramas.emulator serve``."""
+    args = ["serve", "--port", str(port), "--latency-scale", "0"]
+    exe = shutil.which("hieramas", path=str(Path(sys.executable).parent))
+    candidates = [[exe, "emulator"]] if exe else []
+    candidates.append([sys.executable, "-m", "hieramas.emulator"])
+    for prefix in candidates:
+        probe = subprocess.run([*prefix, "serve", "--help"], capture_output=True, check=False)
+        if probe.returncode == 0:
+            return [*prefix, *args]
+    return None
 
 
-async def _throughput(base_url: str, model_id: str, seconds: float, concurrency: int) -> None:
-    model = ModelSpec(model_id, model_id, "emu")
-    endpoint = EndpointSpec("emu", base_url, max_concurrency=concurrency)
+async def _drive(call: Callable[[int], Awaitable[object]], callers: int, duration: float) -> float:
+    """Requests/s sustained by ``callers`` concurrent loops of ``call`` for ``duration`` s."""
+    done = 0
+    stop_at = time.perf_counter() + duration
+
+    async def worker(w: int) -> None:
+        nonlocal done
+        i = 0
+        while time.perf_counter() < stop_at:
+            await call(w * 1_000_000 + i)
+            i += 1
+            done += 1
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker(w) for w in range(callers)))
+    return done / (time.perf_counter() - t0)
+
+
+async def _rates(
+    base_url: str, model_id: str, seconds: float, callers: int, pool: int
+) -> tuple[float, float, object]:
+    """(client req/s, raw httpx req/s, client errors) for one pool size."""
     messages = [{"role": "user", "content": QUESTION}]
-
-    async def drive(
-        call: Callable[[int], Awaitable[object]], duration: float = seconds
-    ) -> tuple[int, float]:
-        done = 0
-        stop_at = time.perf_counter() + duration
-
-        async def worker(w: int) -> None:
-            nonlocal done
-            i = 0
-            while time.perf_counter() < stop_at:
-                await call(w * 1_000_000 + i)
-                i += 1
-                done += 1
-
-        t0 = time.perf_counter()
-        await asyncio.gather(*(worker(w) for w in range(concurrency)))
-        return done, time.perf_counter() - t0
-
-    client = OpenAIChatClient({"emu": endpoint})
+    endpoint = EndpointSpec(f"p{pool}", base_url, max_concurrency=pool)
+    model = ModelSpec(model_id, model_id, endpoint.name)
+    client = OpenAIChatClient()
 
     async def ours(seed: int) -> object:
         request = ChatRequest(model, messages, seed=seed)
         return await client.chat(request, endpoint, deadline=time.monotonic() + 30)
 
-    raw_http = httpx.AsyncClient(
-        limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    )
+    limits = httpx.Limits(max_connections=pool, max_keepalive_connections=pool)
+    raw_http = httpx.AsyncClient(limits=limits, timeout=30)
 
     async def raw(seed: int) -> object:
         body = {"model": model_id, "messages": messages, "temperature": 0.0, "seed": seed}
@@ -205,19 +259,26 @@ async def _throughput(base_url: str, model_id: str, seconds: float, concurrency:
         response.raise_for_status()
         return response.json()
 
-    await drive(ours, min(1.0, seconds))  # warm-up
-    n_ours, t_ours = await drive(ours)
-    n_raw, t_raw = await drive(raw)
-    errors = client.metrics()["emu"]["errors"]
+    await _drive(ours, callers, min(1.0, seconds))  # warm-up
+    rate_ours = await _drive(ours, callers, seconds)
+    rate_raw = await _drive(raw, callers, seconds)
+    errors = client.metrics()[endpoint.name]["errors"]
     await client.aclose()
     await raw_http.aclose()
-    print(
-        f"Emulator (emulated) sustained throughput, --latency-scale 0, model {model_id!r},"
-        f" {concurrency} concurrent callers, {seconds:g} s"
-    )
-    print(f"  OpenAIChatClient: {n_ours / t_ours:8.1f} req/s  ({n_ours} calls, errors {errors})")
-    print(f"  raw httpx:        {n_raw / t_raw:8.1f} req/s  ({n_raw} calls)")
-    print(f"  client/raw ratio: {(n_ours / t_ours) / (n_raw / t_raw):.2f}  (target >= 500 req/s)")
+    return rate_ours, rate_raw, errors
+
+
+async def _throughput(
+    base_url: str, model_id: str, seconds: float, callers: int, pools: list[int], label: str
+) -> None:
+    """Client vs raw httpx, ``callers`` concurrent callers, for each pool size in ``pools``."""
+    print(f"{label}: model {model_id!r}, {callers} concurrent callers, {seconds:g} s per run")
+    for pool in pools:
+        ours, raw, errors = await _rates(base_url, model_id, seconds, callers, pool)
+        print(
+            f"  pool {pool:>3}: OpenAIChatClient {ours:7.1f} req/s (errors {errors}),"
+            f" raw httpx {raw:7.1f} req/s, ratio {ours / raw:.2f}"
+        )
 
 
 def main(
@@ -226,8 +287,12 @@ def main(
     emulator: Annotated[bool, typer.Option(help="Also measure the emulator.")] = True,
     seconds: Annotated[float, typer.Option(help="Seconds per throughput run.")] = 5.0,
     concurrency: Annotated[int, typer.Option(help="Concurrent callers (throughput).")] = 32,
+    pools: Annotated[
+        str, typer.Option(help="Comma-separated max_concurrency (pool sizes) to sweep.")
+    ] = "2,8,32",
 ) -> None:
     """Run the LLM-layer benchmarks and print figures."""
+    pool_sizes = [int(p) for p in pools.split(",") if p.strip()]
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     print(
         f"python {sys.version.split()[0]}, httpx {httpx.__version__}, {os.cpu_count()} cpus,"
@@ -240,6 +305,17 @@ def main(
     try:
         _wait_ready(f"http://127.0.0.1:{port}/", server)
         asyncio.run(_overhead(f"http://127.0.0.1:{port}/v1", calls, block))
+        asyncio.run(_in_process(calls, block))
+        asyncio.run(
+            _throughput(
+                f"http://127.0.0.1:{port}/v1",
+                "bench-model",
+                seconds,
+                concurrency,
+                pool_sizes,
+                "Instant loopback server (client-side ceiling)",
+            )
+        )
     finally:
         _stop(server)
     if not emulator:
@@ -247,14 +323,17 @@ def main(
     port = _free_port()
     command = _emulator_command(port)
     if command is None:
-        print("Emulator: `hieramas emulator serve` is not available in this checkout; skipped.")
+        print("Emulator: `hieramas emulator serve` is not available; skipped.")
         return
+    shown = [Path(command[0]).name, *command[1:]]
+    print(f"Emulator started as: {' '.join(shown)}")
     emu = subprocess.Popen(command, stdout=subprocess.DEVNULL)
     try:
         _wait_ready(f"http://127.0.0.1:{port}/health", emu)
         base_url = f"http://127.0.0.1:{port}/v1"
         model_id = str(httpx.get(f"{base_url}/models", timeout=10).json()["data"][0]["id"])
-        asyncio.run(_throughput(base_url, model_id, seconds, concurrency))
+        label = "Emulator (emulated), --latency-scale 0, target >= 500 req/s"
+        asyncio.run(_throughput(base_url, model_id, seconds, concurrency, pool_sizes, label))
     finally:
         _stop(emu)
 
