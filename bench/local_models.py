@@ -4,16 +4,18 @@
     .venv/bin/python bench/local_models.py --models all     # + Qwen2.5-Coder-1.5B (slow)
 
 For each model, one server (``--threads`` threads) is started; after a warm-up, each repeat
-sends the same coding prompt twice: with ``max_tokens=1`` (prompt eval + overhead) and with
-``max_tokens=N``.  Decode tok/s = (completion_tokens - 1) / (t_N - t_1); end-to-end tok/s =
-completion_tokens / t_N; prompt tok/s = prompt_tokens / t_1.  Token counts are the server's
-real ``usage``.  The ratio column is decode tok/s relative to SmolLM2-135M measured in the
-same run (the baseline), when it is part of the run.
+sends (1) a fresh prompt (unique first line, so llama.cpp cannot reuse a cached prefix beyond
+the chat template) with ``max_tokens=1``: its latency is the time to first token (TTFT);
+(2) the same prompt again with ``max_tokens=1`` (prefix now cached: overhead only) and
+(3) with ``max_tokens=N``.  Decode tok/s = (completion_tokens - 1) / (t3 - t2).  Token counts
+are the server's real ``usage``.  The ratio column is decode tok/s relative to SmolLM2-135M
+measured in the same run (the baseline), when it is part of the run.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 from typing import Any
@@ -28,10 +30,12 @@ PROMPT = (
 )
 
 
-def _call(client: httpx.Client, url: str, model: str, max_tokens: int) -> tuple[float, Any]:
+def _call(
+    client: httpx.Client, url: str, model: str, prompt: str, max_tokens: int
+) -> tuple[float, Any]:
     body = {
         "model": model,
-        "messages": [{"role": "user", "content": PROMPT}],
+        "messages": [{"role": "user", "content": prompt}],
         "temperature": 0.0,
         "max_tokens": max_tokens,
         "seed": 1,
@@ -50,21 +54,23 @@ def bench_model(key: str, threads: int, max_tokens: int, repeats: int) -> dict[s
     with running_local_server([key], n_threads=threads, n_ctx=2048) as url:
         startup = time.perf_counter() - t0
         with httpx.Client(timeout=600) as client:
-            _call(client, url, model.alias, 8)  # warm-up
-            decode, e2e, prompt, completion = [], [], [], []
-            for _ in range(repeats):
-                t1, u1 = _call(client, url, model.alias, 1)
-                tn, un = _call(client, url, model.alias, max_tokens)
-                n = un["completion_tokens"]
-                decode.append((n - 1) / max(tn - t1, 1e-9))
-                e2e.append(n / tn)
-                prompt.append(u1["prompt_tokens"] / t1)
+            _call(client, url, model.alias, "warm-up\n" + PROMPT, 8)
+            decode, ttft, prompt_tokens, completion = [], [], [], []
+            for i in range(repeats):
+                prompt = f"Request {i} of a benchmark.\n{PROMPT}"
+                t_first, u_first = _call(client, url, model.alias, prompt, 1)
+                t_1, _ = _call(client, url, model.alias, prompt, 1)
+                t_n, u_n = _call(client, url, model.alias, prompt, max_tokens)
+                n = u_n["completion_tokens"]
+                decode.append((n - 1) / max(t_n - t_1, 1e-9))
+                ttft.append(t_first)
+                prompt_tokens.append(u_first["prompt_tokens"])
                 completion.append(n)
     return {
         "startup_s": startup,
         "decode_tps": statistics.median(decode),
-        "e2e_tps": statistics.median(e2e),
-        "prompt_tps": statistics.median(prompt),
+        "ttft_s": statistics.median(ttft),
+        "prompt_tokens": statistics.median(prompt_tokens),
         "completion_tokens": statistics.median(completion),
     }
 
@@ -77,6 +83,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
 
+    load_before = os.getloadavg()[0]
     results = {}
     for model in resolve_models(args.models):
         results[model.key] = bench_model(model.key, args.threads, args.max_tokens, args.repeats)
@@ -84,18 +91,20 @@ def main() -> None:
     base = results.get("135m", {}).get("decode_tps")
     print(
         f"\nthreads={args.threads} max_tokens={args.max_tokens} repeats={args.repeats} "
-        "(median; real llama.cpp, not emulated)"
+        "(median; real llama.cpp, not emulated); "
+        f"1-min load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after "
+        f"on {os.cpu_count()} CPUs; OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'PASSIVE')}"
     )
     header = (
-        f"{'model':<22}{'decode tok/s':>13}{'e2e tok/s':>11}{'prompt tok/s':>14}"
-        f"{'tokens':>8}{'startup s':>11}{'vs 135m':>9}"
+        f"{'model':<22}{'decode tok/s':>13}{'TTFT s':>8}{'prompt tok':>11}"
+        f"{'out tok':>8}{'startup s':>11}{'vs 135m':>9}"
     )
     print(header)
     for key, r in results.items():
         ratio = f"{r['decode_tps'] / base:.2f}x" if base else "-"
         print(
-            f"{resolve_models(key)[0].alias:<22}{r['decode_tps']:>13.1f}{r['e2e_tps']:>11.1f}"
-            f"{r['prompt_tps']:>14.1f}{r['completion_tokens']:>8.0f}{r['startup_s']:>11.2f}"
+            f"{resolve_models(key)[0].alias:<22}{r['decode_tps']:>13.1f}{r['ttft_s']:>8.2f}"
+            f"{r['prompt_tokens']:>11.0f}{r['completion_tokens']:>8.0f}{r['startup_s']:>11.2f}"
             f"{ratio:>9}"
         )
 
