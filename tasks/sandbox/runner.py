@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import pwd
 import shutil
@@ -118,11 +117,12 @@ def _command(setup: _Setup, program: Path, limits: SandboxLimits) -> list[str]:
         "file_size_bytes": limits.file_size_mb * 1024 * 1024,
         "open_files": limits.open_files,
         "processes": limits.processes,
-        "uid": setup.user[0] if setup.user else None,
-        "gid": setup.user[1] if setup.user else None,
+        "uid": setup.user[0] if setup.user else "",
+        "gid": setup.user[1] if setup.user else "",
         "program": str(program),
     }
-    return [*setup.prefix, setup.python, "-I", "-S", "-c", _bootstrap_source(), json.dumps(cfg)]
+    args = [f"{key}={value}" for key, value in cfg.items()]
+    return [*setup.prefix, setup.python, "-I", "-S", "-c", _bootstrap_source(), *args]
 
 
 def _environ(workdir: Path) -> dict[str, str]:
