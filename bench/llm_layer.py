@@ -283,7 +283,7 @@ async def _throughput(
 
 def main(
     calls: Annotated[int, typer.Option(help="Timed calls per variant (overhead).")] = 2000,
-    block: Annotated[int, typer.Option(help="Calls per interleaved block.")] = 100,
+    block: Annotated[int, typer.Option(help="Calls per interleaved block.")] = 25,
     emulator: Annotated[bool, typer.Option(help="Also measure the emulator.")] = True,
     seconds: Annotated[float, typer.Option(help="Seconds per throughput run.")] = 5.0,
     concurrency: Annotated[int, typer.Option(help="Concurrent callers (throughput).")] = 32,
