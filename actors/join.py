@@ -40,6 +40,9 @@ class NodeRun:
     started: float | None = None
     calls: dict[str, dict[str, Any]] = field(default_factory=dict)
     waiting: set[str] = field(default_factory=set)
+    attempts: dict[str, int] = field(default_factory=dict)
+    assigned: dict[str, str] = field(default_factory=dict)
+    requests: dict[str, tuple[str, str, str, list[str]]] = field(default_factory=dict)
 
     @property
     def ready(self) -> bool:
@@ -69,7 +72,10 @@ class JoinActor(pykka.ThreadingActor):
         raise NotImplementedError
 
     def on_other(self, message: Any) -> None:
-        """Messages other than arming/routes/inputs/expiry."""
+        """Messages other than arming/routes/inputs/expiry (default: reject bus messages)."""
+        if isinstance(message, Inbound):
+            kind = message.envelope.kind.value
+            self.reject(message, "kind", f"{self.node} does not accept {kind}")
 
     # -- message handling ------------------------------------------------------------
     def on_receive(self, message: Any) -> None:
@@ -82,7 +88,7 @@ class JoinActor(pykka.ThreadingActor):
             elif kind is Kind.NODE_INPUT:
                 self._on_input(message.envelope)
             else:
-                self.reject(message, "kind", f"{self.node} does not accept {kind.value}")
+                self.on_other(message)
         elif isinstance(message, Expire):
             run = self.runs.pop(message.query_id, None)
             if run is not None:

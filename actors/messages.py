@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from hieramas.llm.types import ChatResult
 from hieramas.wire import Envelope
 
-__all__ = ["CallDone", "Expire", "Inbound", "RequestDone"]
+__all__ = ["CallDone", "CheckAccepted", "Expire", "Inbound", "RequestDone", "WorkerLost"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,3 +47,19 @@ class Expire:
     """The query's deadline passed: drop its state."""
 
     query_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerLost:
+    """A worker stopped sending heartbeats: redo whatever it held for us."""
+
+    worker: str
+
+
+@dataclass(frozen=True, slots=True)
+class CheckAccepted:
+    """Was slot call ``tag`` (attempt ``attempt``) taken by a worker by now?"""
+
+    query_id: str
+    tag: str
+    attempt: int

@@ -70,6 +70,16 @@ class SlotActor(pykka.ThreadingActor):
             "worker": self.ctx.worker_id,
         }
         self._pending[key] = (envelope, message.reply, model, event)
+        notify = call.get("notify")
+        if notify:
+            accepted = {
+                "node": self.node,
+                "slot": envelope.payload["slot"],
+                "worker": self.ctx.worker_id,
+            }
+            self.ctx.bus.publish(
+                str(notify), self.ctx.envelope(Kind.SLOT_ACCEPTED, accepted, envelope)
+            )
         start_llm_call(
             self.ctx,
             self.actor_ref,
@@ -91,7 +101,11 @@ class SlotActor(pykka.ThreadingActor):
         record = call_record(done, model, event=event)
         self.ctx.traces.emit({k: v for k, v in record.items() if k != "text"})
         if reply:
-            payload = {"slot": self.slot, "status": record["outcome"], "call": record}
+            payload = {
+                "slot": envelope.payload["slot"],
+                "status": record["outcome"],
+                "call": record,
+            }
             try:
                 self.ctx.bus.publish(reply, self.ctx.envelope(Kind.SLOT_RESULT, payload, envelope))
             except ValueError as exc:  # oversize completion: answer with a clear error

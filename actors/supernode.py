@@ -10,16 +10,22 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import structlog
+
 from hieramas.actors import prompting
 from hieramas.actors.join import JoinActor, NodeRun
-from hieramas.actors.messages import RequestDone
+from hieramas.actors.messages import CheckAccepted, Inbound, RequestDone, WorkerLost
 from hieramas.controller.plan import Plan
 from hieramas.wire import Envelope, Kind, new_id
 from hieramas.wire.subjects import DECISION_NODE
 
 __all__ = ["SupernodeActor"]
 
+log = structlog.get_logger(__name__)
+
 SYNTH = "synth"
+ACCEPT_TIMEOUT_S = 2.0
+"""A slot call no worker has acknowledged by then was lost in transit: send it again."""
 
 
 class SupernodeActor(JoinActor):
@@ -42,17 +48,50 @@ class SupernodeActor(JoinActor):
             self._request(run, tag, self.ctx.subjects.propose(self.node, slot), "propose", llm, [])
 
     def on_other(self, message: Any) -> None:
-        if not isinstance(message, RequestDone):
-            return
+        if isinstance(message, RequestDone):
+            self._on_slot_done(message)
+        elif isinstance(message, WorkerLost):
+            self._redo_calls_held_by(message.worker)
+        elif isinstance(message, CheckAccepted):
+            run = self.runs.get(message.query_id)
+            if (
+                run is not None
+                and message.tag in run.waiting
+                and run.attempts.get(message.tag) == message.attempt
+                and message.tag not in run.assigned
+            ):
+                self.ctx.bus.counters["slot.unaccepted"] += 1
+                log.warning("slot.unaccepted", node=self.node, slot=message.tag)
+                self._request(run, message.tag, *run.requests[message.tag])
+        elif isinstance(message, Inbound) and message.envelope.kind is Kind.SLOT_ACCEPTED:
+            run = self.runs.get(message.envelope.query_id)
+            tag, attempt = _split(str(message.envelope.payload["slot"]))
+            if run is not None and run.attempts.get(tag) == attempt:
+                run.assigned[tag] = str(message.envelope.payload["worker"])
+        else:
+            super().on_other(message)
+
+    def _on_slot_done(self, message: RequestDone) -> None:
         run = self.runs.get(message.query_id)
-        if run is None or message.tag not in run.waiting:
-            return
-        run.waiting.discard(message.tag)
-        run.calls[message.tag] = _slot_record(message)
-        if message.tag == SYNTH:
+        tag, attempt = _split(message.tag)
+        if run is None or tag not in run.waiting or run.attempts.get(tag) != attempt:
+            return  # finished already, or superseded by a retry elsewhere
+        run.waiting.discard(tag)
+        run.calls[tag] = _slot_record(message, tag)
+        if tag == SYNTH:
             self._finish(run)
         elif not run.waiting:
             self._synthesize(run)
+
+    def _redo_calls_held_by(self, worker: str) -> None:
+        """A worker holding some of our slot calls died: send those calls again."""
+        for run in list(self.runs.values()):
+            for tag in sorted(run.waiting):
+                if run.assigned.get(tag) == worker:
+                    subject, kind, llm, proposals = run.requests[tag]
+                    self.ctx.bus.counters["slot.redone"] += 1
+                    log.warning("slot.redo", node=self.node, slot=tag, lost_worker=worker)
+                    self._request(run, tag, subject, kind, llm, proposals)
 
     def _synthesize(self, run: NodeRun) -> None:
         node = run.plan.nodes[self.node]
@@ -72,6 +111,10 @@ class SupernodeActor(JoinActor):
     ) -> None:
         plan = run.plan
         model = plan.llms[llm]
+        attempt = run.attempts.get(tag, 0) + 1
+        run.attempts[tag] = attempt
+        run.assigned.pop(tag, None)
+        run.requests[tag] = (subject, kind, llm, proposals)
         wire_plan = run.activation.payload["plan"]  # the records as they arrived: no re-encoding
         deadline = min(plan.deadline_unix, time.time() + plan.node_timeout_s)
         call = {
@@ -87,10 +130,11 @@ class SupernodeActor(JoinActor):
             "max_tokens": plan.max_tokens,
             "temperature": plan.temperature,
             "deadline_unix": deadline,
+            "notify": self.ctx.inbox,
         }
         envelope = Envelope(
             kind=Kind.SLOT_CALL,
-            payload={"slot": tag, "call": call},
+            payload={"slot": f"{tag}@{attempt}", "call": call},
             query_id=run.activation.query_id,
             trace_id=run.activation.trace_id,
             span_id=new_id(),
@@ -101,9 +145,13 @@ class SupernodeActor(JoinActor):
         ref, qid = self.actor_ref, run.activation.query_id
 
         def done(result: Any) -> None:
-            ref.tell(RequestDone(query_id=qid, tag=tag, result=result))
+            ref.tell(RequestDone(query_id=qid, tag=f"{tag}@{attempt}", result=result))
 
         self.ctx.bus.submit(self.ctx.bus.arequest(subject, envelope, timeout), done)
+        check = CheckAccepted(qid, tag, attempt)
+        self.ctx.bus.loop.call_soon_threadsafe(
+            lambda: self.ctx.bus.loop.call_later(ACCEPT_TIMEOUT_S, ref.tell, check)
+        )
 
     def _finish(self, run: NodeRun) -> None:
         plan = run.plan
@@ -172,10 +220,16 @@ def _predecessor_pairs(run: NodeRun) -> list[list[str]]:
     return pairs
 
 
-def _slot_record(done: RequestDone) -> dict[str, Any]:
+def _split(wire_tag: str) -> tuple[str, int]:
+    """``"p0@2"`` → ``("p0", 2)``."""
+    tag, _, attempt = wire_tag.partition("@")
+    return tag, int(attempt or 1)
+
+
+def _slot_record(done: RequestDone, tag: str) -> dict[str, Any]:
     result = done.result
     if isinstance(result, BaseException):
-        return {"outcome": "error", "error": f"{type(result).__name__}: {result}", "slot": done.tag}
+        return {"outcome": "error", "error": f"{type(result).__name__}: {result}", "slot": tag}
     record = dict(result.payload.get("call") or {})
     record.setdefault("outcome", str(result.payload.get("status")))
     return record

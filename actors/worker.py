@@ -18,10 +18,11 @@ import structlog
 
 from hieramas.actors.context import WorkerContext
 from hieramas.actors.decision import DecisionActor
-from hieramas.actors.messages import Inbound
+from hieramas.actors.messages import Inbound, WorkerLost
 from hieramas.actors.slot import ProposerActor, SynthesizerActor
 from hieramas.actors.supernode import SupernodeActor
 from hieramas.bus import Bus
+from hieramas.liveness import HEARTBEAT_S, Liveness
 from hieramas.llm.types import ChatClient
 from hieramas.traces import TraceEmitter
 from hieramas.wire import Envelope, Kind, Subjects, new_id
@@ -47,7 +48,7 @@ class Worker:
         nodes: set[str] | None = None,
         worker_id: str | None = None,
         traces: TraceEmitter | None = None,
-        hello_interval_s: float = 5.0,
+        hello_interval_s: float = HEARTBEAT_S,
     ) -> None:
         self.subjects = subjects or Subjects()
         self.nodes = nodes
@@ -64,6 +65,8 @@ class Worker:
         self._subs: list[Any] = []
         self._hello_interval_s = hello_interval_s
         self._hello_task: asyncio.Task[None] | None = None
+        self.liveness = Liveness(bus, self.subjects)
+        self.liveness.on_lost(self._on_worker_lost)
 
     @property
     def worker_id(self) -> str:
@@ -93,6 +96,7 @@ class Worker:
 
     async def _subscribe_all(self) -> None:
         bus, s = self.ctx.bus, self.subjects
+        await self.liveness.start()
         subs = [await bus.asubscribe(self.ctx.inbox, self._on_inbox)]
         if self.nodes is None:
             subs.append(
@@ -129,6 +133,9 @@ class Worker:
     async def _unsubscribe_all(self) -> None:
         if self._hello_task is not None:
             self._hello_task.cancel()
+        await self.liveness.stop()
+        with contextlib.suppress(Exception):
+            await self._hello(status="bye")
         for sub in self._subs:
             with contextlib.suppress(Exception):  # the connection may already be gone
                 await sub.unsubscribe()
@@ -136,8 +143,9 @@ class Worker:
         if self._own_traces:
             await self.ctx.traces.flush(timeout=2.0)
 
-    async def _hello(self) -> None:
+    async def _hello(self, status: str = "alive") -> None:
         payload = {
+            "status": status,
             "worker": self.worker_id,
             "nodes": sorted(self.nodes) if self.nodes is not None else ["*"],
             "inbox": self.ctx.inbox,
@@ -209,10 +217,18 @@ class Worker:
         node = str(call.get("node", "")) if isinstance(call, dict) else ""
         self._actor(("synthesizer", f"{node}/synth")).tell(Inbound(envelope, reply))
 
+    def _on_worker_lost(self, worker: str) -> None:
+        with self._lock:
+            supernodes = [ref for key, ref in self._actors.items() if key[0] == "supernode"]
+        for ref in supernodes:
+            ref.tell(WorkerLost(worker))
+
     def _on_inbox(self, envelope: Envelope, reply: str | None) -> None:
-        if envelope.kind not in (Kind.NODE_ROUTES, Kind.NODE_INPUT):
+        if envelope.kind not in (Kind.NODE_ROUTES, Kind.NODE_INPUT, Kind.SLOT_ACCEPTED):
             self.ctx.bus.reject(self.ctx.inbox, reply, "kind", f"inbox got {envelope.kind.value}")
             return
+        if envelope.kind is Kind.SLOT_ACCEPTED:
+            self.liveness.expect(str(envelope.payload["worker"]))
         node = str(envelope.payload.get("node", ""))
         key = ("decision", DECISION_NODE) if node == DECISION_NODE else ("supernode", node)
         with self._lock:

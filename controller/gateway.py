@@ -23,6 +23,7 @@ from hieramas.controller.config import ConfigError
 from hieramas.controller.plan import Plan
 from hieramas.controller.planner import Planner, StaticPlanner, build_plan
 from hieramas.controller.store import ConfigStore
+from hieramas.liveness import Liveness
 from hieramas.traces import TraceEmitter
 from hieramas.wire import Envelope, Kind, Subjects, WireError, new_id
 from hieramas.wire.subjects import DECISION_NODE
@@ -51,6 +52,10 @@ class QueryRun:
     envelope: Envelope
     started: float
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    routes: dict[str, str] = field(default_factory=dict)
+    workers: dict[str, str] = field(default_factory=dict)
+    rearmed: set[str] = field(default_factory=set)
+    wire_plan: dict[str, Any] = field(default_factory=dict)
     done: asyncio.Future[dict[str, Any]] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -69,6 +74,7 @@ class Gateway:
         traces: TraceEmitter | None = None,
         emulator_url: str | None = None,
         answerless_roles: Any = None,
+        liveness: Liveness | None = None,
     ) -> None:
         self.bus = bus
         self.store = store
@@ -82,6 +88,9 @@ class Gateway:
         self._answerless = answerless_roles
         self._subs: list[Any] = []
         self._tasks: set[asyncio.Task[None]] = set()
+        self.liveness = liveness
+        if liveness is not None:
+            liveness.on_lost(self._on_worker_lost)
 
     async def start(self) -> None:
         """Subscribe to queries and to this gateway's inbox."""
@@ -119,6 +128,54 @@ class Gateway:
         run.outputs[node] = output
         if node == DECISION_NODE and not run.done.done():
             run.done.set_result(output)
+            return
+        for target in run.rearmed:  # a re-armed node may have missed this on the old route
+            if target not in run.outputs and node in self._preds(run, target):
+                self._send_input(run, target, output)
+
+    # -- failover --------------------------------------------------------------------
+    @staticmethod
+    def _preds(run: QueryRun, node: str) -> tuple[str, ...]:
+        return tuple(run.plan.nodes) if node == DECISION_NODE else run.plan.nodes[node].preds
+
+    def _send_input(self, run: QueryRun, target: str, output: dict[str, Any]) -> None:
+        payload = {"node": target, "output": output}
+        self.bus.publish(
+            run.routes[target], run.envelope.reply(Kind.NODE_INPUT, payload, sender=self.gateway_id)
+        )
+
+    def _on_worker_lost(self, worker: str) -> None:
+        for run in list(self.runs.values()):
+            lost = [n for n, w in run.workers.items() if w == worker and n not in run.outputs]
+            if lost and not run.done.done():
+                task = asyncio.get_running_loop().create_task(self._rearm(run, lost, worker))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+    async def _rearm(self, run: QueryRun, nodes: list[str], worker: str) -> None:
+        """Arm ``nodes`` again on live workers, re-route the query, replay their inputs."""
+        self.bus.counters["gateway.rearmed"] += len(nodes)
+        log.warning("query.rearm", query_id=run.envelope.query_id, nodes=nodes, lost_worker=worker)
+        try:
+            armed = await asyncio.gather(*(self._arm(run, node) for node in nodes))
+        except QueryFailed as exc:
+            if not run.done.done():
+                run.done.set_exception(exc)
+            return
+        for node, (inbox, new_worker) in zip(nodes, armed, strict=True):
+            run.routes[node] = inbox
+            run.workers[node] = new_worker
+            run.rearmed.add(node)
+        for node, inbox in run.routes.items():
+            if node not in run.outputs:
+                payload = {"node": node, "routes": run.routes}
+                await self.bus.apublish(
+                    inbox, run.envelope.reply(Kind.NODE_ROUTES, payload, sender=self.gateway_id)
+                )
+        for node in nodes:
+            for pred in self._preds(run, node):
+                if pred in run.outputs:
+                    self._send_input(run, node, run.outputs[pred])
 
     # -- one query -------------------------------------------------------------------
     async def _answer(self, envelope: Envelope, reply: str | None) -> None:
@@ -140,6 +197,7 @@ class Gateway:
                     sender=self.gateway_id,
                 ),
                 started=started,
+                wire_plan=plan.to_wire(),
             )
             self.runs[query_id] = run
             budget = max(plan.deadline_unix - time.time(), 0.0)
@@ -217,31 +275,39 @@ class Gateway:
         except ConfigError as exc:
             raise QueryFailed("bad_config", str(exc)) from None
 
-    async def _execute(self, run: QueryRun) -> dict[str, Any]:
+    async def _arm(self, run: QueryRun, node: str) -> tuple[str, str]:
+        """Arm ``node`` for ``run`` on some worker; its (inbox, worker id)."""
         plan = run.plan
-        wire_plan = plan.to_wire()
-        nodes = [*plan.nodes, DECISION_NODE]
-
-        async def arm(node: str) -> str:
-            envelope = run.envelope.reply(
-                Kind.NODE_ACTIVATE,
-                {"plan": wire_plan, "node": node, "gateway": self.inbox},
-                sender=self.gateway_id,
-            )
+        envelope = run.envelope.reply(
+            Kind.NODE_ACTIVATE,
+            {"plan": run.wire_plan, "node": node, "gateway": self.inbox},
+            sender=self.gateway_id,
+        )
+        for attempt in (1, 2):  # a worker that died holding the request never answers
             timeout = min(ARM_TIMEOUT_S, max(plan.deadline_unix - time.time(), 0.01))
             try:
                 armed = await self.bus.arequest(self.subjects.activate(node), envelope, timeout)
+                break
             except BusError as exc:
+                if exc.code == "timeout" and attempt == 1:
+                    continue
                 code = "no_worker" if exc.code == "no_responders" else "arm_" + exc.code
                 raise QueryFailed(code, f"node {node!r}: {exc}") from None
             except RemoteError as exc:
                 raise QueryFailed(exc.code, f"node {node!r}: {exc.detail}") from None
-            return str(armed.payload["inbox"])
+        worker = str(armed.payload.get("worker", ""))
+        if self.liveness is not None:
+            self.liveness.expect(worker)
+        return str(armed.payload["inbox"]), worker
 
-        inboxes = await asyncio.gather(*(arm(node) for node in nodes))
-        routes = dict(zip(nodes, inboxes, strict=True))
-        for node, inbox in routes.items():
-            payload = {"node": node, "routes": routes}
+    async def _execute(self, run: QueryRun) -> dict[str, Any]:
+        nodes = [*run.plan.nodes, DECISION_NODE]
+        armed = await asyncio.gather(*(self._arm(run, node) for node in nodes))
+        for node, (inbox, worker) in zip(nodes, armed, strict=True):
+            run.routes[node] = inbox
+            run.workers[node] = worker
+        for node, inbox in list(run.routes.items()):
+            payload = {"node": node, "routes": run.routes}
             await self.bus.apublish(
                 inbox, run.envelope.reply(Kind.NODE_ROUTES, payload, sender=self.gateway_id)
             )

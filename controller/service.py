@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import time
 from typing import Any
 
 import structlog
@@ -13,6 +12,7 @@ from hieramas.controller.config import ConfigError
 from hieramas.controller.gateway import Gateway
 from hieramas.controller.planner import Planner
 from hieramas.controller.store import ConfigStore
+from hieramas.liveness import Liveness
 from hieramas.traces import TraceEmitter, ensure_trace_stream, wait_for_jetstream
 from hieramas.wire import Envelope, Kind, Subjects
 
@@ -47,6 +47,7 @@ class Controller:
         self.subjects = subjects or Subjects()
         self.store = ConfigStore(bus)
         self.traces = TraceEmitter(bus, self.subjects)
+        self.liveness = Liveness(bus, self.subjects)
         self.gateway = Gateway(
             bus,
             self.store,
@@ -55,8 +56,8 @@ class Controller:
             traces=self.traces,
             emulator_url=emulator_url,
             answerless_roles=_answerless_roles,
+            liveness=self.liveness,
         )
-        self.workers: dict[str, dict[str, Any]] = {}
         self._subs: list[Any] = []
 
     def start(self) -> Controller:
@@ -80,13 +81,14 @@ class Controller:
             ("history", self._on_history),
         ):
             self._subs.append(await self.bus.asubscribe(s.config(op), handler, queue=CONTROL_QUEUE))
-        self._subs.append(await self.bus.asubscribe(s.worker_hello, self._on_hello))
+        await self.liveness.start()
         await self.gateway.start()
         await self.bus.nc.flush()
         log.info("controller.started", config_version=self.store.current_version)
 
     async def astop(self) -> None:
         await self.gateway.stop()
+        await self.liveness.stop()
         for sub in self._subs:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
@@ -151,13 +153,8 @@ class Controller:
 
         self._spawn(history())
 
-    def _on_hello(self, envelope: Envelope, reply: str | None) -> None:
-        worker = str(envelope.payload["worker"])
-        self.workers[worker] = {"nodes": envelope.payload["nodes"], "last_seen": time.time()}
-
-    def _live_workers(self, max_age_s: float = 15.0) -> dict[str, Any]:
-        now = time.time()
-        return {w: info for w, info in self.workers.items() if now - info["last_seen"] < max_age_s}
+    def _live_workers(self) -> dict[str, Any]:
+        return dict(self.liveness.info)
 
     def _error(self, envelope: Envelope, reply: str | None, code: str, message: str) -> None:
         if reply:

@@ -19,6 +19,7 @@ class Kind(StrEnum):
     NODE_OUTPUT = "node.output"  # node -> gateway: one node's finished output
     SLOT_CALL = "slot.call"  # supernode -> proposer / synthesizer slot
     SLOT_RESULT = "slot.result"  # slot -> supernode
+    SLOT_ACCEPTED = "slot.accepted"  # slot -> supernode's worker inbox: which worker took a call
     CONFIG_APPLY = "config.apply"
     CONFIG_GET = "config.get"
     CONFIG_HISTORY = "config.history"
@@ -38,6 +39,7 @@ REQUIRED_KEYS: dict[Kind, frozenset[str]] = {
     Kind.NODE_OUTPUT: frozenset({"output"}),
     Kind.SLOT_CALL: frozenset({"slot", "call"}),
     Kind.SLOT_RESULT: frozenset({"slot", "status"}),
+    Kind.SLOT_ACCEPTED: frozenset({"node", "slot", "worker"}),
     Kind.CONFIG_APPLY: frozenset({"yaml"}),
     Kind.CONFIG_GET: frozenset(),
     Kind.CONFIG_HISTORY: frozenset(),

@@ -176,9 +176,11 @@ def _start_worker(url: str) -> subprocess.Popen[bytes]:
     return proc
 
 
-def test_killed_worker_its_work_is_served_by_the_other_or_fails_explicitly(
+def test_killed_worker_its_work_is_served_by_the_other(
     nats_server: NatsServer, llm_url: str
 ) -> None:
+    """SIGKILL one of two worker processes mid-run: its heartbeats stop, and the
+    gateway re-arms its nodes and the supernodes redo its slot calls elsewhere."""
     workers = [_start_worker(nats_server.url) for _ in range(2)]
     try:
         with Stack(nats_url=nats_server.url, workers=0) as stack:
@@ -187,12 +189,12 @@ def test_killed_worker_its_work_is_served_by_the_other_or_fails_explicitly(
                 config_yaml(
                     llm_url,
                     {
-                        "expert": node("Critic", ["slow:0.3", "fixed:A"], "fixed:A"),
+                        "expert": node("Critic", ["slow:1", "fixed:A"], "fixed:A"),
                         "doctor": node("Doctor", ["fixed:A"], "fixed:A"),
                     },
                     [("expert", "doctor")],
-                    query_timeout_s=5,
-                    extra_llms=["slow:0.3"],
+                    query_timeout_s=20,
+                    extra_llms=["slow:1"],
                 ),
             )
             client = _client(stack)
@@ -200,22 +202,24 @@ def test_killed_worker_its_work_is_served_by_the_other_or_fails_explicitly(
 
             async def scenario() -> tuple[list[dict[str, Any]], list[dict[str, Any]], float]:
                 started = time.monotonic()
-                first = [asyncio.ensure_future(client.ask(f"q{i}", timeout_s=5)) for i in range(20)]
-                await asyncio.sleep(0.15)
+                first = [
+                    asyncio.ensure_future(client.ask(f"q{i}", timeout_s=20)) for i in range(20)
+                ]
+                await asyncio.sleep(0.3)  # every query is now inside a slow proposer call
                 workers[0].send_signal(signal.SIGKILL)
                 during = await asyncio.gather(*first)
                 elapsed = time.monotonic() - started
                 after = await asyncio.gather(*(client.ask(f"a{i}", timeout_s=5) for i in range(10)))
                 return list(during), list(after), elapsed
 
-            during, after, elapsed = stack.bus.call(scenario(), 60)
+            during, after, elapsed = stack.bus.call(scenario(), 90)
+            rearmed = stack.bus.counters["gateway.rearmed"]
     finally:
         for proc in workers:
             proc.kill()
             proc.wait(5)
-    statuses = [r["status"] for r in during]
-    # every query ended: answered, or an explicit error; none hung past its deadline
-    assert all(s in {"ok", "timeout", "no_worker", "error"} for s in statuses), statuses
-    assert elapsed < 5 + 3
-    # after the crash the surviving worker serves everything
+    assert [r["status"] for r in during] == ["ok"] * 20, [r.get("error") for r in during]
+    assert {r["answer"] for r in during} == {"A"}
+    assert rearmed >= 1  # the dead worker held armed nodes, which were moved
+    assert elapsed < 15  # lost after ~3.5 s of silence, then redone: well within the deadline
     assert [r["status"] for r in after] == ["ok"] * 10
