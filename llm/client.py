@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sqlite3
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -149,6 +150,7 @@ class OpenAIChatClient:
         self._app_name = app_name
         self._app_url = app_url
         self._states: dict[str, _Endpoint] = {}
+        self._retired: list[_Endpoint] = []
         self.stream = stream
         self._closed = False
 
@@ -191,7 +193,16 @@ class OpenAIChatClient:
         key: str | None = None
         if cache is not None and cache.mode != "off":
             key = cache_key(request, endpoint)
-            hit = await cache.aget(key)
+            try:
+                hit = await cache.aget(key)
+            except sqlite3.Error as exc:
+                if cache.mode == "replay-only":
+                    metrics.errors["replay_miss"] += 1
+                    raise ReplayMissError(
+                        f"replay-only cache {str(cache.path)!r} is unreadable: {exc}"
+                    ) from exc
+                log.warning("llm_cache_error", op="get", path=str(cache.path), error=str(exc))
+                hit = None
             if hit is not None:
                 metrics.cache_hits += 1
                 metrics.successes += 1
@@ -223,7 +234,10 @@ class OpenAIChatClient:
         metrics.completion_tokens += result.completion_tokens
         metrics.cost_usd += result.cost_usd
         if key is not None and cache is not None and cache.mode == "read-write":
-            await cache.aput(key, request, endpoint, result)
+            try:
+                await cache.aput(key, request, endpoint, result)
+            except sqlite3.Error as exc:  # the call succeeded; a failed recording is not fatal
+                log.warning("llm_cache_error", op="put", path=str(cache.path), error=str(exc))
         return result
 
     def metrics(self) -> dict[str, dict[str, object]]:
@@ -244,7 +258,8 @@ class OpenAIChatClient:
     async def aclose(self) -> None:
         """Close every endpoint's connection pool."""
         self._closed = True
-        states, self._states = list(self._states.values()), {}
+        states = [*self._states.values(), *self._retired]
+        self._states, self._retired = {}, []
         for state in states:
             await state.http.aclose()
 
@@ -252,10 +267,18 @@ class OpenAIChatClient:
 
     def _state(self, endpoint: EndpointSpec) -> _Endpoint:
         state = self._states.get(endpoint.name)
-        if state is not None:
-            if state.spec is endpoint or state.spec == endpoint:
-                return state
-            raise ValueError(f"endpoint name {endpoint.name!r} already used with a different spec")
+        if state is not None and (state.spec is endpoint or state.spec == endpoint):
+            return state
+        fresh = self._new_state(endpoint)
+        if state is not None:  # reconfigured: calls in flight finish on the old pool
+            fresh.metrics = state.metrics
+            self._retired.append(state)
+            log.info("llm_endpoint_reconfigured", endpoint=endpoint.name, url=fresh.url)
+        self._states[endpoint.name] = fresh
+        self.endpoints[endpoint.name] = endpoint
+        return fresh
+
+    def _new_state(self, endpoint: EndpointSpec) -> _Endpoint:
         secret: str | None = None
         if endpoint.api_key_env:
             secret = os.environ.get(endpoint.api_key_env) or None
@@ -291,10 +314,7 @@ class OpenAIChatClient:
             self._breaker_reset_s,
             on_change=partial(_log_breaker, endpoint.name),
         )
-        state = _Endpoint(endpoint, http, breaker, secret)
-        self._states[endpoint.name] = state
-        self.endpoints.setdefault(endpoint.name, endpoint)
-        return state
+        return _Endpoint(endpoint, http, breaker, secret)
 
     async def _call(
         self, state: _Endpoint, request: ChatRequest, start: float, deadline: float | None

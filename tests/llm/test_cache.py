@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import respx
+from structlog.testing import capture_logs
 
 from hieramas.llm.cache import ResponseCache, cache_key
 from hieramas.llm.client import OpenAIChatClient
@@ -227,3 +228,33 @@ async def test_concurrent_identical_calls_share_one_recording(
     assert {r.text for r in results} == {"same"}
     assert len(cache) == 1
     cache.close()
+
+
+def _corrupt(path: Path) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    path.write_bytes(b"this is not a database" * 100)
+
+
+async def test_broken_cache_file_degrades_or_fails_clearly(
+    tmp_path: Path,
+    chat_request: ChatRequest,
+    chat_endpoint: EndpointSpec,
+    chat_body: Body,
+    chat_url: str,
+) -> None:
+    path = tmp_path / "broken.sqlite"
+    writer = ResponseCache(path, "read-write")
+    replayer = ResponseCache(path, "replay-only")
+    writer.close()
+    replayer.close()  # reconnects lazily, on the worker threads
+    _corrupt(path)
+    with respx.mock, capture_logs() as logs:
+        respx.post(chat_url).respond(200, json=chat_body("still works"))
+        async with OpenAIChatClient(cache=writer) as client:
+            result = await client.chat(chat_request, chat_endpoint)
+        async with OpenAIChatClient(cache=replayer) as client:
+            with pytest.raises(ReplayMissError, match="unreadable"):
+                await client.chat(chat_request, chat_endpoint)
+    assert result.text == "still works" and not result.cached
+    assert {e["op"] for e in logs if e["event"] == "llm_cache_error"} == {"get", "put"}

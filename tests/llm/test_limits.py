@@ -95,9 +95,28 @@ async def test_invalid_endpoint_limits(chat_request: ChatRequest) -> None:
             await client.chat(chat_request, EndpointSpec("a", "http://x/v1", max_concurrency=0))
         with pytest.raises(ValueError, match="rate_limit_per_s"):
             await client.chat(chat_request, EndpointSpec("b", "http://x/v1", rate_limit_per_s=0))
-        with pytest.raises(ValueError, match="different spec"):
-            client._state(EndpointSpec("d", "http://x/v1"))
-            client._state(EndpointSpec("d", "http://y/v1"))
+
+
+async def test_reconfigured_endpoint_gets_a_new_pool_and_keeps_counters(
+    chat_request: ChatRequest, chat_body: Body
+) -> None:
+    old = EndpointSpec("ep", "http://old.test/v1")
+    new = EndpointSpec("ep", "http://new.test/v1", timeout_s=9.0)
+    async with OpenAIChatClient() as client:
+        with respx.mock:
+            old_route = respx.post("http://old.test/v1/chat/completions").respond(
+                200, json=chat_body("old")
+            )
+            new_route = respx.post("http://new.test/v1/chat/completions").respond(
+                200, json=chat_body("new")
+            )
+            assert (await client.chat(chat_request, old)).text == "old"
+            same = EndpointSpec("ep", "http://old.test/v1")  # equal, not identical: no change
+            assert (await client.chat(chat_request, same)).text == "old"
+            assert (await client.chat(chat_request, new)).text == "new"
+        assert client.endpoints["ep"] == new
+        assert client.metrics()["ep"]["calls"] == 3
+    assert old_route.call_count == 2 and new_route.call_count == 1
 
 
 async def test_cancellation_frees_slot_and_probe(
