@@ -17,7 +17,7 @@ import pykka
 import structlog
 
 from hieramas.actors.context import WorkerContext
-from hieramas.actors.messages import Expire, Inbound
+from hieramas.actors.messages import Expire, Inbound, tell_later
 from hieramas.bus import error_envelope
 from hieramas.controller.plan import Plan
 from hieramas.wire import Envelope, Kind
@@ -110,10 +110,7 @@ class JoinActor(pykka.ThreadingActor):
             plan=plan, activation=envelope, gateway=gateway, preds=preds
         )
         delay = max(plan.deadline_unix - time.time(), 0.0) + 1.0
-        ref, qid = self.actor_ref, envelope.query_id
-        self.ctx.bus.loop.call_soon_threadsafe(
-            lambda: self.ctx.bus.loop.call_later(delay, ref.tell, Expire(qid))
-        )
+        tell_later(self.ctx.bus, delay, self.actor_ref, Expire(envelope.query_id))
         if message.reply:
             armed = {"node": self.node, "inbox": self.ctx.inbox, "worker": self.ctx.worker_id}
             self.ctx.bus.publish(message.reply, self.ctx.envelope(Kind.NODE_ARMED, armed, envelope))

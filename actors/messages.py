@@ -7,12 +7,25 @@ an actor's state only ever changes on its own thread.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
+from typing import Any
 
+import pykka
+
+from hieramas.bus import Bus
 from hieramas.llm.types import ChatResult
 from hieramas.wire import Envelope
 
-__all__ = ["CallDone", "CheckAccepted", "Expire", "Inbound", "RequestDone", "WorkerLost"]
+__all__ = [
+    "CallDone",
+    "CheckAccepted",
+    "Expire",
+    "Inbound",
+    "RequestDone",
+    "WorkerLost",
+    "tell_later",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,3 +76,13 @@ class CheckAccepted:
     query_id: str
     tag: str
     attempt: int
+
+
+def tell_later(bus: Bus, delay_s: float, ref: pykka.ActorRef[Any], message: object) -> None:
+    """Deliver ``message`` to ``ref`` after ``delay_s`` (dropped if the actor has stopped)."""
+
+    def deliver() -> None:
+        with contextlib.suppress(pykka.ActorDeadError):
+            ref.tell(message)
+
+    bus.loop.call_soon_threadsafe(lambda: bus.loop.call_later(delay_s, deliver))

@@ -14,7 +14,13 @@ import structlog
 
 from hieramas.actors import prompting
 from hieramas.actors.join import JoinActor, NodeRun
-from hieramas.actors.messages import CheckAccepted, Inbound, RequestDone, WorkerLost
+from hieramas.actors.messages import (
+    CheckAccepted,
+    Inbound,
+    RequestDone,
+    WorkerLost,
+    tell_later,
+)
 from hieramas.controller.plan import Plan
 from hieramas.wire import Envelope, Kind, new_id
 from hieramas.wire.subjects import DECISION_NODE
@@ -148,10 +154,7 @@ class SupernodeActor(JoinActor):
             ref.tell(RequestDone(query_id=qid, tag=f"{tag}@{attempt}", result=result))
 
         self.ctx.bus.submit(self.ctx.bus.arequest(subject, envelope, timeout), done)
-        check = CheckAccepted(qid, tag, attempt)
-        self.ctx.bus.loop.call_soon_threadsafe(
-            lambda: self.ctx.bus.loop.call_later(ACCEPT_TIMEOUT_S, ref.tell, check)
-        )
+        tell_later(self.ctx.bus, ACCEPT_TIMEOUT_S, ref, CheckAccepted(qid, tag, attempt))
 
     def _finish(self, run: NodeRun) -> None:
         plan = run.plan
