@@ -1,27 +1,35 @@
-"""Run untrusted Python in a separate, limited process; asyncio API with a sync wrapper.
+"""Run untrusted Python in separate, limited processes; asyncio API with a sync wrapper.
 
-Each run gets: a fresh temporary working directory, a clean environment
-(nothing inherited, so no secrets), ``python -I -S``, rlimits on CPU time,
-address space, file size, open files and processes (set in the child), a
-wall-clock timeout enforced by the parent, captured output capped in size,
-its own session (the whole process group is killed afterwards), and no
-network: a new network namespace (``unshare --net``, with a PID namespace so
-nothing outlives the run) when the OS allows, plus an audit hook in the
-child that blocks sockets, process creation, signals and ``ctypes``.  When
-running as root the child also drops to ``nobody``.
+Each program runs in its own child process forked by a fork server
+(:mod:`.zygote`), with: a fresh temporary working directory (removed
+afterwards), a clean environment (nothing inherited, so no secrets), rlimits
+on CPU time, address space, file size, open files and processes, a
+wall-clock timeout enforced here, captured output capped in size (a flood
+kills the program), its own session (the whole group is killed when it
+ends), an audit hook blocking sockets, process creation, signals and
+``ctypes``, and no network: the fork server lives in a network namespace of
+its own (``unshare --net``, plus a PID namespace) when the OS allows.  When
+running as root the programs run as ``nobody``.  :func:`describe` reports
+the set-up in force.
 """
 
 from __future__ import annotations
 
+import array
 import asyncio
+import atexit
 import contextlib
+import itertools
+import json
 import os
 import pwd
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import weakref
 from collections.abc import Sequence
@@ -33,12 +41,13 @@ from typing import Literal
 
 import structlog
 
-from hieramas.tasks.sandbox.bootstrap import BLOCKED_MARKER, CPU_MARKER
+from hieramas.tasks.sandbox.zygote import BLOCKED_MARKER, CPU_MARKER
 
 __all__ = [
     "Isolation",
     "Outcome",
     "Sandbox",
+    "SandboxError",
     "SandboxLimits",
     "SandboxResult",
     "describe",
@@ -63,6 +72,10 @@ Isolation = Literal["netns", "netns-userns", "audit-hook"]
 
 _UNSHARE_ROOT = ("unshare", "--net", "--pid", "--fork", "--kill-child")
 _UNSHARE_USER = ("unshare", "--user", "--map-root-user", "--net", "--pid", "--fork", "--kill-child")
+
+
+class SandboxError(RuntimeError):
+    """The sandbox itself failed (not the program in it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,40 +115,126 @@ class _Setup:
     isolation: Isolation
     prefix: tuple[str, ...]
     python: str
-    user: tuple[int, int] | None  # (uid, gid) to drop to, when running as root
+    user: tuple[int, int] | None  # (uid, gid) the programs run as, when we are root
 
 
 @cache
-def _bootstrap_source() -> str:
-    return resources.files("hieramas.tasks.sandbox").joinpath("bootstrap.py").read_text("utf-8")
+def _zygote_source() -> str:
+    return resources.files("hieramas.tasks.sandbox").joinpath("zygote.py").read_text("utf-8")
 
 
-def _command(setup: _Setup, program: Path, limits: SandboxLimits) -> list[str]:
-    cfg = {
+class _Zygote:
+    """Parent side of one fork server: submit programs, kill them, learn their exit status."""
+
+    def __init__(self, setup: _Setup) -> None:
+        self.setup = setup
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self._sock = parent
+        self._lock = threading.Lock()
+        self._jobs = itertools.count(1)
+        self._waiting: dict[int, tuple[asyncio.AbstractEventLoop, asyncio.Future[int]]] = {}
+        self.alive = True
+        argv = [*setup.prefix, setup.python, "-I", "-S", "-c", _zygote_source()]
+        try:
+            self._proc = subprocess.Popen(
+                [*argv, f"fd={child.fileno()}"],
+                pass_fds=[child.fileno()],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
+                cwd="/",
+                start_new_session=True,
+            )
+        finally:
+            child.close()
+        self._reader = threading.Thread(target=self._read, name="sandbox-zygote", daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                msg = self._sock.recv(65536)
+            except OSError:
+                msg = b""
+            if not msg:
+                break
+            reply = json.loads(msg)
+            with self._lock:
+                waiter = self._waiting.pop(int(reply["job"]), None)
+            if waiter is not None:
+                loop, future = waiter
+                with contextlib.suppress(RuntimeError):  # the loop may be closed
+                    loop.call_soon_threadsafe(_settle, future, int(reply["status"]))
+        self.alive = False
+        with self._lock:
+            waiting, self._waiting = self._waiting, {}
+        for loop, future in waiting.values():
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_fail, future)
+
+    def submit(
+        self, spec: dict[str, object], fds: Sequence[int]
+    ) -> tuple[int, asyncio.Future[int]]:
+        """Start a program; the future resolves to its exit status."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[int] = loop.create_future()
+        job = next(self._jobs)
+        with self._lock:
+            if not self.alive:
+                raise SandboxError("fork server is not running")
+            self._waiting[job] = (loop, future)
+            try:
+                message = json.dumps({"op": "run", "job": job, **spec}).encode()
+                self._sock.sendmsg(
+                    [message], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))]
+                )
+            except OSError as exc:
+                self._waiting.pop(job, None)
+                raise SandboxError(f"fork server unreachable: {exc}") from exc
+        return job, future
+
+    def kill(self, job: int) -> None:
+        """Kill a running program (and its process group)."""
+        with self._lock, contextlib.suppress(OSError):
+            self._sock.send(json.dumps({"op": "kill", "job": job}).encode())
+
+    def close(self) -> None:
+        """Stop the fork server; everything it started dies with it."""
+        self.alive = False
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self._proc.pid, signal.SIGKILL)
+        self._proc.wait()
+        self._sock.close()
+        self._reader.join(timeout=5)
+
+
+def _settle(future: asyncio.Future[int], status: int) -> None:
+    if not future.done():
+        future.set_result(status)
+
+
+def _fail(future: asyncio.Future[int]) -> None:
+    if not future.done():
+        future.set_exception(SandboxError("fork server died"))
+
+
+def _spec(program: Path, limits: SandboxLimits, setup: _Setup) -> dict[str, object]:
+    return {
+        "program": str(program),
+        "cwd": str(program.parent),
         "cpu_s": max(1, int(limits.cpu_s)),
         "memory_bytes": limits.memory_mb * 1024 * 1024,
         "file_size_bytes": limits.file_size_mb * 1024 * 1024,
         "open_files": limits.open_files,
         "processes": limits.processes,
-        "uid": setup.user[0] if setup.user else "",
-        "gid": setup.user[1] if setup.user else "",
-        "program": str(program),
-    }
-    args = [f"{key}={value}" for key, value in cfg.items()]
-    return [*setup.prefix, setup.python, "-I", "-S", "-c", _bootstrap_source(), *args]
-
-
-def _environ(workdir: Path) -> dict[str, str]:
-    return {
-        "PATH": "/usr/bin:/bin",
-        "HOME": str(workdir),
-        "TMPDIR": str(workdir),
-        "LANG": "C.UTF-8",
-        "PYTHONIOENCODING": "utf-8",
+        "uid": setup.user[0] if setup.user else None,
+        "gid": setup.user[1] if setup.user else None,
     }
 
 
-def _prepare(workdir: Path, code: str, user: tuple[int, int] | None) -> Path:
+def _prepare(code: str, user: tuple[int, int] | None) -> Path:
+    workdir = Path(tempfile.mkdtemp(prefix="hieramas-sbx-"))
     program = workdir / "main.py"
     program.write_text(code, encoding="utf-8")
     if user is not None:
@@ -144,34 +243,37 @@ def _prepare(workdir: Path, code: str, user: tuple[int, int] | None) -> Path:
     return program
 
 
-_PROBE = "import json, math, re, collections, hashlib\nprint('ok')\n"
+# modules the fork server has not loaded: as nobody, the interpreter must still find them
+_PROBE = "import fractions, statistics, decimal, heapq, datetime, encodings.idna\nprint('ok')\n"
 
 
-def _works(setup: _Setup) -> bool:
-    """Run a tiny program through the full machinery of ``setup``."""
+async def _probe(setup: _Setup) -> bool:
     if setup.prefix and shutil.which(setup.prefix[0]) is None:
         return False
-    workdir = Path(tempfile.mkdtemp(prefix="hieramas-sbx-probe-"))
     try:
-        program = _prepare(workdir, _PROBE, setup.user)
-        done = subprocess.run(
-            _command(setup, program, SandboxLimits()),
-            capture_output=True,
-            timeout=20,
-            check=False,
-            cwd=workdir,
-            env=_environ(workdir),
-        )
-    except (OSError, subprocess.SubprocessError):
+        zygote = _Zygote(setup)
+    except OSError:
+        return False
+    try:
+        result = await asyncio.wait_for(_execute(zygote, _PROBE, SandboxLimits(), None), 20)
+    except (TimeoutError, SandboxError):
         return False
     finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-    return done.returncode == 0 and done.stdout.strip() == b"ok"
+        zygote.close()
+    return result.passed and result.stdout.strip() == "ok"
+
+
+def _in_thread(setup: _Setup) -> bool:
+    """Probe ``setup`` on a private event loop (callers may be inside a running loop)."""
+    verdict: list[bool] = []
+    thread = threading.Thread(target=lambda: verdict.append(asyncio.run(_probe(setup))))
+    thread.start()
+    thread.join()
+    return bool(verdict and verdict[0])
 
 
 @cache
 def _setup() -> _Setup:
-    pythons = [sys.executable, *(p for p in ("/usr/bin/python3",) if os.path.exists(p))]
     nobody: tuple[int, int] | None = None
     if os.geteuid() == 0:
         with contextlib.suppress(KeyError):
@@ -179,19 +281,21 @@ def _setup() -> _Setup:
             nobody = (entry.pw_uid, entry.pw_gid)
     options: list[_Setup] = []
     if os.geteuid() == 0:
-        for python in pythons:  # as nobody the interpreter's stdlib must be readable
-            if nobody is not None:
-                options.append(_Setup("netns", _UNSHARE_ROOT, python, nobody))
+        # as nobody, the interpreter's standard library must be readable by nobody
+        if nobody is not None:
+            for python in (sys.executable, "/usr/bin/python3"):
+                if os.path.exists(python):
+                    options.append(_Setup("netns", _UNSHARE_ROOT, python, nobody))
         options.append(_Setup("netns", _UNSHARE_ROOT, sys.executable, None))
     options.append(_Setup("netns-userns", _UNSHARE_USER, sys.executable, None))
     options.append(_Setup("audit-hook", (), sys.executable, None))
     for option in options:
-        if _works(option):
+        if _in_thread(option):
             log.info(
                 "sandbox_setup",
                 isolation=option.isolation,
                 python=option.python,
-                drops_to_uid=option.user[0] if option.user else None,
+                runs_as_uid=option.user[0] if option.user else os.geteuid(),
             )
             return option
     return options[-1]
@@ -200,7 +304,7 @@ def _setup() -> _Setup:
 def network_isolation() -> Isolation:
     """How the network is cut off for sandboxed code on this machine.
 
-    ``netns``: a fresh network namespace (root); ``netns-userns``: the same
+    ``netns``: an empty network namespace (root); ``netns-userns``: the same
     through an unprivileged user namespace; ``audit-hook``: only the child's
     audit hook blocks socket creation.  The audit hook is installed in all cases.
     """
@@ -217,6 +321,29 @@ def describe() -> dict[str, str | int | None]:
     }
 
 
+_zygotes: dict[_Setup, _Zygote] = {}
+_zygote_lock = threading.Lock()
+
+
+@atexit.register
+def _close_zygotes() -> None:
+    with _zygote_lock:
+        for zygote in _zygotes.values():
+            zygote.close()
+        _zygotes.clear()
+
+
+def _shared_zygote() -> _Zygote:
+    setup = _setup()
+    with _zygote_lock:
+        zygote = _zygotes.get(setup)
+        if zygote is None or not zygote.alive:
+            if zygote is not None:
+                zygote.close()
+            zygote = _zygotes[setup] = _Zygote(setup)
+        return zygote
+
+
 def _classify(returncode: int | None, stderr: str, timed_out: bool, flooded: bool) -> Outcome:
     if flooded:
         return "output_limit"
@@ -227,44 +354,113 @@ def _classify(returncode: int | None, stderr: str, timed_out: bool, flooded: boo
     tail = stderr[-4000:]
     if BLOCKED_MARKER in tail:
         return "blocked"
+    if CPU_MARKER in tail or returncode == 128 + signal.SIGXCPU:
+        return "cpu_limit"
     if "MemoryError" in tail:
         return "memory_limit"
     if "File too large" in tail or "[Errno 27]" in tail:
         return "file_size_limit"
-    if CPU_MARKER in tail or returncode in (-signal.SIGXCPU, 128 + signal.SIGXCPU):
-        return "cpu_limit"
-    if returncode is not None and returncode < 0:
+    if returncode is not None and returncode > 128:
         return "killed"
     return "error"
 
 
 class _Capture:
-    """Reads one stream, keeping at most ``keep`` bytes; counts everything."""
+    """Reads one pipe, keeping at most ``keep`` bytes; counts everything."""
 
     def __init__(self, keep: int) -> None:
         self.keep = keep
         self.data = bytearray()
         self.total = 0
 
-    async def pump(self, stream: asyncio.StreamReader, flood: asyncio.Event, kill_at: int) -> None:
-        while True:
-            chunk = await stream.read(65536)
-            if not chunk:
-                return
-            self.total += len(chunk)
-            room = self.keep - len(self.data)
-            if room > 0:
-                self.data += chunk[:room]
-            if self.total > kill_at:
-                flood.set()
+    async def pump(self, fd: int, flood: asyncio.Event, kill_at: int) -> None:
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=1 << 20)
+        transport, _ = await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(fd, "rb", buffering=0)
+        )
+        try:
+            while True:
+                chunk = await reader.read(65536)
+                if not chunk:
+                    return
+                self.total += len(chunk)
+                room = self.keep - len(self.data)
+                if room > 0:
+                    self.data += chunk[:room]
+                if self.total > kill_at:
+                    flood.set()
+        finally:
+            transport.close()
 
     def text(self) -> str:
         return self.data.decode("utf-8", errors="replace")
 
 
-def _kill_group(pid: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGKILL)
+async def _execute(
+    zygote: _Zygote, code: str, limits: SandboxLimits, stdin: bytes | None
+) -> SandboxResult:
+    setup = zygote.setup
+    started = time.perf_counter()
+    program = _prepare(code, setup.user)
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    in_r, in_w = os.pipe()
+    try:
+        try:
+            job, waiter = zygote.submit(_spec(program, limits, setup), [in_r, out_w, err_w])
+        except SandboxError as exc:
+            for fd in (out_r, err_r):
+                os.close(fd)
+            return SandboxResult("sandbox_error", None, "", str(exc), False, 0.0, setup.isolation)
+        finally:
+            for fd in (in_r, out_w, err_w):
+                os.close(fd)
+        if stdin:
+            with contextlib.suppress(OSError):
+                os.write(in_w, stdin[:65536])
+        os.close(in_w)
+        in_w = -1
+        flood = asyncio.Event()
+        out, err = _Capture(limits.max_output_bytes), _Capture(limits.max_output_bytes)
+        pumps = [
+            asyncio.create_task(out.pump(out_r, flood, limits.kill_output_bytes)),
+            asyncio.create_task(err.pump(err_r, flood, limits.kill_output_bytes)),
+        ]
+        flooded: asyncio.Future[object] = asyncio.ensure_future(flood.wait())
+        watched: set[asyncio.Future[object]] = {waiter, flooded}  # type: ignore[arg-type]
+        done, _ = await asyncio.wait(
+            watched, timeout=limits.wall_s, return_when=asyncio.FIRST_COMPLETED
+        )
+        timed_out = not done
+        was_flooded = flooded in done and waiter not in done
+        flooded.cancel()
+        if timed_out or was_flooded:
+            zygote.kill(job)
+        try:
+            returncode: int | None = await asyncio.wait_for(waiter, 30)
+        except (TimeoutError, SandboxError) as exc:
+            for task in pumps:
+                task.cancel()
+            message = f"lost track of the program: {exc or 'no exit status'}"
+            return SandboxResult("sandbox_error", None, "", message, False, 0.0, setup.isolation)
+        _, pending = await asyncio.wait(pumps, timeout=1.0)  # escaped writers can't stall us
+        for task in pending:
+            task.cancel()
+        outcome = _classify(returncode, err.text(), timed_out, was_flooded)
+        return SandboxResult(
+            outcome=outcome,
+            returncode=None if timed_out or was_flooded else returncode,
+            stdout=out.text(),
+            stderr=err.text(),
+            truncated=out.total > len(out.data) or err.total > len(err.data),
+            wall_s=time.perf_counter() - started,
+            isolation=setup.isolation,
+        )
+    finally:
+        if in_w != -1:
+            os.close(in_w)
+        shutil.rmtree(program.parent, ignore_errors=True)
 
 
 class Sandbox:
@@ -295,8 +491,10 @@ class Sandbox:
         self, code: str, *, limits: SandboxLimits | None = None, stdin: bytes | None = None
     ) -> SandboxResult:
         """Run ``code`` as ``__main__``; never raises for anything the code does."""
+        if not _setup.cache_info().currsize:
+            await asyncio.to_thread(_setup)  # the first call probes the OS (a few 100 ms)
         async with self._gate():
-            return await self._run(code, limits or self.limits, stdin)
+            return await _execute(_shared_zygote(), code, limits or self.limits, stdin)
 
     async def run_many(
         self, codes: Sequence[str], *, limits: SandboxLimits | None = None
@@ -313,75 +511,3 @@ class Sandbox:
     ) -> list[SandboxResult]:
         """Blocking :meth:`run_many`; call it only where no event loop is running."""
         return asyncio.run(self.run_many(codes, limits=limits))
-
-    async def _run(self, code: str, limits: SandboxLimits, stdin: bytes | None) -> SandboxResult:
-        setup = _setup()
-        workdir = Path(tempfile.mkdtemp(prefix="hieramas-sbx-"))
-        started = time.perf_counter()
-        try:
-            program = _prepare(workdir, code, setup.user)
-            try:
-                proc = await asyncio.create_subprocess_exec(
-                    *_command(setup, program, limits),
-                    stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
-                    stdout=asyncio.subprocess.PIPE,
-                    stderr=asyncio.subprocess.PIPE,
-                    cwd=workdir,
-                    env=_environ(workdir),
-                    start_new_session=True,
-                )
-            except OSError as exc:
-                log.warning("sandbox_start_failed", error=str(exc))
-                return SandboxResult(
-                    "sandbox_error", None, "", str(exc), False, 0.0, setup.isolation
-                )
-            return await self._supervise(proc, limits, stdin, started, setup.isolation)
-        finally:
-            shutil.rmtree(workdir, ignore_errors=True)
-
-    async def _supervise(
-        self,
-        proc: asyncio.subprocess.Process,
-        limits: SandboxLimits,
-        stdin: bytes | None,
-        started: float,
-        isolation: Isolation,
-    ) -> SandboxResult:
-        assert proc.stdout is not None and proc.stderr is not None
-        flood = asyncio.Event()
-        out, err = _Capture(limits.max_output_bytes), _Capture(limits.max_output_bytes)
-        pumps = [
-            asyncio.create_task(out.pump(proc.stdout, flood, limits.kill_output_bytes)),
-            asyncio.create_task(err.pump(proc.stderr, flood, limits.kill_output_bytes)),
-        ]
-        if stdin and proc.stdin is not None:
-            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                proc.stdin.write(stdin)
-                await proc.stdin.drain()
-                proc.stdin.close()
-        waiter = asyncio.create_task(proc.wait())
-        flooded = asyncio.create_task(flood.wait())
-        done, _ = await asyncio.wait(
-            {waiter, flooded}, timeout=limits.wall_s, return_when=asyncio.FIRST_COMPLETED
-        )
-        timed_out = not done
-        was_flooded = flooded in done and waiter not in done
-        flooded.cancel()
-        _kill_group(proc.pid)  # the program and anything it left behind
-        returncode = await waiter
-        # pipes held by escaped grandchildren must not keep us waiting
-        _, pending = await asyncio.wait(pumps, timeout=1.0)
-        for task in pending:
-            task.cancel()
-        wall = time.perf_counter() - started
-        outcome = _classify(returncode, err.text(), timed_out, was_flooded)
-        truncated = out.total > len(out.data) or err.total > len(err.data)
-        return SandboxResult(
-            outcome=outcome,
-            returncode=None if timed_out or was_flooded else returncode,
-            stdout=out.text(),
-            stderr=err.text(),
-            truncated=truncated,
-            wall_s=wall,
-            isolation=isolation,
-        )

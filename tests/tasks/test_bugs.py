@@ -79,7 +79,7 @@ async def test_grade_humaneval_outcomes(humaneval: list[ds.Item]) -> None:
 @pytest.mark.slow
 async def test_gate_canonical_pass_and_injected_bugs_fail(humaneval: list[ds.Item]) -> None:
     """All 164 reference solutions pass; each with an injected bug fails its tests."""
-    sandbox = Sandbox(SandboxLimits(wall_s=30, cpu_s=10), max_concurrency=2)
+    sandbox = Sandbox(SandboxLimits(wall_s=30, cpu_s=3), max_concurrency=2)
     canonical = await sandbox.run_many([humaneval_program(i, i.answer) for i in humaneval])
     assert [i.id for i, r in zip(humaneval, canonical, strict=True) if not r.passed] == []
     first = await sandbox.run_many(

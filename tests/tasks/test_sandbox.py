@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import signal
 import socket
 import threading
 from collections.abc import Iterator
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from hieramas.tasks.sandbox import Sandbox, SandboxLimits, describe, network_isolation
+from hieramas.tasks.sandbox import Sandbox, SandboxLimits, describe, network_isolation, runner
 
 LIMITS = SandboxLimits(wall_s=30.0, cpu_s=1, memory_mb=256, file_size_mb=1, max_output_bytes=4096)
 
@@ -193,3 +194,22 @@ async def test_concurrency_is_bounded() -> None:
 def test_invalid_configuration() -> None:
     with pytest.raises(ValueError, match="max_concurrency"):
         Sandbox(max_concurrency=0)
+
+
+async def test_fork_server_death_is_survived() -> None:
+    sandbox = Sandbox(SandboxLimits(wall_s=20))
+    assert (await sandbox.run("print('before')")).passed
+    (zygote,) = runner._zygotes.values()
+    running = asyncio.create_task(sandbox.run("import time\ntime.sleep(10)\n"))
+    await asyncio.sleep(0.3)
+    os.killpg(zygote._proc.pid, signal.SIGKILL)  # the fork server dies mid-run
+    lost = await running
+    assert lost.outcome == "sandbox_error" and not lost.passed
+    after = await sandbox.run("print('after')")  # a new fork server takes over
+    assert after.passed and after.stdout.strip() == "after"
+    assert runner._zygotes and next(iter(runner._zygotes.values())) is not zygote
+
+
+def test_stdin_is_passed() -> None:
+    result = asyncio.run(Sandbox().run("print(input()[::-1])", stdin=b"abc\n"))
+    assert result.passed and result.stdout.strip() == "cba"
