@@ -274,8 +274,15 @@ class Engine:
         if info.role is not None and info.role in self._answerless.get(domain, set()):
             return Reply(body(style), item.id, None, "plan", False)
         rule = _RULES.get(info.kind, "solo")
+        texts = list(info.candidates)
+        if info.kind == "proposer" and info.role is not None:
+            fam = self.skill.role_family(info.role)
+            if fam is not None and self.profiles.role_families[fam].predecessors == "synth":
+                rule = "synth"  # a reviewing role weighs its predecessors' answers
+        if info.kind == "synthesizer" and self.profiles.behaviour.synthesizer_sees_predecessors:
+            texts += [text for _, text in info.context]
         p = self.skill.p_solo(model, item, info.role)
-        cands = self.answers.candidates(item, info.candidates) if rule != "solo" else []
+        cands = self.answers.candidates(item, texts) if rule != "solo" else []
         decision = decide(
             rule,
             p,

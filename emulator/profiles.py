@@ -120,6 +120,9 @@ class RoleFamily(_Strict):
     subjects: dict[str, list[str]]
     match: float
     mismatch: float
+    predecessors: Literal["herd", "synth"] = "herd"
+    """How a proposer in this role uses its predecessors' answers: ``herd`` (adopt their
+    majority with the model's susceptibility) or ``synth`` (review them like a synthesizer)."""
 
 
 class Behaviour(_Strict):
@@ -131,6 +134,8 @@ class Behaviour(_Strict):
     distractor_concentration: float = Field(ge=0)
     wrong_candidates: int = Field(ge=1, le=16)
     code_bug_variants: int = Field(ge=1, le=16)
+    synthesizer_sees_predecessors: bool = False
+    """Count the predecessors' answers as extra candidates when a synthesizer decides."""
 
 
 class GenericSpec(_Strict):

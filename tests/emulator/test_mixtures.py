@@ -1,11 +1,11 @@
 """Mixtures of agents over real HTTP: weak proposers plus a skilled synthesizer beat the best
 single proposer; with a poor synthesizer they do not.
 
-Pool: ``tests/emulator/data/mixture.yaml`` (three proposers at 55/65/75 % on MMLU-Redux; a
+Pool: ``tests/emulator/data/mixture.yaml`` (three proposers at 45/60/75 % on MMLU-Redux; a
 skilled synthesizer, 65 % solo with synthesis skill 0.9, and a poor one, 55 % solo with skill 0).
-Expected from the model: skilled ≈ 88 %, poor ≈ 67 %, best proposer 75 %; at n = 600 items the
-standard error of a paired difference is ≤ 2 points, so the 4-point margins below (≥ 3.5
-standard errors from the expected values) cannot be flipped by noise.
+Expected from the model: skilled ≈ 85 %, poor ≈ 63 %, best proposer 75 %; at n = 400 items the
+standard error of a paired difference is ≤ 2.3 points, so the 4-point margins below (≥ 2.6
+standard errors from the expected gaps of ~10 points) cannot plausibly be flipped by noise.
 All figures are *emulated*.
 """
 
@@ -24,7 +24,7 @@ from hieramas.tasks.graders import grade
 POOL = Path(__file__).parent / "data" / "mixture.yaml"
 PROPOSERS = ("weak-a", "weak-b", "weak-c")
 ROLE = "Knowledgeable Expert"
-N_ITEMS = 600
+N_ITEMS = 400
 MARGIN = 0.04
 
 

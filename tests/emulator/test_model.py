@@ -132,3 +132,59 @@ def test_difficulty_is_shared_and_shifted_by_metadata(engine: Engine) -> None:
     ]
     ranks = np.argsort(np.argsort(np.array(ps), axis=0), axis=0)
     assert np.corrcoef(ranks.T)[0, 1] > 0.99  # same subject: both are monotone in b_i
+
+
+async def test_predecessors_sway_susceptible_models(engine: Engine) -> None:
+    """Through real prompts: a wrong upstream majority hurts llama-8b (w = 0.6), a right one helps."""
+    from hieramas.emulator.api import ChatCompletionRequest
+    from hieramas.tasks import prompts
+    from hieramas.tasks.datasets import load
+    from hieramas.tasks.graders import grade
+
+    items = load("mmlu_redux")[::20][:250]
+    acc: dict[str, float] = {}
+    for setting in ("alone", "wrong", "right"):
+        hits = 0
+        for item in items:
+            wrong = "A" if item.answer != "A" else "B"
+            upstream = {"alone": [], "wrong": [wrong, wrong], "right": [item.answer] * 2}[setting]
+            preds = [
+                (f"Critic {i}", f"I checked it. The answer is ({x}).")
+                for i, x in enumerate(upstream)
+            ]
+            messages = prompts.proposer_messages("mmlu", "Historian", item.question, preds)
+            req = ChatCompletionRequest.model_validate({"model": "llama-8b", "messages": messages})
+            text = (await engine.complete(req)).choices[0].text
+            hits += grade(item, text).correct
+        acc[setting] = hits / len(items)
+    print(f"\nemulated llama-8b, MMLU, n={len(items)}: {acc}")
+    # expected: alone ≈ p, wrong ≈ 0.4 p, right ≈ 0.6 + 0.4 p (p ≈ 0.65 for a Historian)
+    # (standard error of each paired difference ≈ 0.04 at n = 250)
+    assert acc["wrong"] <= acc["alone"] - 0.25, acc
+    assert acc["right"] >= acc["alone"] + 0.08, acc
+
+
+async def test_reviewing_roles_weigh_predecessors_instead_of_herding(engine: Engine) -> None:
+    """A Critic (role family with ``predecessors: synth``) facing a wrong upstream majority that
+    still contains the right answer picks it with its synthesis skill; a Historian herds."""
+    from hieramas.emulator.api import ChatCompletionRequest
+    from hieramas.tasks import prompts
+    from hieramas.tasks.datasets import load
+    from hieramas.tasks.graders import grade
+
+    items = load("mmlu_redux")[5::15][:300]
+    acc = {}
+    for role in ("Critic", "Historian"):
+        hits = 0
+        for item in items:
+            wrong = "A" if item.answer != "A" else "B"
+            upstream = [wrong, wrong, item.answer]
+            preds = [(f"Agent {i}", f"The answer is ({x}).") for i, x in enumerate(upstream)]
+            messages = prompts.proposer_messages("mmlu", role, item.question, preds)
+            req = ChatCompletionRequest.model_validate({"model": "qwen3-8b", "messages": messages})
+            hits += grade(item, (await engine.complete(req)).choices[0].text).correct
+        acc[role] = hits / len(items)
+    print(f"\nemulated qwen3-8b, wrong upstream majority, n={len(items)}: {acc}")
+    # expected: Critic ≈ s + (1 - s)/3 ≈ 0.66; Historian ≈ (1 - w) · p ≈ 0.45; the standard
+    # error of the difference at n = 300 is ≈ 0.04
+    assert acc["Critic"] >= acc["Historian"] + 0.1, acc
