@@ -49,7 +49,7 @@ def config_text(url: str) -> str:
         {
             "name": "bench-8x3",
             "domain": "mmlu",
-            "endpoints": {"bench": {"base_url": url, "max_concurrency": 256, "max_retries": 0}},
+            "endpoints": {"bench": {"base_url": url, "max_concurrency": 8, "max_retries": 0}},
             "llms": {
                 m: {"endpoint": "bench", "model": m, "price_in": 1, "price_out": 1} for m in llms
             },

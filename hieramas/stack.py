@@ -23,6 +23,7 @@ from hieramas.actors.worker import Worker
 from hieramas.bus import Bus
 from hieramas.controller.service import Controller
 from hieramas.llm.client import OpenAIChatClient
+from hieramas.llm.transports import default_transport_factory
 from hieramas.natsconn import NatsSettings
 from hieramas.natsserver import NatsServer, free_port
 
@@ -135,7 +136,7 @@ class Stack:
             if self._want_controller:
                 self.controller = Controller(self.bus, emulator_url=self.emulator_url).start()
             if self._n_workers:
-                self._llm = OpenAIChatClient()
+                self._llm = OpenAIChatClient(transport_factory=default_transport_factory())
                 for _ in range(self._n_workers):
                     self.workers.append(Worker(self.bus, self._llm, nodes=self._nodes).start())
         except BaseException:

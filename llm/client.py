@@ -30,6 +30,7 @@ from hieramas.llm.cache import ResponseCache, cache_key
 from hieramas.llm.errors import AttemptError, ReplayMissError
 from hieramas.llm.metrics import EndpointMetrics
 from hieramas.llm.tokens import estimate_prompt_tokens, estimate_tokens
+from hieramas.llm.transports import TransportFactory
 from hieramas.llm.types import ChatRequest, ChatResult, EndpointSpec, LLMError
 from hieramas.llm.wire import (
     Completion,
@@ -121,7 +122,8 @@ class OpenAIChatClient:
     ``endpoints`` registers endpoints by name (used by :meth:`complete`); ``chat``
     also accepts endpoints not registered up front.  ``cache`` enables
     record/replay (the client does not close it).  ``transport`` replaces the
-    network (tests).  ``stream=True`` asks for server-sent events, so ``ttft_s``
+    network (tests); ``transport_factory`` builds one transport per endpoint
+    (see :mod:`hieramas.llm.transports`).  ``stream=True`` asks for server-sent events, so ``ttft_s``
     is the true time to the first content token (without it, time to the
     response headers); servers that ignore ``stream`` still work.  Call
     ``chat`` from one event loop.
@@ -133,6 +135,7 @@ class OpenAIChatClient:
         *,
         cache: ResponseCache | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        transport_factory: TransportFactory | None = None,
         retry: RetryPolicy | None = None,
         breaker_failures: int = 5,
         breaker_reset_s: float = 30.0,
@@ -144,6 +147,7 @@ class OpenAIChatClient:
         self.cache = cache
         self.retry = retry or RetryPolicy()
         self._transport = transport
+        self._transport_factory = transport_factory
         self._wait = _Wait(self.retry)
         self._breaker_failures = breaker_failures
         self._breaker_reset_s = breaker_reset_s
@@ -307,7 +311,8 @@ class OpenAIChatClient:
             headers=headers,
             timeout=httpx.Timeout(endpoint.timeout_s),
             limits=limits,
-            transport=self._transport,
+            transport=self._transport
+            or (self._transport_factory(endpoint) if self._transport_factory else None),
         )
         breaker = CircuitBreaker(
             self._breaker_failures,
