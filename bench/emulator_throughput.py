@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
+import os
 import random
 import socket
 import statistics
@@ -146,10 +148,16 @@ def main() -> None:
     args = parser.parse_args()
     bodies = _bodies(args.requests, args.seed)
     results: dict[str, dict[str, Any]] = {}
-    for name, cmd in (
+    runs = [
         ("devserver (baseline)", ["hieramas.devserver"]),
-        ("emulator", ["hieramas.emulator", "serve", "--latency-scale", "0"]),
-    ):
+        ("emulator, h11", ["hieramas.emulator", "serve", "--latency-scale", "0", "--http", "h11"]),
+    ]
+    if importlib.util.find_spec("httptools") is not None:
+        runs.append(
+            ("emulator, httptools",
+             ["hieramas.emulator", "serve", "--latency-scale", "0", "--http", "httptools"])
+        )  # fmt: skip
+    for name, cmd in runs:
         port = _free_port()
         proc = _start([*cmd, "--port", str(port)], port)
         try:
@@ -164,7 +172,10 @@ def main() -> None:
             f"   p99 {r['p99_ms']:6.2f} ms   errors {r['errors']}"
         )
     base = results["devserver (baseline)"]["req_per_s"]
-    print(f"  emulator / baseline throughput ratio: {results['emulator']['req_per_s'] / base:.2f}")
+    for name, r in results.items():
+        if name.startswith("emulator"):
+            print(f"  {name} / baseline throughput ratio: {r['req_per_s'] / base:.2f}")
+    print(f"  1-min load average at the end: {os.getloadavg()[0]:.1f} (2 cores)")
 
 
 if __name__ == "__main__":

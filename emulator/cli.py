@@ -42,6 +42,9 @@ def serve(
     ] = 1.0,
     data_dir: DataDirOpt = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
+    http: Annotated[
+        str, typer.Option(help="HTTP parser: auto (httptools when installed), h11, httptools.")
+    ] = "auto",
 ) -> None:
     """Serve ``/v1/models`` and ``/v1/chat/completions`` (replies are labelled emulated)."""
     import uvicorn
@@ -58,7 +61,7 @@ def serve(
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
     err.print(f"emulated LLM pool on http://{host}:{port}/v1 (seed {seed})")
-    uvicorn.run(application, host=host, port=port, log_level=log_level, access_log=False)
+    uvicorn.run(application, host=host, port=port, log_level=log_level, access_log=False, http=http)
 
 
 @app.command()
