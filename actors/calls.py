@@ -27,12 +27,13 @@ def start_llm_call(
     max_tokens: int,
     temperature: float,
     deadline_unix: float,
+    seed: int | None = None,
 ) -> None:
     """Run one chat call on the bus loop; the actor gets a :class:`CallDone` back."""
     started = time.time()
     remaining = max(deadline_unix - started, 0.0)
     request = ChatRequest(
-        model=model, messages=messages, temperature=temperature, max_tokens=max_tokens
+        model=model, messages=messages, temperature=temperature, max_tokens=max_tokens, seed=seed
     )
     deadline = time.monotonic() + remaining
 

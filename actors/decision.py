@@ -14,6 +14,8 @@ from hieramas.actors import prompting
 from hieramas.actors.calls import call_record, start_llm_call
 from hieramas.actors.join import JoinActor, NodeRun
 from hieramas.actors.messages import CallDone
+from hieramas.actors.voting import plurality
+from hieramas.controller.config import VOTE
 from hieramas.controller.plan import Plan
 from hieramas.wire import new_id
 from hieramas.wire.subjects import DECISION_NODE
@@ -38,6 +40,17 @@ class DecisionActor(JoinActor):
         if answers and None not in answers and len(set(answers)) == 1:
             winner = next(o for o in good if not o.get("answerless"))
             self._finish(run, text=str(winner["text"]), answer=answers[0], decided_by="agreement")
+            return
+        if plan.decision == VOTE:
+            voters = [o for o in good if not o.get("answerless")] or good
+            if not voters:
+                self._finish(
+                    run, text="", answer=None, decided_by="vote",
+                    call={"outcome": "error", "error": "no supernode output to vote on"},
+                )  # fmt: skip
+                return
+            index, answer = plurality(plan.domain, [str(o["text"]) for o in voters])
+            self._finish(run, text=str(voters[index]["text"]), answer=answer, decided_by="vote")
             return
         if good:
             messages = prompting.decision_messages(

@@ -91,6 +91,7 @@ class SlotActor(pykka.ThreadingActor):
             max_tokens=int(call.get("max_tokens", 1024)),
             temperature=float(call.get("temperature", 0.0)),
             deadline_unix=float(call["deadline_unix"]),
+            seed=call.get("seed"),
         )
 
     def _on_done(self, done: CallDone) -> None:

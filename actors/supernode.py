@@ -21,6 +21,8 @@ from hieramas.actors.messages import (
     WorkerLost,
     tell_later,
 )
+from hieramas.actors.voting import plurality
+from hieramas.controller.config import PASS, VOTE
 from hieramas.controller.plan import Plan
 from hieramas.wire import Envelope, Kind, new_id
 from hieramas.wire.subjects import DECISION_NODE
@@ -106,6 +108,10 @@ class SupernodeActor(JoinActor):
             for tag, rec in sorted(run.calls.items())
             if tag.startswith("p") and rec.get("outcome") == "ok"
         ]
+        if node.synthesizer in (VOTE, PASS):
+            run.calls[SYNTH] = _pseudo_synthesis(run.plan.domain, node.synthesizer, proposals)
+            self._finish(run)
+            return
         run.waiting.add(SYNTH)
         self._request(
             run, SYNTH, self.ctx.subjects.synthesize(self.node), "synthesize", node.synthesizer,
@@ -137,6 +143,10 @@ class SupernodeActor(JoinActor):
             "temperature": plan.temperature,
             "deadline_unix": deadline,
             "notify": self.ctx.inbox,
+            # distinct samples per slot when sampling (self-consistency), reproducible per slot
+            "seed": (int(tag[1:]) + 1 if tag[1:].isdigit() else 0)
+            if plan.temperature > 0
+            else None,
         }
         envelope = Envelope(
             kind=Kind.SLOT_CALL,
@@ -221,6 +231,18 @@ def _predecessor_pairs(run: NodeRun) -> list[list[str]]:
         if out.get("status") == "ok" and out.get("text"):
             pairs.append([str(out.get("role", pred)), str(out["text"])])
     return pairs
+
+
+def _pseudo_synthesis(domain: str, how: str, proposals: list[str]) -> dict[str, Any]:
+    """The synthesizer record of ``vote`` / ``pass``: a choice among proposals, no LLM call."""
+    record: dict[str, Any] = {
+        "model": how, "slot": SYNTH, "latency_s": 0.0, "cost_usd": 0.0,
+        "prompt_tokens": 0, "completion_tokens": 0, "pseudo": True,
+    }  # fmt: skip
+    if not proposals:
+        return {**record, "outcome": "error", "error": f"{how}: no successful proposal", "text": ""}
+    index = plurality(domain, proposals)[0] if how == VOTE else 0
+    return {**record, "outcome": "ok", "error": None, "text": proposals[index]}
 
 
 def _split(wire_tag: str) -> tuple[str, int]:

@@ -17,7 +17,10 @@ from hieramas.llm.types import EndpointSpec, ModelSpec
 from hieramas.wire.subjects import DECISION_NODE, NODE_NAME
 
 __all__ = [
+    "PASS",
+    "PSEUDO_LLMS",
     "SKIP",
+    "VOTE",
     "ConfigError",
     "EndpointConfig",
     "HieraConfig",
@@ -30,6 +33,11 @@ __all__ = [
 
 SKIP = "skip"
 """The LLM name that means "no call": a skipped proposer, or (as synthesizer) a dropped supernode."""
+VOTE = "vote"
+"""As synthesizer or decision: the plurality answer of the inputs, without an LLM call."""
+PASS = "pass"
+"""As synthesizer: the supernode's output is its first successful proposal, without a call."""
+PSEUDO_LLMS = frozenset({SKIP, VOTE, PASS})
 
 
 class ConfigError(ValueError):
@@ -167,8 +175,8 @@ def validate(config: HieraConfig, *, roles: RoleCatalogue | None = None) -> list
     """Every semantic problem of ``config`` (empty when it is valid)."""
     problems: list[str] = []
     for name, llm_cfg in config.llms.items():
-        if name == SKIP:
-            problems.append(f"llms.{SKIP}: '{SKIP}' is reserved (it means 'no call')")
+        if name in PSEUDO_LLMS:
+            problems.append(f"llms.{name}: '{name}' is reserved (skip, vote and pass are not LLMs)")
         if llm_cfg.endpoint not in config.endpoints:
             problems.append(f"llms.{name}.endpoint: unknown endpoint {llm_cfg.endpoint!r}")
     known_roles: set[str] | None = None
@@ -195,9 +203,9 @@ def validate(config: HieraConfig, *, roles: RoleCatalogue | None = None) -> list
         for i, llm in enumerate(spec.proposers):
             if llm != SKIP and llm not in config.llms:
                 problems.append(f"{where}.proposers[{i}]: unknown LLM {llm!r}")
-        if spec.synthesizer != SKIP and spec.synthesizer not in config.llms:
+        if spec.synthesizer not in PSEUDO_LLMS and spec.synthesizer not in config.llms:
             problems.append(f"{where}.synthesizer: unknown LLM {spec.synthesizer!r}")
-    if config.decision not in config.llms:
+    if config.decision != VOTE and config.decision not in config.llms:
         problems.append(f"decision: unknown LLM {config.decision!r}")
     seen: set[tuple[str, str]] = set()
     for i, (src, dst) in enumerate(config.edges):

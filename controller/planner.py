@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import Protocol
 
-from hieramas.controller.config import SKIP, HieraConfig
+from hieramas.controller.config import PSEUDO_LLMS, SKIP, HieraConfig
 from hieramas.controller.plan import NodePlan, Plan
 
 __all__ = ["Assignment", "Planner", "StaticPlanner", "build_plan"]
@@ -87,6 +87,7 @@ def build_plan(
     for node in nodes.values():
         used.add(node.synthesizer)
         used.update(llm for llm in node.proposers if llm is not None)
+    used -= PSEUDO_LLMS
     llms = {name: config.model_spec(name) for name in sorted(used)}
     endpoint_names = {spec.endpoint for spec in llms.values()}
     endpoints = {name: config.endpoint_spec(name, emulator_url) for name in sorted(endpoint_names)}

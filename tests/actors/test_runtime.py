@@ -151,3 +151,33 @@ def test_empty_query_is_rejected(stack: Stack, llm_url: str) -> None:
     cfg = config_yaml(llm_url, {"expert": node("Knowledgeable Expert", ["fixed:A"], "fixed:A")})
     result = ask(stack, cfg, text="   ")
     assert result["status"] == "bad_query"
+
+
+def test_vote_and_pass_pseudo_synthesizers_and_vote_decision(stack: Stack, llm_url: str) -> None:
+    cfg = config_yaml(
+        llm_url,
+        {
+            "sc": node("Knowledgeable Expert", ["fixed:B", "fixed:A", "fixed:A"], "vote"),
+            "solo": node("Critic", ["fixed:C"], "pass"),
+            "other": node("Doctor", ["fixed:A"], "pass"),
+        },
+        decision="vote",
+    )
+    result = ask(stack, cfg)
+    assert result["status"] == "ok", result
+    sc = result["nodes"]["sc"]
+    assert sc["answer"] == "A"
+    assert sc["calls"]["synth"]["pseudo"] is True and sc["calls"]["synth"]["cost_usd"] == 0
+    assert result["nodes"]["solo"]["answer"] == "C"
+    assert result["decided_by"] == "vote"
+    assert result["answer"] == "A"  # A (sc, other) beats C (solo)
+    assert result["decision"]["call"] is None  # no decision LLM call
+
+
+def test_reserved_pseudo_llm_names_are_rejected() -> None:
+    from hieramas.controller.config import ConfigError, parse_config
+
+    text = config_yaml("http://127.0.0.1:9/v1", {"a": node("Critic", ["fixed:A"], "fixed:A")})
+    text = text.replace("fixed:C:", "vote:", 1)
+    with pytest.raises(ConfigError, match="'vote' is reserved"):
+        parse_config(text)
