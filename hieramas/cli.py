@@ -25,6 +25,7 @@ from hieramas.controller.client import HieraClient
 from hieramas.controller.config import ConfigError, parse_config
 from hieramas.emulator.cli import app as emulator_app
 from hieramas.llm.local.cli import app as local_app
+from hieramas.tasks.download import app as data_app
 from hieramas.logs import configure_logging
 from hieramas.natsconn import NatsSettings
 
@@ -37,6 +38,7 @@ app.add_typer(config_app, name="config")
 app.add_typer(traces_app, name="traces")
 app.add_typer(local_app, name="local")
 app.add_typer(emulator_app, name="emulator")
+app.add_typer(data_app, name="data")
 out = Console()
 err = Console(stderr=True)
 
