@@ -11,6 +11,7 @@ templates and graders, and prints:
    queries, and how its spread compares with the binomial sampling noise.
 
     .venv/bin/python bench/emulator_behaviour.py [--items 300] [--dags 16]
+        [--topology-pool mixed|similar] [--only-topology]
 """
 
 from __future__ import annotations
@@ -146,15 +147,27 @@ async def run_dag(
     return run.correct(item, decision)
 
 
-async def topology(run: Runner, n: int, dags: int) -> None:
-    print("\n3. topology (random DAGs, same supernodes/models/queries; emulated accuracy)")
+TOPOLOGY_POOLS = {
     # one strong supernode and three weak ones: where the strong one sits should matter
-    nodes = [
+    "mixed": [
         ("Knowledgeable Expert", ["gpt-5-mini", "qwen3-80b"], "gpt-5-mini"),
         ("Historian", ["llama-8b", "llama-8b"], "llama-8b"),
         ("Critic", ["llama-8b", "gemma-3-27b"], "llama-8b"),
         ("Psychologist", ["llama-8b", "llama-8b"], "llama-8b"),
-    ]
+    ],
+    # four supernodes of similar strength
+    "similar": [
+        ("Lawyer", ["llama-8b", "gemma-3-27b"], "gemma-3-27b"),
+        ("Historian", ["llama-8b", "qwen3-8b"], "llama-8b"),
+        ("Critic", ["gpt-4o-mini", "llama-8b"], "qwen3-8b"),
+        ("Mathematician", ["qwen3-8b", "gemma-3-27b"], "llama-8b"),
+    ],
+}
+
+
+async def topology(run: Runner, n: int, dags: int, pool: str) -> None:
+    print(f"\n3. topology, {pool} supernodes (random DAGs, same nodes/models/queries; emulated)")
+    nodes = TOPOLOGY_POOLS[pool]
     items = _spread(load("mmlu_redux"), n)
     rng = random.Random(0)
     accs = []
@@ -182,13 +195,16 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--items", type=int, default=300)
     parser.add_argument("--dags", type=int, default=16)
+    parser.add_argument("--topology-pool", choices=sorted(TOPOLOGY_POOLS), default="mixed")
+    parser.add_argument("--only-topology", action="store_true")
     args = parser.parse_args()
     engine = Engine.create(seed=0, latency_scale=0.0)
     print(f"emulated pool '{engine.profiles.name}' ({engine.profile_source}), seed 0")
     run = Runner(engine)
-    await mixtures(run, args.items)
-    await role_fit(run, min(args.items, 200))
-    await topology(run, args.items, args.dags)
+    if not args.only_topology:
+        await mixtures(run, args.items)
+        await role_fit(run, min(args.items, 200))
+    await topology(run, args.items, args.dags, args.topology_pool)
 
 
 if __name__ == "__main__":
