@@ -200,3 +200,25 @@ def test_latency_is_simulated_and_scaled(datasets_dir: Path) -> None:
     simulated = resp.json()["emulator"]["latency_s"]
     assert simulated > 1.0  # gpt-5-mini: TTFT ≈ 2 s plus decoding
     assert elapsed >= 0.1 * simulated * 0.95
+
+
+def test_content_parts_are_read_as_text(client: httpx.Client) -> None:
+    parts = [{"type": "text", "text": m["content"]} for m in _mmlu_messages(4)]
+    messages = [{"role": "system", "content": parts[0:1]}, {"role": "user", "content": parts[1:]}]
+    as_parts = client.post("/chat/completions", json={"model": "qwen3-8b", "messages": messages})
+    plain = client.post(
+        "/chat/completions", json={"model": "qwen3-8b", "messages": _mmlu_messages(4)}
+    )
+    assert as_parts.status_code == 200
+    assert as_parts.json()["choices"] == plain.json()["choices"]
+
+
+async def test_without_any_dataset_every_reply_is_generic(tmp_path: Path) -> None:
+    from hieramas.emulator.api import ChatCompletionRequest
+    from hieramas.emulator.engine import Engine
+
+    engine = Engine.create(data_dir=tmp_path, latency_scale=0.0)
+    assert engine.describe()["items_indexed"] == 0
+    req = ChatCompletionRequest.model_validate({"model": "llama-8b", "messages": _mmlu_messages(0)})
+    done = await engine.complete(req)
+    assert done.choices[0].text and "The answer is" not in done.choices[0].text
