@@ -20,14 +20,15 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from hieramas.benchcli import bench
 from hieramas.bus import Bus, BusError, RemoteError
 from hieramas.controller.client import HieraClient
 from hieramas.controller.config import ConfigError, parse_config
 from hieramas.emulator.cli import app as emulator_app
 from hieramas.llm.local.cli import app as local_app
-from hieramas.tasks.download import app as data_app
 from hieramas.logs import configure_logging
 from hieramas.natsconn import NatsSettings
+from hieramas.tasks.download import app as data_app
 
 __all__ = ["app", "main"]
 
@@ -39,6 +40,7 @@ app.add_typer(traces_app, name="traces")
 app.add_typer(local_app, name="local")
 app.add_typer(emulator_app, name="emulator")
 app.add_typer(data_app, name="data")
+app.command("bench")(bench)
 out = Console()
 err = Console(stderr=True)
 
