@@ -201,8 +201,9 @@ def _roles(domain: str) -> list[str]:
 
 def _solver_role(domain: str) -> str:
     """The first role of ``domain`` that gives an answer (HumanEval's planner does not)."""
+    known = _roles(domain)
     silent = answerless_roles(domain)
-    return next(r for r in _roles(domain) if r not in silent)
+    return next(r for r in known if r not in silent)
 
 
 def _model(pool: Pool, opts: Options) -> str:

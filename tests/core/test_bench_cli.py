@@ -1,0 +1,93 @@
+"""``hieramas bench`` end to end: real nats-server, real emulator subprocess, graded items."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from hieramas.benchcli import load_items, parse_method
+from hieramas.cli import app
+from hieramas.natsserver import NatsServer
+from hieramas.tasks import baselines
+from hieramas.tasks.datasets import DatasetError
+
+runner = CliRunner()
+
+
+@pytest.mark.slow
+def test_bench_two_methods_on_the_emulator(nats_server: NatsServer, tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    result = runner.invoke(
+        app,
+        [
+            "bench", "mmlu", "--limit", "6", "--seed", "1",
+            "-m", "single@gpt-5-nano", "-m", "self-consistency", "--k", "3",
+            "--nats", nats_server.url, "--json", str(out), "--concurrency", "4",
+        ],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "EMULATED" in result.output
+    for column in ("method", "accuracy", "95% CI", "cost $/query", "tokens/query", "p95 s"):
+        assert column in result.output
+    doc = json.loads(out.read_text())
+    assert doc["dataset"] == "mmlu_redux/test" and doc["split_seed"] == 1
+    summaries = {s["method"]: s for s in doc["summaries"]}
+    assert list(summaries) == ["single@gpt-5-nano", "self-consistency"]
+    for s in summaries.values():
+        assert s["n"] == 6 and s["emulated"] is True and s["notional_prices"] is False
+        assert s["errors"] == 0 and 0 <= s["accuracy"] <= 1
+        low, high = s["ci95"]
+        assert low - 1e-9 <= s["accuracy"] <= high + 1e-9
+        assert s["tokens_per_query"] > 0 and s["cost_per_query_usd"] > 0
+        assert s["emulator_seed"] == 1
+    # three samples cost about three times one call
+    sc, single = summaries["self-consistency"], summaries["single@gpt-5-nano"]
+    assert sc["tokens_per_query"] > 2 * single["tokens_per_query"]
+    assert summaries["self-consistency"]["config_version"] > single["config_version"]
+    items = doc["items"]
+    assert len(items) == 12
+    assert {r["outcome"] for r in items} <= {"correct", "wrong", "unparseable"}
+    expected = [i.id for i in load_items("mmlu", "test", 6, 1, None)[0]]
+    assert [r["item_id"] for r in items if r["method"] == "self-consistency"] == expected
+
+
+def test_items_are_the_first_n_of_the_seeded_split() -> None:
+    items, label = load_items("math", "validation", 5, 3, None)
+    again, _ = load_items("math", "validation", 5, 3, None)
+    assert label == "math500/validation" and len(items) == 5
+    assert [i.id for i in items] == [i.id for i in again]
+    everything, label = load_items("humaneval", "all", 3, 0, None)
+    assert label == "humaneval/all" and [i.id for i in everything] == [
+        "HumanEval/0",
+        "HumanEval/1",
+        "HumanEval/2",
+    ]
+    with pytest.raises(DatasetError, match="unknown dataset"):
+        load_items("squad", "test", 1, 0, None)
+    with pytest.raises(DatasetError, match="unknown split"):
+        load_items("mmlu", "dev", 1, 0, None)
+
+
+def test_method_specs() -> None:
+    assert parse_method("single@qwen3-8b") == ("single", "qwen3-8b")
+    assert parse_method("moa") == ("moa", None)
+    with pytest.raises(baselines.BaselineError):
+        parse_method("tree-of-thought")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["bench", "squad"],
+        ["bench", "mmlu", "-m", "tree-of-thought"],
+        ["bench", "mmlu", "-m", "single@gpt-9"],
+        ["bench", "mmlu", "--models", "gpt-5-nano,nope"],
+    ],
+)
+def test_bad_input_exits_2_with_a_message(args: list[str]) -> None:
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    assert result.output.strip()
