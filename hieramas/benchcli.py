@@ -25,7 +25,7 @@ from rich.table import Table
 
 from hieramas.controller.client import HieraClient
 from hieramas.controller.config import ConfigError, parse_config
-from hieramas.evaluation import EvalReport, evaluate
+from hieramas.evaluation import EvalReport, ItemResult, evaluate
 from hieramas.tasks import baselines, datasets
 from hieramas.tasks.datasets import Item
 
@@ -234,11 +234,27 @@ def bench(
                 for run in runs:
                     version = stack.bus.call(client.apply_config(run.yaml_text, source="bench"), 30)
                     started = time.monotonic()
+                    partial: list[dict[str, Any]] = []
+
+                    def progress(
+                        row: ItemResult,
+                        label: str = run.label,
+                        done: list[dict[str, Any]] = partial,
+                    ) -> None:
+                        done.append({"method": label, **asdict(row)})
+                        err.print(
+                            f"  [{len(done)}/{len(items)}] {label} {row.item_id}: "
+                            f"{row.outcome} ({row.latency_s:.1f}s)",
+                            highlight=False,
+                        )
+                        if json_file is not None:  # a killed run keeps its finished items
+                            _write_json(json_file, summaries, rows + done, dataset_label, seed)
+
                     report: EvalReport = stack.bus.call(
                         evaluate(
                             client, items, method=run.label, dataset=dataset_label,
                             concurrency=concurrency, timeout_s=query_timeout,
-                            sandbox=sandbox, split_seed=seed,
+                            sandbox=sandbox, split_seed=seed, on_result=progress,
                         ),
                         timeout=None,
                     )  # fmt: skip

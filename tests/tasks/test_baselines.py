@@ -13,7 +13,7 @@ DOMAINS = ["mmlu", "math", "gsm8k", "humaneval"]
 
 
 def built(method: str, domain: str = "mmlu", **opts: object) -> HieraConfig:
-    return parse_config(b.to_yaml(b.build(method, POOL, domain, b.Options(**opts))))  # type: ignore[arg-type]
+    return parse_config(b.to_yaml(b.build(method, POOL, domain, b.Options(**opts))))
 
 
 @pytest.mark.parametrize("domain", DOMAINS)
