@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
-
-import pykka
 
 from hieramas.actors.context import WorkerContext
 from hieramas.actors.messages import CallDone
@@ -17,7 +16,7 @@ __all__ = ["call_record", "start_llm_call"]
 
 def start_llm_call(
     ctx: WorkerContext,
-    actor: pykka.ActorRef[Any],
+    on_done: Callable[[CallDone], None],
     *,
     query_id: str,
     tag: str,
@@ -29,7 +28,7 @@ def start_llm_call(
     deadline_unix: float,
     seed: int | None = None,
 ) -> None:
-    """Run one chat call on the bus loop; the actor gets a :class:`CallDone` back."""
+    """Run one chat call on the bus loop; ``on_done`` gets its :class:`CallDone` there."""
     started = time.time()
     remaining = max(deadline_unix - started, 0.0)
     request = ChatRequest(
@@ -38,7 +37,7 @@ def start_llm_call(
     deadline = time.monotonic() + remaining
 
     def done(result: Any) -> None:
-        actor.tell(CallDone(query_id=query_id, tag=tag, result=result, started=started))
+        on_done(CallDone(query_id=query_id, tag=tag, result=result, started=started))
 
     ctx.bus.submit(ctx.llm.chat(request, endpoint, deadline=deadline), done)
 

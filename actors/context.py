@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from hieramas.actors.tracking import SlotCallTracker
 from hieramas.bus import Bus
 from hieramas.llm.types import ChatClient
 from hieramas.traces import TraceEmitter
@@ -22,6 +23,7 @@ class WorkerContext:
     llm: ChatClient
     traces: TraceEmitter
     worker_id: str
+    tracker: SlotCallTracker
 
     @property
     def inbox(self) -> str:

@@ -63,7 +63,7 @@ class DecisionActor(JoinActor):
         run.waiting.add(mode)
         start_llm_call(
             self.ctx,
-            self.actor_ref,
+            self.actor_ref.tell,
             query_id=run.activation.query_id,
             tag=mode,
             model=plan.llms[plan.decision],

@@ -41,7 +41,6 @@ class NodeRun:
     calls: dict[str, dict[str, Any]] = field(default_factory=dict)
     waiting: set[str] = field(default_factory=set)
     attempts: dict[str, int] = field(default_factory=dict)
-    assigned: dict[str, str] = field(default_factory=dict)
     requests: dict[str, tuple[str, str, str, list[str]]] = field(default_factory=dict)
 
     @property

@@ -19,11 +19,10 @@ from hieramas.wire import Envelope
 
 __all__ = [
     "CallDone",
-    "CheckAccepted",
     "Expire",
     "Inbound",
+    "Redo",
     "RequestDone",
-    "WorkerLost",
     "tell_later",
 ]
 
@@ -63,19 +62,13 @@ class Expire:
 
 
 @dataclass(frozen=True, slots=True)
-class WorkerLost:
-    """A worker stopped sending heartbeats: redo whatever it held for us."""
-
-    worker: str
-
-
-@dataclass(frozen=True, slots=True)
-class CheckAccepted:
-    """Was slot call ``tag`` (attempt ``attempt``) taken by a worker by now?"""
+class Redo:
+    """Send slot call ``tag`` again: attempt ``attempt`` was lost (``reason`` says how)."""
 
     query_id: str
     tag: str
     attempt: int
+    reason: str
 
 
 def tell_later(bus: Bus, delay_s: float, ref: pykka.ActorRef[Any], message: object) -> None:

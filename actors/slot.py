@@ -24,6 +24,10 @@ __all__ = ["ProposerActor", "SlotActor", "SynthesizerActor"]
 
 log = structlog.get_logger(__name__)
 
+ANNOUNCE_AFTER_S = 0.25
+"""A call still running after this long tells its supernode which worker holds it (for failover);
+quicker calls are acknowledged by their reply alone."""
+
 
 class SlotActor(pykka.ThreadingActor):
     """One LLM slot of one supernode; subclasses choose the prompt."""
@@ -35,7 +39,6 @@ class SlotActor(pykka.ThreadingActor):
         self.ctx = ctx
         self.node = node
         self.slot = slot
-        self._pending: dict[str, tuple[Envelope, str | None, ModelSpec, dict[str, Any]]] = {}
 
     def messages(self, call: dict[str, Any]) -> list[Message]:
         """The chat messages for ``call``."""
@@ -44,8 +47,6 @@ class SlotActor(pykka.ThreadingActor):
     def on_receive(self, message: Any) -> None:
         if isinstance(message, Inbound):
             self._on_call(message)
-        elif isinstance(message, CallDone):
-            self._on_done(message)
 
     def _on_call(self, message: Inbound) -> None:
         envelope = message.envelope
@@ -54,7 +55,6 @@ class SlotActor(pykka.ThreadingActor):
             model = ModelSpec(**call["model"])
             endpoint = EndpointSpec(**call["endpoint"])
             messages = self.messages(call)
-            key = f"{envelope.query_id}/{envelope.span_id}"
         except (KeyError, TypeError, ValueError) as exc:
             self._reject(message, "bad_call", f"malformed {self.slot_kind} call: {exc!r}")
             return
@@ -69,21 +69,32 @@ class SlotActor(pykka.ThreadingActor):
             "slot": self.slot,
             "worker": self.ctx.worker_id,
         }
-        self._pending[key] = (envelope, message.reply, model, event)
+        ctx, reply, finished = self.ctx, message.reply, [False]
         notify = call.get("notify")
         if notify:
             accepted = {
                 "node": self.node,
                 "slot": envelope.payload["slot"],
-                "worker": self.ctx.worker_id,
+                "worker": ctx.worker_id,
             }
-            self.ctx.bus.publish(
-                str(notify), self.ctx.envelope(Kind.SLOT_ACCEPTED, accepted, envelope)
+            notice = ctx.envelope(Kind.SLOT_ACCEPTED, accepted, envelope)
+
+            def announce() -> None:  # only calls still running need a taker on record
+                if not finished[0]:
+                    ctx.bus.publish(str(notify), notice)
+
+            ctx.bus.loop.call_soon_threadsafe(
+                lambda: ctx.bus.loop.call_later(ANNOUNCE_AFTER_S, announce)
             )
+
+        def complete(done: CallDone) -> None:  # on the bus loop: nothing here touches actor state
+            finished[0] = True
+            _reply(ctx, envelope, reply, model, event, done)
+
         start_llm_call(
-            self.ctx,
-            self.actor_ref,
-            query_id=key,
+            ctx,
+            complete,
+            query_id=envelope.query_id,
             tag=self.slot,
             model=model,
             endpoint=endpoint,
@@ -93,24 +104,6 @@ class SlotActor(pykka.ThreadingActor):
             deadline_unix=float(call["deadline_unix"]),
             seed=call.get("seed"),
         )
-
-    def _on_done(self, done: CallDone) -> None:
-        pending = self._pending.pop(done.query_id, None)
-        if pending is None:
-            return
-        envelope, reply, model, event = pending
-        record = call_record(done, model, event=event)
-        self.ctx.traces.emit({k: v for k, v in record.items() if k != "text"})
-        if reply:
-            payload = {
-                "slot": envelope.payload["slot"],
-                "status": record["outcome"],
-                "call": record,
-            }
-            try:
-                self.ctx.bus.publish(reply, self.ctx.envelope(Kind.SLOT_RESULT, payload, envelope))
-            except ValueError as exc:  # oversize completion: answer with a clear error
-                self._reject(Inbound(envelope, reply), "oversize", str(exc))
 
     def _reject(self, message: Inbound, code: str, reason: str) -> None:
         self.ctx.bus.counters[f"rejected.{code}"] += 1
@@ -149,6 +142,30 @@ class SynthesizerActor(SlotActor):
             call["task"],
             [str(p) for p in call["proposals"]],
             _pairs(call.get("predecessors", [])),
+        )
+
+
+def _reply(
+    ctx: WorkerContext,
+    envelope: Envelope,
+    reply: str | None,
+    model: ModelSpec,
+    event: dict[str, Any],
+    done: CallDone,
+) -> None:
+    """Trace the finished call and answer the supernode that asked for it."""
+    record = call_record(done, model, event=event)
+    ctx.traces.emit({k: v for k, v in record.items() if k != "text"})
+    if not reply:
+        return
+    payload = {"slot": envelope.payload["slot"], "status": record["outcome"], "call": record}
+    try:
+        ctx.bus.publish(reply, ctx.envelope(Kind.SLOT_RESULT, payload, envelope))
+    except ValueError as exc:  # oversize completion: answer with a clear error instead
+        ctx.bus.counters["rejected.oversize"] += 1
+        log.warning("slot.oversize", node=event["node"], slot=event["slot"], reason=str(exc))
+        ctx.bus.publish(
+            reply, error_envelope("oversize", str(exc), sender=ctx.worker_id, like=envelope)
         )
 
 

@@ -14,13 +14,7 @@ import structlog
 
 from hieramas.actors import prompting
 from hieramas.actors.join import JoinActor, NodeRun
-from hieramas.actors.messages import (
-    CheckAccepted,
-    Inbound,
-    RequestDone,
-    WorkerLost,
-    tell_later,
-)
+from hieramas.actors.messages import Redo, RequestDone
 from hieramas.actors.voting import plurality
 from hieramas.controller.config import PASS, VOTE
 from hieramas.controller.plan import Plan
@@ -32,8 +26,6 @@ __all__ = ["SupernodeActor"]
 log = structlog.get_logger(__name__)
 
 SYNTH = "synth"
-ACCEPT_TIMEOUT_S = 2.0
-"""A slot call no worker has acknowledged by then was lost in transit: send it again."""
 
 
 class SupernodeActor(JoinActor):
@@ -58,24 +50,15 @@ class SupernodeActor(JoinActor):
     def on_other(self, message: Any) -> None:
         if isinstance(message, RequestDone):
             self._on_slot_done(message)
-        elif isinstance(message, WorkerLost):
-            self._redo_calls_held_by(message.worker)
-        elif isinstance(message, CheckAccepted):
+        elif isinstance(message, Redo):
             run = self.runs.get(message.query_id)
             if (
                 run is not None
                 and message.tag in run.waiting
                 and run.attempts.get(message.tag) == message.attempt
-                and message.tag not in run.assigned
             ):
-                self.ctx.bus.counters["slot.unaccepted"] += 1
-                log.warning("slot.unaccepted", node=self.node, slot=message.tag)
+                log.warning("slot.redo", node=self.node, slot=message.tag, reason=message.reason)
                 self._request(run, message.tag, *run.requests[message.tag])
-        elif isinstance(message, Inbound) and message.envelope.kind is Kind.SLOT_ACCEPTED:
-            run = self.runs.get(message.envelope.query_id)
-            tag, attempt = _split(str(message.envelope.payload["slot"]))
-            if run is not None and run.attempts.get(tag) == attempt:
-                run.assigned[tag] = str(message.envelope.payload["worker"])
         else:
             super().on_other(message)
 
@@ -90,16 +73,6 @@ class SupernodeActor(JoinActor):
             self._finish(run)
         elif not run.waiting:
             self._synthesize(run)
-
-    def _redo_calls_held_by(self, worker: str) -> None:
-        """A worker holding some of our slot calls died: send those calls again."""
-        for run in list(self.runs.values()):
-            for tag in sorted(run.waiting):
-                if run.assigned.get(tag) == worker:
-                    subject, kind, llm, proposals = run.requests[tag]
-                    self.ctx.bus.counters["slot.redone"] += 1
-                    log.warning("slot.redo", node=self.node, slot=tag, lost_worker=worker)
-                    self._request(run, tag, subject, kind, llm, proposals)
 
     def _synthesize(self, run: NodeRun) -> None:
         node = run.plan.nodes[self.node]
@@ -125,7 +98,6 @@ class SupernodeActor(JoinActor):
         model = plan.llms[llm]
         attempt = run.attempts.get(tag, 0) + 1
         run.attempts[tag] = attempt
-        run.assigned.pop(tag, None)
         run.requests[tag] = (subject, kind, llm, proposals)
         wire_plan = run.activation.payload["plan"]  # the records as they arrived: no re-encoding
         deadline = min(plan.deadline_unix, time.time() + plan.node_timeout_s)
@@ -158,13 +130,19 @@ class SupernodeActor(JoinActor):
             sender=self.ctx.worker_id,
         )
         timeout = max(deadline - time.time(), 0.05) + 0.5
-        ref, qid = self.actor_ref, run.activation.query_id
+        ref, qid, node, tracker = (
+            self.actor_ref,
+            run.activation.query_id,
+            self.node,
+            self.ctx.tracker,
+        )
 
-        def done(result: Any) -> None:
+        def done(result: Any) -> None:  # on the loop
+            tracker.finished(qid, node, tag, attempt)
             ref.tell(RequestDone(query_id=qid, tag=f"{tag}@{attempt}", result=result))
 
+        tracker.sent(qid, node, tag, attempt, ref)
         self.ctx.bus.submit(self.ctx.bus.arequest(subject, envelope, timeout), done)
-        tell_later(self.ctx.bus, ACCEPT_TIMEOUT_S, ref, CheckAccepted(qid, tag, attempt))
 
     def _finish(self, run: NodeRun) -> None:
         plan = run.plan

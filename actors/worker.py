@@ -18,9 +18,10 @@ import structlog
 
 from hieramas.actors.context import WorkerContext
 from hieramas.actors.decision import DecisionActor
-from hieramas.actors.messages import Inbound, WorkerLost
+from hieramas.actors.messages import Inbound
 from hieramas.actors.slot import ProposerActor, SynthesizerActor
 from hieramas.actors.supernode import SupernodeActor
+from hieramas.actors.tracking import SlotCallTracker
 from hieramas.bus import Bus
 from hieramas.liveness import HEARTBEAT_S, Liveness
 from hieramas.llm.types import ChatClient
@@ -58,6 +59,7 @@ class Worker:
             llm=llm,
             traces=traces or TraceEmitter(bus, self.subjects),
             worker_id=worker_id or f"w-{new_id()[:8]}",
+            tracker=SlotCallTracker(bus),
         )
         self._own_traces = traces is None
         self._actors: dict[tuple[str, str], pykka.ActorRef[Any]] = {}
@@ -218,18 +220,19 @@ class Worker:
         self._actor(("synthesizer", f"{node}/synth")).tell(Inbound(envelope, reply))
 
     def _on_worker_lost(self, worker: str) -> None:
-        with self._lock:
-            supernodes = [ref for key, ref in self._actors.items() if key[0] == "supernode"]
-        for ref in supernodes:
-            ref.tell(WorkerLost(worker))
+        self.ctx.tracker.lost(worker)
 
     def _on_inbox(self, envelope: Envelope, reply: str | None) -> None:
         if envelope.kind not in (Kind.NODE_ROUTES, Kind.NODE_INPUT, Kind.SLOT_ACCEPTED):
             self.ctx.bus.reject(self.ctx.inbox, reply, "kind", f"inbox got {envelope.kind.value}")
             return
-        if envelope.kind is Kind.SLOT_ACCEPTED:
-            self.liveness.expect(str(envelope.payload["worker"]))
         node = str(envelope.payload.get("node", ""))
+        if envelope.kind is Kind.SLOT_ACCEPTED:  # bookkeeping only: no actor hand-off
+            worker = str(envelope.payload["worker"])
+            self.liveness.expect(worker)
+            tag, _, attempt = str(envelope.payload["slot"]).partition("@")
+            self.ctx.tracker.accepted(envelope.query_id, node, tag, int(attempt or 1), worker)
+            return
         key = ("decision", DECISION_NODE) if node == DECISION_NODE else ("supernode", node)
         with self._lock:
             ref = self._actors.get(key)

@@ -74,8 +74,8 @@ class Bus:
         self._thread.start()
         try:
             self.call(asyncio.wait_for(self._connect(), timeout), timeout=timeout + 1)
-        except (TimeoutError, concurrent.futures.TimeoutError, OSError) as exc:
-            reason = self._last_error or exc.__class__.__name__
+        except Exception as exc:  # refused, unreachable, timed out: one clear error
+            reason = self._last_error or str(exc) or exc.__class__.__name__
             self.stop()
             raise BusError(
                 "connect", f"cannot connect to NATS at {self.settings.redacted_url()}: {reason}"

@@ -343,7 +343,8 @@ def traces_tail(
             Subjects().trace_wildcard, ordered_consumer=True, config=config
         )
         async for msg in sub.messages:
-            print(json.dumps(decode(msg.data).payload["event"], default=str), flush=True)
+            for event in decode(msg.data).payload["events"]:
+                print(json.dumps(event, default=str), flush=True)
 
     bus = Bus(NatsSettings.from_env(_require(nats), name="hieramas-cli")).start()
     try:

@@ -3,8 +3,10 @@
 Emitting never blocks or fails the query path: :meth:`TraceEmitter.emit`
 queues the event (dropping and counting when the queue is full) and a
 background task publishes it with JetStream acknowledgements, so an event is
-durable once accepted.  Anyone can replay the stream (the learner, a monitor,
-``hieramas traces tail``).
+durable once accepted.  Events are batched: each message on
+``<prefix>.trace.<event>`` carries ``{"events": [...]}`` of one event kind, so a
+burst costs one publish and one acknowledgement.  Anyone can replay the
+stream (the learner, a monitor, ``hieramas traces tail``).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from nats.js.api import (
 )
 
 from hieramas.bus import Bus
-from hieramas.wire import Envelope, Kind, Subjects, decode
+from hieramas.wire import Envelope, Kind, Subjects, WireError, decode
 
 __all__ = [
     "TRACE_STREAM",
@@ -75,7 +77,17 @@ async def ensure_trace_stream(
 class TraceEmitter:
     """A bounded, non-blocking publisher of trace events for one process."""
 
-    def __init__(self, bus: Bus, subjects: Subjects, *, capacity: int = 50_000) -> None:
+    def __init__(
+        self,
+        bus: Bus,
+        subjects: Subjects,
+        *,
+        capacity: int = 50_000,
+        linger_s: float = 0.02,
+        max_batch: int = 512,
+    ) -> None:
+        self.linger_s = linger_s
+        self.max_batch = max_batch
         self.bus = bus
         self.subjects = subjects
         self.counters: Counter[str] = Counter()
@@ -115,39 +127,47 @@ class TraceEmitter:
 
     async def _pump(self) -> None:
         while True:
-            event = await self._queue.get()
+            batch = [await self._queue.get()]
+            await asyncio.sleep(self.linger_s)  # let a burst accumulate: one message, one ack
+            while len(batch) < self.max_batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
             try:
-                await self._publish(event)
+                by_kind: dict[str, list[dict[str, Any]]] = {}
+                for event in batch:
+                    by_kind.setdefault(str(event.get("event", "event")), []).append(event)
+                for kind, events in by_kind.items():
+                    await self._publish(kind, events)
             finally:
-                self._queue.task_done()
+                for _ in batch:
+                    self._queue.task_done()
 
-    async def _publish(self, event: dict[str, Any]) -> None:
-        kind = str(event.get("event", "event"))
-        envelope = Envelope(
-            kind=Kind.TRACE,
-            payload={"event": event},
-            query_id=str(event.get("query_id", "")),
-            trace_id=str(event.get("trace_id", "")),
-            span_id=str(event.get("span_id", "")),
-            config_version=int(event.get("config_version", 0) or 0),
-            sender=self.bus.sender,
-        )
+    async def _publish(self, kind: str, events: list[dict[str, Any]]) -> None:
+        envelope = Envelope(kind=Kind.TRACE, payload={"events": events}, sender=self.bus.sender)
         try:
             data = self.bus.encode(envelope)
+        except WireError:  # over the server's payload limit: split the batch
+            if len(events) == 1:
+                self._failed(RuntimeError("a single trace event exceeds the NATS payload limit"))
+                return
+            half = len(events) // 2
+            await self._publish(kind, events[:half])
+            await self._publish(kind, events[half:])
+            return
+        try:
             ack = await self.bus.js.publish_async(self.subjects.trace(kind), data, wait_stall=1.0)
         except Exception as exc:  # best effort: count, log, carry on
-            self._failed(exc)
+            self._failed(exc, len(events))
             return
-        ack.add_done_callback(self._on_ack)
+        ack.add_done_callback(lambda future: self._on_ack(future, len(events)))
 
-    def _on_ack(self, future: asyncio.Future[Any]) -> None:
+    def _on_ack(self, future: asyncio.Future[Any], count: int) -> None:
         if future.cancelled() or future.exception() is not None:
-            self._failed(future.exception() or RuntimeError("cancelled"))
+            self._failed(future.exception() or RuntimeError("cancelled"), count)
         else:
-            self.counters["published"] += 1
+            self.counters["published"] += count
 
-    def _failed(self, exc: BaseException) -> None:
-        self.counters["failed"] += 1
+    def _failed(self, exc: BaseException, count: int = 1) -> None:
+        self.counters["failed"] += count
         if self.counters["failed"] in (1, 10, 100) or self.counters["failed"] % 1000 == 0:
             log.warning("traces.publish_failed", error=str(exc), failures=self.counters["failed"])
 
@@ -165,7 +185,7 @@ async def replay(
                 msg = await sub.next_msg(timeout=idle_s)
             except Exception:  # nats TimeoutError: the stream is drained
                 break
-            events.append(decode(msg.data).payload["event"])
+            events.extend(decode(msg.data).payload["events"])
     finally:
         await sub.unsubscribe()
     return events

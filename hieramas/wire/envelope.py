@@ -31,6 +31,7 @@ __all__ = [
 ]
 
 SCHEMA_VERSION = 1
+_KINDS: dict[object, Kind] = {kind.value: kind for kind in Kind}
 DEFAULT_MAX_PAYLOAD = 1024 * 1024  # nats-server's default max_payload
 
 
@@ -112,16 +113,16 @@ def decode(data: bytes) -> Envelope:
             "version",
             f"unsupported schema version {version!r} (this build speaks {SCHEMA_VERSION})",
         )
-    try:
-        kind = Kind(str(raw.get("k")))
-    except ValueError:
-        raise WireError("kind", f"unknown message kind {raw.get('k')!r}") from None
+    kind = _KINDS.get(raw.get("k"))  # type: ignore[arg-type]
+    if kind is None:
+        raise WireError("kind", f"unknown message kind {raw.get('k')!r}")
     payload = raw.get("p")
     if not isinstance(payload, dict):
         raise WireError("payload", f"{kind.value}: payload must be a map")
-    missing = REQUIRED_KEYS[kind] - payload.keys()
-    if missing:
-        raise WireError("payload", f"{kind.value}: payload lacks {', '.join(sorted(missing))}")
+    for key in REQUIRED_KEYS[kind]:
+        if key not in payload:
+            missing = sorted(REQUIRED_KEYS[kind] - payload.keys())
+            raise WireError("payload", f"{kind.value}: payload lacks {', '.join(missing)}")
     try:
         return Envelope(
             kind=kind,

@@ -45,6 +45,6 @@ REQUIRED_KEYS: dict[Kind, frozenset[str]] = {
     Kind.CONFIG_HISTORY: frozenset(),
     Kind.CONFIG_REPLY: frozenset({"status"}),
     Kind.WORKER_HELLO: frozenset({"worker", "nodes"}),
-    Kind.TRACE: frozenset({"event"}),
+    Kind.TRACE: frozenset({"events"}),
     Kind.ERROR: frozenset({"code", "message"}),
 }
