@@ -15,6 +15,7 @@ from hieramas.tasks import baselines
 from hieramas.tasks.datasets import DatasetError
 
 runner = CliRunner()
+MMLU_CONFIG = Path(__file__).resolve().parents[2] / "hieramas" / "configs" / "mmlu.yaml"
 
 
 @pytest.mark.slow
@@ -25,6 +26,7 @@ def test_bench_two_methods_on_the_emulator(nats_server: NatsServer, tmp_path: Pa
         [
             "bench", "mmlu", "--limit", "6", "--seed", "1",
             "-m", "single@gpt-5-nano", "-m", "self-consistency", "--k", "3",
+            "--config", str(MMLU_CONFIG),
             "--nats", nats_server.url, "--json", str(out), "--concurrency", "4",
         ],
     )  # fmt: skip
@@ -35,7 +37,8 @@ def test_bench_two_methods_on_the_emulator(nats_server: NatsServer, tmp_path: Pa
     doc = json.loads(out.read_text())
     assert doc["dataset"] == "mmlu_redux/test" and doc["split_seed"] == 1
     summaries = {s["method"]: s for s in doc["summaries"]}
-    assert list(summaries) == ["single@gpt-5-nano", "self-consistency"]
+    assert list(summaries) == ["single@gpt-5-nano", "self-consistency", "config:mmlu.yaml"]
+    assert "supernodes:\n  expert:" in summaries["config:mmlu.yaml"]["config_yaml"]
     for s in summaries.values():
         assert s["n"] == 6 and s["emulated"] is True and s["notional_prices"] is False
         assert s["errors"] == 0 and 0 <= s["accuracy"] <= 1
@@ -48,7 +51,7 @@ def test_bench_two_methods_on_the_emulator(nats_server: NatsServer, tmp_path: Pa
     assert sc["tokens_per_query"] > 2 * single["tokens_per_query"]
     assert summaries["self-consistency"]["config_version"] > single["config_version"]
     items = doc["items"]
-    assert len(items) == 12
+    assert len(items) == 18
     assert {r["outcome"] for r in items} <= {"correct", "wrong", "unparseable"}
     expected = [i.id for i in load_items("mmlu", "test", 6, 1, None)[0]]
     assert [r["item_id"] for r in items if r["method"] == "self-consistency"] == expected
