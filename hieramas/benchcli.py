@@ -26,6 +26,7 @@ from rich.table import Table
 from hieramas.controller.client import HieraClient
 from hieramas.controller.config import ConfigError, parse_config
 from hieramas.evaluation import EvalReport, ItemResult, evaluate
+from hieramas.llm.local.errors import LocalModelError
 from hieramas.tasks import baselines, datasets
 from hieramas.tasks.datasets import Item
 
@@ -275,7 +276,7 @@ def bench(
                     )
                     if json_file is not None:
                         _write_json(json_file, summaries, rows, dataset_label, seed)
-    except (baselines.BaselineError, ConfigError) as exc:
+    except (baselines.BaselineError, ConfigError, LocalModelError, OSError) as exc:
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
     out.print(_table(summaries))

@@ -88,6 +88,8 @@ def test_method_specs() -> None:
         ["bench", "mmlu", "-m", "tree-of-thought"],
         ["bench", "mmlu", "-m", "single@gpt-9"],
         ["bench", "mmlu", "--models", "gpt-5-nano,nope"],
+        ["bench", "humaneval", "--local", "--models", "gpt-5-nano"],
+        ["bench", "mmlu", "--config", "/nonexistent/config.yaml"],
     ],
 )
 def test_bad_input_exits_2_with_a_message(args: list[str]) -> None:
