@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -77,6 +79,12 @@ def critical_llm_time(result: dict[str, Any]) -> float:
         finish[name] = (max(preds) if preds else 0.0) + node_time[name]
     decision = (result.get("decision") or {}).get("call") or {}
     return max(finish.values()) + float(decision.get("latency_s") or 0.0)
+
+
+def process_cpu_s() -> float:
+    """CPU seconds used by this process (controller, worker actors, NATS client, HTTP client)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def pct(values: list[float], q: float) -> float:
@@ -144,7 +152,9 @@ def measure(latency: float, queries: int, inflight: int, speedup_runs: int) -> d
             stack.bus.call(client.apply_config(cfg), 10)
             stack.bus.call(run_queries(client, 20, 8), 120)  # warm-up
             if latency == 0:
+                cpu0 = process_cpu_s()
                 alone, _ = stack.bus.call(run_queries(client, min(queries, 200), 1), 600)
+                cpu_alone = (process_cpu_s() - cpu0) / len(alone)
                 loaded, wall = stack.bus.call(run_queries(client, queries, inflight), 600)
                 bad = [r for r in alone + loaded if r["status"] != "ok"]
                 assert not bad, bad[:1]
@@ -156,6 +166,7 @@ def measure(latency: float, queries: int, inflight: int, speedup_runs: int) -> d
                     "loaded_p50_ms": statistics.median(over_loaded),
                     "loaded_p99_ms": pct(over_loaded, 0.99),
                     "qps": queries / wall,
+                    "cpu_ms_per_query": 1000 * cpu_alone,
                     "llm_calls_per_query": 8 * 4,
                 }
             ours, baseline = [], []
@@ -185,6 +196,10 @@ def main() -> None:
         f"p99 {inst['loaded_p99_ms']:.2f} ms"
     )
     print(f"throughput          {inst['qps']:.1f} queries/s ({inst['qps'] * 32:.0f} LLM calls/s)")
+    print(
+        f"runtime CPU         {inst['cpu_ms_per_query']:.1f} ms per query (one process: gateway + worker)"
+    )
+    print(f"machine load        {os.getloadavg()[0]:.2f} (1-min average; 2 cores)")
     sp = measure(0.2, 0, 1, args.speedup_runs)
     print(
         f"200 ms LLM latency: ours {sp['ours_s']:.3f} s, sequential supernodes "
