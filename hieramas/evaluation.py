@@ -126,11 +126,11 @@ async def evaluate(
             except Exception as exc:  # the bus itself failed: an explicit per-item error
                 result = {"status": "error", "error": f"{type(exc).__name__}: {exc}"}
         report.emulated = report.emulated or bool(result.get("emulated"))
+        outcome: str = "error"
+        predicted: str | None = None
         if result.get("status") == "ok":
             verdict: Grade = await agrade(item, str(result.get("text") or ""), sandbox=sandbox)
             outcome, predicted = verdict.outcome, verdict.predicted
-        else:
-            outcome, predicted = "error", None
         row = ItemResult(
             item_id=item.id,
             status=str(result.get("status")),

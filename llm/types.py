@@ -51,7 +51,9 @@ class ModelSpec:
 
     def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
         """Dollar cost of one call from its token counts."""
-        return (prompt_tokens * self.price_in_per_m + completion_tokens * self.price_out_per_m) / 1e6
+        return (
+            prompt_tokens * self.price_in_per_m + completion_tokens * self.price_out_per_m
+        ) / 1e6
 
 
 @dataclass(frozen=True, slots=True)

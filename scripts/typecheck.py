@@ -33,7 +33,15 @@ def main() -> int:
         (package / entry.name).symlink_to(entry)
     for name, folder in ROOTS.items():
         (package / name).symlink_to(ROOT / folder)
-    cmd = [sys.executable, "-m", "mypy", "--config-file", str(ROOT / "pyproject.toml"), "-p", "hieramas"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "mypy",
+        "--config-file",
+        str(ROOT / "pyproject.toml"),
+        "-p",
+        "hieramas",
+    ]
     return subprocess.call(cmd, cwd=farm)
 
 

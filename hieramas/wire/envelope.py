@@ -113,7 +113,7 @@ def decode(data: bytes) -> Envelope:
             "version",
             f"unsupported schema version {version!r} (this build speaks {SCHEMA_VERSION})",
         )
-    kind = _KINDS.get(raw.get("k"))  # type: ignore[arg-type]
+    kind = _KINDS.get(raw.get("k"))
     if kind is None:
         raise WireError("kind", f"unknown message kind {raw.get('k')!r}")
     payload = raw.get("p")
