@@ -142,7 +142,28 @@ def start_devserver(latency: float) -> tuple[subprocess.Popen[bytes], str]:
     raise RuntimeError("devserver did not start")
 
 
-def measure(latency: float, queries: int, inflight: int, speedup_runs: int) -> dict[str, Any]:
+class InstantClient:
+    """An in-process ChatClient that answers at once: isolates orchestration from HTTP."""
+
+    async def chat(self, request: Any, endpoint: Any, *, deadline: float | None = None) -> Any:
+        from hieramas.llm.types import ChatResult
+
+        return ChatResult(
+            text="The answer is A.", model=request.model.name, prompt_tokens=1,
+            completion_tokens=1, cost_usd=0.0, latency_s=0.0,
+        )  # fmt: skip
+
+    async def aclose(self) -> None:
+        return None
+
+
+def measure(
+    latency: float, queries: int, inflight: int, speedup_runs: int, *, in_process: bool = False
+) -> dict[str, Any]:
+    if in_process:
+        import hieramas.stack
+
+        hieramas.stack.OpenAIChatClient = lambda **_: InstantClient()  # type: ignore[assignment,misc]
     proc, url = start_devserver(latency)
     try:
         with Stack() as stack:
@@ -185,9 +206,15 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--inflight", type=int, default=64)
     parser.add_argument("--speedup-runs", type=int, default=3)
+    parser.add_argument(
+        "--in-process-llm",
+        action="store_true",
+        help="replace HTTP calls by an in-process instant client (orchestration cost alone)",
+    )
     args = parser.parse_args()
-    print("8 supernodes x 3 proposers, 10 edges (depth 4), scripted instant LLM server")
-    inst = measure(0.0, args.queries, args.inflight, 0)
+    where = "in-process instant LLM" if args.in_process_llm else "scripted instant LLM server"
+    print(f"8 supernodes x 3 proposers, 10 edges (depth 4), {where}")
+    inst = measure(0.0, args.queries, args.inflight, 0, in_process=args.in_process_llm)
     print(
         f"overhead alone      p50 {inst['alone_p50_ms']:.2f} ms   p99 {inst['alone_p99_ms']:.2f} ms"
     )
@@ -200,6 +227,8 @@ def main() -> None:
         f"runtime CPU         {inst['cpu_ms_per_query']:.1f} ms per query (one process: gateway + worker)"
     )
     print(f"machine load        {os.getloadavg()[0]:.2f} (1-min average; 2 cores)")
+    if args.in_process_llm:
+        return
     sp = measure(0.2, 0, 1, args.speedup_runs)
     print(
         f"200 ms LLM latency: ours {sp['ours_s']:.3f} s, sequential supernodes "
