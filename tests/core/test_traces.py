@@ -1,0 +1,34 @@
+"""Trace emission: batched, acknowledged, split to fit the payload limit, never blocking."""
+
+from __future__ import annotations
+
+from hieramas.bus import Bus
+from hieramas.natsconn import NatsSettings
+from hieramas.natsserver import NatsServer
+from hieramas.traces import TraceEmitter, ensure_trace_stream, replay
+from hieramas.wire import Subjects
+
+
+def test_bursts_are_batched_split_to_fit_and_replayed_in_order() -> None:
+    with NatsServer(max_payload=8 * 1024) as server:
+        bus = Bus(NatsSettings(url=server.url)).start()
+        try:
+            subjects = Subjects()
+            bus.call(ensure_trace_stream(bus, subjects), 10)
+            emitter = TraceEmitter(bus, subjects, linger_s=0.05)
+            emitter.start()
+            for i in range(300):
+                emitter.emit({"event": "llm_call", "i": i, "text": "x" * 100})
+            emitter.emit({"event": "query", "i": -1})
+            emitter.emit({"event": "llm_call", "i": 999, "text": "y" * 20_000})  # alone > 8 KiB
+            bus.call(emitter.flush(), 10)
+            events = bus.call(replay(bus, subjects), 10)
+            info = bus.call(bus.js.stream_info("HIERAMAS_TRACES"), 10)
+        finally:
+            bus.stop()
+    calls = [e["i"] for e in events if e["event"] == "llm_call"]
+    assert calls == list(range(300))  # all delivered, in order; the oversize one is not
+    assert [e["i"] for e in events if e["event"] == "query"] == [-1]
+    assert emitter.counters["published"] == 301
+    assert emitter.counters["failed"] == 1
+    assert 1 < info.state.messages < 100  # batched: far fewer messages than events
