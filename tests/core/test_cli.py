@@ -1,0 +1,111 @@
+"""The `hieramas` command as a user runs it: real subprocesses, real signals."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from support import config_yaml, node
+
+HIERAMAS = [sys.executable, "-m", "hieramas"]
+
+
+def _children(pid: int) -> set[int]:
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True)
+    return {int(p) for p in out.stdout.split()}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text()
+
+
+def test_up_serves_then_stops_cleanly_on_sigterm(tmp_path: Path, llm_url: str) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(config_yaml(llm_url, {"a": node("Critic", ["fixed:B"], "fixed:B")}))
+    up = subprocess.Popen(
+        [*HIERAMAS, "up", "--config", str(cfg), "--no-emulator"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert up.stdout is not None
+        first = up.stdout.readline().split()
+        assert first[0] == "NATS", first
+        url = first[1]
+        assert up.stdout.readline().startswith("config version 1")
+        children = _children(up.pid)
+        assert children, "the embedded nats-server runs as a child"
+        asked = subprocess.run(
+            [*HIERAMAS, "ask", "--nats", url, "--json", "Which option?"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert asked.returncode == 0, asked.stderr
+        result = json.loads(asked.stdout)
+        for key in ("answer", "config_version", "cost_usd", "latency_s", "trace_id", "nodes"):
+            assert key in result
+        assert result["answer"] == "B"
+        assert result["nodes"]["a"]["models"]["proposers"] == ["fixed:B"]
+        history = subprocess.run(
+            [*HIERAMAS, "config", "history", "--nats", url, "--json"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert [row["version"] for row in json.loads(history.stdout)] == [1]
+        up.send_signal(signal.SIGTERM)
+        assert up.wait(30) == 0
+    finally:
+        if up.poll() is None:
+            up.kill()
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(_alive(pid) for pid in children), "no orphan processes"
+
+
+def test_invalid_config_file_is_refused_with_its_problems(tmp_path: Path) -> None:
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("endpoints: {}\nllms: {}\nsupernodes: {}\ndecision: nope\n")
+    run = subprocess.run(
+        [*HIERAMAS, "ask", "--config", str(cfg), "hi"], capture_output=True, text=True
+    )
+    assert run.returncode == 2
+    assert "decision: unknown LLM 'nope'" in run.stderr
+    assert "at least one supernode" in run.stderr
+
+
+def test_unreachable_nats_is_a_clear_error() -> None:
+    run = subprocess.run(
+        [*HIERAMAS, "config", "show", "--nats", "nats://127.0.0.1:1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 2
+    assert "cannot connect to NATS at nats://127.0.0.1:1" in run.stderr
+
+
+@pytest.mark.parametrize("secret_url", ["nats://alice:hunter2@127.0.0.1:1"])
+def test_credentials_in_urls_never_printed(secret_url: str) -> None:
+    run = subprocess.run(
+        [*HIERAMAS, "config", "show", "--nats", secret_url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 2
+    assert "hunter2" not in run.stderr + run.stdout
+    assert "alice:***@" in run.stderr
