@@ -157,17 +157,38 @@ class InstantClient:
         return None
 
 
+def start_workers(url: str, n: int) -> list[subprocess.Popen[bytes]]:
+    """``hieramas worker`` processes, as on worker machines; returns once each one serves."""
+    procs = []
+    for _ in range(n):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "hieramas", "worker", "--nats", url], stdout=subprocess.PIPE
+        )
+        assert proc.stdout is not None
+        proc.stdout.readline()
+        procs.append(proc)
+    return procs
+
+
 def measure(
-    latency: float, queries: int, inflight: int, speedup_runs: int, *, in_process: bool = False
+    latency: float,
+    queries: int,
+    inflight: int,
+    speedup_runs: int,
+    *,
+    in_process: bool = False,
+    worker_processes: int = 0,
 ) -> dict[str, Any]:
     if in_process:
         import hieramas.stack
 
         hieramas.stack.OpenAIChatClient = lambda **_: InstantClient()  # type: ignore[assignment,misc]
     proc, url = start_devserver(latency)
+    workers: list[subprocess.Popen[bytes]] = []
     try:
-        with Stack() as stack:
+        with Stack(workers=0 if worker_processes else 1) as stack:
             assert stack.bus is not None
+            workers = start_workers(stack.url, worker_processes)
             client = HieraClient(stack.bus)
             cfg = config_text(url)
             stack.bus.call(client.apply_config(cfg), 10)
@@ -197,6 +218,9 @@ def measure(
                 baseline.append(asyncio.run(sequential_baseline(url, cfg)))
             return {"ours_s": statistics.median(ours), "sequential_s": statistics.median(baseline)}
     finally:
+        for worker in workers:
+            worker.terminate()
+            worker.wait(10)
         proc.terminate()
         proc.wait(10)
 
@@ -211,10 +235,26 @@ def main() -> None:
         action="store_true",
         help="replace HTTP calls by an in-process instant client (orchestration cost alone)",
     )
+    parser.add_argument(
+        "--worker-processes",
+        type=int,
+        default=0,
+        help="run the actors in N separate `hieramas worker` processes instead of in-process",
+    )
     args = parser.parse_args()
     where = "in-process instant LLM" if args.in_process_llm else "scripted instant LLM server"
     print(f"8 supernodes x 3 proposers, 10 edges (depth 4), {where}")
-    inst = measure(0.0, args.queries, args.inflight, 0, in_process=args.in_process_llm)
+    if args.worker_processes:
+        where += f", {args.worker_processes} worker process(es)"
+        print(f"actors in {args.worker_processes} separate worker process(es)")
+    inst = measure(
+        0.0,
+        args.queries,
+        args.inflight,
+        0,
+        in_process=args.in_process_llm,
+        worker_processes=args.worker_processes,
+    )
     print(
         f"overhead alone      p50 {inst['alone_p50_ms']:.2f} ms   p99 {inst['alone_p99_ms']:.2f} ms"
     )
@@ -229,7 +269,7 @@ def main() -> None:
     print(f"machine load        {os.getloadavg()[0]:.2f} (1-min average; 2 cores)")
     if args.in_process_llm:
         return
-    sp = measure(0.2, 0, 1, args.speedup_runs)
+    sp = measure(0.2, 0, 1, args.speedup_runs, worker_processes=args.worker_processes)
     print(
         f"200 ms LLM latency: ours {sp['ours_s']:.3f} s, sequential supernodes "
         f"{sp['sequential_s']:.3f} s, speedup x{sp['sequential_s'] / sp['ours_s']:.2f}"
