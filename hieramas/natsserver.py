@@ -17,6 +17,8 @@ from types import TracebackType
 
 import structlog
 
+from hieramas.processes import terminate
+
 __all__ = ["NatsServer", "NatsServerError", "find_nats_server", "free_port"]
 
 log = structlog.get_logger(__name__)
@@ -106,13 +108,7 @@ class NatsServer:
 
     def stop(self, timeout: float = 5.0) -> None:
         """Terminate the server (SIGTERM, then SIGKILL) and remove a temporary store."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout)
+        terminate(self.process, timeout)
         if self.process is not None:
             self._log.close()
         self.process = None

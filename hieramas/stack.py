@@ -26,6 +26,7 @@ from hieramas.llm.client import OpenAIChatClient
 from hieramas.llm.transports import default_transport_factory
 from hieramas.natsconn import NatsSettings
 from hieramas.natsserver import NatsServer, free_port
+from hieramas.processes import terminate
 
 __all__ = ["EmulatorProcess", "Stack"]
 
@@ -70,13 +71,7 @@ class EmulatorProcess:
         raise RuntimeError(f"the emulator did not answer within {timeout:.0f}s")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+        terminate(self.process, 10)
         self.process = None
 
 
