@@ -12,6 +12,7 @@ from typing import Any
 
 from hieramas.actors import prompting
 from hieramas.actors.calls import call_record, start_llm_call
+from hieramas.actors.context import WorkerContext
 from hieramas.actors.join import JoinActor, NodeRun
 from hieramas.actors.messages import CallDone
 from hieramas.actors.voting import plurality
@@ -26,7 +27,7 @@ __all__ = ["DecisionActor"]
 class DecisionActor(JoinActor):
     """The final node of every query routed to this worker."""
 
-    def __init__(self, ctx: Any, node: str = DECISION_NODE) -> None:
+    def __init__(self, ctx: WorkerContext, node: str = DECISION_NODE) -> None:
         super().__init__(ctx, node)
 
     def predecessors(self, plan: Plan) -> tuple[str, ...]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,7 +74,7 @@ class Gateway:
         planner: Planner | None = None,
         traces: TraceEmitter | None = None,
         emulator_url: str | None = None,
-        answerless_roles: Any = None,
+        answerless_roles: Callable[[str], Iterable[str]] | None = None,
         liveness: Liveness | None = None,
     ) -> None:
         self.bus = bus

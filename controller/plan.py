@@ -57,11 +57,6 @@ class Plan:
     emulated: bool = False
     meta: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def sinks(self) -> list[str]:
-        """Active nodes whose output goes to the decision node (all of them)."""
-        return list(self.nodes)
-
     def to_wire(self) -> dict[str, Any]:
         """A msgpack-ready map (built field by field: ``asdict`` deep-copies and is 20x slower)."""
         data = {f.name: getattr(self, f.name) for f in fields(self)}
