@@ -45,7 +45,8 @@ class SupernodeActor(JoinActor):
             assert llm is not None
             tag = f"p{slot}"
             run.waiting.add(tag)
-            self._request(run, tag, self.ctx.subjects.propose(self.node, slot), "propose", llm, [])
+            subject = self.ctx.subjects.propose(self.node, slot, node.group)
+            self._request(run, tag, subject, "propose", llm, [])
 
     def on_other(self, message: Any) -> None:
         if isinstance(message, RequestDone):
@@ -87,7 +88,8 @@ class SupernodeActor(JoinActor):
             return
         run.waiting.add(SYNTH)
         self._request(
-            run, SYNTH, self.ctx.subjects.synthesize(self.node), "synthesize", node.synthesizer,
+            run, SYNTH, self.ctx.subjects.synthesize(self.node, node.group), "synthesize",
+            node.synthesizer,
             proposals,
         )  # fmt: skip
 

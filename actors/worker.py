@@ -1,7 +1,10 @@
 """A worker process's actor host: subscriptions, lazily started actors, announcements.
 
 ``Worker(nodes=None)`` serves every node of any config (wildcard
-subscriptions); a set of node ids serves only those.  Node activations and
+subscriptions); a set of node ids serves only those.  ``group`` joins a worker
+group: the worker then serves only nodes that a config's ``placement`` puts in
+that group (their subjects live under ``<prefix>.g.<group>``), and ungrouped
+workers never see them.  Node activations and
 slot calls use NATS queue groups, so every extra worker adds capacity and a
 worker that dies simply stops receiving new work.
 """
@@ -47,12 +50,14 @@ class Worker:
         *,
         subjects: Subjects | None = None,
         nodes: set[str] | None = None,
+        group: str | None = None,
         worker_id: str | None = None,
         traces: TraceEmitter | None = None,
         hello_interval_s: float = HEARTBEAT_S,
     ) -> None:
         self.subjects = subjects or Subjects()
         self.nodes = nodes
+        self.group = group
         self.ctx = WorkerContext(
             bus=bus,
             subjects=self.subjects,
@@ -80,7 +85,12 @@ class Worker:
         if self._own_traces:
             self.ctx.traces.start()
         self.ctx.bus.call(self._subscribe_all(), timeout=10)
-        log.info("worker.started", worker=self.worker_id, nodes=sorted(self.nodes or {"*"}))
+        log.info(
+            "worker.started",
+            worker=self.worker_id,
+            group=self.group,
+            nodes=sorted(self.nodes or {"*"}),
+        )
         return self
 
     def stop(self) -> None:
@@ -97,34 +107,38 @@ class Worker:
         log.info("worker.stopped", worker=self.worker_id)
 
     async def _subscribe_all(self) -> None:
-        bus, s = self.ctx.bus, self.subjects
+        bus, s, g = self.ctx.bus, self.subjects, self.group
         await self.liveness.start()
         subs = [await bus.asubscribe(self.ctx.inbox, self._on_inbox)]
         if self.nodes is None:
             subs.append(
-                await bus.asubscribe(s.all_activations, self._on_activate, queue=NODE_QUEUE)
+                await bus.asubscribe(s.all_activations(g), self._on_activate, queue=NODE_QUEUE)
             )
-            subs.append(await bus.asubscribe(s.all_proposers, self._on_propose, queue=SLOT_QUEUE))
-            subs.append(await bus.asubscribe(s.all_synthesizers, self._on_synth, queue=SLOT_QUEUE))
+            subs.append(
+                await bus.asubscribe(s.all_proposers(g), self._on_propose, queue=SLOT_QUEUE)
+            )
+            subs.append(
+                await bus.asubscribe(s.all_synthesizers(g), self._on_synth, queue=SLOT_QUEUE)
+            )
             hosts_decision = True
         else:
             for node in sorted(self.nodes - {DECISION_NODE}):
                 subs.append(
-                    await bus.asubscribe(s.activate(node), self._on_activate, queue=NODE_QUEUE)
+                    await bus.asubscribe(s.activate(node, g), self._on_activate, queue=NODE_QUEUE)
                 )
                 subs.append(
                     await bus.asubscribe(
-                        f"{s.prefix}.node.{node}.propose.*", self._on_propose, queue=SLOT_QUEUE
+                        s.propose(node, "*", g), self._on_propose, queue=SLOT_QUEUE
                     )
                 )
                 subs.append(
-                    await bus.asubscribe(s.synthesize(node), self._on_synth, queue=SLOT_QUEUE)
+                    await bus.asubscribe(s.synthesize(node, g), self._on_synth, queue=SLOT_QUEUE)
                 )
             hosts_decision = DECISION_NODE in self.nodes
         if hosts_decision:
             subs.append(
                 await bus.asubscribe(
-                    s.activate(DECISION_NODE), self._on_activate_decision, queue=NODE_QUEUE
+                    s.activate(DECISION_NODE, g), self._on_activate_decision, queue=NODE_QUEUE
                 )
             )
         self._subs = subs
@@ -150,6 +164,7 @@ class Worker:
             "status": status,
             "worker": self.worker_id,
             "nodes": sorted(self.nodes) if self.nodes is not None else ["*"],
+            "group": self.group,
             "inbox": self.ctx.inbox,
         }
         envelope = Envelope(kind=Kind.WORKER_HELLO, payload=payload, sender=self.worker_id)

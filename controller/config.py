@@ -102,6 +102,14 @@ class HieraConfig(_Strict):
     edges: list[tuple[str, str]] = Field(default_factory=list)
     decision: str
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    placement: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="worker group -> node ids ('decision' for the decision node) it must host",
+    )
+
+    def group_of(self, node: str) -> str | None:
+        """The worker group a node is placed in (``None``: any ungrouped worker)."""
+        return next((g for g, nodes in self.placement.items() if node in nodes), None)
 
     def predecessors(self, node: str) -> list[str]:
         """Nodes with an edge into ``node``, in config order."""
@@ -207,6 +215,18 @@ def validate(config: HieraConfig, *, roles: RoleCatalogue | None = None) -> list
             problems.append(f"{where}.synthesizer: unknown LLM {spec.synthesizer!r}")
     if config.decision != VOTE and config.decision not in config.llms:
         problems.append(f"decision: unknown LLM {config.decision!r}")
+    placed: dict[str, str] = {}
+    for group, members in config.placement.items():
+        if not NODE_NAME.match(group):
+            problems.append(f"placement.{group}: invalid group name (letters, digits, '_' or '-')")
+        for member in members:
+            if member != DECISION_NODE and member not in config.supernodes:
+                problems.append(f"placement.{group}: no supernode {member!r}")
+            elif member in placed:
+                problems.append(
+                    f"placement.{group}: {member!r} is already placed in group {placed[member]!r}"
+                )
+            placed[member] = group
     seen: set[tuple[str, str]] = set()
     for i, (src, dst) in enumerate(config.edges):
         for end in (src, dst):

@@ -287,7 +287,8 @@ class Gateway:
         for attempt in (1, 2):  # a worker that died holding the request never answers
             timeout = min(ARM_TIMEOUT_S, max(plan.deadline_unix - time.time(), 0.01))
             try:
-                armed = await self.bus.arequest(self.subjects.activate(node), envelope, timeout)
+                subject = self.subjects.activate(node, plan.group_of(node))
+                armed = await self.bus.arequest(subject, envelope, timeout)
                 break
             except BusError as exc:
                 if exc.code == "timeout" and attempt == 1:

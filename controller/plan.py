@@ -29,6 +29,7 @@ class NodePlan:
     synthesizer: str
     preds: tuple[str, ...] = ()
     succs: tuple[str, ...] = ()
+    group: str | None = None
 
     @property
     def active_slots(self) -> list[int]:
@@ -55,7 +56,12 @@ class Plan:
     skipped_nodes: tuple[str, ...] = ()
     answerless_roles: tuple[str, ...] = ()
     emulated: bool = False
+    decision_group: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+
+    def group_of(self, node: str) -> str | None:
+        """The worker group that hosts ``node`` (or the decision node) for this query."""
+        return self.decision_group if node not in self.nodes else self.nodes[node].group
 
     def to_wire(self) -> dict[str, Any]:
         """A msgpack-ready map (built field by field: ``asdict`` deep-copies and is 20x slower)."""
@@ -77,6 +83,7 @@ class Plan:
                 synthesizer=n["synthesizer"],
                 preds=tuple(n["preds"]),
                 succs=tuple(n["succs"]),
+                group=n.get("group"),
             )
             for name, n in data["nodes"].items()
         }
@@ -96,5 +103,6 @@ class Plan:
             skipped_nodes=tuple(data["skipped_nodes"]),
             answerless_roles=tuple(data["answerless_roles"]),
             emulated=bool(data["emulated"]),
+            decision_group=data.get("decision_group"),
             meta=dict(data["meta"]),
         )

@@ -13,6 +13,7 @@ from typing import Protocol
 
 from hieramas.controller.config import PSEUDO_LLMS, SKIP, HieraConfig
 from hieramas.controller.plan import NodePlan, Plan
+from hieramas.wire.subjects import DECISION_NODE
 
 __all__ = ["Assignment", "Planner", "StaticPlanner", "build_plan"]
 
@@ -82,6 +83,7 @@ def build_plan(
             synthesizer=node.synthesizer,
             preds=tuple(s for s, d in edges if d == name),
             succs=tuple(d for s, d in edges if s == name),
+            group=config.group_of(name),
         )
     used = {config.decision}
     for node in nodes.values():
@@ -108,5 +110,6 @@ def build_plan(
         skipped_nodes=tuple(skipped),
         answerless_roles=answerless_roles,
         emulated=any(config.endpoints[e].kind == "emulator" for e in endpoint_names),
+        decision_group=config.group_of(DECISION_NODE),
         meta=dict(meta or {}),
     )

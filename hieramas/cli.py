@@ -123,13 +123,17 @@ def worker(
     nodes: Annotated[
         str | None, typer.Option(help="Comma-separated node ids (default: all).")
     ] = None,
+    group: Annotated[
+        str | None, typer.Option(help="Serve the nodes a config's placement puts in this group.")
+    ] = None,
 ) -> None:
     """Host supernode/proposer/synthesizer/decision actors against an existing NATS."""
     from hieramas.stack import Stack
 
     wanted = {n.strip() for n in nodes.split(",") if n.strip()} if nodes else None
-    with Stack(nats_url=_require(nats), controller=False, nodes=wanted) as stack:
-        out.print(f"worker {stack.workers[0].worker_id} serving {sorted(wanted or {'*'})}")
+    with Stack(nats_url=_require(nats), controller=False, nodes=wanted, group=group) as stack:
+        where = f" in group {group}" if group else ""
+        out.print(f"worker {stack.workers[0].worker_id} serving {sorted(wanted or {'*'})}{where}")
         sys.stdout.flush()
         _wait_for_signal()
 

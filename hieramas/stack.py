@@ -86,6 +86,7 @@ class Stack:
         controller: bool = True,
         workers: int = 1,
         nodes: set[str] | None = None,
+        group: str | None = None,
         emulator: bool = False,
         emulator_url: str | None = None,
         emulator_seed: int = 0,
@@ -97,6 +98,7 @@ class Stack:
         self._want_controller = controller
         self._n_workers = workers
         self._nodes = nodes
+        self._group = group
         self._want_emulator = emulator and emulator_url is None
         self.emulator_url = emulator_url
         self._emulator_seed = emulator_seed
@@ -133,7 +135,9 @@ class Stack:
             if self._n_workers:
                 self._llm = OpenAIChatClient(transport_factory=default_transport_factory())
                 for _ in range(self._n_workers):
-                    self.workers.append(Worker(self.bus, self._llm, nodes=self._nodes).start())
+                    self.workers.append(
+                        Worker(self.bus, self._llm, nodes=self._nodes, group=self._group).start()
+                    )
         except BaseException:
             self.stop()
             raise

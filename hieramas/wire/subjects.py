@@ -11,6 +11,7 @@ subject                             meaning
 ``hm.node.<node>.propose.<slot>``   call proposer ``slot`` of ``node``
 ``hm.node.<node>.synthesize``       call the synthesizer of ``node``
 ``hm.decision.activate``            arm the decision node for a query
+``hm.g.<group>.node.…``             the same, for nodes a config places in worker group ``<group>``
 ``hm.inst.<instance>``              one worker process's private inbox
 ``hm.gwi.<instance>``               one gateway's private inbox
 ``hm.worker.hello``                 worker announcements
@@ -44,16 +45,19 @@ class Subjects:
     def config(self, op: str) -> str:
         return f"{self.prefix}.ctl.config.{op}"
 
-    def activate(self, node: str) -> str:
+    def _base(self, group: str | None) -> str:
+        return f"{self.prefix}.g.{group}" if group else self.prefix
+
+    def activate(self, node: str, group: str | None = None) -> str:
         if node == DECISION_NODE:
-            return f"{self.prefix}.decision.activate"
-        return f"{self.prefix}.node.{node}.activate"
+            return f"{self._base(group)}.decision.activate"
+        return f"{self._base(group)}.node.{node}.activate"
 
-    def propose(self, node: str, slot: int) -> str:
-        return f"{self.prefix}.node.{node}.propose.{slot}"
+    def propose(self, node: str, slot: int | str, group: str | None = None) -> str:
+        return f"{self._base(group)}.node.{node}.propose.{slot}"
 
-    def synthesize(self, node: str) -> str:
-        return f"{self.prefix}.node.{node}.synthesize"
+    def synthesize(self, node: str, group: str | None = None) -> str:
+        return f"{self._base(group)}.node.{node}.synthesize"
 
     def instance(self, instance_id: str) -> str:
         return f"{self.prefix}.inst.{instance_id}"
@@ -72,23 +76,20 @@ class Subjects:
     def trace_wildcard(self) -> str:
         return f"{self.prefix}.trace.>"
 
-    @property
-    def all_activations(self) -> str:
-        return f"{self.prefix}.node.*.activate"
+    def all_activations(self, group: str | None = None) -> str:
+        return f"{self._base(group)}.node.*.activate"
 
-    @property
-    def all_proposers(self) -> str:
-        return f"{self.prefix}.node.*.propose.*"
+    def all_proposers(self, group: str | None = None) -> str:
+        return f"{self._base(group)}.node.*.propose.*"
 
-    @property
-    def all_synthesizers(self) -> str:
-        return f"{self.prefix}.node.*.synthesize"
+    def all_synthesizers(self, group: str | None = None) -> str:
+        return f"{self._base(group)}.node.*.synthesize"
 
     @staticmethod
     def node_of(subject: str) -> str:
-        """The node id inside a ``<prefix>.node.<node>.…`` subject."""
+        """The node id inside a ``….node.<node>.…`` subject."""
         parts = subject.split(".")
-        return parts[2] if len(parts) > 2 and parts[1] == "node" else ""
+        return parts[parts.index("node") + 1] if "node" in parts[:-1] else ""
 
     @staticmethod
     def slot_of(subject: str) -> int:

@@ -181,3 +181,35 @@ def test_reserved_pseudo_llm_names_are_rejected() -> None:
     text = text.replace("fixed:C:", "vote:", 1)
     with pytest.raises(ConfigError, match="'vote' is reserved"):
         parse_config(text)
+
+
+def test_placement_routes_nodes_to_their_worker_group(
+    nats_server: NatsServer, llm_url: str
+) -> None:
+    cfg = config_yaml(
+        llm_url,
+        {
+            "expert": node("Knowledgeable Expert", ["fixed:A", "fixed:A"], "fixed:A"),
+            "critic": node("Critic", ["fixed:A"], "fixed:A"),
+        },
+        [("expert", "critic")],
+    )
+    cfg += "placement:\n  gpu: [critic, decision]\n"
+    with (
+        Stack(nats_url=nats_server.url, workers=1) as general,
+        Stack(nats_url=nats_server.url, controller=False, group="gpu") as gpu,
+    ):
+        result = ask(general, cfg)
+        general_id, gpu_id = general.workers[0].worker_id, gpu.workers[0].worker_id
+        calls = result["nodes"]["critic"]["calls"]
+        assert result["status"] == "ok", result
+        assert result["nodes"]["critic"]["worker"] == gpu_id
+        assert result["nodes"]["expert"]["worker"] == general_id
+        assert result["decision"]["worker"] == gpu_id
+        assert {c["worker"] for c in calls.values()} == {gpu_id}  # its slots ran there too
+        assert {c["worker"] for c in result["nodes"]["expert"]["calls"].values()} == {general_id}
+    # with no worker in the group, the query fails explicitly instead of waiting
+    with Stack(nats_url=nats_server.url) as only_general:
+        result = ask(only_general, None)
+        assert result["status"] == "no_worker"
+        assert "critic" in result["error"] or "decision" in result["error"]

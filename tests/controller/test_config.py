@@ -108,3 +108,20 @@ def test_plan_drops_skipped_nodes_and_their_edges() -> None:
     plan2 = build_plan(cfg, 3, custom, query_id="q2", task_text="q")
     assert set(plan2.nodes) == {"a", "b"} and plan2.nodes["b"].preds == ("a",)
     assert type(plan2).from_wire(plan2.to_wire()) == plan2
+
+
+def test_placement_is_validated_and_carried_into_the_plan() -> None:
+    base = config_yaml(
+        URL,
+        {"a": node("Critic", ["fixed:A"], "fixed:A"), "b": node("Doctor", ["fixed:A"], "fixed:A")},
+    )
+    found = problems(base + "placement:\n  gpu: [a, zz]\n  'bad group': [b]\n  cpu: [a]\n")
+    text = "\n".join(found)
+    assert "placement.gpu: no supernode 'zz'" in text
+    assert "placement.bad group: invalid group name" in text
+    assert "placement.cpu: 'a' is already placed in group 'gpu'" in text
+    cfg = parse_config(base + "placement:\n  gpu: [b, decision]\n")
+    plan = build_plan(cfg, 1, StaticPlanner().assign(cfg, "q"), query_id="q", task_text="q")
+    assert plan.nodes["b"].group == "gpu" and plan.nodes["a"].group is None
+    assert plan.group_of("decision") == "gpu"
+    assert type(plan).from_wire(plan.to_wire()) == plan

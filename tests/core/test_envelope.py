@@ -57,3 +57,7 @@ def test_subjects_name_nodes_and_slots() -> None:
     assert Subjects.slot_of(s.propose("critic", 2)) == 2
     assert s.activate("decision") == "hx.decision.activate"
     assert s.trace("llm_call") == "hx.trace.llm_call"
+    assert s.propose("critic", 1, "gpu") == "hx.g.gpu.node.critic.propose.1"
+    assert Subjects.node_of(s.propose("critic", 1, "gpu")) == "critic"
+    assert s.activate("decision", "gpu") == "hx.g.gpu.decision.activate"
+    assert s.all_activations("gpu") == "hx.g.gpu.node.*.activate"
