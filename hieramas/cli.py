@@ -338,7 +338,8 @@ def traces_tail(
     async def tail(bus: Bus) -> None:
         info = await bus.js.stream_info(TRACE_STREAM)
         start = max(int(info.state.last_seq) - last + 1, 1)
-        for event in await replay(bus, Subjects(), start_seq=start, idle_s=0.5):
+        events = await replay(bus, Subjects(), start_seq=start, idle_s=0.5)
+        for event in events[-last:] if last else []:  # messages are batches: keep the last N events
             print(json.dumps(event, default=str), flush=True)
         if not follow:
             return

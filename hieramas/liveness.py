@@ -93,7 +93,9 @@ class Liveness:
             return
         self.info.pop(worker, None)
         self.bus.counters["workers.lost"] += 1
-        log.warning("worker.lost", worker=worker, reason=reason)
+        (log.info if reason == "goodbye" else log.warning)(
+            "worker.lost", worker=worker, reason=reason
+        )
         for listener in self._listeners:
             try:
                 listener(worker)
