@@ -58,6 +58,19 @@ def test_up_serves_then_stops_cleanly_on_sigterm(tmp_path: Path, llm_url: str) -
             assert key in result
         assert result["answer"] == "B"
         assert result["nodes"]["a"]["models"]["proposers"] == ["fixed:B"]
+        for _ in range(20):  # traces are published in the background: wait for the query event
+            tail = subprocess.run(
+                [*HIERAMAS, "traces", "tail", "--nats", url, "--last", "3"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
+            events = [json.loads(line) for line in tail.stdout.splitlines()]
+            if events and events[-1]["event"] == "query":
+                break
+            time.sleep(0.2)
+        assert len(events) == 3
+        assert events[-1]["trace_id"] == result["trace_id"]
         history = subprocess.run(
             [*HIERAMAS, "config", "history", "--nats", url, "--json"],
             capture_output=True,
