@@ -100,9 +100,6 @@ class Controller:
         if reply:
             self.bus.publish(reply, envelope.reply(Kind.CONFIG_REPLY, payload, sender="controller"))
 
-    def _spawn(self, coro: Any) -> None:
-        self.bus.loop.create_task(coro)
-
     def _on_apply(self, envelope: Envelope, reply: str | None) -> None:
         async def apply() -> None:
             yaml_text = envelope.payload.get("yaml")
@@ -121,7 +118,7 @@ class Controller:
                 return
             self._reply(envelope, reply, {"status": "ok", "version": stored.version})
 
-        self._spawn(apply())
+        self.bus.spawn(apply())
 
     def _on_get(self, envelope: Envelope, reply: str | None) -> None:
         async def get() -> None:
@@ -145,13 +142,13 @@ class Controller:
                 },
             )
 
-        self._spawn(get())
+        self.bus.spawn(get())
 
     def _on_history(self, envelope: Envelope, reply: str | None) -> None:
         async def history() -> None:
             self._reply(envelope, reply, {"status": "ok", "versions": await self.store.history()})
 
-        self._spawn(history())
+        self.bus.spawn(history())
 
     def _live_workers(self) -> dict[str, Any]:
         return dict(self.liveness.info)

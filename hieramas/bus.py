@@ -67,6 +67,7 @@ class Bus:
         self._nc: NatsClient | None = None
         self._js: JetStreamContext | None = None
         self._last_error = ""
+        self._tasks: set[asyncio.Task[Any]] = set()
 
     # -- lifecycle -----------------------------------------------------------------
     def start(self, timeout: float = 10.0) -> Bus:
@@ -192,9 +193,15 @@ class Bus:
                 log.exception("bus.callback_failed")
 
         if self.in_loop():
-            self.loop.create_task(runner())
+            self.spawn(runner())
         else:
-            self.loop.call_soon_threadsafe(self.loop.create_task, runner())
+            self.loop.call_soon_threadsafe(self.spawn, runner())
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """Start ``coro`` as a task on the loop (call on the loop) and keep it referenced until done."""
+        task = self.loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     # -- messaging -----------------------------------------------------------------
     def encode(self, envelope: Envelope) -> bytes:
@@ -205,11 +212,9 @@ class Bus:
         """Fire-and-forget publish from any thread; encoding errors raise in the caller."""
         data = self.encode(envelope)
         if self.in_loop():
-            self.loop.create_task(self._publish_bytes(subject, data))
+            self.spawn(self._publish_bytes(subject, data))
         else:
-            self.loop.call_soon_threadsafe(
-                self.loop.create_task, self._publish_bytes(subject, data)
-            )
+            self.loop.call_soon_threadsafe(self.spawn, self._publish_bytes(subject, data))
 
     async def _publish_bytes(self, subject: str, data: bytes) -> None:
         try:
