@@ -19,7 +19,6 @@ import importlib.util
 import json
 import os
 import random
-import socket
 import statistics
 import subprocess
 import sys
@@ -28,14 +27,9 @@ from typing import Any
 
 import httpx
 
+from hieramas.natsserver import free_port
 from hieramas.tasks import prompts
 from hieramas.tasks.datasets import load
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _bodies(n: int, seed: int) -> list[bytes]:
@@ -158,7 +152,7 @@ def main() -> None:
              ["hieramas.emulator", "serve", "--latency-scale", "0", "--http", "httptools"])
         )  # fmt: skip
     for name, cmd in runs:
-        port = _free_port()
+        port = free_port()
         proc = _start([*cmd, "--port", str(port)], port)
         try:
             results[name] = asyncio.run(_drive(port, bodies, args.concurrency))

@@ -27,7 +27,6 @@ import asyncio
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -47,15 +46,9 @@ from hieramas.llm import (
     OpenAIChatClient,
     ResponseCache,
 )
+from hieramas.natsserver import free_port
 
 QUESTION = "What is the capital of France? Answer with one word."
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 60.0) -> None:
@@ -298,7 +291,7 @@ def main(
         f"python {sys.version.split()[0]}, httpx {httpx.__version__}, {os.cpu_count()} cpus,"
         f" load average {load}"
     )
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "hieramas.llm.loopback", "--port", str(port)],
     )
@@ -320,7 +313,7 @@ def main(
         _stop(server)
     if not emulator:
         return
-    port = _free_port()
+    port = free_port()
     command = _emulator_command(port)
     if command is None:
         print("Emulator: `hieramas emulator serve` is not available; skipped.")

@@ -12,7 +12,6 @@ import importlib.util
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,6 +28,7 @@ import structlog
 from hieramas.llm.local.assemble import find_model_file
 from hieramas.llm.local.errors import LlamaCppMissingError, LocalModelError, LocalServerError
 from hieramas.llm.local.specs import SMALL_MODELS, LocalModel, resolve_models
+from hieramas.natsserver import free_port
 
 __all__ = [
     "DEFAULT_N_CTX",
@@ -52,14 +52,6 @@ def llama_cpp_available() -> bool:
         return importlib.util.find_spec("llama_cpp.server") is not None
     except ModuleNotFoundError:
         return False
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that is free on ``host`` right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def server_config(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -13,12 +12,7 @@ import httpx
 from typer.testing import CliRunner
 
 from hieramas.emulator.cli import app
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from hieramas.natsserver import free_port
 
 
 def _env(datasets_dir: Path) -> dict[str, str]:
@@ -26,7 +20,7 @@ def _env(datasets_dir: Path) -> dict[str, str]:
 
 
 def test_serve_subprocess_answers_and_stops(datasets_dir: Path) -> None:
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "hieramas.emulator", "serve", "--port", str(port),
          "--seed", "3", "--latency-scale", "0"],
