@@ -10,18 +10,32 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from hieramas.actors import prompting
+import structlog
+
+from hieramas.actors import prompting, voting
 from hieramas.actors.calls import call_record, start_llm_call
 from hieramas.actors.context import WorkerContext
 from hieramas.actors.join import JoinActor, NodeRun
-from hieramas.actors.messages import CallDone
-from hieramas.actors.voting import plurality
+from hieramas.actors.messages import CallDone, VoteDone
 from hieramas.controller.config import VOTE
 from hieramas.controller.plan import Plan
 from hieramas.wire import new_id
 from hieramas.wire.subjects import DECISION_NODE
 
 __all__ = ["DecisionActor"]
+
+log = structlog.get_logger(__name__)
+
+
+def _good(run: NodeRun) -> list[dict[str, Any]]:
+    """The supernode outputs that succeeded with some text."""
+    outputs = (run.inputs[n] for n in run.preds)
+    return [o for o in outputs if o.get("status") == "ok" and o.get("text")]
+
+
+def _voters(good: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Who votes: the answer-giving outputs, else every good one."""
+    return [o for o in good if not o.get("answerless")] or good
 
 
 class DecisionActor(JoinActor):
@@ -35,23 +49,31 @@ class DecisionActor(JoinActor):
 
     def run_node(self, run: NodeRun) -> None:
         plan = run.plan
-        outputs = [run.inputs[n] for n in run.preds]
-        good = [o for o in outputs if o.get("status") == "ok" and o.get("text")]
+        good = _good(run)
         answers = [o.get("answer") for o in good if not o.get("answerless")]
         if answers and None not in answers and len(set(answers)) == 1:
             winner = next(o for o in good if not o.get("answerless"))
             self._finish(run, text=str(winner["text"]), answer=answers[0], decided_by="agreement")
             return
         if plan.decision == VOTE:
-            voters = [o for o in good if not o.get("answerless")] or good
+            voters = _voters(good)
             if not voters:
                 self._finish(
                     run, text="", answer=None, decided_by="vote",
                     call={"outcome": "error", "error": "no supernode output to vote on"},
                 )  # fmt: skip
                 return
-            index, answer = plurality(plan.domain, [str(o["text"]) for o in voters])
-            self._finish(run, text=str(voters[index]["text"]), answer=answer, decided_by="vote")
+            texts = [str(o["text"]) for o in voters]
+            if len(texts) > 1 and voting.needs_execution(plan.domain):
+                run.waiting.add("vote")
+                query_id = run.activation.query_id
+                self.ctx.bus.submit(
+                    voting.by_behaviour(plan.task_text, texts),
+                    lambda result: self.actor_ref.tell(VoteDone(query_id, "vote", result)),
+                )
+                return
+            index, answer = voting.plurality(plan.domain, texts)
+            self._finish(run, text=texts[index], answer=answer, decided_by="vote")
             return
         if good:
             messages = prompting.decision_messages(
@@ -59,7 +81,9 @@ class DecisionActor(JoinActor):
             )
             mode = "llm"
         else:
-            messages = prompting.single_messages(plan.domain, plan.task_text)
+            messages = prompting.single_messages(
+                plan.domain, plan.task_text, cot=plan.alone_prompt != "direct"
+            )
             mode = "alone_all_skipped" if not plan.nodes else "alone_all_failed"
         run.waiting.add(mode)
         start_llm_call(
@@ -76,6 +100,9 @@ class DecisionActor(JoinActor):
         )
 
     def on_other(self, message: Any) -> None:
+        if isinstance(message, VoteDone):
+            self._on_vote_done(message)
+            return
         if not isinstance(message, CallDone):
             return
         run = self.runs.get(message.query_id)
@@ -108,6 +135,21 @@ class DecisionActor(JoinActor):
             call=record,
         )
 
+    def _on_vote_done(self, message: VoteDone) -> None:
+        run = self.runs.get(message.query_id)
+        if run is None or message.tag not in run.waiting:
+            return  # expired meanwhile
+        run.waiting.discard(message.tag)
+        texts = [str(o["text"]) for o in _voters(_good(run))]
+        if isinstance(message.result, BaseException):  # the sandbox failed: plurality instead
+            log.warning("vote.failed", node=self.node, error=repr(message.result))
+            index, vote = voting.plurality(run.plan.domain, texts)[0], None
+        else:
+            index, vote = message.result.index, message.result.summary()
+        text = texts[index]
+        answer = prompting.extract_answer(run.plan.domain, text)
+        self._finish(run, text=text, answer=answer, decided_by="vote", vote=vote)
+
     def _finish(
         self,
         run: NodeRun,
@@ -116,6 +158,7 @@ class DecisionActor(JoinActor):
         answer: str | None,
         decided_by: str,
         call: dict[str, Any] | None = None,
+        vote: dict[str, object] | None = None,
     ) -> None:
         finished = time.time()
         ok = call is None or call.get("outcome") == "ok"
@@ -126,6 +169,7 @@ class DecisionActor(JoinActor):
             "text": text,
             "answer": answer,
             "decided_by": decided_by,
+            "vote": vote,
             "error": None if ok else f"decision LLM failed: {call.get('error') if call else ''}",
             "model": run.plan.decision if call is not None else None,
             "call": {k: v for k, v in (call or {}).items() if k != "text"} or None,

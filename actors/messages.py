@@ -15,6 +15,7 @@ import pykka
 
 from hieramas.bus import Bus
 from hieramas.llm.types import ChatResult
+from hieramas.tasks.codevote import VoteOutcome
 from hieramas.wire import Envelope
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "Inbound",
     "Redo",
     "RequestDone",
+    "VoteDone",
     "tell_later",
 ]
 
@@ -69,6 +71,15 @@ class Redo:
     tag: str
     attempt: int
     reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class VoteDone:
+    """An execution-based vote finished (``result`` is the exception when it failed)."""
+
+    query_id: str
+    tag: str
+    result: VoteOutcome | BaseException
 
 
 def tell_later(bus: Bus, delay_s: float, ref: pykka.ActorRef[Any], message: object) -> None:

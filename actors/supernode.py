@@ -12,10 +12,9 @@ from typing import Any
 
 import structlog
 
-from hieramas.actors import prompting
+from hieramas.actors import prompting, voting
 from hieramas.actors.join import JoinActor, NodeRun
-from hieramas.actors.messages import Redo, RequestDone
-from hieramas.actors.voting import plurality
+from hieramas.actors.messages import Redo, RequestDone, VoteDone
 from hieramas.controller.config import PASS, VOTE
 from hieramas.controller.plan import Plan
 from hieramas.wire import Envelope, Kind, new_id
@@ -51,6 +50,8 @@ class SupernodeActor(JoinActor):
     def on_other(self, message: Any) -> None:
         if isinstance(message, RequestDone):
             self._on_slot_done(message)
+        elif isinstance(message, VoteDone):
+            self._on_vote_done(message)
         elif isinstance(message, Redo):
             run = self.runs.get(message.query_id)
             if (
@@ -77,13 +78,18 @@ class SupernodeActor(JoinActor):
 
     def _synthesize(self, run: NodeRun) -> None:
         node = run.plan.nodes[self.node]
-        proposals = [
-            str(rec.get("text", ""))
-            for tag, rec in sorted(run.calls.items())
-            if tag.startswith("p") and rec.get("outcome") == "ok"
-        ]
+        proposals = _proposals(run)
+        domain = run.plan.domain
+        if node.synthesizer == VOTE and len(proposals) > 1 and voting.needs_execution(domain):
+            run.waiting.add(SYNTH)
+            query_id = run.activation.query_id
+            self.ctx.bus.submit(
+                voting.by_behaviour(run.plan.task_text, proposals),
+                lambda result: self.actor_ref.tell(VoteDone(query_id, SYNTH, result)),
+            )
+            return
         if node.synthesizer in (VOTE, PASS):
-            run.calls[SYNTH] = _pseudo_synthesis(run.plan.domain, node.synthesizer, proposals)
+            run.calls[SYNTH] = _pseudo_synthesis(domain, node.synthesizer, proposals)
             self._finish(run)
             return
         run.waiting.add(SYNTH)
@@ -92,6 +98,22 @@ class SupernodeActor(JoinActor):
             node.synthesizer,
             proposals,
         )  # fmt: skip
+
+    def _on_vote_done(self, message: VoteDone) -> None:
+        run = self.runs.get(message.query_id)
+        if run is None or message.tag not in run.waiting:
+            return  # expired meanwhile
+        run.waiting.discard(message.tag)
+        proposals = _proposals(run)
+        if isinstance(message.result, BaseException):  # the sandbox failed: say so, keep going
+            log.warning("vote.failed", node=self.node, error=repr(message.result))
+            record = _pseudo_synthesis(run.plan.domain, VOTE, proposals)
+            record["vote"] = {"method": "plurality:sandbox_failed", "error": str(message.result)}
+        else:
+            record = _pseudo_record(VOTE, proposals, message.result.index)
+            record["vote"] = message.result.summary()
+        run.calls[SYNTH] = record
+        self._finish(run)
 
     def _request(
         self, run: NodeRun, tag: str, subject: str, kind: str, llm: str, proposals: list[str]
@@ -177,6 +199,7 @@ class SupernodeActor(JoinActor):
                 "synthesizer": node.synthesizer,
             },
             "calls": calls,
+            "vote": synth.get("vote"),
             "proposals_used": sum(
                 1 for t, r in run.calls.items() if t != SYNTH and r.get("outcome") == "ok"
             ),
@@ -213,15 +236,28 @@ def _predecessor_pairs(run: NodeRun) -> list[list[str]]:
     return pairs
 
 
+def _proposals(run: NodeRun) -> list[str]:
+    """The texts of the successful proposals, in slot order."""
+    return [
+        str(rec.get("text", ""))
+        for tag, rec in sorted(run.calls.items())
+        if tag.startswith("p") and rec.get("outcome") == "ok"
+    ]
+
+
 def _pseudo_synthesis(domain: str, how: str, proposals: list[str]) -> dict[str, Any]:
     """The synthesizer record of ``vote`` / ``pass``: a choice among proposals, no LLM call."""
+    index = voting.plurality(domain, proposals)[0] if how == VOTE and proposals else 0
+    return _pseudo_record(how, proposals, index)
+
+
+def _pseudo_record(how: str, proposals: list[str], index: int) -> dict[str, Any]:
     record: dict[str, Any] = {
         "model": how, "slot": SYNTH, "latency_s": 0.0, "cost_usd": 0.0,
         "prompt_tokens": 0, "completion_tokens": 0, "pseudo": True,
     }  # fmt: skip
     if not proposals:
         return {**record, "outcome": "error", "error": f"{how}: no successful proposal", "text": ""}
-    index = plurality(domain, proposals)[0] if how == VOTE else 0
     return {**record, "outcome": "ok", "error": None, "text": proposals[index]}
 
 

@@ -324,7 +324,7 @@ class Gateway:
                 for k in (
                     "role", "status", "answer", "text", "error", "failures", "models",
                     "latency_s", "started", "finished", "cost_usd", "prompt_tokens",
-                    "completion_tokens", "worker", "calls",
+                    "completion_tokens", "worker", "calls", "vote",
                 )
             }
             for name, out in run.outputs.items()

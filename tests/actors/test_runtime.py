@@ -105,6 +105,23 @@ def test_all_skipped_decision_answers_alone(stack: Stack, llm_url: str) -> None:
     assert result["nodes"] == {}
 
 
+@pytest.mark.parametrize(
+    ("style", "instruction"),
+    [("direct", "without explanation"), ("cot", "Think step by step")],
+)
+def test_alone_prompt_style_reaches_the_decision_llm(
+    stack: Stack, llm_url: str, style: str, instruction: str
+) -> None:
+    cfg = config_yaml(
+        llm_url, {"expert": node("Knowledgeable Expert", ["skip"], "skip")}, decision="echo"
+    )
+    cfg += f"alone_prompt: {style}\n"
+    result = ask(stack, cfg, text="What is 2 + 2?")
+    assert result["status"] == "ok", result
+    assert result["decided_by"] == "alone_all_skipped"
+    assert instruction in result["text"] and "What is 2 + 2?" in result["text"]
+
+
 def test_failing_proposer_is_reported_and_the_node_proceeds(stack: Stack, llm_url: str) -> None:
     cfg = config_yaml(
         llm_url,
@@ -213,3 +230,55 @@ def test_placement_routes_nodes_to_their_worker_group(
         result = ask(only_general, None)
         assert result["status"] == "no_worker"
         assert "critic" in result["error"] or "decision" in result["error"]
+
+
+CODE_TASK = '''def triple(x: int) -> int:
+    """Return three times x.
+    >>> triple(2)
+    6
+    >>> triple(-1)
+    -3
+    """
+'''
+
+
+def _code_llm(body: str) -> str:
+    return f"fixed:\n```python\ndef triple(x):\n    return {body}\n```"
+
+
+def test_code_candidates_vote_by_behaviour_in_the_sandbox(stack: Stack, llm_url: str) -> None:
+    wrong, right_a, right_b = _code_llm("x + 4"), _code_llm("3 * x"), _code_llm("x + x + x")
+    cfg = config_yaml(
+        llm_url,
+        {"sc": node("Programming Expert", [wrong, right_a, right_b], "vote")},
+        decision="vote",
+        domain="humaneval",
+        extra_llms=[wrong, right_a, right_b],
+    )
+    result = ask(stack, cfg, text=CODE_TASK)
+    assert result["status"] == "ok", result
+    sc = result["nodes"]["sc"]
+    assert "3 * x" in sc["text"]  # text plurality would keep the first (wrong) sample
+    assert sc["vote"] == {
+        "method": "behaviour", "probes": 2, "runnable": 3, "cluster_size": 2,
+        "examples_passed": 2, "examples_stated": 2,
+    }  # fmt: skip
+
+
+def test_decision_votes_code_by_behaviour(stack: Stack, llm_url: str) -> None:
+    wrong, right = _code_llm("x - 1"), _code_llm("x * 3")
+    cfg = config_yaml(
+        llm_url,
+        {
+            "a": node("Programming Expert", [wrong], "pass"),
+            "b": node("Programming Expert", [right], "pass"),
+        },
+        decision="vote",
+        domain="humaneval",
+        extra_llms=[wrong, right],
+    )
+    result = ask(stack, cfg, text=CODE_TASK)
+    assert result["status"] == "ok", result
+    assert result["decided_by"] == "vote"
+    assert "x * 3" in result["text"]
+    assert result["decision"]["vote"]["method"] == "behaviour"
