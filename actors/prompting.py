@@ -39,9 +39,10 @@ def decision_messages(domain: str, task: str, outputs: Sequence[tuple[str, str]]
     return prompts.decision_messages(domain, task, outputs)
 
 
-def single_messages(domain: str, task: str) -> list[Message]:
-    """Messages for one LLM answering alone (the all-skipped case)."""
-    return prompts.single_messages(domain, task, cot=True)
+def single_messages(domain: str, task: str, *, cot: bool = True) -> list[Message]:
+    """Messages for one LLM answering alone (the all-skipped case): reasoning first with
+    ``cot``, else a direct answer."""
+    return prompts.single_messages(domain, task, cot=cot)
 
 
 def extract_answer(domain: str, text: str) -> str | None:

@@ -101,6 +101,11 @@ class HieraConfig(_Strict):
     supernodes: dict[str, SupernodeConfig]
     edges: list[tuple[str, str]] = Field(default_factory=list)
     decision: str
+    alone_prompt: Literal["cot", "direct"] = Field(
+        default="cot",
+        description="how the decision LLM is prompted when it answers alone (every supernode "
+        "skipped or failed): chain of thought, or a direct answer without reasoning",
+    )
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     placement: dict[str, list[str]] = Field(
         default_factory=dict,

@@ -57,6 +57,7 @@ class Plan:
     answerless_roles: tuple[str, ...] = ()
     emulated: bool = False
     decision_group: str | None = None
+    alone_prompt: str = "cot"
     meta: dict[str, Any] = field(default_factory=dict)
 
     def group_of(self, node: str) -> str | None:
@@ -104,5 +105,6 @@ class Plan:
             answerless_roles=tuple(data["answerless_roles"]),
             emulated=bool(data["emulated"]),
             decision_group=data.get("decision_group"),
+            alone_prompt=str(data.get("alone_prompt", "cot")),
             meta=dict(data["meta"]),
         )

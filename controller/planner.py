@@ -111,5 +111,6 @@ def build_plan(
         answerless_roles=answerless_roles,
         emulated=any(config.endpoints[e].kind == "emulator" for e in endpoint_names),
         decision_group=config.group_of(DECISION_NODE),
+        alone_prompt=config.alone_prompt,
         meta=dict(meta or {}),
     )

@@ -6,9 +6,11 @@ into text).  All methods run through the same runtime; what differs is the DAG:
 
 - ``single``: one supernode, one proposer, synthesizer ``pass``, decision ``vote``.  The
   proposer prompt asks for reasoning and then the answer, so this is a *role-prompted*
-  single call (the runtime has no direct-answer, no-reasoning prompt).
-- ``cot``: every supernode skipped, so the decision LLM answers alone with the
-  single-agent chain-of-thought prompt (``decided_by: alone_all_skipped``).
+  single call.
+- ``direct``: every supernode skipped, so the decision LLM answers alone, prompted to give
+  the answer directly without reasoning (``alone_prompt: direct``).
+- ``cot``: the same, with the single-agent chain-of-thought prompt
+  (``decided_by: alone_all_skipped``).
 - ``self-consistency``: one supernode with ``k`` proposers of one LLM sampled at
   ``temperature`` > 0 (distinct seeds per slot), synthesizer ``vote``.
 - ``debate``: ``agents`` supernodes per round, each round fully connected to the previous
@@ -43,6 +45,7 @@ __all__ = [
     "build",
     "cot",
     "debate",
+    "direct",
     "emulated_pool",
     "hieramas_fixed",
     "hieramas_full",
@@ -226,6 +229,14 @@ def cot(pool: Pool, domain: str, opts: Options) -> dict[str, Any]:
     return _doc(f"cot-{model}", pool, domain, {"solver": node}, [], model, opts)
 
 
+def direct(pool: Pool, domain: str, opts: Options) -> dict[str, Any]:
+    """One LLM, no reasoning: like :func:`cot`, but the prompt asks for the answer only."""
+    doc = cot(pool, domain, opts)
+    doc["name"] = doc["name"].replace("cot-", "direct-", 1)
+    doc["alone_prompt"] = "direct"
+    return doc
+
+
 def self_consistency(pool: Pool, domain: str, opts: Options) -> dict[str, Any]:
     """``k`` samples of one LLM at ``temperature`` > 0, plurality vote."""
     if opts.k < 1 or opts.temperature <= 0:
@@ -377,6 +388,7 @@ Builder = Callable[[Pool, str, Options], dict[str, Any]]
 
 METHODS: dict[str, Builder] = {
     "single": single,
+    "direct": direct,
     "cot": cot,
     "self-consistency": self_consistency,
     "debate": debate,

@@ -45,6 +45,13 @@ def test_cot_skips_every_supernode_so_the_decision_answers_alone() -> None:
     assert list(config.llms) == ["llama-8b"]
 
 
+def test_direct_is_cot_with_the_direct_answer_prompt() -> None:
+    config = built("direct", model="llama-8b")
+    assert config.alone_prompt == "direct" and built("cot").alone_prompt == "cot"
+    assert config.decision == "llama-8b" and config.name == "direct-llama-8b"
+    assert all(s.synthesizer == "skip" for s in config.supernodes.values())
+
+
 def test_self_consistency_k_samples_at_temperature_and_votes() -> None:
     config = built("self-consistency", model="qwen3-8b", k=7, temperature=0.9)
     (node,) = config.supernodes.values()
