@@ -13,10 +13,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import pykka
 import structlog
 
 from hieramas.actors.context import WorkerContext
+from hieramas.actors.dispatch import LoopActor
 from hieramas.actors.messages import Expire, Inbound, tell_later
 from hieramas.bus import error_envelope
 from hieramas.controller.plan import Plan
@@ -52,11 +52,11 @@ class NodeRun:
         )
 
 
-class JoinActor(pykka.ThreadingActor):
+class JoinActor(LoopActor):
     """Base of :class:`SupernodeActor` and :class:`DecisionActor`."""
 
     def __init__(self, ctx: WorkerContext, node: str) -> None:
-        super().__init__()
+        super().__init__(ctx.bus.loop)
         self.ctx = ctx
         self.node = node
         self.runs: dict[str, NodeRun] = {}

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import pykka
 import structlog
 
 from hieramas.actors import prompting
 from hieramas.actors.calls import call_record, start_llm_call
 from hieramas.actors.context import WorkerContext
+from hieramas.actors.dispatch import LoopActor
 from hieramas.actors.messages import CallDone, Inbound
 from hieramas.bus import error_envelope
 from hieramas.llm.types import EndpointSpec, Message, ModelSpec
@@ -29,13 +29,13 @@ ANNOUNCE_AFTER_S = 0.25
 quicker calls are acknowledged by their reply alone."""
 
 
-class SlotActor(pykka.ThreadingActor):
+class SlotActor(LoopActor):
     """One LLM slot of one supernode; subclasses choose the prompt."""
 
     slot_kind = "slot"
 
     def __init__(self, ctx: WorkerContext, node: str, slot: str) -> None:
-        super().__init__()
+        super().__init__(ctx.bus.loop)
         self.ctx = ctx
         self.node = node
         self.slot = slot

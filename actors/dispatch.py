@@ -1,0 +1,175 @@
+"""pykka actors whose messages are handled on the process's asyncio loop (no thread per actor).
+
+``pykka.ThreadingActor`` gives every actor a thread, so every ``tell`` wakes a
+thread that then competes for the GIL with the NATS loop; with ~100 hand-offs
+per query that dominated the runtime's CPU.  :class:`LoopActor` is a pykka actor
+type (pykka's documented extension points: ``_create_actor_inbox``,
+``_create_future``, ``_start_actor_loop``) whose inbox is drained by the bus's
+event loop instead: the same actor model — one message at a time, state touched
+only by its own handler, ``ActorRef.tell``/``ask``/``stop`` and the registry —
+without the thread switches.  Handlers must never block (ours only start
+coroutines and publish), and ``ask(...).get()`` must never be called on the loop.
+
+``HIERAMAS_ACTOR_DISPATCH=threads`` gives every actor its own thread again
+(pykka's classic behaviour), for comparison in ``bench/overhead.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import os
+import queue
+import sys
+import threading
+from collections.abc import Callable
+from itertools import count
+from typing import Any, cast
+
+import pykka
+from pykka import ThreadingFuture
+
+__all__ = ["DISPATCH_ENV", "LoopActor", "dispatch_mode"]
+
+DISPATCH_ENV = "HIERAMAS_ACTOR_DISPATCH"
+_BATCH = 64  # messages handled per loop turn before yielding to I/O
+_names = count()
+
+
+def dispatch_mode() -> str:
+    """``"loop"`` (default) or ``"threads"``, from ``$HIERAMAS_ACTOR_DISPATCH``."""
+    mode = os.environ.get(DISPATCH_ENV, "loop").strip().lower() or "loop"
+    if mode not in ("loop", "threads"):
+        raise ValueError(f"{DISPATCH_ENV} must be 'loop' or 'threads', not {mode!r}")
+    return mode
+
+
+class _Inbox:
+    """A FIFO that either wakes a blocked reader thread or schedules a drain on a loop."""
+
+    def __init__(self) -> None:
+        self._items: collections.deque[Any] = collections.deque()
+        self._cond = threading.Condition(threading.Lock())
+        self._wake: Callable[[], None] | None = None
+        self._scheduled = False
+
+    def bind(self, wake: Callable[[], None]) -> None:
+        """From now on every put schedules ``wake`` (once until :meth:`rearm`)."""
+        with self._cond:
+            self._wake = wake
+            self._scheduled = True  # the caller drains right after binding
+
+    def rearm(self) -> None:
+        """A drain starts: the next put schedules another one."""
+        with self._cond:
+            self._scheduled = False
+
+    def claim(self) -> bool:
+        """True (and marked scheduled) if items wait and no drain is scheduled yet."""
+        with self._cond:
+            if self._items and not self._scheduled:
+                self._scheduled = True
+                return True
+            return False
+
+    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        with self._cond:
+            self._items.append(item)
+            wake = self._wake
+            if wake is None:
+                self._cond.notify()
+                return
+            if self._scheduled:
+                return
+            self._scheduled = True
+        wake()
+
+    def get(self, block: bool = True, timeout: float | None = None) -> Any:
+        with self._cond:
+            while not self._items:
+                if not block or not self._cond.wait(timeout):
+                    raise queue.Empty
+            return self._items.popleft()
+
+    def empty(self) -> bool:
+        return not self._items
+
+
+class LoopActor(pykka.Actor):
+    """A pykka actor driven by ``loop`` (normally the bus loop that owns NATS)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__()
+        self._loop = loop
+        self._loop_thread: int | None = None
+
+    @staticmethod
+    def _create_actor_inbox() -> Any:
+        return _Inbox()
+
+    @staticmethod
+    def _create_future() -> pykka.Future[Any]:
+        return ThreadingFuture()
+
+    @property
+    def _inbox(self) -> _Inbox:
+        return cast(_Inbox, self.actor_inbox)
+
+    def _start_actor_loop(self) -> None:
+        if dispatch_mode() == "threads":
+            name = f"{type(self).__name__}-{next(_names)}"
+            threading.Thread(target=self._actor_loop, name=name).start()
+            return
+        self._loop.call_soon_threadsafe(self._begin)
+
+    # -- loop dispatch -----------------------------------------------------------------
+    def _begin(self) -> None:
+        self._loop_thread = threading.get_ident()
+        self._inbox.bind(self._schedule)
+        self._actor_loop_setup()
+        self._drain()
+
+    def _schedule(self) -> None:
+        if self._loop.is_closed():  # shutting down: nothing will drain; answer here
+            self._drain()
+        elif threading.get_ident() == self._loop_thread:
+            self._loop.call_soon(self._drain)
+        else:
+            self._loop.call_soon_threadsafe(self._drain)
+
+    def _drain(self) -> None:
+        inbox = self._inbox
+        inbox.rearm()  # puts from now on schedule another drain
+        for _ in range(_BATCH):
+            if self.actor_stopped.is_set():
+                self._actor_loop_teardown()
+                return
+            try:
+                envelope = inbox.get(block=False)
+            except queue.Empty:
+                return
+            self._handle_envelope(envelope)
+        if self.actor_stopped.is_set():
+            self._actor_loop_teardown()
+        elif inbox.claim():  # a full batch: yield to I/O, then go on
+            self._schedule()
+
+    def _handle_envelope(self, envelope: Any) -> None:
+        """pykka's per-message step (``Actor._actor_loop_running``), for one envelope."""
+        try:
+            response = self._handle_receive(envelope.message)
+            if envelope.reply_to is not None:
+                envelope.reply_to.set(response)
+        except Exception:
+            if envelope.reply_to is not None:
+                envelope.reply_to.set_exception()
+            else:
+                self._handle_failure(*sys.exc_info())
+                try:
+                    self.on_failure(*sys.exc_info())
+                except Exception:
+                    self._handle_failure(*sys.exc_info())
+        except BaseException:
+            self._stop()
+            pykka.ActorRegistry.stop_all(block=False)
+            raise
