@@ -1,7 +1,7 @@
 """Throughput of the emulator (latency scale 0) against a trivial scripted server.
 
 Both servers run as subprocesses (``python -m hieramas.emulator serve`` and
-``python -m hieramas.devserver``); one client process drives each with the
+``python -m hieramas.llm.loopback``); one client process drives each with the
 same request count and concurrency.  The emulator's requests are real
 HieraMAS prompts (proposers, synthesizers with proposals, decision nodes and
 unknown prompts) over MMLU-Redux, MATH-500, GSM8K and HumanEval items and all
@@ -143,7 +143,7 @@ def main() -> None:
     bodies = _bodies(args.requests, args.seed)
     results: dict[str, dict[str, Any]] = {}
     runs = [
-        ("devserver (baseline)", ["hieramas.devserver"]),
+        ("loopback (baseline)", ["hieramas.llm.loopback"]),
         ("emulator, h11", ["hieramas.emulator", "serve", "--latency-scale", "0", "--http", "h11"]),
     ]
     if importlib.util.find_spec("httptools") is not None:
@@ -165,7 +165,7 @@ def main() -> None:
             f"  {name:22s} {r['req_per_s']:8.0f} req/s   p50 {r['p50_ms']:6.2f} ms"
             f"   p99 {r['p99_ms']:6.2f} ms   errors {r['errors']}"
         )
-    base = results["devserver (baseline)"]["req_per_s"]
+    base = results["loopback (baseline)"]["req_per_s"]
     for name, r in results.items():
         if name.startswith("emulator"):
             print(f"  {name} / baseline throughput ratio: {r['req_per_s'] / base:.2f}")

@@ -2,7 +2,7 @@
 
 Runs an 8-supernode x 3-proposer DAG through the embedded stack (real
 nats-server, controller, worker actors) against the scripted LLM server in a
-subprocess (``hieramas.devserver``), and prints:
+subprocess (``hieramas.llm.loopback``), and prints:
 
 * overhead per query = end-to-end latency - LLM time on the critical path,
   p50/p99, alone and with 64 queries in flight, at LLM latency 0;
@@ -126,11 +126,10 @@ async def sequential_baseline(url: str, cfg_text: str) -> float:
         return time.perf_counter() - started
 
 
-def start_devserver(latency: float) -> tuple[subprocess.Popen[bytes], str]:
+def start_llm_server(latency: float) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "hieramas.devserver", "--port", str(port), "--latency", str(latency)]
-    )
+    args = ["--port", str(port), "--latency", str(latency)]
+    proc = subprocess.Popen([sys.executable, "-m", "hieramas.llm.loopback", *args])
     url = f"http://127.0.0.1:{port}/v1"
     for _ in range(200):
         try:
@@ -139,7 +138,7 @@ def start_devserver(latency: float) -> tuple[subprocess.Popen[bytes], str]:
         except httpx.HTTPError:
             time.sleep(0.05)
     proc.kill()
-    raise RuntimeError("devserver did not start")
+    raise RuntimeError("loopback LLM server did not start")
 
 
 class InstantClient:
@@ -183,7 +182,7 @@ def measure(
         import hieramas.stack
 
         hieramas.stack.OpenAIChatClient = lambda **_: InstantClient()  # type: ignore[assignment,misc]
-    proc, url = start_devserver(latency)
+    proc, url = start_llm_server(latency)
     workers: list[subprocess.Popen[bytes]] = []
     try:
         with Stack(workers=0 if worker_processes else 1) as stack:

@@ -1,22 +1,38 @@
-"""A tiny, instant OpenAI-compatible server on loopback, for tests and benchmarks of the client.
+"""A tiny, instant OpenAI-compatible server on loopback, for tests and benchmarks.
 
-Not the emulator: it answers at once with a fixed echo, and the request's
-``model`` id picks a behaviour so tests can exercise real HTTP edge cases:
+Not the emulator: it answers at once (plus ``latency_s``, ``0`` by default),
+and the request's ``model`` id picks a behaviour, so one server can play a
+whole pool and tests can exercise real HTTP edge cases:
 
-- any other id: ``"ok: <last message>"`` with ``usage``;
-- ``no-usage`` / ``null-usage``: no ``usage`` / ``usage`` with nulls;
-- ``flaky-<n>``: the first ``n`` requests for that id get 503 (``Retry-After: 0``);
-- ``slow-<ms>``: answer after ``ms`` milliseconds;
-- ``status-<code>``: answer ``code`` with an OpenAI-style error object;
-- ``ttft-<ms>``: wait ``ms`` milliseconds before the content (after the headers
-  and the role event when streaming).
+================= ==========================================================
+model id          reply
+================= ==========================================================
+``fixed:X``       ``"Let me reason about it. The answer is X."`` (any text X)
+``echo``          the last user message
+``big:N``         N characters of text
+``slow:S``        after S seconds, ``"Thinking slowly. The answer is A."``
+``fail``          HTTP 500
+``fail429``       HTTP 429 with ``Retry-After: 0``
+``flaky-<n>``     the first ``n`` requests for that id get 503
+                  (``Retry-After: 0``), later ones as "anything else"
+``slow-<ms>``     after ``ms`` milliseconds, as "anything else"
+``status-<code>`` HTTP ``code`` with an OpenAI-style error object
+``ttft-<ms>``     waits ``ms`` milliseconds before the content (after the
+                  headers and the role event when streaming)
+``no-usage``      as "anything else" without ``usage``
+``null-usage``    as "anything else" with ``usage`` fields ``null``
+anything else     ``"ok: <last message>"``
+================= ==========================================================
 
+Usage is 7 prompt + 3 completion tokens, except for the ``name:arg`` scripts
+(``fixed``/``echo``/``big``/``slow``), which count about 4 characters a token.
 ``"stream": true`` is answered with server-sent ``chat.completion.chunk``
 events (role, one event per word, finish, usage when
-``stream_options.include_usage``, ``[DONE]``).
+``stream_options.include_usage``, ``[DONE]``).  ``GET /v1/models`` lists one
+model (a readiness probe); ``GET /stats`` gives ``{"calls": n}``.
 
 Run it in a thread (:class:`LoopbackLLM`) or as a process:
-``python -m hieramas.llm.loopback --port 8765``.
+``python -m hieramas.llm.loopback --port 8765 [--latency 0.2]``.
 """
 
 from __future__ import annotations
@@ -33,10 +49,8 @@ from typing import Annotated, Any
 
 import typer
 import uvicorn
-from starlette.applications import Starlette
-from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
-from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 __all__ = ["LoopbackLLM", "RecordedRequest", "build_app", "main"]
 
@@ -99,59 +113,130 @@ async def _events(model: str, text: str, usage: object, delay: float) -> AsyncIt
     yield b"data: [DONE]\n\n"
 
 
-def build_app(log: _Log | None = None) -> Starlette:
-    """The Starlette app; requests are recorded into ``log`` when given."""
+_FIXED_USAGE = {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}
+_NULL_USAGE = {"prompt_tokens": None, "completion_tokens": None, "total_tokens": None}
+_MODELS = {"object": "list", "data": [{"id": "fixed:A", "object": "model", "owned_by": "loopback"}]}
+
+
+def _error(code: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"message": message, "code": code}}, code, headers=headers)
+
+
+def _script(model: str, messages: list[dict[str, Any]]) -> tuple[str, object] | None:
+    """Text and usage of a ``name:arg`` script (``None`` for other ids)."""
+    kind, colon, arg = model.partition(":")
+    if kind == "fixed" and colon:
+        text = f"Let me reason about it. The answer is {arg}."
+    elif model == "echo":
+        users = [m.get("content", "") for m in messages if m.get("role") == "user"]
+        text = str(users[-1]) if users else ""
+    elif kind == "big" and colon:
+        text = "x" * int(arg)
+    elif kind == "slow" and colon:
+        text = "Thinking slowly. The answer is A."
+    else:
+        return None
+    prompt = max(1, sum(len(str(m.get("content", ""))) for m in messages) // 4)
+    completion = max(1, len(text) // 4)
+    usage = {"prompt_tokens": prompt, "completion_tokens": completion}
+    return text, usage | {"total_tokens": prompt + completion}
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def build_app(log: _Log | None = None, latency_s: float = 0.0) -> ASGIApp:
+    """The ASGI app; requests are recorded into ``log`` when given.
+
+    ``latency_s`` delays every chat reply (``0`` = instant).  A bare ASGI
+    dispatcher over Starlette responses: the routing and request objects of a
+    full Starlette app would cost a fifth of the per-request CPU.
+    """
     state = log if log is not None else _Log(record=False)
 
-    async def chat(request: Request) -> Response:
-        body = await request.json()
+    async def chat(scope: Scope, raw: bytes) -> Response:
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            return _error(400, "bad request: a JSON object is expected")
         if state.record:
-            port = request.client.port if request.client is not None else None
-            state.requests.append(RecordedRequest(body, dict(request.headers), port))
+            headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+            client = scope.get("client")
+            state.requests.append(RecordedRequest(body, headers, client[1] if client else None))
         model = str(body.get("model", ""))
         state.seen[model] += 1
         messages = body.get("messages") or [{}]
-        text = f"ok: {messages[-1].get('content', '')}"
+        if latency_s:
+            await asyncio.sleep(latency_s)
+        if model == "fail":
+            return _error(500, "scripted failure")
+        if model == "fail429":
+            return _error(429, "slow down", {"Retry-After": "0"})
         if model.startswith("flaky-") and state.seen[model] <= int(model.split("-", 1)[1]):
-            return JSONResponse(
-                {"error": {"message": "temporarily overloaded", "code": 503}},
-                status_code=503,
-                headers={"Retry-After": "0"},
-            )
+            return _error(503, "temporarily overloaded", {"Retry-After": "0"})
         if model.startswith("slow-"):
             await asyncio.sleep(int(model.split("-", 1)[1]) / 1000)
+        elif model.startswith("slow:"):
+            await asyncio.sleep(float(model.split(":", 1)[1]))
         if model.startswith("status-"):
             code = int(model.split("-", 1)[1])
-            return JSONResponse({"error": {"message": f"status {code}", "code": code}}, code)
-        if model == "no-usage":
-            usage: object = None
-        elif model == "null-usage":
-            usage = {"prompt_tokens": None, "completion_tokens": None, "total_tokens": None}
+            return _error(code, f"status {code}")
+        scripted = _script(model, messages)
+        if scripted is not None:
+            text, usage = scripted
         else:
-            usage = {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}
+            text = f"ok: {messages[-1].get('content', '')}"
+            usage = {"no-usage": None, "null-usage": _NULL_USAGE}.get(model, _FIXED_USAGE)
         delay = int(model.split("-", 1)[1]) / 1000 if model.startswith("ttft-") else 0.0
         if body.get("stream"):
             options = body.get("stream_options") or {}
             include_usage = bool(options.get("include_usage"))
             events = _events(model, text, usage if include_usage else None, delay)
             return StreamingResponse(events, media_type="text/event-stream")
-        await asyncio.sleep(delay)
+        if delay:
+            await asyncio.sleep(delay)
         return JSONResponse(_reply(model, text, usage))
 
-    return Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])])
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        route = (scope["method"], scope["path"])
+        if route == ("POST", "/v1/chat/completions"):
+            response = await chat(scope, await _read_body(receive))
+        elif route == ("GET", "/v1/models"):
+            response = JSONResponse(_MODELS)
+        elif route == ("GET", "/stats"):
+            response = JSONResponse({"calls": state.seen.total()})
+        else:
+            response = _error(404, f"no route {route[0]} {route[1]}")
+        await response(scope, receive, send)
+
+    return app
 
 
 class LoopbackLLM:
-    """The loopback server running in a background thread on a free 127.0.0.1 port."""
+    """The loopback server running in a background thread on a free 127.0.0.1 port.
 
-    def __init__(self, *, record: bool = True) -> None:
+    ``record=False`` keeps no request log (for long-lived servers); ``latency_s``
+    delays every chat reply.
+    """
+
+    def __init__(self, *, record: bool = True, latency_s: float = 0.0) -> None:
         self._log = _Log(record=record)
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind(("127.0.0.1", 0))
         self.port: int = self._sock.getsockname()[1]
         config = uvicorn.Config(
-            build_app(self._log), lifespan="off", log_level="warning", access_log=False
+            build_app(self._log, latency_s), lifespan="off", log_level="warning", access_log=False
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(
@@ -200,9 +285,13 @@ class LoopbackLLM:
 
 def main(
     port: Annotated[int, typer.Option(help="TCP port on 127.0.0.1")] = 8765,
+    latency: Annotated[float, typer.Option(help="Seconds added to every chat reply")] = 0.0,
 ) -> None:
     """Serve the loopback OpenAI-compatible server in the foreground."""
-    uvicorn.run(build_app(), host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    uvicorn.run(
+        build_app(latency_s=latency), host="127.0.0.1", port=port, log_level="warning",
+        lifespan="off", access_log=False,
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from hieramas.devserver import running_devserver
+from hieramas.llm.loopback import LoopbackLLM
 from hieramas.natsserver import NatsServer
 
 REPO = Path(__file__).resolve().parent.parent
@@ -25,5 +25,5 @@ def nats_server() -> Iterator[NatsServer]:
 @pytest.fixture(scope="session")
 def llm_url() -> Iterator[str]:
     """Base URL of the scripted LLM server (instant replies)."""
-    with running_devserver() as url:
-        yield url
+    with LoopbackLLM(record=False) as server:
+        yield server.base_url

@@ -1,4 +1,4 @@
-"""Config builders for runtime tests (scripted models from :mod:`hieramas.devserver`)."""
+"""Config builders for runtime tests (scripted models from :mod:`hieramas.llm.loopback`)."""
 
 from __future__ import annotations
 
