@@ -8,6 +8,7 @@ serves the real local llama.cpp models instead (their prices are notional).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 import time
@@ -23,6 +24,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
+from hieramas.benchfile import BenchFile, ResumeError
 from hieramas.controller.client import HieraClient
 from hieramas.controller.config import ConfigError, parse_config
 from hieramas.evaluation import EvalReport, ItemResult, evaluate
@@ -179,6 +181,14 @@ def bench(
     density: Annotated[float, typer.Option(min=0.0, max=1.0)] = 0.3,
     max_tokens: Annotated[int | None, typer.Option(min=1)] = None,
     timeout: Annotated[float | None, typer.Option(help="Query deadline in seconds.")] = None,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help="Continue the --json file: items it already graded are not asked again "
+            "(errors are retried); --limit may grow.",
+        ),
+    ] = False,
 ) -> None:
     """Run methods on DATASET through one runtime and print accuracy, cost, tokens, latency."""
     from hieramas.stack import Stack
@@ -207,8 +217,27 @@ def bench(
         node_timeout_s=query_timeout * (2 / 3 if local else 0.5),
     )
     specs = list(method) if method else ([] if config else list(baselines.METHODS))
+    if resume and json_file is None:
+        err.print("[red]--resume needs --json FILE[/red]")
+        raise typer.Exit(2)
     summaries: list[dict[str, Any]] = []
-    rows: list[dict[str, Any]] = []
+    options = {
+        "methods": specs, "split": split, "local": local, "models": model_list,
+        "configs": {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in config or []
+                    if p.is_file()},
+        **{k: v for k, v in asdict(opts).items() if k not in ("query_timeout_s", "node_timeout_s")},
+    }  # fmt: skip
+    try:
+        results = (
+            BenchFile.resume(json_file, dataset_label, seed, options)
+            if resume and json_file is not None
+            else BenchFile(json_file, dataset_label, seed, json.loads(json.dumps(options)))
+            if json_file is not None
+            else None
+        )
+    except ResumeError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
     try:
         with _local_server(local, model_list) as base_url:
             if base_url is not None:
@@ -235,47 +264,59 @@ def bench(
                 for run in runs:
                     version = stack.bus.call(client.apply_config(run.yaml_text, source="bench"), 30)
                     started = time.monotonic()
-                    partial: list[dict[str, Any]] = []
+                    wanted = {item.id for item in items}
+                    prior = [r for r in results.done(run.label) if r.item_id in wanted] if (
+                        results and resume
+                    ) else []  # fmt: skip
+                    earlier_wall = results.wall_s.get(run.label, 0.0) if results and resume else 0.0
+                    graded = {r.item_id for r in prior}
+                    todo = [item for item in items if item.id not in graded]
+                    counter = [len(prior)]
+                    if prior:
+                        err.print(f"  {run.label}: {len(prior)} items resumed from {json_file}")
 
                     def progress(
-                        row: ItemResult,
-                        label: str = run.label,
-                        done: list[dict[str, Any]] = partial,
-                    ) -> None:
-                        done.append({"method": label, **asdict(row)})
+                        row: ItemResult, label: str = run.label, n: list[int] = counter,
+                        since: float = started, before: float = earlier_wall,
+                    ) -> None:  # fmt: skip
+                        n[0] += 1
                         err.print(
-                            f"  [{len(done)}/{len(items)}] {label} {row.item_id}: "
+                            f"  [{n[0]}/{len(items)}] {label} {row.item_id}: "
                             f"{row.outcome} ({row.latency_s:.1f}s)",
                             highlight=False,
                         )
-                        if json_file is not None:  # a killed run keeps its finished items
-                            _write_json(json_file, summaries, rows + done, dataset_label, seed)
+                        if results is not None:  # a killed run keeps its finished items
+                            results.add(label, row, before + time.monotonic() - since)
 
                     report: EvalReport = stack.bus.call(
                         evaluate(
-                            client, items, method=run.label, dataset=dataset_label,
+                            client, todo, method=run.label, dataset=dataset_label,
                             concurrency=concurrency, timeout_s=query_timeout,
                             sandbox=sandbox, split_seed=seed, on_result=progress,
                         ),
                         timeout=None,
                     )  # fmt: skip
+                    order = {item.id: i for i, item in enumerate(items)}
+                    report.results = sorted(
+                        [*prior, *report.results], key=lambda r: order[r.item_id]
+                    )
                     summary = report.summary()
                     summary.update(
-                        wall_s=time.monotonic() - started,
+                        wall_s=earlier_wall + time.monotonic() - started,
+                        resumed_items=len(prior),
                         notional_prices=run.notional_prices,
                         config_version=version,
                         config_yaml=run.yaml_text,
                         emulator_seed=seed if report.emulated else None,
                     )
                     summaries.append(summary)
-                    rows.extend({"method": run.label, **asdict(r)} for r in report.results)
                     err.print(
                         f"{run.label}: {summary['accuracy']:.3f} on {summary['n']} "
                         f"({summary['wall_s']:.0f}s)",
                         highlight=False,
                     )
-                    if json_file is not None:
-                        _write_json(json_file, summaries, rows, dataset_label, seed)
+                    if results is not None:
+                        results.finish(summary)
     except (baselines.BaselineError, ConfigError, LocalModelError, OSError) as exc:
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
@@ -288,10 +329,3 @@ def bench(
         )
     if any(s["notional_prices"] for s in summaries):
         out.print("Costs use NOTIONAL prices (proportional to parameter count).", highlight=False)
-
-
-def _write_json(
-    path: Path, summaries: list[dict[str, Any]], rows: list[dict[str, Any]], label: str, seed: int
-) -> None:
-    doc = {"dataset": label, "split_seed": seed, "summaries": summaries, "items": rows}
-    path.write_text(json.dumps(doc, indent=1, default=str))

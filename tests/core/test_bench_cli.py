@@ -57,6 +57,40 @@ def test_bench_two_methods_on_the_emulator(nats_server: NatsServer, tmp_path: Pa
     assert [r["item_id"] for r in items if r["method"] == "self-consistency"] == expected
 
 
+@pytest.mark.slow
+def test_resume_extends_a_run_and_refuses_other_options(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    out = tmp_path / "bench.json"
+    base = ["bench", "gsm8k", "-m", "single@gpt-5-nano", "--nats", nats_server.url,
+            "--json", str(out), "--concurrency", "2"]  # fmt: skip
+    first = runner.invoke(app, [*base, "--limit", "3"])
+    assert first.exit_code == 0, first.output
+    before = json.loads(out.read_text())
+    assert len(before["items"]) == 3 and before["wall_s"]["single@gpt-5-nano"] > 0
+    # a crashed run leaves only some rows: drop one, mark one as an error, then resume to 5
+    before["items"] = before["items"][:2]
+    before["items"][1]["outcome"] = "error"
+    out.write_text(json.dumps(before))
+    second = runner.invoke(app, [*base, "--limit", "5", "--resume"])
+    assert second.exit_code == 0, second.output
+    assert "1 items resumed" in second.output
+    doc = json.loads(out.read_text())
+    (summary,) = doc["summaries"]
+    assert summary["n"] == 5 and summary["resumed_items"] == 1
+    expected = [i.id for i in load_items("gsm8k", "test", 5, 0, None)[0]]
+    assert sorted(r["item_id"] for r in doc["items"]) == sorted(expected)
+    assert len(doc["items"]) == 5 and all(r["outcome"] != "error" for r in doc["items"])
+    third = runner.invoke(app, [*base, "--limit", "5", "--resume", "--max-tokens", "99"])
+    assert third.exit_code == 2
+    assert "other max_tokens" in third.output
+
+
+def test_resume_needs_a_json_file() -> None:
+    result = runner.invoke(app, ["bench", "gsm8k", "--resume"])
+    assert result.exit_code == 2 and "--resume needs --json" in result.output
+
+
 def test_items_are_the_first_n_of_the_seeded_split() -> None:
     items, label = load_items("math", "validation", 5, 3, None)
     again, _ = load_items("math", "validation", 5, 3, None)
