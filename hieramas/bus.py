@@ -1,16 +1,19 @@
-"""The per-process bridge between pykka actor threads and one asyncio loop that owns NATS.
+"""The per-process bridge between pykka actors and one asyncio loop that owns NATS.
 
 pykka futures block when awaited, so actors never await anything: they hand
 coroutines to :meth:`Bus.submit` and receive the outcome as a plain callback
 (which they turn into a ``tell`` to themselves).  Subscriptions decode every
 message once, on the loop, and reject garbled ones with a logged, counted,
-typed error (and an ``error`` reply when the sender waits for one).
+typed error (and an ``error`` reply when the sender waits for one).  The loop
+is uvloop's where installed (``HIERAMAS_UVLOOP=0`` for asyncio's own), and the
+actors themselves are drained by it (:mod:`hieramas.actors.dispatch`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import os
 import threading
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine
@@ -53,6 +56,18 @@ class RemoteError(RuntimeError):
         self.detail = message
 
 
+def _new_loop() -> asyncio.AbstractEventLoop:
+    """uvloop when installed and not disabled (``HIERAMAS_UVLOOP=0``), else asyncio's loop."""
+    if os.environ.get("HIERAMAS_UVLOOP", "1") != "0":
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
+
+
 class Bus:
     """One NATS connection and the loop thread that owns it."""
 
@@ -60,7 +75,7 @@ class Bus:
         self.settings = settings
         self.sender = sender or settings.name
         self.counters: Counter[str] = Counter()
-        self.loop = asyncio.new_event_loop()
+        self.loop = _new_loop()
         self._thread = threading.Thread(
             target=self._run_loop, name=f"bus-{self.sender}", daemon=True
         )
