@@ -141,11 +141,12 @@ class JoinActor(LoopActor):
         """Send ``output`` to ``targets`` (node ids, via routes) and to the gateway; forget the run."""
         self.runs.pop(run.activation.query_id, None)
         routes = run.routes or {}
+        at: dict[str, list[str]] = {}  # one message per worker inbox, not per target
         for target in targets:
-            inbox = routes.get(target)
-            if inbox is None:
-                continue
-            payload = {"node": target, "output": output}
+            if target in routes:
+                at.setdefault(routes[target], []).append(target)
+        for inbox, hosted in at.items():
+            payload = {"node": hosted[0], "nodes": hosted, "output": output}
             self._send(inbox, self.ctx.envelope(Kind.NODE_INPUT, payload, run.activation))
         self._send(
             run.gateway, self.ctx.envelope(Kind.NODE_OUTPUT, {"output": output}, run.activation)

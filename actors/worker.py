@@ -248,10 +248,17 @@ class Worker:
             tag, _, attempt = str(envelope.payload["slot"]).partition("@")
             self.ctx.tracker.accepted(envelope.query_id, node, tag, int(attempt or 1), worker)
             return
-        key = ("decision", DECISION_NODE) if node == DECISION_NODE else ("supernode", node)
-        with self._lock:
-            ref = self._actors.get(key)
-        if ref is None:
-            self.ctx.bus.reject(self.ctx.inbox, reply, "unknown_node", f"no actor for {node!r}")
+        targets = envelope.payload.get("nodes") or [node]  # every node it is for on this worker
+        if not isinstance(targets, list):
+            self.ctx.bus.reject(self.ctx.inbox, reply, "payload", "'nodes' must be a list")
             return
-        ref.tell(Inbound(envelope, reply))
+        for target in map(str, targets):
+            key = ("decision", DECISION_NODE) if target == DECISION_NODE else ("supernode", target)
+            with self._lock:
+                ref = self._actors.get(key)
+            if ref is None:
+                self.ctx.bus.reject(
+                    self.ctx.inbox, reply, "unknown_node", f"no actor for {target!r}"
+                )
+                continue
+            ref.tell(Inbound(envelope, reply))

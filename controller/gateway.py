@@ -167,12 +167,7 @@ class Gateway:
             run.routes[node] = inbox
             run.workers[node] = new_worker
             run.rearmed.add(node)
-        for node, inbox in run.routes.items():
-            if node not in run.outputs:
-                payload = {"node": node, "routes": run.routes}
-                await self.bus.apublish(
-                    inbox, run.envelope.reply(Kind.NODE_ROUTES, payload, sender=self.gateway_id)
-                )
+        await self._send_routes(run, [n for n in run.routes if n not in run.outputs])
         for node in nodes:
             for pred in self._preds(run, node):
                 if pred in run.outputs:
@@ -308,12 +303,19 @@ class Gateway:
         for node, (inbox, worker) in zip(nodes, armed, strict=True):
             run.routes[node] = inbox
             run.workers[node] = worker
-        for node, inbox in list(run.routes.items()):
-            payload = {"node": node, "routes": run.routes}
+        await self._send_routes(run, list(run.routes))
+        return await run.done
+
+    async def _send_routes(self, run: QueryRun, nodes: list[str]) -> None:
+        """Tell ``nodes`` where every node runs: one message per worker inbox, not per node."""
+        at: dict[str, list[str]] = {}
+        for node in nodes:
+            at.setdefault(run.routes[node], []).append(node)
+        for inbox, hosted in at.items():
+            payload = {"node": hosted[0], "nodes": hosted, "routes": run.routes}
             await self.bus.apublish(
                 inbox, run.envelope.reply(Kind.NODE_ROUTES, payload, sender=self.gateway_id)
             )
-        return await run.done
 
     def _result(self, run: QueryRun, status: str, *, error: str | None = None) -> dict[str, Any]:
         plan = run.plan

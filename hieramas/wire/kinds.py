@@ -14,6 +14,8 @@ class Kind(StrEnum):
     QUERY_RESULT = "query.result"  # gateway -> client
     NODE_ACTIVATE = "node.activate"  # gateway -> node (queue group), arms a node for a query
     NODE_ARMED = "node.armed"  # node -> gateway, the instance inbox that will run it
+    # NODE_ROUTES and NODE_INPUT go to a worker inbox once for all the nodes it hosts
+    # (optional ``nodes`` list; ``node`` is the first of them)
     NODE_ROUTES = "node.routes"  # gateway -> armed instance: where every node of the query runs
     NODE_INPUT = "node.input"  # node -> successor instance: a predecessor's output
     NODE_OUTPUT = "node.output"  # node -> gateway: one node's finished output
