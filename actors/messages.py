@@ -89,4 +89,4 @@ def tell_later(bus: Bus, delay_s: float, ref: pykka.ActorRef[Any], message: obje
         with contextlib.suppress(pykka.ActorDeadError):
             ref.tell(message)
 
-    bus.loop.call_soon_threadsafe(lambda: bus.loop.call_later(delay_s, deliver))
+    bus.call_later(delay_s, deliver)

@@ -83,9 +83,7 @@ class SlotActor(LoopActor):
                 if not finished[0]:
                     ctx.bus.publish(str(notify), notice)
 
-            ctx.bus.loop.call_soon_threadsafe(
-                lambda: ctx.bus.loop.call_later(ANNOUNCE_AFTER_S, announce)
-            )
+            ctx.bus.call_later(ANNOUNCE_AFTER_S, announce)
 
         def complete(done: CallDone) -> None:  # on the bus loop: nothing here touches actor state
             finished[0] = True

@@ -42,14 +42,17 @@ class SlotCallTracker:
     def sent(
         self, query_id: str, node: str, tag: str, attempt: int, ref: pykka.ActorRef[Any]
     ) -> None:
-        """Record a call just sent (from the supernode's thread)."""
+        """Record a call just sent (from any thread)."""
         key = (query_id, node, tag)
 
         def register() -> None:
             self._calls[key] = _Call(attempt, ref)
             self.bus.loop.call_later(self.accept_timeout_s, self._check_accepted, key, attempt)
 
-        self.bus.loop.call_soon_threadsafe(register)
+        if self.bus.in_loop():
+            register()
+        else:
+            self.bus.loop.call_soon_threadsafe(register)
 
     def accepted(self, query_id: str, node: str, tag: str, attempt: int, worker: str) -> None:
         """A worker announced it took the call."""

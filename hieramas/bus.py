@@ -179,6 +179,17 @@ class Bus:
         return threading.current_thread() is self._thread
 
     # -- bridging ------------------------------------------------------------------
+    def call_later(self, delay_s: float, callback: Callable[..., object], *args: Any) -> None:
+        """Run ``callback(*args)`` on the loop after ``delay_s``, from any thread.
+
+        On the loop thread this is a plain ``loop.call_later``: no wake-up of the loop
+        (``call_soon_threadsafe`` writes to its self-pipe, a system call).
+        """
+        if self.in_loop():
+            self.loop.call_later(delay_s, callback, *args)
+        else:
+            self.loop.call_soon_threadsafe(self.loop.call_later, delay_s, callback, *args)
+
     def run(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
         """Schedule ``coro`` on the loop from any thread."""
         return asyncio.run_coroutine_threadsafe(coro, self.loop)
