@@ -316,7 +316,7 @@ def bench(
                         highlight=False,
                     )
                     if results is not None:
-                        results.finish(summary)
+                        results.finish(summary, report.results)
     except (baselines.BaselineError, ConfigError, LocalModelError, OSError) as exc:
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None

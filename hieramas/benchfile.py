@@ -82,8 +82,11 @@ class BenchFile:
         self.wall_s[method] = wall_s
         self.write()
 
-    def finish(self, summary: dict[str, Any]) -> None:
-        """Record a method's summary; rewrite the file."""
+    def finish(self, summary: dict[str, Any], results: list[ItemResult]) -> None:
+        """Record a method's summary and its rows in item order; rewrite the file."""
+        method = summary["method"]
+        self.rows = [r for r in self.rows if r["method"] != method]
+        self.rows.extend({"method": method, **asdict(r)} for r in results)
         self.summaries.append(summary)
         self.write()
 
