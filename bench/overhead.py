@@ -24,6 +24,7 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -85,6 +86,15 @@ def process_cpu_s() -> float:
     """CPU seconds used by this process (controller, worker actors, NATS client, HTTP client)."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
+
+
+def pid_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) used so far by process ``pid`` (Linux ``/proc``; else 0)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def pct(values: list[float], q: float) -> float:
@@ -196,7 +206,24 @@ def measure(
                 cpu0 = process_cpu_s()
                 alone, _ = stack.bus.call(run_queries(client, min(queries, 200), 1), 600)
                 cpu_alone = (process_cpu_s() - cpu0) / len(alone)
+                others = {
+                    "workers": [w.pid for w in workers],
+                    "nats-server": [stack.nats.process.pid]
+                    if stack.nats and stack.nats.process
+                    else [],
+                    "LLM server": [proc.pid],
+                }
+                before = {k: sum(map(pid_cpu_s, pids)) for k, pids in others.items()}
+                cpu1 = process_cpu_s()
                 loaded, wall = stack.bus.call(run_queries(client, queries, inflight), 600)
+                split = {"this process": (process_cpu_s() - cpu1) / queries}
+                split.update(
+                    {
+                        k: (sum(map(pid_cpu_s, pids)) - before[k]) / queries
+                        for k, pids in others.items()
+                        if pids
+                    }
+                )
                 bad = [r for r in alone + loaded if r["status"] != "ok"]
                 assert not bad, bad[:1]
                 over_alone = [1000 * (r["latency_s"] - critical_llm_time(r)) for r in alone]
@@ -208,6 +235,7 @@ def measure(
                     "loaded_p99_ms": pct(over_loaded, 0.99),
                     "qps": queries / wall,
                     "cpu_ms_per_query": 1000 * cpu_alone,
+                    "cpu_split_ms": {k: 1000 * v for k, v in split.items()},
                     "llm_calls_per_query": 8 * 4,
                 }
             ours, baseline = [], []
@@ -262,9 +290,13 @@ def main() -> None:
         f"p99 {inst['loaded_p99_ms']:.2f} ms"
     )
     print(f"throughput          {inst['qps']:.1f} queries/s ({inst['qps'] * 32:.0f} LLM calls/s)")
-    print(
-        f"runtime CPU         {inst['cpu_ms_per_query']:.1f} ms per query (one process: gateway + worker)"
-    )
+    this = "gateway" if args.worker_processes else "gateway + worker"
+    print(f"runtime CPU         {inst['cpu_ms_per_query']:.1f} ms per query alone ({this} process)")
+    split = inst["cpu_split_ms"]
+    total = sum(split.values())
+    parts = ", ".join(f"{k} {v:.1f}" for k, v in split.items())
+    print(f"CPU per query, {args.inflight} in flight: {parts} ms; total {total:.1f} ms")
+    print(f"  -> at most {2000 / total:.0f} queries/s on 2 fully used cores")
     print(f"machine load        {os.getloadavg()[0]:.2f} (1-min average; 2 cores)")
     if args.in_process_llm:
         return
