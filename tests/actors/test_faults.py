@@ -91,6 +91,22 @@ def test_wrong_kind_on_a_node_subject_is_rejected(stack: Stack, llm_url: str) ->
         stack.bus.call(stack.bus.arequest(SUBJECTS.activate("expert"), envelope, 5), 10)
 
 
+@pytest.mark.parametrize(("nodes", "code"), [("expert", "payload"), (["nobody"], "unknown_node")])
+def test_bad_targets_on_a_worker_inbox_are_rejected(
+    stack: Stack, llm_url: str, nodes: object, code: str
+) -> None:
+    _apply(stack, config_yaml(llm_url, {"expert": node("Critic", ["fixed:A"], "fixed:A")}))
+    assert _ask(stack)["status"] == "ok"  # the worker now has an actor for "expert"
+    assert stack.bus is not None
+    inbox = stack.workers[0].ctx.inbox
+    payload = {"node": "expert", "nodes": nodes, "routes": {}}
+    envelope = Envelope(kind=Kind.NODE_ROUTES, payload=payload)
+    with pytest.raises(RemoteError, match=code):
+        stack.bus.call(stack.bus.arequest(inbox, envelope, 5), 10)
+    assert stack.bus.counters[f"rejected.{code}"] >= 1
+    assert _ask(stack)["status"] == "ok"
+
+
 def test_invalid_config_is_rejected_and_the_old_one_stays(stack: Stack, llm_url: str) -> None:
     good = config_yaml(llm_url, {"expert": node("Critic", ["fixed:A"], "fixed:A")})
     assert _apply(stack, good) == 1
