@@ -130,8 +130,8 @@ class LoopActor(pykka.Actor):
         self._drain()
 
     def _schedule(self) -> None:
-        if self._loop.is_closed():  # shutting down: nothing will drain; answer here
-            self._drain()
+        if self._loop.is_closed() or not self._loop.is_running():
+            self._drain()  # the loop is gone (shutdown): nothing else will drain; answer here
         elif threading.get_ident() == self._loop_thread:
             self._loop.call_soon(self._drain)
         else:

@@ -117,3 +117,16 @@ def test_bad_dispatch_mode_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv(DISPATCH_ENV, "fibres")
     with pytest.raises(ValueError, match="'loop' or 'threads'"):
         dispatch_mode()
+
+
+def test_after_the_loop_stops_a_stop_request_is_still_answered() -> None:
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    ref = Recorder.start(loop)
+    assert ref.ask(1, timeout=5) == 1
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(5)
+    ref.stop(block=True, timeout=5)  # handled on this thread: no hang
+    assert not ref.is_alive()
+    loop.close()
