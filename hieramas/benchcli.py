@@ -273,7 +273,8 @@ def bench(
                     todo = [item for item in items if item.id not in graded]
                     counter = [len(prior)]
                     if prior:
-                        err.print(f"  {run.label}: {len(prior)} items resumed from {json_file}")
+                        many = "s" if len(prior) != 1 else ""
+                        err.print(f"  {run.label}: {len(prior)} graded item{many} from {json_file}")
 
                     def progress(
                         row: ItemResult, label: str = run.label, n: list[int] = counter,

@@ -74,7 +74,7 @@ def test_resume_extends_a_run_and_refuses_other_options(
     out.write_text(json.dumps(before))
     second = runner.invoke(app, [*base, "--limit", "5", "--resume"])
     assert second.exit_code == 0, second.output
-    assert "1 items resumed" in second.output
+    assert "1 graded item from" in second.output
     doc = json.loads(out.read_text())
     (summary,) = doc["summaries"]
     assert summary["n"] == 5 and summary["resumed_items"] == 1
