@@ -298,7 +298,7 @@ def main() -> None:
     print(f"CPU per query, {args.inflight} in flight: {parts} ms; total {total:.1f} ms")
     print(f"  -> at most {2000 / total:.0f} queries/s on 2 fully used cores")
     print(f"machine load        {os.getloadavg()[0]:.2f} (1-min average; 2 cores)")
-    if args.in_process_llm:
+    if args.in_process_llm or args.speedup_runs <= 0:
         return
     sp = measure(0.2, 0, 1, args.speedup_runs, worker_processes=args.worker_processes)
     print(
