@@ -47,6 +47,7 @@ async def test_happy_path_accounting_and_request_shape(
         "temperature": 0.0,
     }
     assert "authorization" not in route.calls.last.request.headers
+    assert route.calls.last.request.headers["user-agent"].startswith("hieramas/")
 
 
 async def test_optional_sampling_params_and_auth_header(
