@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import random
+
 import msgpack
 import pytest
 
-from hieramas.wire import Envelope, Kind, WireError, decode, encode
+from hieramas.wire import Envelope, Kind, WireError, decode, encode, input_output, new_id
 from hieramas.wire.subjects import Subjects
 
 
@@ -61,3 +64,45 @@ def test_subjects_name_nodes_and_slots() -> None:
     assert Subjects.node_of(s.propose("critic", 1, "gpu")) == "critic"
     assert s.activate("decision", "gpu") == "hx.g.gpu.decision.activate"
     assert s.all_activations("gpu") == "hx.g.gpu.node.*.activate"
+
+
+def test_new_id_is_16_hex_digits_and_unique() -> None:
+    ids = {new_id() for _ in range(20_000)}
+    assert len(ids) == 20_000
+    assert all(len(i) == 16 and int(i, 16) >= 0 for i in ids)
+
+
+def test_new_id_ignores_the_global_random_seed() -> None:
+    random.seed(1234)
+    first = [new_id() for _ in range(5)]
+    random.seed(1234)
+    assert [new_id() for _ in range(5)] != first
+
+
+def test_new_id_differs_in_a_forked_child() -> None:
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: report one id and leave at once
+        os.write(write, new_id().encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    child = os.read(read, 64).decode()
+    os.close(read)
+    assert len(child) == 16
+    assert child != new_id()
+
+
+def test_input_output_keeps_what_successors_read_and_drops_call_records() -> None:
+    output = {
+        "node": "critic", "role": "Critic", "status": "ok", "text": "The answer is B.",
+        "answer": "B", "answerless": False, "error": None,
+        "calls": {"p0": {"model": "m", "latency_s": 0.1}}, "models": {"proposers": ["m"]},
+        "cost_usd": 0.01, "worker": "w-1",
+    }  # fmt: skip
+    view = input_output(output)
+    assert view == {
+        "node": "critic", "role": "Critic", "status": "ok", "text": "The answer is B.",
+        "answer": "B", "answerless": False, "error": None,
+    }  # fmt: skip
+    assert input_output({"node": "x", "status": "error"}) == {"node": "x", "status": "error"}
