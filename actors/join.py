@@ -20,7 +20,7 @@ from hieramas.actors.dispatch import LoopActor
 from hieramas.actors.messages import Expire, Inbound, tell_later
 from hieramas.bus import error_envelope
 from hieramas.controller.plan import Plan
-from hieramas.wire import Envelope, Kind
+from hieramas.wire import Envelope, Kind, input_output
 
 __all__ = ["JoinActor", "NodeRun"]
 
@@ -145,8 +145,9 @@ class JoinActor(LoopActor):
         for target in targets:
             if target in routes:
                 at.setdefault(routes[target], []).append(target)
+        forwarded = input_output(output)
         for inbox, hosted in at.items():
-            payload = {"node": hosted[0], "nodes": hosted, "output": output}
+            payload = {"node": hosted[0], "nodes": hosted, "output": forwarded}
             self._send(inbox, self.ctx.envelope(Kind.NODE_INPUT, payload, run.activation))
         self._send(
             run.gateway, self.ctx.envelope(Kind.NODE_OUTPUT, {"output": output}, run.activation)

@@ -26,7 +26,7 @@ from hieramas.controller.planner import Planner, StaticPlanner, build_plan
 from hieramas.controller.store import ConfigStore
 from hieramas.liveness import Liveness
 from hieramas.traces import TraceEmitter
-from hieramas.wire import Envelope, Kind, Subjects, WireError, new_id
+from hieramas.wire import Envelope, Kind, Subjects, WireError, input_output, new_id
 from hieramas.wire.subjects import DECISION_NODE
 
 __all__ = ["GATEWAY_QUEUE", "Gateway", "QueryFailed"]
@@ -140,7 +140,7 @@ class Gateway:
         return tuple(run.plan.nodes) if node == DECISION_NODE else run.plan.nodes[node].preds
 
     def _send_input(self, run: QueryRun, target: str, output: dict[str, Any]) -> None:
-        payload = {"node": target, "output": output}
+        payload = {"node": target, "output": input_output(output)}
         self.bus.publish(
             run.routes[target], run.envelope.reply(Kind.NODE_INPUT, payload, sender=self.gateway_id)
         )

@@ -14,7 +14,7 @@ from hieramas.wire.envelope import (
     encode,
     new_id,
 )
-from hieramas.wire.kinds import Kind
+from hieramas.wire.kinds import Kind, input_output
 from hieramas.wire.subjects import Subjects
 
 __all__ = [
@@ -25,5 +25,6 @@ __all__ = [
     "WireError",
     "decode",
     "encode",
+    "input_output",
     "new_id",
 ]

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Any
 
-__all__ = ["REQUIRED_KEYS", "Kind"]
+__all__ = ["INPUT_OUTPUT_KEYS", "REQUIRED_KEYS", "Kind", "input_output"]
 
 
 class Kind(StrEnum):
@@ -50,3 +51,12 @@ REQUIRED_KEYS: dict[Kind, frozenset[str]] = {
     Kind.TRACE: frozenset({"events"}),
     Kind.ERROR: frozenset({"code", "message"}),
 }
+
+
+INPUT_OUTPUT_KEYS = ("node", "role", "status", "text", "answer", "answerless", "error")
+"""What a successor reads of a predecessor's output; the per-call records stay with the gateway."""
+
+
+def input_output(output: dict[str, Any]) -> dict[str, Any]:
+    """The part of a node's output that a ``node.input`` carries to its successors."""
+    return {key: output[key] for key in INPUT_OUTPUT_KEYS if key in output}
