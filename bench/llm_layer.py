@@ -19,6 +19,11 @@
    emulated; target >= 500 req/s).  httpx/httpcore's pool gets slower as it
    grows (encode/httpx#3215), so the sweep shows which pool size suits an
    instant server.
+3. *HTTP paths.*  Client CPU per call (``time.process_time``) of three ways to send
+   the same request over the aiohttp transport, interleaved in rounds of 300
+   concurrent calls: ``httpx.AsyncClient.send`` (cookies, redirects, auth and
+   default merging), an ``httpx.Request`` handed straight to the transport (what
+   ``OpenAIChatClient`` does), and raw aiohttp (the floor).
 """
 
 from __future__ import annotations
@@ -274,6 +279,69 @@ async def _throughput(
         )
 
 
+async def _paths(base_url: str, rounds: int) -> None:
+    import aiohttp
+    from httpx_aiohttp import AiohttpTransport
+
+    url = f"{base_url}/chat/completions"
+    body = json.dumps(
+        {"model": "bench-model", "messages": [{"role": "user", "content": QUESTION * 20}]}
+    ).encode()
+    headers = {"Content-Type": "application/json", "Accept": "application/json"}
+    limits = httpx.Limits(max_connections=8, max_keepalive_connections=8)
+    client = httpx.AsyncClient(
+        headers=headers, limits=limits, transport=AiohttpTransport(limits=limits)
+    )
+    transport = AiohttpTransport(limits=limits)
+    parsed, prepared = httpx.URL(url), httpx.Headers(headers)
+    extensions = {"timeout": httpx.Timeout(30).as_dict()}
+    session = aiohttp.ClientSession()
+
+    async def via_client() -> None:
+        response = await client.send(client.build_request("POST", url, content=body), stream=True)
+        await response.aread()
+        await response.aclose()
+        json.loads(response.content)
+
+    async def via_transport() -> None:
+        request = httpx.Request(
+            "POST", parsed, headers=prepared, content=body, extensions=extensions
+        )
+        response = await transport.handle_async_request(request)
+        response.request = request
+        await response.aread()
+        await response.aclose()
+        json.loads(response.content)
+
+    async def via_aiohttp() -> None:
+        async with session.post(url, data=body, headers=headers) as response:
+            json.loads(await response.read())
+
+    paths = {
+        "httpx.AsyncClient.send (aiohttp transport)": via_client,
+        "httpx.Request -> transport (OpenAIChatClient)": via_transport,
+        "raw aiohttp (floor)": via_aiohttp,
+    }
+    cpu_ms: dict[str, list[float]] = {name: [] for name in paths}
+    try:
+        for call in paths.values():  # warm the pools
+            await asyncio.gather(*(call() for _ in range(50)))
+        for _ in range(rounds):
+            for name, call in paths.items():
+                before = time.process_time()
+                await asyncio.gather(*(call() for _ in range(300)))
+                cpu_ms[name].append((time.process_time() - before) / 300 * 1000)
+    finally:
+        await client.aclose()
+        await transport.aclose()
+        await session.close()
+    print(f"\nHTTP paths, client CPU per call (median of {rounds} rounds of 300 concurrent calls):")
+    base = statistics.median(cpu_ms[next(iter(paths))])
+    for name, samples in cpu_ms.items():
+        median = statistics.median(samples)
+        print(f"  {name:48s} {median:6.3f} ms  ({median / base:.2f}x)")
+
+
 def main(
     calls: Annotated[int, typer.Option(help="Timed calls per variant (overhead).")] = 2000,
     block: Annotated[int, typer.Option(help="Calls per interleaved block.")] = 25,
@@ -283,6 +351,9 @@ def main(
     pools: Annotated[
         str, typer.Option(help="Comma-separated max_concurrency (pool sizes) to sweep.")
     ] = "2,8,32",
+    path_rounds: Annotated[
+        int, typer.Option(help="Rounds of the HTTP-path comparison (0 skips it).")
+    ] = 6,
 ) -> None:
     """Run the LLM-layer benchmarks and print figures."""
     pool_sizes = [int(p) for p in pools.split(",") if p.strip()]
@@ -299,6 +370,8 @@ def main(
         _wait_ready(f"http://127.0.0.1:{port}/", server)
         asyncio.run(_overhead(f"http://127.0.0.1:{port}/v1", calls, block))
         asyncio.run(_in_process(calls, block))
+        if path_rounds > 0:
+            asyncio.run(_paths(f"http://127.0.0.1:{port}/v1", path_rounds))
         asyncio.run(
             _throughput(
                 f"http://127.0.0.1:{port}/v1",

@@ -11,7 +11,7 @@ Requests are :class:`httpx.Request` objects sent straight through the endpoint's
 transport (``AsyncBaseTransport.handle_async_request``).  The client needs none of
 ``httpx.AsyncClient``'s policy layer (cookies, redirects, auth flows, per-request
 merging of defaults), which cost about a quarter of the CPU of a call
-(``bench/llm_layer.py``); URL, headers and timeouts are built once per endpoint.
+(``bench/llm_layer.py``, "HTTP paths"); URL, headers and timeouts are built once per endpoint.
 """
 
 from __future__ import annotations
