@@ -9,6 +9,7 @@ reverse order, so no process outlives it.
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import subprocess
 import sys
@@ -141,6 +142,10 @@ class Stack:
         except BaseException:
             self.stop()
             raise
+        # Everything allocated so far (modules, configs, clients) lives as long as the process:
+        # move it out of the collector's sight, so that a full collection during a query scans
+        # only query-time objects (tens of ms over the start-up heap; the lone-query p99 showed it).
+        gc.freeze()
         return self
 
     def stop(self) -> None:
