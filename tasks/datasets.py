@@ -179,7 +179,8 @@ def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     except (OSError, EOFError, UnicodeDecodeError) as exc:
         if isinstance(exc, FileNotFoundError):
             raise DatasetNotFoundError(
-                f"{path} not found; set {DATA_DIR_ENV} or run `python -m hieramas.tasks.download`"
+                f"{path} not found; point --data-dir or ${DATA_DIR_ENV} at a copy of the"
+                " datasets, or download them with `hieramas data fetch`"
             ) from exc
         raise DatasetFormatError(path, 0, f"unreadable file ({exc})") from exc
 

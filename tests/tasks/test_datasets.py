@@ -69,8 +69,9 @@ def test_other_datasets() -> None:
 def test_unknown_and_missing(tmp_path: Path) -> None:
     with pytest.raises(DatasetNotFoundError, match="unknown dataset"):
         ds.load("nope")
-    with pytest.raises(DatasetNotFoundError, match="not found"):
+    with pytest.raises(DatasetNotFoundError, match="not found") as missing:
         ds.load("gsm8k", tmp_path)
+    assert "hieramas data fetch" in str(missing.value)  # the documented way to get them
 
 
 @pytest.mark.parametrize(
