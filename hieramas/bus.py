@@ -82,6 +82,7 @@ class Bus:
         self._nc: NatsClient | None = None
         self._js: JetStreamContext | None = None
         self._last_error = ""
+        self._closing = False
         self._tasks: set[asyncio.Task[Any]] = set()
 
     # -- lifecycle -----------------------------------------------------------------
@@ -137,6 +138,7 @@ class Bus:
         log.info("bus.connected", url=self.settings.redacted_url(), sender=self.sender)
 
     async def _close(self) -> None:
+        self._closing = True  # the disconnect that follows is ours, not a fault
         if self._nc is not None and not self._nc.is_closed:
             try:
                 await asyncio.wait_for(self._nc.drain(), timeout=3)
@@ -149,8 +151,11 @@ class Bus:
         log.warning("bus.nats_error", error=type(exc).__name__, detail=str(exc))
 
     async def _on_disconnected(self) -> None:
+        if self._closing:
+            log.debug("bus.closed", sender=self.sender)
+            return
         self.counters["disconnected"] += 1
-        log.warning("bus.disconnected")
+        log.warning("bus.disconnected", sender=self.sender)
 
     async def _on_reconnected(self) -> None:
         self.counters["reconnected"] += 1
