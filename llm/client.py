@@ -37,7 +37,7 @@ from hieramas.llm.cache import ResponseCache, cache_key
 from hieramas.llm.errors import AttemptError, ReplayMissError
 from hieramas.llm.metrics import EndpointMetrics
 from hieramas.llm.tokens import estimate_prompt_tokens, estimate_tokens
-from hieramas.llm.transports import TransportFactory
+from hieramas.llm.transports import TransportFactory, httpx_transport
 from hieramas.llm.types import ChatRequest, ChatResult, EndpointSpec, LLMError
 from hieramas.llm.wire import (
     Completion,
@@ -328,15 +328,7 @@ class OpenAIChatClient:
             headers["X-Title"] = self._app_name
             if self._app_url:
                 headers["HTTP-Referer"] = self._app_url
-        transport = self._transport
-        if transport is None and self._transport_factory is not None:
-            transport = self._transport_factory(endpoint)
-        if transport is None:
-            limits = httpx.Limits(
-                max_connections=endpoint.max_concurrency,
-                max_keepalive_connections=endpoint.max_concurrency,
-            )
-            transport = httpx.AsyncHTTPTransport(limits=limits)
+        transport = self._transport or (self._transport_factory or httpx_transport)(endpoint)
         breaker = CircuitBreaker(
             self._breaker_failures,
             self._breaker_reset_s,

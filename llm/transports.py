@@ -18,21 +18,29 @@ import httpx
 
 from hieramas.llm.types import EndpointSpec
 
-__all__ = ["TransportFactory", "default_transport_factory"]
+__all__ = ["TransportFactory", "default_transport_factory", "httpx_transport"]
 
 TransportFactory = Callable[[EndpointSpec], httpx.AsyncBaseTransport]
 ENV = "HIERAMAS_HTTP_TRANSPORT"
 
 
+def _pool_limits(endpoint: EndpointSpec) -> httpx.Limits:
+    """One keep-alive pool of ``max_concurrency`` connections per endpoint."""
+    return httpx.Limits(
+        max_connections=endpoint.max_concurrency,
+        max_keepalive_connections=endpoint.max_concurrency,
+    )
+
+
+def httpx_transport(endpoint: EndpointSpec) -> httpx.AsyncBaseTransport:
+    """httpx's own transport (httpcore), the fallback when no factory is chosen."""
+    return httpx.AsyncHTTPTransport(limits=_pool_limits(endpoint))
+
+
 def _aiohttp_transport(endpoint: EndpointSpec) -> httpx.AsyncBaseTransport:
     from httpx_aiohttp import AiohttpTransport
 
-    return AiohttpTransport(
-        limits=httpx.Limits(
-            max_connections=endpoint.max_concurrency,
-            max_keepalive_connections=endpoint.max_concurrency,
-        )
-    )
+    return AiohttpTransport(limits=_pool_limits(endpoint))
 
 
 def default_transport_factory() -> TransportFactory | None:
