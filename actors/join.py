@@ -1,10 +1,11 @@
 """The part supernodes and the decision node share: arming, routes, and waiting for inputs.
 
-For each query a node is *armed* first (the gateway's activation request,
-answered with this worker's inbox), then told where every other node of the
-query runs (routes).  It starts once it has the routes and the outputs of all
-its active predecessors, and forgets the query at its deadline whatever
-happens.
+For each query a node is *armed* first (the worker hands it an :class:`Arm`
+with the decoded plan, after answering the gateway's activation request with
+its inbox), then told where every other node of the query runs (routes) —
+unless this worker armed the whole query, in which case the routes come with
+the arming.  It starts once it has the routes and the outputs of all its
+active predecessors, and forgets the query at its deadline whatever happens.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import structlog
 
 from hieramas.actors.context import WorkerContext
 from hieramas.actors.dispatch import LoopActor
-from hieramas.actors.messages import Expire, Inbound, tell_later
+from hieramas.actors.messages import Arm, Expire, Inbound, tell_later
 from hieramas.bus import error_envelope
 from hieramas.controller.plan import Plan
 from hieramas.wire import Envelope, Kind, input_output
@@ -80,14 +81,14 @@ class JoinActor(LoopActor):
     def on_receive(self, message: Any) -> None:
         if isinstance(message, Inbound):
             kind = message.envelope.kind
-            if kind is Kind.NODE_ACTIVATE:
-                self._on_activate(message)
-            elif kind is Kind.NODE_ROUTES:
+            if kind is Kind.NODE_ROUTES:
                 self._on_routes(message.envelope)
             elif kind is Kind.NODE_INPUT:
                 self._on_input(message.envelope)
             else:
                 self.on_other(message)
+        elif isinstance(message, Arm):
+            self._on_arm(message)
         elif isinstance(message, Expire):
             run = self.runs.pop(message.query_id, None)
             if run is not None:
@@ -96,23 +97,25 @@ class JoinActor(LoopActor):
         else:
             self.on_other(message)
 
-    def _on_activate(self, message: Inbound) -> None:
-        envelope = message.envelope
+    def _on_arm(self, message: Arm) -> None:
+        envelope, plan = message.activation, message.plan
         try:
-            plan = Plan.from_wire(envelope.payload["plan"])
-            gateway = str(envelope.payload["gateway"])
             preds = self.predecessors(plan)
-        except (KeyError, TypeError, ValueError) as exc:
-            self.reject(message, "bad_plan", f"{self.node}: malformed plan: {exc!r}")
+        except KeyError as exc:  # the worker checked; a node missing from its own plan is a bug
+            self.ctx.bus.counters["rejected.bad_plan"] += 1
+            log.warning("node.rejected", node=self.node, code="bad_plan", reason=repr(exc))
             return
-        self.runs[envelope.query_id] = NodeRun(
-            plan=plan, activation=envelope, gateway=gateway, preds=preds
+        run = NodeRun(
+            plan=plan,
+            activation=envelope,
+            gateway=message.gateway,
+            preds=preds,
+            routes=message.routes,
         )
+        self.runs[envelope.query_id] = run
         delay = max(plan.deadline_unix - time.time(), 0.0) + 1.0
         tell_later(self.ctx.bus, delay, self.actor_ref, Expire(envelope.query_id))
-        if message.reply:
-            armed = {"node": self.node, "inbox": self.ctx.inbox, "worker": self.ctx.worker_id}
-            self.ctx.bus.publish(message.reply, self.ctx.envelope(Kind.NODE_ARMED, armed, envelope))
+        self._maybe_start(run)
 
     def _on_routes(self, envelope: Envelope) -> None:
         run = self.runs.get(envelope.query_id)

@@ -14,11 +14,13 @@ from typing import Any
 import pykka
 
 from hieramas.bus import Bus
+from hieramas.controller.plan import Plan
 from hieramas.llm.types import ChatResult
 from hieramas.tasks.codevote import VoteOutcome
 from hieramas.wire import Envelope
 
 __all__ = [
+    "Arm",
     "CallDone",
     "Expire",
     "Inbound",
@@ -35,6 +37,17 @@ class Inbound:
 
     envelope: Envelope
     reply: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Arm:
+    """Arm this node for one query: the activation, its decoded plan, and (when the worker
+    armed the whole query itself) the routes, so the node can start without waiting for them."""
+
+    activation: Envelope
+    plan: Plan
+    gateway: str
+    routes: dict[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,11 +21,12 @@ import structlog
 
 from hieramas.actors.context import WorkerContext
 from hieramas.actors.decision import DecisionActor
-from hieramas.actors.messages import Inbound
+from hieramas.actors.messages import Arm, Inbound
 from hieramas.actors.slot import ProposerActor, SynthesizerActor
 from hieramas.actors.supernode import SupernodeActor
 from hieramas.actors.tracking import SlotCallTracker
 from hieramas.bus import Bus
+from hieramas.controller.plan import Plan
 from hieramas.liveness import HEARTBEAT_S, Liveness
 from hieramas.llm.types import ChatClient
 from hieramas.traces import TraceEmitter
@@ -138,7 +139,7 @@ class Worker:
         if hosts_decision:
             subs.append(
                 await bus.asubscribe(
-                    s.activate(DECISION_NODE, g), self._on_activate_decision, queue=NODE_QUEUE
+                    s.activate(DECISION_NODE, g), self._on_activate, queue=NODE_QUEUE
                 )
             )
         self._subs = subs
@@ -203,18 +204,52 @@ class Worker:
         )
         return False
 
+    def _hosts(self, plan: Plan, node: str) -> bool:
+        """Whether this worker runs ``node`` of ``plan`` (its node set and its group)."""
+        if node != DECISION_NODE and node not in plan.nodes:
+            return False
+        return (self.nodes is None or node in self.nodes) and plan.group_of(node) == self.group
+
     def _on_activate(self, envelope: Envelope, reply: str | None) -> None:
+        """Arm every node of the activation's ``nodes`` that this worker hosts, with one reply.
+
+        The plan is decoded once here for all of them.  When that is every node of the
+        query, they start at once: every route is this worker's inbox, so the gateway
+        sends no routes message (the reply says ``started``).
+        """
         node = str(envelope.payload.get("node", ""))
         if not self._expect(envelope, reply, Kind.NODE_ACTIVATE, node):
             return
-        if self.nodes is not None and node not in self.nodes:
-            self.ctx.bus.reject(node, reply, "not_hosted", f"{self.worker_id} does not host {node}")
+        try:
+            plan = Plan.from_wire(envelope.payload["plan"])
+            gateway = str(envelope.payload["gateway"])
+            wanted = list(dict.fromkeys(str(n) for n in envelope.payload.get("nodes") or [node]))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            self.ctx.bus.reject(node, reply, "bad_plan", f"{node}: malformed plan: {exc!r}")
             return
-        self._actor(("supernode", node)).tell(Inbound(envelope, reply))
-
-    def _on_activate_decision(self, envelope: Envelope, reply: str | None) -> None:
-        if self._expect(envelope, reply, Kind.NODE_ACTIVATE, DECISION_NODE):
-            self._actor(("decision", DECISION_NODE)).tell(Inbound(envelope, reply))
+        hosted = [n for n in wanted if self._hosts(plan, n)]
+        if node not in hosted:
+            reason = (
+                f"{self.worker_id} does not host {node}"
+                if node == DECISION_NODE or node in plan.nodes
+                else f"{node!r} is not a node of the plan"
+            )
+            self.ctx.bus.reject(node, reply, "not_hosted", reason)
+            return
+        start = set(hosted) == {*plan.nodes, DECISION_NODE}  # the whole query is armed here
+        routes = dict.fromkeys(hosted, self.ctx.inbox) if start else None
+        for target in hosted:
+            key = ("decision", DECISION_NODE) if target == DECISION_NODE else ("supernode", target)
+            self._actor(key).tell(Arm(envelope, plan, gateway, routes))
+        if reply:
+            armed = {
+                "node": node,
+                "nodes": hosted,
+                "inbox": self.ctx.inbox,
+                "worker": self.ctx.worker_id,
+                "started": start,
+            }
+            self.ctx.bus.publish(reply, self.ctx.envelope(Kind.NODE_ARMED, armed, envelope))
 
     def _on_propose(self, envelope: Envelope, reply: str | None) -> None:
         if not self._expect(envelope, reply, Kind.SLOT_CALL, "propose"):

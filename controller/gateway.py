@@ -1,11 +1,14 @@
 """The gateway: answers queries by planning them and wiring their nodes together.
 
 For one query it (1) freezes a :class:`Plan` from the current config, (2) arms
-every active node and the decision node in parallel through their queue
-groups — each answers with the inbox of the worker that will run it — (3)
-sends every armed worker the routes, and (4) waits for the decision node's
-output.  The query always ends: with an answer, or an explicit error
-(``no_worker``, ``timeout``, ...) within its deadline.
+every active node and the decision node with one activation per worker, not
+per node: it goes to the queue group of the first node still unarmed, and the
+worker that takes it arms every listed node it hosts and answers with its
+inbox; what it does not host goes out again, (3) sends every armed worker the
+routes (unless one worker armed the whole query and started it at once), and
+(4) waits for the decision node's output.  The query always ends: with an
+answer, or an explicit error (``no_worker``, ``timeout``, ...) within its
+deadline.
 """
 
 from __future__ import annotations
@@ -158,15 +161,12 @@ class Gateway:
         self.bus.counters["gateway.rearmed"] += len(nodes)
         log.warning("query.rearm", query_id=run.envelope.query_id, nodes=nodes, lost_worker=worker)
         try:
-            armed = await asyncio.gather(*(self._arm(run, node) for node in nodes))
+            await self._arm(run, nodes)
         except QueryFailed as exc:
             if not run.done.done():
                 run.done.set_exception(exc)
             return
-        for node, (inbox, new_worker) in zip(nodes, armed, strict=True):
-            run.routes[node] = inbox
-            run.workers[node] = new_worker
-            run.rearmed.add(node)
+        run.rearmed.update(nodes)
         await self._send_routes(run, [n for n in run.routes if n not in run.outputs])
         for node in nodes:
             for pred in self._preds(run, node):
@@ -271,20 +271,51 @@ class Gateway:
         except ConfigError as exc:
             raise QueryFailed("bad_config", str(exc)) from None
 
-    async def _arm(self, run: QueryRun, node: str) -> tuple[str, str]:
-        """Arm ``node`` for ``run`` on some worker; its (inbox, worker id)."""
-        plan = run.plan
+    async def _arm(self, run: QueryRun, nodes: list[str]) -> bool:
+        """Arm ``nodes`` for ``run``, recording where each runs; True if they started already.
+
+        Nodes of different worker groups are armed in parallel; a reply says ``started``
+        when its worker armed the whole query and so needs no routes.
+        """
+        by_group: dict[str | None, list[str]] = {}
+        for node in nodes:
+            by_group.setdefault(run.plan.group_of(node), []).append(node)
+        started = await asyncio.gather(
+            *(self._arm_group(run, group, todo) for group, todo in by_group.items())
+        )
+        return any(started)
+
+    async def _arm_group(self, run: QueryRun, group: str | None, todo: list[str]) -> bool:
+        started = False
+        while todo:
+            armed = await self._activate(run, group, todo)
+            hosted = [str(n) for n in armed.payload.get("nodes") or [todo[0]]]
+            if todo[0] not in hosted:
+                raise QueryFailed("arm_bad_reply", f"node {todo[0]!r}: the worker did not arm it")
+            inbox, worker = str(armed.payload["inbox"]), str(armed.payload.get("worker", ""))
+            if self.liveness is not None:
+                self.liveness.expect(worker)
+            for node in hosted:
+                if node in todo:
+                    run.routes[node] = inbox
+                    run.workers[node] = worker
+            started = started or armed.payload.get("started") is True
+            todo = [n for n in todo if n not in hosted]
+        return started
+
+    async def _activate(self, run: QueryRun, group: str | None, nodes: list[str]) -> Envelope:
+        """One activation request for ``nodes``, to the queue group of the first of them."""
+        plan, node = run.plan, nodes[0]
         envelope = run.envelope.reply(
             Kind.NODE_ACTIVATE,
-            {"plan": run.wire_plan, "node": node, "gateway": self.inbox},
+            {"plan": run.wire_plan, "node": node, "nodes": nodes, "gateway": self.inbox},
             sender=self.gateway_id,
         )
+        subject = self.subjects.activate(node, group)
         for attempt in (1, 2):  # a worker that died holding the request never answers
             timeout = min(ARM_TIMEOUT_S, max(plan.deadline_unix - time.time(), 0.01))
             try:
-                subject = self.subjects.activate(node, plan.group_of(node))
-                armed = await self.bus.arequest(subject, envelope, timeout)
-                break
+                return await self.bus.arequest(subject, envelope, timeout)
             except BusError as exc:
                 if exc.code == "timeout" and attempt == 1:
                     continue
@@ -292,18 +323,12 @@ class Gateway:
                 raise QueryFailed(code, f"node {node!r}: {exc}") from None
             except RemoteError as exc:
                 raise QueryFailed(exc.code, f"node {node!r}: {exc.detail}") from None
-        worker = str(armed.payload.get("worker", ""))
-        if self.liveness is not None:
-            self.liveness.expect(worker)
-        return str(armed.payload["inbox"]), worker
+        raise AssertionError("unreachable")
 
     async def _execute(self, run: QueryRun) -> dict[str, Any]:
-        nodes = [*run.plan.nodes, DECISION_NODE]
-        armed = await asyncio.gather(*(self._arm(run, node) for node in nodes))
-        for node, (inbox, worker) in zip(nodes, armed, strict=True):
-            run.routes[node] = inbox
-            run.workers[node] = worker
-        await self._send_routes(run, list(run.routes))
+        started = await self._arm(run, [*run.plan.nodes, DECISION_NODE])
+        if not started:
+            await self._send_routes(run, list(run.routes))
         return await run.done
 
     async def _send_routes(self, run: QueryRun, nodes: list[str]) -> None:

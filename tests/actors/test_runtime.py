@@ -10,6 +10,7 @@ import pytest
 from hieramas.controller.client import HieraClient
 from hieramas.natsserver import NatsServer
 from hieramas.stack import Stack
+from hieramas.wire import Envelope, Kind, Subjects
 from support import config_yaml, node
 
 
@@ -230,6 +231,76 @@ def test_placement_routes_nodes_to_their_worker_group(
         result = ask(only_general, None)
         assert result["status"] == "no_worker"
         assert "critic" in result["error"] or "decision" in result["error"]
+
+
+def _watch(stack: Stack) -> dict[str, list[str]]:
+    """Record the query id of every activation and every ``node.routes`` message on the bus."""
+    assert stack.bus is not None
+    seen: dict[str, list[str]] = {"activate": [], "routes": []}
+
+    def on(envelope: Envelope, reply: str | None) -> None:
+        if envelope.kind is Kind.NODE_ACTIVATE:
+            seen["activate"].append(envelope.query_id)
+        elif envelope.kind is Kind.NODE_ROUTES:
+            seen["routes"].append(envelope.query_id)
+
+    subjects = Subjects()
+    for subject in (
+        subjects.all_activations(),
+        subjects.activate("decision"),
+        subjects.instance("*"),
+    ):
+        stack.bus.subscribe(subject, on)
+    return seen
+
+
+def test_one_worker_arms_a_whole_query_with_one_activation(stack: Stack, llm_url: str) -> None:
+    cfg = config_yaml(
+        llm_url,
+        {
+            "expert": node("Knowledgeable Expert", ["fixed:A"], "fixed:A"),
+            "critic": node("Critic", ["fixed:A"], "fixed:A"),
+            "math": node("Mathematician", ["fixed:A"], "fixed:A"),
+        },
+        [("expert", "critic"), ("critic", "math")],
+    )
+    seen = _watch(stack)
+    result = ask(stack, cfg)
+    assert result["status"] == "ok", result
+    assert seen["activate"] == [result["query_id"]]  # one for all four nodes
+    assert seen["routes"] == []  # it started at once: every route was its own inbox
+    assert result["nodes"]["math"]["started"] >= result["nodes"]["critic"]["finished"]
+
+
+def test_nodes_split_across_workers_are_armed_in_rounds_and_routed(
+    nats_server: NatsServer, llm_url: str
+) -> None:
+    cfg = config_yaml(
+        llm_url,
+        {
+            "expert": node("Knowledgeable Expert", ["fixed:A", "fixed:A"], "fixed:A"),
+            "critic": node("Critic", ["fixed:A"], "fixed:A"),
+            "math": node("Mathematician", ["fixed:A"], "fixed:A"),
+        },
+        [("expert", "critic"), ("expert", "math")],
+    )
+    with (
+        Stack(nats_url=nats_server.url, nodes={"expert", "decision"}) as first,
+        Stack(nats_url=nats_server.url, controller=False, nodes={"critic", "math"}) as second,
+    ):
+        seen = _watch(first)
+        result = ask(first, cfg)
+        assert result["status"] == "ok", result
+        a, b = first.workers[0].worker_id, second.workers[0].worker_id
+        assert result["nodes"]["expert"]["worker"] == a
+        assert result["decision"]["worker"] == a
+        assert result["nodes"]["critic"]["worker"] == b
+        assert result["nodes"]["math"]["worker"] == b
+        assert result["nodes"]["math"]["started"] >= result["nodes"]["expert"]["finished"]
+        # two rounds of arming (the first worker hosts expert and decision only), then
+        # one routes message per worker, not one per node
+        assert seen["activate"] == [result["query_id"]] * 2
+        assert seen["routes"] == [result["query_id"]] * 2
 
 
 CODE_TASK = '''def triple(x: int) -> int:
