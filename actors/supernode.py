@@ -166,7 +166,7 @@ class SupernodeActor(JoinActor):
             ref.tell(RequestDone(query_id=qid, tag=f"{tag}@{attempt}", result=result))
 
         tracker.sent(qid, node, tag, attempt, ref)
-        self.ctx.bus.submit(self.ctx.bus.arequest(subject, envelope, timeout), done)
+        self.ctx.bus.request(subject, envelope, timeout, done)
 
     def _finish(self, run: NodeRun) -> None:
         plan = run.plan

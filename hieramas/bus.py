@@ -1,8 +1,10 @@
 """The per-process bridge between pykka actors and one asyncio loop that owns NATS.
 
 pykka futures block when awaited, so actors never await anything: they hand
-coroutines to :meth:`Bus.submit` and receive the outcome as a plain callback
-(which they turn into a ``tell`` to themselves).  Subscriptions decode every
+coroutines to :meth:`Bus.submit`, or send requests with :meth:`Bus.request`,
+and receive the outcome as a plain callback (which they turn into a ``tell``
+to themselves).  Requests share one reply subscription per connection and
+resolve straight from it: no task, future or timeout wrapper per request.  Subscriptions decode every
 message once, on the loop, and reject garbled ones with a logged, counted,
 typed error (and an ``error`` reply when the sender waits for one).  The loop
 is uvloop's where installed (``HIERAMAS_UVLOOP=0`` for asyncio's own), and the
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import itertools
 import os
 import threading
 from collections import Counter
@@ -24,19 +27,21 @@ import pykka
 import structlog
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
-from nats.errors import NoRespondersError
-from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 
 from hieramas.natsconn import NatsSettings
 from hieramas.wire import Envelope, Kind, WireError, decode, encode
 
-__all__ = ["Bus", "BusError", "Handler", "RemoteError", "error_envelope"]
+__all__ = ["Bus", "BusError", "Handler", "RemoteError", "ReplyCallback", "error_envelope"]
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
 Handler = Callable[[Envelope, str | None], None]
 """A subscription callback: the decoded envelope and the reply subject (if any). Runs on the loop."""
+ReplyCallback = Callable[[Envelope | BaseException], None]
+"""Gets a request's reply envelope, or the error (:class:`BusError`, :class:`RemoteError`,
+:class:`WireError`). Runs on the loop."""
+NO_RESPONDERS = "503"  # the status header the server puts on a request nobody subscribes to
 
 
 class BusError(RuntimeError):
@@ -84,6 +89,9 @@ class Bus:
         self._last_error = ""
         self._closing = False
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._reply_prefix = ""
+        self._reply_seq = itertools.count()
+        self._pending: dict[str, tuple[ReplyCallback, asyncio.TimerHandle, str, float]] = {}
 
     # -- lifecycle -----------------------------------------------------------------
     def start(self, timeout: float = 10.0) -> Bus:
@@ -135,6 +143,10 @@ class Bus:
             **self.settings.connect_kwargs(),
         )
         self._js = self._nc.jetstream()
+        self._reply_prefix = self._nc.new_inbox() + "."  # honours a configured inbox prefix
+        await self._nc.subscribe(
+            self._reply_prefix + "*", cb=self._on_reply, pending_msgs_limit=200_000
+        )
         log.info("bus.connected", url=self.settings.redacted_url(), sender=self.sender)
 
     async def _close(self) -> None:
@@ -144,6 +156,8 @@ class Bus:
                 await asyncio.wait_for(self._nc.drain(), timeout=3)
             except Exception:
                 await self._nc.close()
+        for token in list(self._pending):
+            self._resolve(token, BusError("closed", "the bus closed before the reply came"))
 
     async def _on_error(self, exc: Exception) -> None:
         self._last_error = str(exc)
@@ -258,18 +272,98 @@ class Bus:
         """Publish from the loop."""
         await self.nc.publish(subject, self.encode(envelope))
 
+    def request(
+        self, subject: str, envelope: Envelope, timeout: float, done: ReplyCallback
+    ) -> None:
+        """Request/reply from any thread; ``done`` gets the outcome on the loop, exactly once.
+
+        The outcome is the reply envelope, or :class:`BusError` ("timeout",
+        "no_responders", "closed"), :class:`RemoteError` (an ``error`` reply) or
+        :class:`WireError` (a garbled reply, or a request over the payload limit).
+        """
+        data: bytes | WireError
+        try:
+            data = self.encode(envelope)
+        except WireError as exc:
+            data = exc
+        token = str(next(self._reply_seq))
+        if self.in_loop():
+            self._send_request(subject, data, token, timeout, done)
+        else:
+            self.loop.call_soon_threadsafe(self._send_request, subject, data, token, timeout, done)
+
+    def _send_request(
+        self, subject: str, data: bytes | WireError, token: str, timeout: float, done: ReplyCallback
+    ) -> None:
+        timer = self.loop.call_later(timeout, self._timed_out, token)
+        self._pending[token] = (done, timer, subject, timeout)
+        if isinstance(data, WireError):
+            self._resolve(token, data)
+            return
+        self.spawn(self._publish_request(subject, data, token))
+
+    async def _publish_request(self, subject: str, data: bytes, token: str) -> None:
+        try:
+            await self.nc.publish(subject, data, reply=self._reply_prefix + token)
+        except Exception as exc:
+            self.counters["publish_failed"] += 1
+            self._resolve(token, BusError("closed", f"cannot send on {subject}: {exc}"))
+
+    def _timed_out(self, token: str) -> None:
+        entry = self._pending.get(token)
+        if entry is not None:
+            subject, timeout = entry[2], entry[3]
+            self._resolve(
+                token, BusError("timeout", f"no reply on {subject} within {timeout:.1f}s")
+            )
+
+    async def _on_reply(self, msg: Msg) -> None:
+        token = msg.subject[len(self._reply_prefix) :]
+        entry = self._pending.get(token)
+        if entry is None:
+            self.counters["late_reply"] += 1  # timed out already
+            return
+        result: Envelope | BaseException
+        if not msg.data and msg.headers and msg.headers.get("Status") == NO_RESPONDERS:
+            result = BusError("no_responders", f"nobody serves {entry[2]}")
+        else:
+            try:
+                result = decode(msg.data)
+            except WireError as exc:
+                result = exc
+            else:
+                if result.kind is Kind.ERROR:
+                    payload = result.payload
+                    result = RemoteError(str(payload["code"]), str(payload["message"]))
+        self._resolve(token, result)
+
+    def _resolve(self, token: str, result: Envelope | BaseException) -> None:
+        entry = self._pending.pop(token, None)
+        if entry is None:
+            return
+        done, timer = entry[0], entry[1]
+        timer.cancel()
+        try:
+            done(result)
+        except pykka.ActorDeadError:
+            self.counters["late_result"] += 1
+        except Exception:
+            log.exception("bus.callback_failed")
+
     async def arequest(self, subject: str, envelope: Envelope, timeout: float) -> Envelope:
         """Request/reply from the loop; raises :class:`BusError` or :class:`RemoteError`."""
-        try:
-            msg = await self.nc.request(subject, self.encode(envelope), timeout=timeout)
-        except NoRespondersError:
-            raise BusError("no_responders", f"nobody serves {subject}") from None
-        except NatsTimeoutError:
-            raise BusError("timeout", f"no reply on {subject} within {timeout:.1f}s") from None
-        reply = decode(msg.data)
-        if reply.kind is Kind.ERROR:
-            raise RemoteError(str(reply.payload["code"]), str(reply.payload["message"]))
-        return reply
+        future: asyncio.Future[Envelope] = self.loop.create_future()
+
+        def done(result: Envelope | BaseException) -> None:
+            if future.done():  # the awaiting task was cancelled meanwhile
+                return
+            if isinstance(result, BaseException):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
+
+        self.request(subject, envelope, timeout, done)
+        return await future
 
     async def asubscribe(self, subject: str, handler: Handler, *, queue: str = "") -> Any:
         """Subscribe on the loop; ``handler`` receives decoded envelopes only."""

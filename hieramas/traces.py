@@ -4,8 +4,10 @@ Emitting never blocks or fails the query path: :meth:`TraceEmitter.emit`
 queues the event (dropping and counting when the queue is full) and a
 background task publishes it with JetStream acknowledgements, so an event is
 durable once accepted.  Events are batched: each message on
-``<prefix>.trace.<event>`` carries ``{"events": [...]}`` of one event kind, so a
-burst costs one publish and one acknowledgement.  Anyone can replay the
+``<prefix>.trace.<event>`` carries ``{"events": [...]}`` of one event kind
+gathered over ``linger_s`` (0.1 s), so a burst costs one publish and one
+acknowledgement.  A query makes ~40 events; at 20 ms of linger its trace
+messages and their acks were about a tenth of all its NATS traffic.  Anyone can replay the
 stream (the learner, a monitor, ``hieramas traces tail``).
 """
 
@@ -83,7 +85,7 @@ class TraceEmitter:
         subjects: Subjects,
         *,
         capacity: int = 50_000,
-        linger_s: float = 0.02,
+        linger_s: float = 0.1,
         max_batch: int = 512,
     ) -> None:
         self.linger_s = linger_s

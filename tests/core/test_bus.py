@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import queue
 import time
+from typing import Any
 
-from hieramas.bus import Bus
+import pytest
+
+from hieramas.bus import Bus, BusError, RemoteError, error_envelope
 from hieramas.natsconn import NatsSettings
 from hieramas.natsserver import NatsServer
+from hieramas.wire import Envelope, Kind, WireError, decode, encode
 
 
 def test_our_own_close_is_not_counted_as_a_disconnect(nats_server: NatsServer) -> None:
@@ -27,3 +33,93 @@ def test_a_server_that_goes_away_is_counted_as_a_disconnect() -> None:
     finally:
         bus.stop(timeout=2)
         server.stop()
+
+
+# -- request/reply ----------------------------------------------------------------------
+
+
+def _echo_bus(nats_server: NatsServer) -> Bus:
+    """A bus that serves ``echo`` (answers with the payload), ``fail`` (an error reply),
+    ``garble`` (bytes that are no envelope), ``slow`` (answers after 0.3 s) and ``hole``
+    (never answers)."""
+    bus = Bus(NatsSettings(url=nats_server.url)).start()
+
+    async def serve() -> None:
+        nc = bus.nc
+
+        async def echo(msg: Any) -> None:
+            env = decode(msg.data)
+            await nc.publish(
+                msg.reply,
+                encode(
+                    env.reply(Kind.CONFIG_REPLY, {"status": "ok", **env.payload}, sender="echo")
+                ),
+            )
+
+        async def fail(msg: Any) -> None:
+            await nc.publish(msg.reply, encode(error_envelope("nope", "refused", sender="t")))
+
+        async def garble(msg: Any) -> None:
+            await nc.publish(msg.reply, b"\xc1\xc1")
+
+        async def slow(msg: Any) -> None:
+            await asyncio.sleep(0.3)
+            await echo(msg)
+
+        async def hole(msg: Any) -> None:  # takes the request, never answers
+            pass
+
+        handlers = {"echo": echo, "fail": fail, "garble": garble, "slow": slow, "hole": hole}
+        for subject, cb in handlers.items():
+            await nc.subscribe(subject, cb=cb)
+        await nc.flush()
+
+    bus.call(serve(), 5)
+    return bus
+
+
+def _ask(bus: Bus, subject: str, timeout: float = 2.0) -> Envelope | BaseException:
+    """One callback request from a non-loop thread; the outcome as the callback saw it."""
+    got: queue.Queue[Envelope | BaseException] = queue.Queue()
+    bus.request(subject, Envelope(kind=Kind.CONFIG_GET, payload={"n": 7}), timeout, got.put)
+    return got.get(timeout=timeout + 5)
+
+
+def test_requests_resolve_with_the_reply_or_a_typed_error(nats_server: NatsServer) -> None:
+    bus = _echo_bus(nats_server)
+    try:
+        reply = _ask(bus, "echo")
+        assert isinstance(reply, Envelope) and reply.payload["n"] == 7
+        failed = _ask(bus, "fail")
+        assert isinstance(failed, RemoteError) and failed.code == "nope"
+        garbled = _ask(bus, "garble")
+        assert isinstance(garbled, WireError) and garbled.code == "garbled"
+        nobody = _ask(bus, "nobody.listens")
+        assert isinstance(nobody, BusError) and nobody.code == "no_responders"
+        late = _ask(bus, "slow", timeout=0.05)
+        assert isinstance(late, BusError) and late.code == "timeout"
+        deadline = time.monotonic() + 5
+        while bus.counters["late_reply"] == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert bus.counters["late_reply"] == 1  # the answer after the timeout is dropped, counted
+        assert not bus._pending  # nothing left waiting
+        # ...and the async form raises the same errors
+        with pytest.raises(RemoteError):
+            bus.call(bus.arequest("fail", Envelope(kind=Kind.CONFIG_GET, payload={}), 2), 5)
+    finally:
+        bus.stop()
+
+
+def test_oversize_requests_and_closing_resolve_pending_callbacks(nats_server: NatsServer) -> None:
+    bus = _echo_bus(nats_server)
+    huge = Envelope(kind=Kind.CONFIG_GET, payload={"blob": b"x" * (bus.max_payload + 1)})
+    got: queue.Queue[Envelope | BaseException] = queue.Queue()
+    bus.request("echo", huge, 2, got.put)
+    oversize = got.get(timeout=5)
+    assert isinstance(oversize, WireError) and oversize.code == "oversize"
+    bus.request("hole", Envelope(kind=Kind.CONFIG_GET, payload={}), 30, got.put)
+    time.sleep(0.05)
+    bus.stop()
+    closed = got.get(timeout=5)  # not left hanging until its 30 s timeout
+    assert isinstance(closed, BusError)
+    assert closed.code == "closed"
