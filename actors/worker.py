@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
 from typing import Any
 
 import pykka
@@ -39,6 +40,10 @@ log = structlog.get_logger(__name__)
 
 NODE_QUEUE = "hm-nodes"
 SLOT_QUEUE = "hm-slots"
+START_AT_ONCE_WITHIN_S = 2.0
+"""A worker that armed a whole query starts it at once only if the activation is this fresh.
+Older than that, the gateway (which gives up on an arming reply after 5 s and asks another
+worker) may already have moved on; the nodes then wait for routes, which never come if it did."""
 
 
 class Worker:
@@ -215,7 +220,8 @@ class Worker:
 
         The plan is decoded once here for all of them.  When that is every node of the
         query, they start at once: every route is this worker's inbox, so the gateway
-        sends no routes message (the reply says ``started``).
+        sends no routes message (the reply says ``started``).  A stale activation (see
+        :data:`START_AT_ONCE_WITHIN_S`) waits for routes instead.
         """
         node = str(envelope.payload.get("node", ""))
         if not self._expect(envelope, reply, Kind.NODE_ACTIVATE, node):
@@ -236,7 +242,8 @@ class Worker:
             )
             self.ctx.bus.reject(node, reply, "not_hosted", reason)
             return
-        start = set(hosted) == {*plan.nodes, DECISION_NODE}  # the whole query is armed here
+        whole = set(hosted) == {*plan.nodes, DECISION_NODE}
+        start = whole and time.time() - envelope.ts < START_AT_ONCE_WITHIN_S
         routes = dict.fromkeys(hosted, self.ctx.inbox) if start else None
         for target in hosted:
             key = ("decision", DECISION_NODE) if target == DECISION_NODE else ("supernode", target)

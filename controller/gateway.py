@@ -129,6 +129,9 @@ class Gateway:
             return
         output = envelope.payload["output"]
         node = str(output.get("node", ""))
+        if node in run.outputs:  # a second run of the node (re-armed, or a retried arming):
+            self.bus.counters["gateway.duplicate_output"] += 1  # the first output stands
+            return
         run.outputs[node] = output
         if node == DECISION_NODE and not run.done.done():
             run.done.set_result(output)

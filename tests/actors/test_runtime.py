@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 
 from hieramas.controller.client import HieraClient
+from hieramas.llm.loopback import LoopbackLLM
 from hieramas.natsserver import NatsServer
 from hieramas.stack import Stack
 from hieramas.wire import Envelope, Kind, Subjects
@@ -301,6 +304,49 @@ def test_nodes_split_across_workers_are_armed_in_rounds_and_routed(
         # one routes message per worker, not one per node
         assert seen["activate"] == [result["query_id"]] * 2
         assert seen["routes"] == [result["query_id"]] * 2
+
+
+def _activation(cfg: str, *, age_s: float) -> Envelope:
+    """A whole-query activation as the gateway builds it, sent ``age_s`` seconds ago."""
+    from hieramas.controller.config import parse_config
+    from hieramas.controller.planner import StaticPlanner, build_plan
+
+    config = parse_config(cfg)
+    query_id = f"stale-{age_s}"
+    plan = build_plan(
+        config, 1, StaticPlanner().assign(config, "Which option?"),
+        query_id=query_id, task_text="Which option?",
+    )  # fmt: skip
+    nodes = [*plan.nodes, "decision"]
+    payload = {"plan": plan.to_wire(), "node": nodes[0], "nodes": nodes, "gateway": "hm.gwi.x"}
+    return Envelope(
+        kind=Kind.NODE_ACTIVATE,
+        payload=payload,
+        query_id=query_id,
+        trace_id=query_id,
+        config_version=1,
+        ts=time.time() - age_s,
+    )
+
+
+def test_a_stale_whole_query_activation_waits_for_routes_instead_of_starting(
+    stack: Stack,
+) -> None:
+    with LoopbackLLM(record=False) as llm:
+        cfg = config_yaml(llm.base_url, {"expert": node("Critic", ["fixed:A"], "fixed:A")})
+        assert stack.bus is not None
+        subject = Subjects().activate("expert")
+        stale = stack.bus.call(stack.bus.arequest(subject, _activation(cfg, age_s=10), 5), 10)
+        assert stale.payload["nodes"] == ["expert", "decision"]
+        assert stale.payload["started"] is False  # the gateway may have moved on: no LLM calls
+        time.sleep(0.3)
+        assert httpx.get(llm.base_url.removesuffix("/v1") + "/stats").json()["calls"] == 0
+        fresh = stack.bus.call(stack.bus.arequest(subject, _activation(cfg, age_s=0), 5), 10)
+        assert fresh.payload["started"] is True
+        deadline = time.monotonic() + 10
+        while httpx.get(llm.base_url.removesuffix("/v1") + "/stats").json()["calls"] < 2:
+            assert time.monotonic() < deadline, "the fresh activation did not start the query"
+            time.sleep(0.05)
 
 
 CODE_TASK = '''def triple(x: int) -> int:
