@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
+import ormsgpack
 
 from hieramas.wire.kinds import REQUIRED_KEYS, Kind
 
@@ -84,8 +85,13 @@ class Envelope:
 
 
 def encode(envelope: Envelope, *, max_bytes: int = DEFAULT_MAX_PAYLOAD) -> bytes:
-    """Serialise ``envelope``; raise :class:`WireError` ("oversize") beyond ``max_bytes``."""
-    data: bytes = msgpack.packb(
+    """Serialise ``envelope``; raise :class:`WireError` ("oversize") beyond ``max_bytes``.
+
+    ``ormsgpack`` writes the same bytes as ``msgpack.packb(..., use_bin_type=True)``
+    about 3x faster; decoding stays with ``msgpack``, whose strict parser rejects
+    trailing bytes and non-string keys.
+    """
+    data: bytes = ormsgpack.packb(
         {
             "v": SCHEMA_VERSION,
             "k": envelope.kind.value,
@@ -96,8 +102,7 @@ def encode(envelope: Envelope, *, max_bytes: int = DEFAULT_MAX_PAYLOAD) -> bytes
             "f": envelope.sender,
             "ts": envelope.ts,
             "p": envelope.payload,
-        },
-        use_bin_type=True,
+        }
     )
     if len(data) > max_bytes:
         raise WireError(

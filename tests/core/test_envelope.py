@@ -106,3 +106,27 @@ def test_input_output_keeps_what_successors_read_and_drops_call_records() -> Non
         "answer": "B", "answerless": False, "error": None,
     }  # fmt: skip
     assert input_output({"node": "x", "status": "error"}) == {"node": "x", "status": "error"}
+
+
+def test_encoded_bytes_are_plain_msgpack() -> None:
+    """The fast encoder writes exactly what msgpack-python writes, for every type we send."""
+    payload = {
+        "text": "ünïcödé " * 40,  # str8 / str16 lengths
+        "short": "x",
+        "ints": [0, 1, -1, 127, 128, -33, 255, 65535, 70000, -70000, 2**40, -(2**40), 2**63],
+        "floats": [0.0, -2.5, 1e300, 3.14159],
+        "flags": [True, False, None],
+        "blob": b"\x00\x01" * 200,
+        "pair": ("role", "text"),
+        "nested": {"calls": {"p0": {"latency_s": 0.12, "outcome": "ok"}}, "empty": {}},
+        "long": list(range(70000)),
+    }
+    envelope = Envelope(kind=Kind.SLOT_CALL, payload={"slot": "p0@1", "call": payload})
+    header = {
+        "v": 1, "k": "slot.call", "q": "", "t": "", "s": "", "c": 0, "f": "", "ts": envelope.ts,
+        "p": envelope.payload,
+    }  # fmt: skip
+    assert encode(envelope, max_bytes=1 << 22) == msgpack.packb(header, use_bin_type=True)
+    again = decode(encode(envelope, max_bytes=1 << 22))
+    assert again.payload["call"]["pair"] == ["role", "text"]  # tuples travel as arrays
+    assert again.payload["call"]["blob"] == payload["blob"]
