@@ -142,6 +142,8 @@ class ConfigStore:
     async def get(self, version: int | None = None) -> StoredConfig:
         """A stored version (the current one by default); ``KeyError`` if there is none."""
         wanted = version or self.current_version
+        if not wanted:  # the watch may not have caught up with a first apply elsewhere yet
+            wanted = await self._read_current()
         if not wanted:
             raise KeyError("no config has been applied yet (hieramas config apply FILE)")
         cached = self._cache.get(wanted)
@@ -161,6 +163,14 @@ class ConfigStore:
         )
         self._cache[wanted] = stored
         return stored
+
+    async def _read_current(self) -> int:
+        """The version in force according to the bucket itself (0 when none)."""
+        try:
+            entry = await self.kv.get(CURRENT)
+        except KeyNotFoundError:
+            return 0
+        return int(entry.value or b"0")
 
     async def history(self) -> list[dict[str, object]]:
         """Every stored version, oldest first: version, name, applied_at, source, current."""
