@@ -98,18 +98,12 @@ class JoinActor(LoopActor):
             self.on_other(message)
 
     def _on_arm(self, message: Arm) -> None:
-        envelope, plan = message.activation, message.plan
-        try:
-            preds = self.predecessors(plan)
-        except KeyError as exc:  # the worker checked; a node missing from its own plan is a bug
-            self.ctx.bus.counters["rejected.bad_plan"] += 1
-            log.warning("node.rejected", node=self.node, code="bad_plan", reason=repr(exc))
-            return
+        envelope, plan = message.activation, message.plan  # the worker checked the node is in it
         run = NodeRun(
             plan=plan,
             activation=envelope,
             gateway=message.gateway,
-            preds=preds,
+            preds=self.predecessors(plan),
             routes=message.routes,
         )
         self.runs[envelope.query_id] = run

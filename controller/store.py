@@ -61,12 +61,7 @@ class ConfigStore:
             self._kv = await self.bus.js.create_key_value(
                 KeyValueConfig(bucket=self.bucket, history=16, description="HieraMAS configs")
             )
-        try:
-            entry = await self._kv.get(CURRENT)
-            if entry.value:
-                self.current_version = int(entry.value)
-        except KeyNotFoundError:
-            self.current_version = 0
+        self.current_version = await self._read_current()
         return self
 
     @property

@@ -20,7 +20,7 @@ import os
 import threading
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import nats
 import pykka
@@ -42,6 +42,15 @@ ReplyCallback = Callable[[Envelope | BaseException], None]
 """Gets a request's reply envelope, or the error (:class:`BusError`, :class:`RemoteError`,
 :class:`WireError`). Runs on the loop."""
 NO_RESPONDERS = "503"  # the status header the server puts on a request nobody subscribes to
+
+
+class _Waiting(NamedTuple):
+    """A request waiting for its reply."""
+
+    done: ReplyCallback
+    timer: asyncio.TimerHandle
+    subject: str
+    timeout: float
 
 
 class BusError(RuntimeError):
@@ -91,7 +100,7 @@ class Bus:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._reply_prefix = ""
         self._reply_seq = itertools.count()
-        self._pending: dict[str, tuple[ReplyCallback, asyncio.TimerHandle, str, float]] = {}
+        self._pending: dict[str, _Waiting] = {}
 
     # -- lifecycle -----------------------------------------------------------------
     def start(self, timeout: float = 10.0) -> Bus:
@@ -230,17 +239,21 @@ class Bus:
                 raise  # shutting down: nobody is waiting any more
             except Exception as exc:  # handed to the actor, which decides
                 result = exc
-            try:
-                done(result)
-            except pykka.ActorDeadError:
-                self.counters["late_result"] += 1
-            except Exception:
-                log.exception("bus.callback_failed")
+            self._deliver(done, result)
 
         if self.in_loop():
             self.spawn(runner())
         else:
             self.loop.call_soon_threadsafe(self.spawn, runner())
+
+    def _deliver(self, done: Callable[[T], None], result: T) -> None:
+        """Hand an outcome to its callback; an actor that has stopped meanwhile is counted."""
+        try:
+            done(result)
+        except pykka.ActorDeadError:
+            self.counters["late_result"] += 1
+        except Exception:
+            log.exception("bus.callback_failed")
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         """Start ``coro`` as a task on the loop (call on the loop) and keep it referenced until done."""
@@ -296,7 +309,7 @@ class Bus:
         self, subject: str, data: bytes | WireError, token: str, timeout: float, done: ReplyCallback
     ) -> None:
         timer = self.loop.call_later(timeout, self._timed_out, token)
-        self._pending[token] = (done, timer, subject, timeout)
+        self._pending[token] = _Waiting(done, timer, subject, timeout)
         if isinstance(data, WireError):
             self._resolve(token, data)
             return
@@ -312,10 +325,8 @@ class Bus:
     def _timed_out(self, token: str) -> None:
         entry = self._pending.get(token)
         if entry is not None:
-            subject, timeout = entry[2], entry[3]
-            self._resolve(
-                token, BusError("timeout", f"no reply on {subject} within {timeout:.1f}s")
-            )
+            reason = f"no reply on {entry.subject} within {entry.timeout:.1f}s"
+            self._resolve(token, BusError("timeout", reason))
 
     async def _on_reply(self, msg: Msg) -> None:
         token = msg.subject[len(self._reply_prefix) :]
@@ -325,7 +336,7 @@ class Bus:
             return
         result: Envelope | BaseException
         if not msg.data and msg.headers and msg.headers.get("Status") == NO_RESPONDERS:
-            result = BusError("no_responders", f"nobody serves {entry[2]}")
+            result = BusError("no_responders", f"nobody serves {entry.subject}")
         else:
             try:
                 result = decode(msg.data)
@@ -341,14 +352,8 @@ class Bus:
         entry = self._pending.pop(token, None)
         if entry is None:
             return
-        done, timer = entry[0], entry[1]
-        timer.cancel()
-        try:
-            done(result)
-        except pykka.ActorDeadError:
-            self.counters["late_result"] += 1
-        except Exception:
-            log.exception("bus.callback_failed")
+        entry.timer.cancel()
+        self._deliver(entry.done, result)
 
     async def arequest(self, subject: str, envelope: Envelope, timeout: float) -> Envelope:
         """Request/reply from the loop; raises :class:`BusError` or :class:`RemoteError`."""

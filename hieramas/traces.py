@@ -7,8 +7,8 @@ durable once accepted.  Events are batched: each message on
 ``<prefix>.trace.<event>`` carries ``{"events": [...]}`` of one event kind
 gathered over ``linger_s`` (0.1 s), so a burst costs one publish and one
 acknowledgement.  A query makes ~40 events; at 20 ms of linger its trace
-messages and their acks were about a tenth of all its NATS traffic.  Anyone can replay the
-stream (the learner, a monitor, ``hieramas traces tail``).
+messages and their acks were about a tenth of all its NATS traffic.  Anyone
+can replay the stream (the learner, a monitor, ``hieramas traces tail``).
 """
 
 from __future__ import annotations
