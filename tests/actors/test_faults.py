@@ -91,6 +91,34 @@ def test_wrong_kind_on_a_node_subject_is_rejected(stack: Stack, llm_url: str) ->
         stack.bus.call(stack.bus.arequest(SUBJECTS.activate("expert"), envelope, 5), 10)
 
 
+@pytest.mark.parametrize(
+    ("plan", "node_", "code"),
+    [
+        ({"nodes": "not a map"}, "expert", "bad_plan"),  # a plan that does not decode
+        (None, "ghost", "not_hosted"),  # a valid plan that has no such node
+    ],
+)
+def test_bad_activations_are_rejected(
+    stack: Stack, llm_url: str, plan: dict[str, Any] | None, node_: str, code: str
+) -> None:
+    from hieramas.controller.config import parse_config
+    from hieramas.controller.planner import StaticPlanner, build_plan
+
+    cfg = config_yaml(llm_url, {"expert": node("Critic", ["fixed:A"], "fixed:A")})
+    if plan is None:
+        config = parse_config(cfg)
+        assignment = StaticPlanner().assign(config, "q")
+        plan = build_plan(config, 1, assignment, query_id="q", task_text="q").to_wire()
+    payload = {"plan": plan, "node": node_, "nodes": [node_], "gateway": "hm.gwi.x"}
+    envelope = Envelope(kind=Kind.NODE_ACTIVATE, payload=payload, query_id="q")
+    assert stack.bus is not None
+    with pytest.raises(RemoteError, match=code):
+        stack.bus.call(stack.bus.arequest(SUBJECTS.activate(node_), envelope, 5), 10)
+    assert stack.bus.counters[f"rejected.{code}"] >= 1
+    _apply(stack, cfg)
+    assert _ask(stack)["status"] == "ok"  # and the worker still serves
+
+
 @pytest.mark.parametrize(("nodes", "code"), [("expert", "payload"), (["nobody"], "unknown_node")])
 def test_bad_targets_on_a_worker_inbox_are_rejected(
     stack: Stack, llm_url: str, nodes: object, code: str
