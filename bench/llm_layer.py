@@ -281,7 +281,8 @@ async def _throughput(
 
 async def _paths(base_url: str, rounds: int) -> None:
     import aiohttp
-    from httpx_aiohttp import AiohttpTransport
+
+    from hieramas.llm.aiohttp_transport import BufferedAiohttpTransport
 
     url = f"{base_url}/chat/completions"
     body = json.dumps(
@@ -290,9 +291,9 @@ async def _paths(base_url: str, rounds: int) -> None:
     headers = {"Content-Type": "application/json", "Accept": "application/json"}
     limits = httpx.Limits(max_connections=8, max_keepalive_connections=8)
     client = httpx.AsyncClient(
-        headers=headers, limits=limits, transport=AiohttpTransport(limits=limits)
+        headers=headers, limits=limits, transport=BufferedAiohttpTransport(limits)
     )
-    transport = AiohttpTransport(limits=limits)
+    transport = BufferedAiohttpTransport(limits)
     parsed, prepared = httpx.URL(url), httpx.Headers(headers)
     extensions = {"timeout": httpx.Timeout(30).as_dict()}
     session = aiohttp.ClientSession()

@@ -1,10 +1,10 @@
 """Choosing the HTTP transport under httpx.
 
-httpx's own transport (httpcore + anyio) costs about 1.5 ms of CPU per call
-on this kind of machine; ``httpx-aiohttp`` keeps the httpx API and request
-model but moves the bytes with aiohttp, at roughly a third of that (measured
-in ``bench/llm_layer.py``).  Workers make many concurrent calls from one
-event loop, so they use aiohttp when it is installed.  Set
+httpx's own transport (httpcore + anyio) costs several times the CPU of
+aiohttp per call on this kind of machine (measured in ``bench/llm_layer.py``),
+and a worker makes many concurrent calls from one event loop.  So workers
+keep the httpx API and request model but move the bytes with aiohttp
+(:class:`hieramas.llm.aiohttp_transport.BufferedAiohttpTransport`).  Set
 ``HIERAMAS_HTTP_TRANSPORT=httpx`` to force httpx's own transport.
 """
 
@@ -18,7 +18,7 @@ import httpx
 
 from hieramas.llm.types import EndpointSpec
 
-__all__ = ["TransportFactory", "default_transport_factory", "httpx_transport"]
+__all__ = ["TransportFactory", "aiohttp_transport", "default_transport_factory", "httpx_transport"]
 
 TransportFactory = Callable[[EndpointSpec], httpx.AsyncBaseTransport]
 ENV = "HIERAMAS_HTTP_TRANSPORT"
@@ -37,10 +37,11 @@ def httpx_transport(endpoint: EndpointSpec) -> httpx.AsyncBaseTransport:
     return httpx.AsyncHTTPTransport(limits=_pool_limits(endpoint))
 
 
-def _aiohttp_transport(endpoint: EndpointSpec) -> httpx.AsyncBaseTransport:
-    from httpx_aiohttp import AiohttpTransport
+def aiohttp_transport(endpoint: EndpointSpec) -> httpx.AsyncBaseTransport:
+    """aiohttp under httpx, plain bodies read whole (needs the aiohttp package)."""
+    from hieramas.llm.aiohttp_transport import BufferedAiohttpTransport
 
-    return AiohttpTransport(limits=_pool_limits(endpoint))
+    return BufferedAiohttpTransport(_pool_limits(endpoint))
 
 
 def default_transport_factory() -> TransportFactory | None:
@@ -48,8 +49,8 @@ def default_transport_factory() -> TransportFactory | None:
     choice = os.environ.get(ENV, "auto").lower()
     if choice == "httpx":
         return None
-    if importlib.util.find_spec("httpx_aiohttp") is None:
+    if importlib.util.find_spec("aiohttp") is None:
         if choice == "aiohttp":
-            raise RuntimeError(f"{ENV}=aiohttp but the httpx-aiohttp package is not installed")
+            raise RuntimeError(f"{ENV}=aiohttp but the aiohttp package is not installed")
         return None
-    return _aiohttp_transport
+    return aiohttp_transport

@@ -12,15 +12,24 @@ import pytest
 
 from hieramas.llm.client import OpenAIChatClient, RetryPolicy
 from hieramas.llm.loopback import LoopbackLLM
+from hieramas.llm.transports import TransportFactory, aiohttp_transport, httpx_transport
 from hieramas.llm.types import ChatRequest, EndpointSpec, LLMError, ModelSpec
 
 FAST = RetryPolicy(initial_s=0.001, max_s=0.005, jitter_s=0.001)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def server() -> Iterator[LoopbackLLM]:
+    """A fresh server per test: scripted models such as ``flaky-2`` count requests per server."""
     with LoopbackLLM() as srv:
         yield srv
+
+
+@pytest.fixture(params=[httpx_transport, aiohttp_transport], ids=["httpx", "aiohttp"])
+def transport(request: pytest.FixtureRequest) -> TransportFactory:
+    """Every real-HTTP test runs over httpx's own transport and over aiohttp."""
+    factory: TransportFactory = request.param
+    return factory
 
 
 def _request(model_id: str, **kw: object) -> ChatRequest:
@@ -33,12 +42,12 @@ def _request(model_id: str, **kw: object) -> ChatRequest:
 
 
 async def test_request_shape_matches_official_openai_client(
-    server: LoopbackLLM, monkeypatch: pytest.MonkeyPatch
+    server: LoopbackLLM, transport: TransportFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("LOOPBACK_KEY", "sk-loop-key")
     endpoint = EndpointSpec("loop", server.base_url, api_key_env="LOOPBACK_KEY")
     request = _request("shape-model", temperature=0.3, max_tokens=17, seed=4)
-    async with OpenAIChatClient() as client:
+    async with OpenAIChatClient(transport_factory=transport) as client:
         ours = await client.chat(request, endpoint)
     mine = server.requests[-1]
 
@@ -63,9 +72,11 @@ async def test_request_shape_matches_official_openai_client(
     assert ours.cost_usd == pytest.approx((7 * 0.5 + 3 * 1.5) / 1e6)
 
 
-async def test_real_http_quirks_retries_and_keepalive(server: LoopbackLLM) -> None:
+async def test_real_http_quirks_retries_and_keepalive(
+    server: LoopbackLLM, transport: TransportFactory
+) -> None:
     endpoint = EndpointSpec("loop", server.base_url, max_retries=3)
-    async with OpenAIChatClient(retry=FAST) as client:
+    async with OpenAIChatClient(retry=FAST, transport_factory=transport) as client:
         no_usage = await client.chat(_request("no-usage"), endpoint)
         null_usage = await client.chat(_request("null-usage"), endpoint)
         flaky = await client.chat(_request("flaky-2"), endpoint)
@@ -84,9 +95,11 @@ async def test_real_http_quirks_retries_and_keepalive(server: LoopbackLLM) -> No
     assert metrics["retries"] == 2 and metrics["errors"] == {"http": 1}
 
 
-async def test_concurrent_calls_over_real_http(server: LoopbackLLM) -> None:
+async def test_concurrent_calls_over_real_http(
+    server: LoopbackLLM, transport: TransportFactory
+) -> None:
     endpoint = EndpointSpec("loop", server.base_url, max_concurrency=4)
-    async with OpenAIChatClient() as client:
+    async with OpenAIChatClient(transport_factory=transport) as client:
         results = await asyncio.gather(
             *(client.chat(_request(f"c{i}"), endpoint) for i in range(40))
         )
@@ -94,13 +107,15 @@ async def test_concurrent_calls_over_real_http(server: LoopbackLLM) -> None:
     assert sorted(r.extra["served_model"] for r in results) == sorted(f"c{i}" for i in range(40))
 
 
-async def test_real_timeout_and_refused_connection(server: LoopbackLLM) -> None:
+async def test_real_timeout_and_refused_connection(
+    server: LoopbackLLM, transport: TransportFactory
+) -> None:
     slow = EndpointSpec("loop", server.base_url, timeout_s=0.05, max_retries=0)
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         dead_port = sock.getsockname()[1]  # closed when the block ends: nobody listens
     dead = EndpointSpec("dead", f"http://127.0.0.1:{dead_port}/v1", max_retries=1)
-    async with OpenAIChatClient(retry=FAST) as client:
+    async with OpenAIChatClient(retry=FAST, transport_factory=transport) as client:
         with pytest.raises(LLMError) as slow_info:
             await client.chat(_request("slow-300"), slow)
         with pytest.raises(LLMError) as dead_info:
