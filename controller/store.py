@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import msgpack
+import msgspec
 import structlog
 from nats.js.api import KeyValueConfig
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
@@ -114,7 +114,7 @@ class ConfigStore:
             applied_at = time.time()
             record = {"yaml": yaml_text, "applied_at": applied_at, "source": source}
             try:
-                await self.kv.create(f"v.{version}", msgpack.packb(record))
+                await self.kv.create(f"v.{version}", msgspec.msgpack.encode(record))
             except Exception:  # another writer took this number: retry with the next one
                 await asyncio.sleep(0.005)
                 continue
@@ -148,7 +148,7 @@ class ConfigStore:
             entry = await self.kv.get(f"v.{wanted}")
         except KeyNotFoundError:
             raise KeyError(f"config version {wanted} does not exist") from None
-        record = msgpack.unpackb(entry.value or b"")
+        record = msgspec.msgpack.decode(entry.value or b"")
         stored = StoredConfig(
             wanted,
             record["yaml"],

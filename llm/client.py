@@ -17,7 +17,6 @@ merging of defaults), which cost about a quarter of the CPU of a call
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import sqlite3
 import time
@@ -26,6 +25,7 @@ from dataclasses import dataclass
 from functools import partial
 
 import httpx
+import msgspec
 import structlog
 from aiolimiter import AsyncLimiter
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
@@ -340,7 +340,7 @@ class OpenAIChatClient:
         self, state: _Endpoint, request: ChatRequest, start: float, deadline: float | None
     ) -> ChatResult:
         body = build_payload(request, stream=self.stream)
-        payload = json.dumps(body, ensure_ascii=False).encode("utf-8")
+        payload = msgspec.json.encode(body)
         spec = state.spec
         attempts = 1
         try:  # fast path: the first attempt costs no tenacity machinery

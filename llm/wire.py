@@ -8,12 +8,13 @@ would be meaningless (no JSON, no ``choices``, no message).
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from datetime import UTC
 from email.utils import parsedate_to_datetime
 from typing import Any
+
+import msgspec
 
 from hieramas.llm.types import ChatRequest, LLMError
 
@@ -91,7 +92,7 @@ def _content_text(content: object) -> str:
 def parse_completion(raw: bytes) -> Completion | EmbeddedError:
     """Parse a 2xx response body; raise :class:`LLMError` ``malformed`` when unusable."""
     try:
-        body = json.loads(raw)
+        body = msgspec.json.decode(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise LLMError("malformed", f"response is not JSON: {_snippet(raw)!r}") from exc
     if not isinstance(body, dict):
@@ -143,7 +144,7 @@ class StreamAccumulator:
             self.done = True
             return False
         try:
-            chunk = json.loads(data)
+            chunk = msgspec.json.decode(data)
         except ValueError as exc:
             raise LLMError(
                 "malformed", f"stream event is not JSON: {data[:_MAX_DETAIL]!r}"
@@ -207,7 +208,7 @@ def _embedded_error(error: object) -> EmbeddedError:
 def error_detail(raw: bytes) -> str:
     """A short human-readable reason from an error response body."""
     try:
-        body = json.loads(raw)
+        body = msgspec.json.decode(raw)
     except (ValueError, UnicodeDecodeError):
         return _snippet(raw)
     if isinstance(body, dict):
