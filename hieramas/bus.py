@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, NamedTuple, TypeVar
 
 import nats
+import nats.errors
 import pykka
 import structlog
 from nats.aio.client import Client as NatsClient
@@ -96,6 +97,7 @@ class Bus:
         self._nc: NatsClient | None = None
         self._js: JetStreamContext | None = None
         self._last_error = ""
+        self._auth_error = ""  # kept apart: a retry's "connection reset" must not hide it
         self._closing = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self._reply_prefix = ""
@@ -109,7 +111,7 @@ class Bus:
         try:
             self.call(asyncio.wait_for(self._connect(), timeout), timeout=timeout + 1)
         except Exception as exc:  # refused, unreachable, timed out: one clear error
-            reason = self._last_error or str(exc) or exc.__class__.__name__
+            reason = self.connect_failure(exc)
             self.stop()
             raise BusError(
                 "connect", f"cannot connect to NATS at {self.settings.redacted_url()}: {reason}"
@@ -168,8 +170,14 @@ class Bus:
         for token in list(self._pending):
             self._resolve(token, BusError("closed", "the bus closed before the reply came"))
 
+    def connect_failure(self, exc: BaseException) -> str:
+        """Why connecting failed: a refused login first, else the last error nats-py reported."""
+        return self._auth_error or self._last_error or str(exc) or exc.__class__.__name__
+
     async def _on_error(self, exc: Exception) -> None:
         self._last_error = str(exc)
+        if _is_auth_failure(exc):
+            self._auth_error = self._last_error
         self.counters[f"nats_error.{type(exc).__name__}"] += 1
         log.warning("bus.nats_error", error=type(exc).__name__, detail=str(exc))
 
@@ -400,6 +408,14 @@ class Bus:
         log.warning("bus.rejected", subject=subject, code=code, reason=message)
         if reply:
             self.publish(reply, error_envelope(code, message, sender=self.sender))
+
+
+def _is_auth_failure(exc: BaseException) -> bool:
+    """The server refused the credentials (nats-server says "Authorization Violation" etc.)."""
+    text = str(exc).lower()
+    return isinstance(exc, nats.errors.AuthorizationError) or any(
+        word in text for word in ("authorization", "authentication")
+    )
 
 
 def error_envelope(

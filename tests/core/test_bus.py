@@ -7,6 +7,7 @@ import queue
 import time
 from typing import Any
 
+import nats.errors
 import pytest
 
 from hieramas.bus import Bus, BusError, RemoteError, error_envelope
@@ -33,6 +34,24 @@ def test_a_server_that_goes_away_is_counted_as_a_disconnect() -> None:
     finally:
         bus.stop(timeout=2)
         server.stop()
+
+
+def test_a_refused_login_outlives_the_reset_of_a_retry() -> None:
+    """nats-py retries a failed connect; the server's reset of the retry must not hide the cause."""
+    bus = Bus(NatsSettings(url="nats://127.0.0.1:1"))
+    errors: list[Exception] = [
+        nats.errors.Error("nats: 'Authorization Violation'"),
+        ConnectionResetError(104, "Connection reset by peer"),
+    ]
+    for error in errors:
+        asyncio.run(bus._on_error(error))
+    assert "Authorization Violation" in bus.connect_failure(TimeoutError())
+    plain = Bus(NatsSettings(url="nats://127.0.0.1:1"))
+    asyncio.run(plain._on_error(ConnectionRefusedError(111, "Connect call failed")))
+    assert "Connect call failed" in plain.connect_failure(TimeoutError())
+    assert plain.connect_failure(TimeoutError()) != bus.connect_failure(TimeoutError())
+    bus.loop.close()  # never started: only the loop object to release
+    plain.loop.close()
 
 
 # -- request/reply ----------------------------------------------------------------------
