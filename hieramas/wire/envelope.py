@@ -83,18 +83,18 @@ class Envelope:
         )
 
 
-class _Wire(msgspec.Struct):
-    """The envelope as it travels: short keys, header types checked while parsing."""
+class _Wire(msgspec.Struct, kw_only=True):
+    """The envelope as it travels (short keys, in this order); decoding checks the types."""
 
     v: int
     k: str
-    p: dict[str, Any]
     q: str = ""
     t: str = ""
     s: str = ""
     c: int = 0
     f: str = ""
     ts: float = 0.0
+    p: dict[str, Any]
 
 
 _encoder = msgspec.msgpack.Encoder()
@@ -109,17 +109,17 @@ def encode(envelope: Envelope, *, max_bytes: int = DEFAULT_MAX_PAYLOAD) -> bytes
     writes (a test checks this), produced by ``msgspec``.
     """
     data = _encoder.encode(
-        {
-            "v": SCHEMA_VERSION,
-            "k": envelope.kind.value,
-            "q": envelope.query_id,
-            "t": envelope.trace_id,
-            "s": envelope.span_id,
-            "c": envelope.config_version,
-            "f": envelope.sender,
-            "ts": envelope.ts,
-            "p": envelope.payload,
-        }
+        _Wire(
+            v=SCHEMA_VERSION,
+            k=envelope.kind.value,
+            q=envelope.query_id,
+            t=envelope.trace_id,
+            s=envelope.span_id,
+            c=envelope.config_version,
+            f=envelope.sender,
+            ts=envelope.ts,
+            p=envelope.payload,
+        )
     )
     if len(data) > max_bytes:
         raise WireError(
