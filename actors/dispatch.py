@@ -7,7 +7,10 @@ type (pykka's documented extension points: ``_create_actor_inbox``,
 ``_create_future``, ``_start_actor_loop``) whose inbox is drained by the bus's
 event loop instead: the same actor model — one message at a time, state touched
 only by its own handler, ``ActorRef.tell``/``ask``/``stop`` and the registry —
-without the thread switches.  Handlers must never block (ours only start
+without the thread switches.  A message told by a plain loop callback (a NATS
+delivery, a request's reply) is handled at once, in that callback, rather than a
+loop turn later; one told from inside a handler waits for the next turn, so
+handlers never nest.  Handlers must never block (ours only start
 coroutines and publish), and ``ask(...).get()`` must never be called on the loop.
 
 ``HIERAMAS_ACTOR_DISPATCH=threads`` gives every actor its own thread again
@@ -34,6 +37,7 @@ __all__ = ["DISPATCH_ENV", "LoopActor", "dispatch_mode"]
 DISPATCH_ENV = "HIERAMAS_ACTOR_DISPATCH"
 _BATCH = 64  # messages handled per loop turn before yielding to I/O
 _names = count()
+_handling = threading.local()  # .depth: actor drains running on this thread right now
 
 
 def dispatch_mode() -> str:
@@ -132,12 +136,21 @@ class LoopActor(pykka.Actor):
     def _schedule(self) -> None:
         if self._loop.is_closed() or not self._loop.is_running():
             self._drain()  # the loop is gone (shutdown): nothing else will drain; answer here
-        elif threading.get_ident() == self._loop_thread:
-            self._loop.call_soon(self._drain)
-        else:
+        elif threading.get_ident() != self._loop_thread:
             self._loop.call_soon_threadsafe(self._drain)
+        elif getattr(_handling, "depth", 0):
+            self._loop.call_soon(self._drain)  # told from a handler: never nest handlers
+        else:
+            self._drain()  # told by a plain loop callback (a NATS message, a reply): no loop turn
 
     def _drain(self) -> None:
+        _handling.depth = getattr(_handling, "depth", 0) + 1
+        try:
+            self._drain_batch()
+        finally:
+            _handling.depth -= 1
+
+    def _drain_batch(self) -> None:
         inbox = self._inbox
         inbox.rearm()  # puts from now on schedule another drain
         for _ in range(_BATCH):

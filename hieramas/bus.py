@@ -4,22 +4,25 @@ pykka futures block when awaited, so actors never await anything: they hand
 coroutines to :meth:`Bus.submit`, or send requests with :meth:`Bus.request`,
 and receive the outcome as a plain callback (which they turn into a ``tell``
 to themselves).  Requests share one reply subscription per connection and
-resolve straight from it: no task, future or timeout wrapper per request.  Subscriptions decode every
-message once, on the loop, and reject garbled ones with a logged, counted,
-typed error (and an ``error`` reply when the sender waits for one).  The loop
-is uvloop's where installed (``HIERAMAS_UVLOOP=0`` for asyncio's own), and the
-actors themselves are drained by it (:mod:`hieramas.actors.dispatch`).
+resolve straight from it: no task, future or timeout wrapper per request.  A
+publish from the loop runs at once rather than as a task
+(:meth:`Bus.spawn_eager`).  Subscriptions decode every message once, on the
+loop, and reject garbled ones with a logged, counted, typed error (and an
+``error`` reply when the sender waits for one).  The loop is uvloop's where
+installed (``HIERAMAS_UVLOOP=0`` for asyncio's own), and the actors themselves
+are drained by it (:mod:`hieramas.actors.dispatch`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import itertools
 import os
 import threading
 from collections import Counter
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import Any, NamedTuple, TypeVar
 
 import nats
@@ -269,6 +272,23 @@ class Bus:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def spawn_eager(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """Run ``coro`` now, on the loop, up to its first suspension; a task carries on from there.
+
+        For NATS publishes: they almost never suspend (nats-py only appends to its buffer
+        and wakes its flusher), so they cost no task and no loop turn.  This is Python
+        3.12's eager task start, for 3.11, without its bookkeeping: until it suspends,
+        ``coro`` runs outside any task, so it must not need one (``asyncio.timeout`` does).
+        """
+        try:
+            pending = coro.send(None)
+        except StopIteration:
+            return
+        except Exception:
+            log.exception("bus.coroutine_failed")
+            return
+        self.spawn(_carry_on(coro, pending))
+
     # -- messaging -----------------------------------------------------------------
     def encode(self, envelope: Envelope) -> bytes:
         """Encode for this server's payload limit (``WireError`` "oversize" beyond it)."""
@@ -278,9 +298,9 @@ class Bus:
         """Fire-and-forget publish from any thread; encoding errors raise in the caller."""
         data = self.encode(envelope)
         if self.in_loop():
-            self.spawn(self._publish_bytes(subject, data))
+            self.spawn_eager(self._publish_bytes(subject, data))
         else:
-            self.loop.call_soon_threadsafe(self.spawn, self._publish_bytes(subject, data))
+            self.loop.call_soon_threadsafe(self.spawn_eager, self._publish_bytes(subject, data))
 
     async def _publish_bytes(self, subject: str, data: bytes) -> None:
         try:
@@ -321,7 +341,7 @@ class Bus:
         if isinstance(data, WireError):
             self._resolve(token, data)
             return
-        self.spawn(self._publish_request(subject, data, token))
+        self.spawn_eager(self._publish_request(subject, data, token))
 
     async def _publish_request(self, subject: str, data: bytes, token: str) -> None:
         try:
@@ -408,6 +428,32 @@ class Bus:
         log.warning("bus.rejected", subject=subject, code=code, reason=message)
         if reply:
             self.publish(reply, error_envelope(code, message, sender=self.sender))
+
+
+class _Started:
+    """Awaiting this continues a coroutine that already ran its first step and yielded ``pending``."""
+
+    def __init__(self, coro: Coroutine[Any, Any, Any], pending: Any) -> None:
+        self._coro = coro
+        self._pending = pending
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        coro, value = self._coro, self._pending
+        while True:
+            try:
+                sent = yield value  # the task waits on what the coroutine waits on
+            except BaseException as exc:  # cancellation: pass it in
+                step = functools.partial(coro.throw, exc)
+            else:
+                step = functools.partial(coro.send, sent)
+            try:
+                value = step()
+            except StopIteration as stop:
+                return stop.value
+
+
+async def _carry_on(coro: Coroutine[Any, Any, Any], pending: Any) -> Any:
+    return await _Started(coro, pending)
 
 
 def _is_auth_failure(exc: BaseException) -> bool:

@@ -130,3 +130,49 @@ def test_after_the_loop_stops_a_stop_request_is_still_answered() -> None:
     ref.stop(block=True, timeout=5)  # handled on this thread: no hang
     assert not ref.is_alive()
     loop.close()
+
+
+class Nester(LoopActor):
+    """Logs when each of its handlers starts and ends; "first" tells itself and its peer."""
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, log: list[str], peer: pykka.ActorRef[Any] | None
+    ) -> None:
+        super().__init__(loop)
+        self.log = log
+        self.peer = peer
+
+    def on_receive(self, message: Any) -> Any:
+        if message == "ping":
+            return None
+        self.log.append(f"start {message}")
+        if message == "first":
+            self.actor_ref.tell("second")  # told from inside a handler
+            if self.peer is not None:
+                self.peer.tell("from a handler")
+        self.log.append(f"end {message}")
+        return None
+
+
+def test_a_tell_from_a_loop_callback_is_handled_before_the_callback_returns(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    log: list[str] = []
+    peer_log: list[str] = []
+    peer = Nester.start(loop, peer_log, None)
+    actor = Nester.start(loop, log, peer)
+    actor.ask("ping", timeout=5)  # both started and bound to the loop
+    peer.ask("ping", timeout=5)
+    seen: list[tuple[list[str], list[str]]] = []
+
+    async def callback() -> None:  # a plain loop callback, as a NATS delivery is
+        actor.tell("first")
+        seen.append((list(log), list(peer_log)))
+
+    asyncio.run_coroutine_threadsafe(callback(), loop).result(5)
+    # handled inside the callback, one message at a time; the peer, told from a handler,
+    # waits for a later loop turn: handlers never nest
+    assert seen == [(["start first", "end first", "start second", "end second"], [])]
+    peer.ask("ping", timeout=5)
+    assert peer_log == ["start from a handler", "end from a handler"]
+    pykka.ActorRegistry.stop_all()

@@ -142,3 +142,62 @@ def test_oversize_requests_and_closing_resolve_pending_callbacks(nats_server: Na
     closed = got.get(timeout=5)  # not left hanging until its 30 s timeout
     assert isinstance(closed, BusError)
     assert closed.code == "closed"
+
+
+def test_spawn_eager_runs_until_the_first_suspension_then_a_task_carries_on(
+    nats_server: NatsServer,
+) -> None:
+    bus = Bus(NatsSettings(url=nats_server.url)).start()
+    steps: list[str] = []
+    release = asyncio.Event()
+
+    async def quick() -> None:
+        steps.append("quick")
+
+    async def waits() -> str:
+        steps.append("waits: before")
+        await release.wait()
+        steps.append("waits: after")
+        return "done"
+
+    async def failing() -> None:
+        raise RuntimeError("boom")
+
+    async def drive() -> list[str]:
+        bus.spawn_eager(quick())
+        bus.spawn_eager(waits())
+        bus.spawn_eager(failing())  # logged, not raised into the caller
+        seen = list(steps)  # before this coroutine yields to the loop even once
+        release.set()
+        for _ in range(5):
+            await asyncio.sleep(0)
+        return seen
+
+    try:
+        assert bus.call(drive(), 5) == ["quick", "waits: before"]
+        assert steps == ["quick", "waits: before", "waits: after"]
+    finally:
+        bus.stop()
+
+
+def test_publishes_from_the_loop_arrive_in_order(nats_server: NatsServer) -> None:
+    bus = Bus(NatsSettings(url=nats_server.url)).start()
+    got: list[int] = []
+    done = asyncio.Event()
+
+    def on_message(envelope: Envelope, reply: str | None) -> None:
+        got.append(int(envelope.payload["i"]))
+        if len(got) == 500:
+            done.set()
+
+    async def drive() -> None:
+        await bus.asubscribe("order", on_message)
+        for i in range(500):
+            bus.publish("order", Envelope(kind=Kind.CONFIG_GET, payload={"i": i}))
+        await asyncio.wait_for(done.wait(), 5)
+
+    try:
+        bus.call(drive(), 10)
+        assert got == list(range(500))
+    finally:
+        bus.stop()
