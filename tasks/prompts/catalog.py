@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -13,6 +14,7 @@ import yaml
 __all__ = [
     "Block",
     "Catalog",
+    "CompiledTemplate",
     "DomainSpec",
     "KindTemplate",
     "PromptError",
@@ -23,6 +25,43 @@ __all__ = [
 
 class PromptError(ValueError):
     """Unknown domain/role/kind, or a malformed template file."""
+
+
+class CompiledTemplate(Template):
+    """A ``string.Template`` (``$name``, ``${name}``, ``$$``) that substitutes in one C call.
+
+    ``Template.substitute`` runs a regular expression and a Python callback per
+    placeholder; every LLM call renders two templates, so the text is turned
+    once into the equivalent ``str.format`` string.  Placeholders are checked
+    here, not at the first substitution.
+    """
+
+    def __init__(self, template: str) -> None:
+        super().__init__(template)
+        parts: list[str] = []
+        last = 0
+        for match in self.pattern.finditer(template):
+            parts.append(_literal(template[last : match.start()]))
+            last = match.end()
+            name = match.group("named") or match.group("braced")
+            if match.group("escaped") is not None:
+                parts.append("$")
+            elif name is not None:
+                parts.append("{" + name + "}")
+            else:
+                raise PromptError(f"invalid placeholder in template at offset {match.start()}")
+        parts.append(_literal(template[last:]))
+        self._format = "".join(parts)
+
+    def substitute(self, mapping: Mapping[str, object] | None = None, /, **kws: object) -> str:
+        """Like ``Template.substitute``: every placeholder must have a value (``KeyError``)."""
+        if kws:
+            mapping = {**(mapping or {}), **kws}
+        return self._format.format_map(mapping if mapping is not None else {})
+
+
+def _literal(text: str) -> str:
+    return text.replace("{", "{{").replace("}", "}}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +104,7 @@ class Block:
 
     name: str
     header: str
-    item: Template
+    item: CompiledTemplate
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,8 +112,8 @@ class KindTemplate:
     """The system and user message templates of one kind of call."""
 
     kind: str
-    system: Template
-    user: Template
+    system: CompiledTemplate
+    user: CompiledTemplate
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,15 +170,15 @@ def build_catalog(data: Any) -> Catalog:
         str(name): Block(
             name=str(name),
             header=_text(body.get("header"), f"blocks.{name}.header"),
-            item=Template(_text(body.get("item"), f"blocks.{name}.item")),
+            item=CompiledTemplate(_text(body.get("item"), f"blocks.{name}.item")),
         )
         for name, body in (data.get("blocks") or {}).items()
     }
     kinds = {
         str(kind): KindTemplate(
             kind=str(kind),
-            system=Template(_text(body.get("system"), f"kinds.{kind}.system")),
-            user=Template(_text(body.get("user"), f"kinds.{kind}.user")),
+            system=CompiledTemplate(_text(body.get("system"), f"kinds.{kind}.system")),
+            user=CompiledTemplate(_text(body.get("user"), f"kinds.{kind}.user")),
         )
         for kind, body in (data.get("kinds") or {}).items()
     }

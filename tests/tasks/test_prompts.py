@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import itertools
+from string import Template
 
 import pytest
 import yaml
 
 from hieramas.tasks import datasets as ds
 from hieramas.tasks import prompts as p
-from hieramas.tasks.prompts.catalog import build_catalog
+from hieramas.tasks.prompts.catalog import CompiledTemplate, PromptError, build_catalog, catalog
 
 TEXTS = [
     "```python\ndef f(x):\n    return x + 1\n```",
@@ -147,3 +148,36 @@ def test_catalog_validation() -> None:
     )
     with pytest.raises(p.PromptError, match="task_noun must differ"):
         build_catalog(doc)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "plain",
+        "$a and ${b}c, $$5 {not a field} {{braces}}",
+        "${a}${a}$b.$$",
+        "\\boxed{\\frac{$a}{4}}",
+    ],
+)
+def test_compiled_template_renders_like_string_template(text: str) -> None:
+    values = {"a": "x{y}", "b": "$b"}
+    assert CompiledTemplate(text).substitute(values) == Template(text).substitute(values)
+    assert CompiledTemplate(text).substitute(values, a="k") == Template(text).substitute(
+        values, a="k"
+    )
+
+
+def test_compiled_template_errors() -> None:
+    with pytest.raises(KeyError):
+        CompiledTemplate("$a $missing").substitute(a="1")
+    with pytest.raises(PromptError, match="invalid placeholder"):
+        CompiledTemplate("costs $5")
+
+
+def test_every_catalogue_template_renders_like_string_template() -> None:
+    cat = catalog()
+    templates = [b.item for b in cat.blocks.values()]
+    templates += [t for k in cat.kinds.values() for t in (k.system, k.user)]
+    for template in templates:
+        values = {name: f"<{name} {{$x}}>" for name in template.get_identifiers()}
+        assert template.substitute(values) == Template(template.template).substitute(values)
