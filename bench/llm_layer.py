@@ -19,11 +19,13 @@
    emulated; target >= 500 req/s).  httpx/httpcore's pool gets slower as it
    grows (encode/httpx#3215), so the sweep shows which pool size suits an
    instant server.
-3. *HTTP paths.*  Client CPU per call (``time.process_time``) of three ways to send
-   the same request over the aiohttp transport, interleaved in rounds of 300
-   concurrent calls: ``httpx.AsyncClient.send`` (cookies, redirects, auth and
-   default merging), an ``httpx.Request`` handed straight to the transport (what
-   ``OpenAIChatClient`` does), and raw aiohttp (the floor).
+3. *HTTP paths.*  Client CPU per call (``time.process_time``) of four ways to send
+   the same request, interleaved in rounds of 300 concurrent calls:
+   ``httpx.AsyncClient.send`` over the aiohttp transport (cookies, redirects, auth
+   and default merging), an ``httpx.Request`` handed straight to the aiohttp
+   transport and to :class:`~hieramas.llm.h1_transport.H1Transport` (what
+   ``OpenAIChatClient`` does; H1Transport is the default for ``http://``), and raw
+   aiohttp without httpx's objects.
 """
 
 from __future__ import annotations
@@ -283,6 +285,7 @@ async def _paths(base_url: str, rounds: int) -> None:
     import aiohttp
 
     from hieramas.llm.aiohttp_transport import BufferedAiohttpTransport
+    from hieramas.llm.h1_transport import H1Transport
 
     url = f"{base_url}/chat/completions"
     body = json.dumps(
@@ -294,6 +297,7 @@ async def _paths(base_url: str, rounds: int) -> None:
         headers=headers, limits=limits, transport=BufferedAiohttpTransport(limits)
     )
     transport = BufferedAiohttpTransport(limits)
+    lean = H1Transport(limits, httpx.Timeout(30))
     parsed, prepared = httpx.URL(url), httpx.Headers(headers)
     extensions = {"timeout": httpx.Timeout(30).as_dict()}
     session = aiohttp.ClientSession()
@@ -304,15 +308,21 @@ async def _paths(base_url: str, rounds: int) -> None:
         await response.aclose()
         json.loads(response.content)
 
-    async def via_transport() -> None:
+    async def via(chosen: httpx.AsyncBaseTransport) -> None:
         request = httpx.Request(
             "POST", parsed, headers=prepared, content=body, extensions=extensions
         )
-        response = await transport.handle_async_request(request)
+        response = await chosen.handle_async_request(request)
         response.request = request
         await response.aread()
         await response.aclose()
         json.loads(response.content)
+
+    async def via_transport() -> None:
+        await via(transport)
+
+    async def via_lean() -> None:
+        await via(lean)
 
     async def via_aiohttp() -> None:
         async with session.post(url, data=body, headers=headers) as response:
@@ -320,8 +330,9 @@ async def _paths(base_url: str, rounds: int) -> None:
 
     paths = {
         "httpx.AsyncClient.send (aiohttp transport)": via_client,
-        "httpx.Request -> transport (OpenAIChatClient)": via_transport,
-        "raw aiohttp (floor)": via_aiohttp,
+        "httpx.Request -> aiohttp transport": via_transport,
+        "httpx.Request -> H1Transport (http:// default)": via_lean,
+        "raw aiohttp, no httpx objects": via_aiohttp,
     }
     cpu_ms: dict[str, list[float]] = {name: [] for name in paths}
     try:
@@ -335,6 +346,7 @@ async def _paths(base_url: str, rounds: int) -> None:
     finally:
         await client.aclose()
         await transport.aclose()
+        await lean.aclose()
         await session.close()
     print(f"\nHTTP paths, client CPU per call (median of {rounds} rounds of 300 concurrent calls):")
     base = statistics.median(cpu_ms[next(iter(paths))])

@@ -1,16 +1,17 @@
 """Choosing the HTTP transport under httpx.
 
-httpx's own transport (httpcore + anyio) costs several times the CPU of
-aiohttp per call on this kind of machine (measured in ``bench/llm_layer.py``),
-and a worker makes many concurrent calls from one event loop.  So workers
-keep the httpx API and request model but move the bytes with aiohttp
-(:class:`hieramas.llm.aiohttp_transport.BufferedAiohttpTransport`).  Set
-``HIERAMAS_HTTP_TRANSPORT=httpx`` to force httpx's own transport.
+Workers keep the httpx API and request model but not httpx's own transport
+(httpcore + anyio), which costs several times the CPU per call of the
+alternatives (``bench/llm_layer.py``), while a worker makes many concurrent
+calls from one event loop.  By default (``auto``) a ``http://`` endpoint (a
+model server on this machine or the LAN) gets the lean HTTP/1.1 transport
+(:mod:`hieramas.llm.h1_transport`) and a ``https://`` one aiohttp
+(:mod:`hieramas.llm.aiohttp_transport`).  ``HIERAMAS_HTTP_TRANSPORT`` forces
+one: ``h1``, ``aiohttp`` or ``httpx``.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from collections.abc import Callable
 
@@ -18,7 +19,14 @@ import httpx
 
 from hieramas.llm.types import EndpointSpec
 
-__all__ = ["TransportFactory", "aiohttp_transport", "default_transport_factory", "httpx_transport"]
+__all__ = [
+    "TransportFactory",
+    "aiohttp_transport",
+    "auto_transport",
+    "default_transport_factory",
+    "h1_transport",
+    "httpx_transport",
+]
 
 TransportFactory = Callable[[EndpointSpec], httpx.AsyncBaseTransport]
 ENV = "HIERAMAS_HTTP_TRANSPORT"
@@ -44,13 +52,30 @@ def aiohttp_transport(endpoint: EndpointSpec) -> httpx.AsyncBaseTransport:
     return BufferedAiohttpTransport(_pool_limits(endpoint))
 
 
+def h1_transport(endpoint: EndpointSpec) -> httpx.AsyncBaseTransport:
+    """The lean HTTP/1.1 transport (``http://`` endpoints only)."""
+    from hieramas.llm.h1_transport import H1Transport
+
+    return H1Transport(_pool_limits(endpoint), httpx.Timeout(endpoint.timeout_s))
+
+
+def auto_transport(endpoint: EndpointSpec) -> httpx.AsyncBaseTransport:
+    """The lean transport for ``http://`` endpoints, aiohttp for ``https://`` ones."""
+    if endpoint.base_url.startswith("http://"):
+        return h1_transport(endpoint)
+    return aiohttp_transport(endpoint)
+
+
 def default_transport_factory() -> TransportFactory | None:
-    """The aiohttp-backed transport when available and not disabled; else ``None`` (httpx's own)."""
-    choice = os.environ.get(ENV, "auto").lower()
-    if choice == "httpx":
-        return None
-    if importlib.util.find_spec("aiohttp") is None:
-        if choice == "aiohttp":
-            raise RuntimeError(f"{ENV}=aiohttp but the aiohttp package is not installed")
-        return None
-    return aiohttp_transport
+    """The factory ``$HIERAMAS_HTTP_TRANSPORT`` names: ``auto`` (the default), ``h1``,
+    ``aiohttp`` or ``httpx`` (``None``: httpx's own transport)."""
+    choice = os.environ.get(ENV, "auto").strip().lower() or "auto"
+    factories: dict[str, TransportFactory | None] = {
+        "auto": auto_transport,
+        "h1": h1_transport,
+        "aiohttp": aiohttp_transport,
+        "httpx": None,
+    }
+    if choice not in factories:
+        raise ValueError(f"{ENV} must be one of {', '.join(factories)}, not {choice!r}")
+    return factories[choice]

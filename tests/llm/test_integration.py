@@ -12,7 +12,12 @@ import pytest
 
 from hieramas.llm.client import OpenAIChatClient, RetryPolicy
 from hieramas.llm.loopback import LoopbackLLM
-from hieramas.llm.transports import TransportFactory, aiohttp_transport, httpx_transport
+from hieramas.llm.transports import (
+    TransportFactory,
+    aiohttp_transport,
+    h1_transport,
+    httpx_transport,
+)
 from hieramas.llm.types import ChatRequest, EndpointSpec, LLMError, ModelSpec
 
 FAST = RetryPolicy(initial_s=0.001, max_s=0.005, jitter_s=0.001)
@@ -25,9 +30,11 @@ def server() -> Iterator[LoopbackLLM]:
         yield srv
 
 
-@pytest.fixture(params=[httpx_transport, aiohttp_transport], ids=["httpx", "aiohttp"])
+@pytest.fixture(
+    params=[httpx_transport, aiohttp_transport, h1_transport], ids=["httpx", "aiohttp", "h1"]
+)
 def transport(request: pytest.FixtureRequest) -> TransportFactory:
-    """Every real-HTTP test runs over httpx's own transport and over aiohttp."""
+    """Every real-HTTP test runs over httpx's own transport, aiohttp and the lean HTTP/1.1 one."""
     factory: TransportFactory = request.param
     return factory
 
