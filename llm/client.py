@@ -491,7 +491,7 @@ class OpenAIChatClient:
                                     response, first_token_at
                                 )
                             else:
-                                raw = await response.aread()
+                                raw = await _read_body(response)
                         finally:
                             await response.aclose()
                 except (TimeoutError, httpx.TimeoutException) as exc:
@@ -539,6 +539,15 @@ class OpenAIChatClient:
             raise
         breaker.record_success()
         return completion, first_token_at
+
+
+async def _read_body(response: httpx.Response) -> bytes:
+    """The whole body.  httpx's decoding pipeline (``aread``) costs tens of microseconds
+    per call even for an identity body, so it runs only when the server encoded it."""
+    stream = response.stream
+    if "content-encoding" in response.headers or not isinstance(stream, httpx.AsyncByteStream):
+        return await response.aread()
+    return b"".join([chunk async for chunk in stream])
 
 
 def _is_event_stream(response: httpx.Response) -> bool:

@@ -9,7 +9,8 @@ does only what an OpenAI-compatible call needs: keep-alive connections per
 origin (an :class:`asyncio.Protocol` each), the request written in one piece,
 and the response parsed by ``httptools`` (llhttp, the parser uvicorn uses),
 content-length, chunked and close-delimited bodies alike.  A plain completion
-comes back loaded; a ``text/event-stream`` body is streamed chunk by chunk.
+is received whole before the response is returned (its stream holds the
+bytes); a ``text/event-stream`` body is streamed chunk by chunk.
 
 It serves ``http://`` only: ``https://`` endpoints (hosted providers, where the
 network dwarfs this cost) go to the aiohttp transport
@@ -376,10 +377,10 @@ class H1Transport(httpx.AsyncBaseTransport):
             raise
         finally:
             pool.release(conn)
-        return httpx.Response(
+        return httpx.Response(  # unread, as transports return them; the bytes are all here
             exchange.status,
             headers=headers,
-            content=b"".join(exchange.chunks),
+            stream=httpx.ByteStream(b"".join(exchange.chunks)),
             request=request,
             extensions=dict(_HTTP11),
         )

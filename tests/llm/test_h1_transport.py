@@ -5,6 +5,7 @@ close-delimited bodies, dropped and stale connections, garbage, silence)."""
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import socket
 import time
@@ -50,13 +51,13 @@ def _post(base_url: str, model: str = "echo", *, stream: bool = False) -> httpx.
 # -- against the loopback LLM server --------------------------------------------------
 
 
-async def test_plain_body_arrives_loaded_and_headers_reach_the_server(
+async def test_plain_body_and_headers_reach_the_other_side(
     server: LoopbackLLM,
 ) -> None:
     transport = H1Transport(LIMITS, TIMEOUT)
     try:
         response = await transport.handle_async_request(_post(server.base_url))
-        document = json.loads(response.content)  # loaded: no ResponseNotRead
+        document = json.loads(await response.aread())
         await response.aclose()
     finally:
         await transport.aclose()
@@ -207,7 +208,9 @@ async def transport() -> AsyncIterator[H1Transport]:
 
 
 async def _get(transport: H1Transport, url: str) -> httpx.Response:
-    return await transport.handle_async_request(httpx.Request("POST", url, content=b"{}"))
+    response = await transport.handle_async_request(httpx.Request("POST", url, content=b"{}"))
+    await response.aread()
+    return response
 
 
 async def test_chunked_and_close_delimited_bodies(transport: H1Transport) -> None:
@@ -246,6 +249,31 @@ async def test_an_interim_response_is_skipped(transport: H1Transport) -> None:
     async with RawServer(script) as server:
         answer = await _get(transport, server.url)
     assert answer.status_code == 200 and answer.json() == {"final": True}
+
+
+async def test_the_client_decodes_a_compressed_completion() -> None:
+    completion = {
+        "id": "c1",
+        "object": "chat.completion",
+        "model": "m",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "zipped"}}],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 1},
+    }
+    body = gzip.compress(json.dumps(completion).encode())
+
+    async def script(r: asyncio.StreamReader, w: asyncio.StreamWriter, n: int) -> None:
+        await _read_request(r)
+        w.write(_ok(body, b"Content-Encoding: gzip"))
+        await w.drain()
+
+    model = ModelSpec("pool", "m", "raw", price_in_per_m=1.0, price_out_per_m=1.0)
+    request = ChatRequest(model, [{"role": "user", "content": "hi"}])
+    async with (
+        RawServer(script) as server,
+        OpenAIChatClient(transport_factory=h1_transport) as client,
+    ):
+        result = await client.chat(request, EndpointSpec("raw", server.url, max_retries=0))
+    assert result.text == "zipped" and result.completion_tokens == 1
 
 
 async def test_a_stale_pooled_connection_is_replaced_once(transport: H1Transport) -> None:
