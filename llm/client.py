@@ -100,6 +100,7 @@ class _Endpoint:
         "headers",
         "limiter",
         "metrics",
+        "raw_headers",
         "semaphore",
         "spec",
         "transport",
@@ -117,7 +118,9 @@ class _Endpoint:
         self.spec = spec
         self.url = httpx.URL(spec.base_url.rstrip("/") + "/chat/completions")
         self.transport = transport
-        self.headers = httpx.Headers(headers)
+        # Host first, as httpx puts it; Content-Length is added per request
+        self.headers = httpx.Headers({"Host": self.url.netloc.decode("ascii"), **headers})
+        self.raw_headers = self.headers.raw
         self.extensions = {"timeout": httpx.Timeout(spec.timeout_s).as_dict()}
         self.breaker = breaker
         self.semaphore = asyncio.Semaphore(spec.max_concurrency)
@@ -474,13 +477,7 @@ class OpenAIChatClient:
                         budget, clipped = remaining, True
                 try:
                     async with asyncio.timeout(budget):
-                        request = httpx.Request(
-                            "POST",
-                            state.url,
-                            headers=state.headers,
-                            content=payload,
-                            extensions=state.extensions,
-                        )
+                        request = _post(state, payload)
                         response = await state.transport.handle_async_request(request)
                         response.request = request
                         first_token_at = time.monotonic()  # headers: TTFT unless streaming
@@ -539,6 +536,19 @@ class OpenAIChatClient:
             raise
         breaker.record_success()
         return completion, first_token_at
+
+
+def _post(state: _Endpoint, payload: bytes) -> httpx.Request:
+    """The request, its headers complete.  ``httpx.Request(content=...)`` re-derives Host
+    and Content-Length through several passes over the headers, about a tenth of a call's
+    CPU; here they come precomputed."""
+    headers = httpx.Headers([*state.raw_headers, (b"Content-Length", b"%d" % len(payload))])
+    request = httpx.Request(
+        "POST", state.url, headers=headers, stream=httpx.ByteStream(payload),
+        extensions=state.extensions,
+    )  # fmt: skip
+    request.read()  # the body stays available as request.content
+    return request
 
 
 async def _read_body(response: httpx.Response) -> bytes:

@@ -72,6 +72,8 @@ async def test_request_shape_matches_official_openai_client(
     assert mine.body == theirs.body
     assert mine.headers["authorization"] == theirs.headers["authorization"]
     assert mine.headers["content-type"] == theirs.headers["content-type"] == "application/json"
+    assert mine.headers["host"] == theirs.headers["host"]
+    assert "transfer-encoding" not in mine.headers  # a sized body, as the reference sends
     assert ours.text == theirs_result.choices[0].message.content == "ok: 2+2?"
     assert theirs_result.usage is not None
     assert ours.prompt_tokens == theirs_result.usage.prompt_tokens == 7
