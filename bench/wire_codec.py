@@ -60,10 +60,14 @@ def _samples() -> dict[str, Envelope]:
     result = {"slot": "p1", "status": "ok", "text": text, "record": _call_record("p1")}
     final = {"status": "ok", "answer": "A", "nodes": nodes, "decision": {"answer": "A"}}
     return {
-        "slot.call 0.6 KB": Envelope(Kind.SLOT_CALL, {"slot": "p1", "call": call}, **ids),
-        "slot.result 0.55 KB": Envelope(Kind.SLOT_RESULT, result, **ids),
-        "node.output 1.8 KB": Envelope(Kind.NODE_OUTPUT, {"node": "n3", "output": output}, **ids),
-        "query.result 15 KB": Envelope(Kind.QUERY_RESULT, final, **ids),
+        "slot.call 0.6 KB": Envelope(
+            kind=Kind.SLOT_CALL, payload={"slot": "p1", "call": call}, **ids
+        ),
+        "slot.result 0.55 KB": Envelope(kind=Kind.SLOT_RESULT, payload=result, **ids),
+        "node.output 1.8 KB": Envelope(
+            kind=Kind.NODE_OUTPUT, payload={"node": "n3", "output": output}, **ids
+        ),
+        "query.result 15 KB": Envelope(kind=Kind.QUERY_RESULT, payload=final, **ids),
     }
 
 
@@ -95,7 +99,11 @@ def _baseline_decode(data: bytes) -> Envelope:
     version = raw.get("c", 0)
     if not isinstance(version, int) or isinstance(version, bool):
         raise WireError("header", "bad")
-    return Envelope(kind, payload, *header[:3], version, header[3], float(raw.get("ts") or 0.0))
+    query_id, trace_id, span_id, sender = header
+    return Envelope(
+        kind=kind, payload=payload, query_id=query_id, trace_id=trace_id, span_id=span_id,
+        config_version=version, sender=sender, ts=float(raw.get("ts") or 0.0),
+    )  # fmt: skip
 
 
 def _per_call_us(fn: Callable[[], object], rounds: int) -> float:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import random
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
@@ -57,18 +56,37 @@ def new_id() -> str:
     return f"{_ids.getrandbits(64):016x}"
 
 
-@dataclass(frozen=True, slots=True)
-class Envelope:
-    """A decoded message: routing metadata plus a kind-specific payload map."""
+class Envelope(
+    msgspec.Struct,
+    frozen=True,
+    kw_only=True,
+    tag_field="v",
+    tag=SCHEMA_VERSION,
+    rename={
+        "kind": "k",
+        "query_id": "q",
+        "trace_id": "t",
+        "span_id": "s",
+        "config_version": "c",
+        "sender": "f",
+        "payload": "p",
+    },
+):
+    """A message: routing metadata plus a kind-specific payload map.
+
+    It is also the wire layout: msgspec encodes it as the map in the module
+    docstring (the schema version first, as the struct's tag) and decodes and
+    type-checks it in one pass, so a message is never copied into a second object.
+    """
 
     kind: Kind
-    payload: dict[str, Any]
     query_id: str = ""
     trace_id: str = ""
     span_id: str = ""
     config_version: int = 0
     sender: str = ""
-    ts: float = field(default_factory=time.time)
+    ts: float = msgspec.field(default_factory=time.time)
+    payload: dict[str, Any]
 
     def reply(self, kind: Kind, payload: dict[str, Any], *, sender: str) -> Envelope:
         """An envelope answering this one, keeping its query/trace ids."""
@@ -83,22 +101,13 @@ class Envelope:
         )
 
 
-class _Wire(msgspec.Struct, kw_only=True):
-    """The envelope as it travels (short keys, in this order); decoding checks the types."""
-
-    v: int
-    k: str
-    q: str = ""
-    t: str = ""
-    s: str = ""
-    c: int = 0
-    f: str = ""
-    ts: float = 0.0
-    p: dict[str, Any]
+class _NoVersion(msgspec.Struct, tag_field="v", tag=0):
+    """Never valid.  msgspec checks a struct's tag only when it decodes a union of tagged
+    structs, so decoding ``Envelope | _NoVersion`` is what makes ``"v"`` required."""
 
 
 _encoder = msgspec.msgpack.Encoder()
-_wire_decoder = msgspec.msgpack.Decoder(_Wire)
+_decoder = msgspec.msgpack.Decoder(Envelope | _NoVersion)
 _any_decoder = msgspec.msgpack.Decoder()
 
 
@@ -108,19 +117,7 @@ def encode(envelope: Envelope, *, max_bytes: int = DEFAULT_MAX_PAYLOAD) -> bytes
     The bytes are plain msgpack, the same as ``msgpack.packb(..., use_bin_type=True)``
     writes (a test checks this), produced by ``msgspec``.
     """
-    data = _encoder.encode(
-        _Wire(
-            v=SCHEMA_VERSION,
-            k=envelope.kind.value,
-            q=envelope.query_id,
-            t=envelope.trace_id,
-            s=envelope.span_id,
-            c=envelope.config_version,
-            f=envelope.sender,
-            ts=envelope.ts,
-            p=envelope.payload,
-        )
-    )
+    data = _encoder.encode(envelope)
     if len(data) > max_bytes:
         raise WireError(
             "oversize",
@@ -137,27 +134,17 @@ def decode(data: bytes) -> Envelope:
     header's types; anything that fails it is re-read to name what is wrong.
     """
     try:
-        wire = _wire_decoder.decode(data)
+        envelope = _decoder.decode(data)
     except msgspec.DecodeError as exc:  # ValidationError is a DecodeError too
         raise _diagnose(data, exc) from exc
-    kind = _KINDS.get(wire.k)
-    if wire.v != SCHEMA_VERSION or kind is None:
+    if not isinstance(envelope, Envelope):
         raise _diagnose(data, None)
-    payload = wire.p
-    for key in REQUIRED_KEYS[kind]:
+    payload = envelope.payload
+    for key in REQUIRED_KEYS[envelope.kind]:
         if key not in payload:
-            missing = sorted(REQUIRED_KEYS[kind] - payload.keys())
-            raise WireError("payload", f"{kind.value}: payload lacks {', '.join(missing)}")
-    return Envelope(
-        kind=kind,
-        payload=payload,
-        query_id=wire.q,
-        trace_id=wire.t,
-        span_id=wire.s,
-        config_version=wire.c,
-        sender=wire.f,
-        ts=wire.ts,
-    )
+            missing = sorted(REQUIRED_KEYS[envelope.kind] - payload.keys())
+            raise WireError("payload", f"{envelope.kind.value}: payload lacks {', '.join(missing)}")
+    return envelope
 
 
 def _diagnose(data: bytes, failure: Exception | None) -> WireError:

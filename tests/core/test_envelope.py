@@ -35,6 +35,7 @@ def test_round_trip_keeps_every_field() -> None:
         (msgpack.packb({"v": 1, "k": "query", "p": {"text": "x"}})[:-1], "garbled"),
         (msgpack.packb({"v": 2, "k": "query", "p": {"text": "x"}}), "version"),
         (msgpack.packb({"k": "query", "p": {"text": "x"}}), "version"),
+        (msgpack.packb({"v": 0, "k": "query", "p": {"text": "x"}}), "version"),
         (msgpack.packb({"v": 1, "k": "nope", "p": {}}), "kind"),
         (msgpack.packb({"v": 1, "k": "query", "p": [1]}), "payload"),
         (msgpack.packb({"v": 1, "k": "query", "p": {}}), "payload"),
