@@ -72,16 +72,18 @@ class SlotActor(LoopActor):
         ctx, reply, finished = self.ctx, message.reply, [False]
         notify = call.get("notify")
         if notify:
-            accepted = {
-                "node": self.node,
-                "slot": envelope.payload["slot"],
-                "worker": ctx.worker_id,
-            }
-            notice = ctx.envelope(Kind.SLOT_ACCEPTED, accepted, envelope)
+            node = self.node
 
             def announce() -> None:  # only calls still running need a taker on record
                 if not finished[0]:
-                    ctx.bus.publish(str(notify), notice)
+                    accepted = {
+                        "node": node,
+                        "slot": envelope.payload["slot"],
+                        "worker": ctx.worker_id,
+                    }
+                    ctx.bus.publish(
+                        str(notify), ctx.envelope(Kind.SLOT_ACCEPTED, accepted, envelope)
+                    )
 
             ctx.bus.call_later(ANNOUNCE_AFTER_S, announce)
 
