@@ -106,6 +106,7 @@ class Bus:
         self._reply_prefix = ""
         self._reply_seq = itertools.count()
         self._pending: dict[str, _Waiting] = {}
+        self._loop_ident: int | None = None  # the loop thread's id, once it runs
 
     # -- lifecycle -----------------------------------------------------------------
     def start(self, timeout: float = 10.0) -> Bus:
@@ -146,8 +147,12 @@ class Bus:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     def _run_loop(self) -> None:
+        self._loop_ident = threading.get_ident()
         asyncio.set_event_loop(self.loop)
-        self.loop.run_forever()
+        try:
+            self.loop.run_forever()
+        finally:
+            self._loop_ident = None  # a later thread may get the same id
 
     async def _connect(self) -> None:
         self._nc = await nats.connect(
@@ -215,7 +220,7 @@ class Bus:
 
     def in_loop(self) -> bool:
         """True when called from the loop thread."""
-        return threading.current_thread() is self._thread
+        return threading.get_ident() == self._loop_ident
 
     # -- bridging ------------------------------------------------------------------
     def call_later(self, delay_s: float, callback: Callable[..., object], *args: Any) -> None:
