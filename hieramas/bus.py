@@ -290,6 +290,7 @@ class Bus:
         except StopIteration:
             return
         except Exception:
+            self.counters["coroutine_failed"] += 1
             log.exception("bus.coroutine_failed")
             return
         self.spawn(_carry_on(coro, pending))

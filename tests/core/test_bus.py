@@ -176,6 +176,7 @@ def test_spawn_eager_runs_until_the_first_suspension_then_a_task_carries_on(
     try:
         assert bus.call(drive(), 5) == ["quick", "waits: before"]
         assert steps == ["quick", "waits: before", "waits: after"]
+        assert bus.counters["coroutine_failed"] == 1
     finally:
         bus.stop()
 
