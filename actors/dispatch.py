@@ -95,6 +95,11 @@ class _Inbox:
                     raise queue.Empty
             return self._items.popleft()
 
+    def take(self) -> Any:
+        """The next item, or ``None`` when empty (the loop's drain: no exception per drain)."""
+        with self._cond:
+            return self._items.popleft() if self._items else None
+
     def empty(self) -> bool:
         return not self._items
 
@@ -157,9 +162,8 @@ class LoopActor(pykka.Actor):
             if self.actor_stopped.is_set():
                 self._actor_loop_teardown()
                 return
-            try:
-                envelope = inbox.get(block=False)
-            except queue.Empty:
+            envelope = inbox.take()
+            if envelope is None:  # pykka never queues None: its envelopes wrap messages
                 return
             self._handle_envelope(envelope)
         if self.actor_stopped.is_set():
