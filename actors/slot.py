@@ -7,7 +7,7 @@ the prompt, starts the call without blocking, and replies when it finishes.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import structlog
 
@@ -24,6 +24,8 @@ __all__ = ["ProposerActor", "SlotActor", "SynthesizerActor"]
 
 log = structlog.get_logger(__name__)
 
+_Spec = TypeVar("_Spec", ModelSpec, EndpointSpec)
+
 ANNOUNCE_AFTER_S = 0.25
 """A call still running after this long tells its supernode which worker holds it (for failover);
 quicker calls are acknowledged by their reply alone."""
@@ -39,10 +41,25 @@ class SlotActor(LoopActor):
         self.ctx = ctx
         self.node = node
         self.slot = slot
+        self._specs: dict[tuple[type, object], tuple[dict[str, Any], object]] = {}
 
     def messages(self, call: dict[str, Any]) -> list[Message]:
         """The chat messages for ``call``."""
         raise NotImplementedError
+
+    def _spec(self, kind: type[_Spec], record: dict[str, Any]) -> _Spec:
+        """``kind(**record)``, the same object again while the record stays the same.
+
+        Every call carries its model and endpoint records; reusing the spec saves building
+        it per call, and the LLM client then finds its endpoint state by identity.
+        """
+        key = (kind, record.get("name"))
+        cached = self._specs.get(key)
+        if cached is not None and cached[0] == record:
+            return cast(_Spec, cached[1])
+        spec = kind(**record)
+        self._specs[key] = (record, spec)
+        return spec
 
     def on_receive(self, message: Any) -> None:
         if isinstance(message, Inbound):
@@ -52,8 +69,8 @@ class SlotActor(LoopActor):
         envelope = message.envelope
         try:
             call = envelope.payload["call"]
-            model = ModelSpec(**call["model"])
-            endpoint = EndpointSpec(**call["endpoint"])
+            model = self._spec(ModelSpec, call["model"])
+            endpoint = self._spec(EndpointSpec, call["endpoint"])
             messages = self.messages(call)
         except (KeyError, TypeError, ValueError) as exc:
             self._reject(message, "bad_call", f"malformed {self.slot_kind} call: {exc!r}")
