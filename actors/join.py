@@ -10,6 +10,7 @@ active predecessors, and forgets the query at its deadline whatever happens.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,6 +44,7 @@ class NodeRun:
     waiting: set[str] = field(default_factory=set)
     attempts: dict[str, int] = field(default_factory=dict)
     requests: dict[str, tuple[str, str, str, list[str]]] = field(default_factory=dict)
+    expiry: asyncio.TimerHandle | None = None  # cancelled when the run finishes in time
 
     @property
     def ready(self) -> bool:
@@ -108,7 +110,7 @@ class JoinActor(LoopActor):
         )
         self.runs[envelope.query_id] = run
         delay = max(plan.deadline_unix - time.time(), 0.0) + 1.0
-        tell_later(self.ctx.bus, delay, self.actor_ref, Expire(envelope.query_id))
+        run.expiry = tell_later(self.ctx.bus, delay, self.actor_ref, Expire(envelope.query_id))
         self._maybe_start(run)
 
     def _on_routes(self, envelope: Envelope) -> None:
@@ -137,6 +139,8 @@ class JoinActor(LoopActor):
     def finish(self, run: NodeRun, output: dict[str, Any], targets: list[str]) -> None:
         """Send ``output`` to ``targets`` (node ids, via routes) and to the gateway; forget the run."""
         self.runs.pop(run.activation.query_id, None)
+        if run.expiry is not None:
+            run.expiry.cancel()
         routes = run.routes or {}
         at: dict[str, list[str]] = {}  # one message per worker inbox, not per target
         for target in targets:

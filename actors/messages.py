@@ -7,6 +7,7 @@ an actor's state only ever changes on its own thread.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from dataclasses import dataclass
 from typing import Any
@@ -95,11 +96,15 @@ class VoteDone:
     result: VoteOutcome | BaseException
 
 
-def tell_later(bus: Bus, delay_s: float, ref: pykka.ActorRef[Any], message: object) -> None:
-    """Deliver ``message`` to ``ref`` after ``delay_s`` (dropped if the actor has stopped)."""
+def tell_later(
+    bus: Bus, delay_s: float, ref: pykka.ActorRef[Any], message: object
+) -> asyncio.TimerHandle | None:
+    """Deliver ``message`` to ``ref`` after ``delay_s`` (dropped if the actor has stopped).
+
+    Returns the timer when called on the bus loop, so that it can be cancelled."""
 
     def deliver() -> None:
         with contextlib.suppress(pykka.ActorDeadError):
             ref.tell(message)
 
-    bus.call_later(delay_s, deliver)
+    return bus.call_later(delay_s, deliver)

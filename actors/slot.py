@@ -7,6 +7,7 @@ the prompt, starts the call without blocking, and replies when it finishes.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, TypeVar, cast
 
 import structlog
@@ -87,6 +88,7 @@ class SlotActor(LoopActor):
             "worker": self.ctx.worker_id,
         }
         ctx, reply, finished = self.ctx, message.reply, [False]
+        timer: asyncio.TimerHandle | None = None
         notify = call.get("notify")
         if notify:
             node = self.node
@@ -102,10 +104,12 @@ class SlotActor(LoopActor):
                         str(notify), ctx.envelope(Kind.SLOT_ACCEPTED, accepted, envelope)
                     )
 
-            ctx.bus.call_later(ANNOUNCE_AFTER_S, announce)
+            timer = ctx.bus.call_later(ANNOUNCE_AFTER_S, announce)
 
         def complete(done: CallDone) -> None:  # on the bus loop: nothing here touches actor state
             finished[0] = True
+            if timer is not None:
+                timer.cancel()
             _reply(ctx, envelope, reply, model, event, done)
 
         start_llm_call(

@@ -10,6 +10,7 @@ the actor; the common path (accepted, then answered) never wakes it.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +30,7 @@ class _Call:
     attempt: int
     ref: pykka.ActorRef[Any]
     worker: str | None = None
+    check: asyncio.TimerHandle | None = None  # the acceptance check, cancelled once answered
 
 
 class SlotCallTracker:
@@ -46,8 +48,10 @@ class SlotCallTracker:
         key = (query_id, node, tag)
 
         def register() -> None:
-            self._calls[key] = _Call(attempt, ref)
-            self.bus.loop.call_later(self.accept_timeout_s, self._check_accepted, key, attempt)
+            check = self.bus.loop.call_later(
+                self.accept_timeout_s, self._check_accepted, key, attempt
+            )
+            self._calls[key] = _Call(attempt, ref, check=check)
 
         if self.bus.in_loop():
             register()
@@ -66,6 +70,8 @@ class SlotCallTracker:
         call = self._calls.get(key)
         if call is not None and call.attempt == attempt:
             del self._calls[key]
+            if call.check is not None:
+                call.check.cancel()
 
     def lost(self, worker: str) -> int:
         """Ask for every call held by ``worker`` to be redone; returns how many."""
@@ -81,6 +87,8 @@ class SlotCallTracker:
 
     def _redo(self, key: Key, call: _Call, reason: str) -> None:
         del self._calls[key]
+        if call.check is not None:
+            call.check.cancel()
         self.bus.counters["slot.redone"] += 1
         with contextlib.suppress(pykka.ActorDeadError):
             call.ref.tell(Redo(query_id=key[0], tag=key[2], attempt=call.attempt, reason=reason))

@@ -223,16 +223,19 @@ class Bus:
         return threading.get_ident() == self._loop_ident
 
     # -- bridging ------------------------------------------------------------------
-    def call_later(self, delay_s: float, callback: Callable[..., object], *args: Any) -> None:
+    def call_later(
+        self, delay_s: float, callback: Callable[..., object], *args: Any
+    ) -> asyncio.TimerHandle | None:
         """Run ``callback(*args)`` on the loop after ``delay_s``, from any thread.
 
         On the loop thread this is a plain ``loop.call_later``: no wake-up of the loop
-        (``call_soon_threadsafe`` writes to its self-pipe, a system call).
+        (``call_soon_threadsafe`` writes to its self-pipe, a system call), and the timer
+        comes back so that it can be cancelled.  From another thread it is ``None``.
         """
         if self.in_loop():
-            self.loop.call_later(delay_s, callback, *args)
-        else:
-            self.loop.call_soon_threadsafe(self.loop.call_later, delay_s, callback, *args)
+            return self.loop.call_later(delay_s, callback, *args)
+        self.loop.call_soon_threadsafe(self.loop.call_later, delay_s, callback, *args)
+        return None
 
     def run(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
         """Schedule ``coro`` on the loop from any thread."""
