@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+import httpx
 import yaml
 
 MMLU_ROLES = [
@@ -48,3 +50,16 @@ def config_yaml(
 def node(role: str, proposers: list[str], synthesizer: str) -> dict[str, Any]:
     """One supernode entry."""
     return {"role": role, "proposers": proposers, "synthesizer": synthesizer}
+
+
+def chat_post(base_url: str, model: str = "echo", *, stream: bool = False) -> httpx.Request:
+    """A chat completion request as the client sends it (with an API key header)."""
+    body: dict[str, object] = {"model": model, "messages": [{"role": "user", "content": "a b c"}]}
+    if stream:
+        body["stream"] = True
+    return httpx.Request(
+        "POST",
+        f"{base_url}/chat/completions",
+        headers={"Content-Type": "application/json", "Authorization": "Bearer sk-t"},
+        content=json.dumps(body).encode(),
+    )

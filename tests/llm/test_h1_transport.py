@@ -1,13 +1,13 @@
-"""H1Transport against real servers on loopback: the loopback LLM server, and a raw
-asyncio server that answers each connection as a test scripts it (chunked and
-close-delimited bodies, dropped and stale connections, garbage, silence)."""
+"""What only H1Transport does, against real servers on loopback: the loopback LLM server
+on uvloop, and a raw asyncio server that answers each connection as a test scripts it
+(chunked and close-delimited bodies, dropped and stale connections, garbage, silence).
+The behaviour every transport shares is tested in ``test_transports.py``."""
 
 from __future__ import annotations
 
 import asyncio
 import gzip
 import json
-import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
@@ -17,14 +17,9 @@ import pytest
 from hieramas.llm.client import OpenAIChatClient
 from hieramas.llm.h1_transport import H1Transport
 from hieramas.llm.loopback import LoopbackLLM
-from hieramas.llm.transports import (
-    ENV,
-    aiohttp_transport,
-    auto_transport,
-    default_transport_factory,
-    h1_transport,
-)
+from hieramas.llm.transports import h1_transport
 from hieramas.llm.types import ChatRequest, EndpointSpec, ModelSpec
+from support import chat_post
 
 LIMITS = httpx.Limits(max_connections=2, max_keepalive_connections=2)
 TIMEOUT = httpx.Timeout(5.0)
@@ -36,70 +31,7 @@ def server() -> Iterator[LoopbackLLM]:
         yield srv
 
 
-def _post(base_url: str, model: str = "echo", *, stream: bool = False) -> httpx.Request:
-    body: dict[str, object] = {"model": model, "messages": [{"role": "user", "content": "a b c"}]}
-    if stream:
-        body["stream"] = True
-    return httpx.Request(
-        "POST",
-        f"{base_url}/chat/completions",
-        headers={"Content-Type": "application/json", "Authorization": "Bearer sk-t"},
-        content=json.dumps(body).encode(),
-    )
-
-
 # -- against the loopback LLM server --------------------------------------------------
-
-
-async def test_plain_body_and_headers_reach_the_other_side(
-    server: LoopbackLLM,
-) -> None:
-    transport = H1Transport(LIMITS, TIMEOUT)
-    try:
-        response = await transport.handle_async_request(_post(server.base_url))
-        document = json.loads(await response.aread())
-        await response.aclose()
-    finally:
-        await transport.aclose()
-    assert response.status_code == 200
-    assert response.headers["content-type"].startswith("application/json")
-    assert document["choices"][0]["message"]["content"] == "a b c"
-    sent = server.requests[-1]
-    assert sent.headers["authorization"] == "Bearer sk-t"
-    assert sent.headers["host"] == server.base_url.split("/")[2]
-
-
-async def test_event_stream_is_delivered_as_it_arrives(server: LoopbackLLM) -> None:
-    transport = H1Transport(LIMITS, TIMEOUT)
-    try:
-        started = time.monotonic()
-        response = await transport.handle_async_request(
-            _post(server.base_url, "ttft-400", stream=True)
-        )
-        chunks = response.aiter_raw()
-        first = await anext(chunks)
-        first_at = time.monotonic() - started
-        rest = b"".join([chunk async for chunk in chunks])
-        done_at = time.monotonic() - started
-        await response.aclose()
-        again = await transport.handle_async_request(_post(server.base_url))  # pooled again
-        await again.aclose()
-    finally:
-        await transport.aclose()
-    assert b'"role"' in first  # the role event comes before the 400 ms wait
-    assert first_at < 0.3 <= 0.4 <= done_at
-    assert rest.rstrip().endswith(b"data: [DONE]")
-    assert again.status_code == 200
-
-
-async def test_client_streams_through_it_with_true_first_token_time(server: LoopbackLLM) -> None:
-    endpoint = EndpointSpec("loop", server.base_url)
-    model = ModelSpec("pool", "ttft-150", "loop", price_in_per_m=1.0, price_out_per_m=1.0)
-    request = ChatRequest(model, [{"role": "user", "content": "tell me three words"}])
-    async with OpenAIChatClient(stream=True, transport_factory=h1_transport) as client:
-        result = await client.chat(request, endpoint)
-    assert result.text == "ok: tell me three words"
-    assert result.ttft_s is not None and 0.15 <= result.ttft_s <= result.latency_s
 
 
 def test_it_runs_on_uvloop_as_workers_do(server: LoopbackLLM) -> None:
@@ -109,37 +41,13 @@ def test_it_runs_on_uvloop_as_workers_do(server: LoopbackLLM) -> None:
         transport = H1Transport(LIMITS, TIMEOUT)
         try:
             answers = await asyncio.gather(
-                *(transport.handle_async_request(_post(server.base_url)) for _ in range(5))
+                *(transport.handle_async_request(chat_post(server.base_url)) for _ in range(5))
             )
             return [answer.status_code for answer in answers]
         finally:
             await transport.aclose()
 
     assert uvloop.run(calls()) == [200] * 5
-
-
-async def test_sequential_calls_reuse_one_pooled_connection(server: LoopbackLLM) -> None:
-    transport = H1Transport(LIMITS, TIMEOUT)
-    before = len(server.requests)
-    try:
-        for _ in range(4):
-            response = await transport.handle_async_request(_post(server.base_url, "keep"))
-            assert response.status_code == 200
-    finally:
-        await transport.aclose()
-    assert len({r.client_port for r in server.requests[before:]}) == 1
-
-
-async def test_refused_connection_is_a_connect_error() -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        dead_port = sock.getsockname()[1]
-    transport = H1Transport(LIMITS, TIMEOUT)
-    try:
-        with pytest.raises(httpx.ConnectError):
-            await transport.handle_async_request(_post(f"http://127.0.0.1:{dead_port}/v1"))
-    finally:
-        await transport.aclose()
 
 
 # -- against a scripted raw server ----------------------------------------------------
@@ -388,23 +296,3 @@ async def test_unsupported_scheme_and_header_injection_are_refused(
     request = httpx.Request("POST", "http://127.0.0.1:9/v1", content=b"{}", headers=evil)
     with pytest.raises(httpx.LocalProtocolError):
         await transport.handle_async_request(request)
-
-
-# -- choosing the transport -----------------------------------------------------------
-
-
-def test_the_default_picks_h1_for_http_and_aiohttp_for_https(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.delenv(ENV, raising=False)
-    assert default_transport_factory() is auto_transport
-    assert isinstance(auto_transport(EndpointSpec("l", "http://127.0.0.1:1/v1")), H1Transport)
-    hosted = auto_transport(EndpointSpec("h", "https://openrouter.ai/api/v1"))
-    assert type(hosted) is type(aiohttp_transport(EndpointSpec("h", "https://x/v1")))
-    monkeypatch.setenv(ENV, "h1")
-    assert default_transport_factory() is h1_transport
-    monkeypatch.setenv(ENV, "httpx")
-    assert default_transport_factory() is None
-    monkeypatch.setenv(ENV, "curl")
-    with pytest.raises(ValueError, match="HIERAMAS_HTTP_TRANSPORT must be one of"):
-        default_transport_factory()
