@@ -292,7 +292,18 @@ async def test_unsupported_scheme_and_header_injection_are_refused(
 ) -> None:
     with pytest.raises(httpx.UnsupportedProtocol):
         await _get(transport, "https://example.invalid/v1")
-    evil = {"X-Evil": "a\r\nInjected: 1"}  # httpx itself lets this through
-    request = httpx.Request("POST", "http://127.0.0.1:9/v1", content=b"{}", headers=evil)
-    with pytest.raises(httpx.LocalProtocolError):
-        await transport.handle_async_request(request)
+    server: RawServer
+
+    async def script(r: asyncio.StreamReader, w: asyncio.StreamWriter, n: int) -> None:
+        await server.request(r)
+        w.write(_ok(b"{}"))
+        await w.drain()
+
+    async with RawServer(script) as server:
+        for evil in ("a\r\nInjected: 1", "a\nInjected: 1", "a\rb"):  # httpx lets these through
+            headers = {"X-Fine": "yes", "X-Evil": evil}
+            request = httpx.Request("POST", server.url, content=b"{}", headers=headers)
+            with pytest.raises(httpx.LocalProtocolError, match="header b'X-Evil' contains a line"):
+                await transport.handle_async_request(request)
+        assert server.requests == []  # nothing was sent
+        assert (await _get(transport, server.url)).status_code == 200  # and it still works
