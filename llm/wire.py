@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 from datetime import UTC
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
@@ -89,8 +89,57 @@ def _content_text(content: object) -> str:
     raise LLMError("malformed", f"message content has unexpected type {type(content).__name__}")
 
 
+class _Message(msgspec.Struct):
+    content: str | None = None
+
+
+class _Choice(msgspec.Struct):
+    message: _Message
+    finish_reason: str | None = None
+
+
+_Count = Annotated[int, msgspec.Meta(ge=0)]
+
+
+class _Usage(msgspec.Struct):
+    prompt_tokens: _Count | None = None
+    completion_tokens: _Count | None = None
+
+
+class _Plain(msgspec.Struct):
+    """The completion every OpenAI-compatible server sends when all is well."""
+
+    choices: Annotated[list[_Choice], msgspec.Meta(min_length=1)]
+    usage: _Usage | None = None
+    model: str | None = None
+
+
+_plain_decoder = msgspec.json.Decoder(_Plain)
+
+
 def parse_completion(raw: bytes) -> Completion | EmbeddedError:
-    """Parse a 2xx response body; raise :class:`LLMError` ``malformed`` when unusable."""
+    """Parse a 2xx response body; raise :class:`LLMError` ``malformed`` when unusable.
+
+    A plain completion is decoded and checked against its schema in one pass, in C,
+    skipping the fields nobody reads; anything else (content parts, an embedded
+    error, odd usage, garbage) takes the lenient reading below.
+    """
+    try:
+        plain = _plain_decoder.decode(raw)
+    except msgspec.DecodeError:  # a ValidationError is a DecodeError too
+        return _parse_lenient(raw)
+    first = plain.choices[0]
+    usage = plain.usage
+    return Completion(
+        text=first.message.content or "",
+        prompt_tokens=usage.prompt_tokens if usage else None,
+        completion_tokens=usage.completion_tokens if usage else None,
+        served_model=plain.model,
+        finish_reason=first.finish_reason,
+    )
+
+
+def _parse_lenient(raw: bytes) -> Completion | EmbeddedError:
     try:
         body = msgspec.json.decode(raw)
     except (ValueError, UnicodeDecodeError) as exc:

@@ -17,6 +17,7 @@ from hieramas.llm.wire import (
     parse_completion,
     parse_retry_after,
 )
+from hieramas.llm.wire import _parse_lenient as parse_leniently
 
 NOW = 1_700_000_000.0
 
@@ -51,6 +52,25 @@ def test_parse_completion_ok_and_usage_variants() -> None:
     assert parse_completion(b'{"choices": [{"message": {}}], "usage": "n/a"}') == Completion(
         "", None, None, None, None
     )
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"id": "c1", "object": "chat.completion", "created": 1, "model": "gpt-x",'
+        b' "system_fingerprint": "fp", "choices": [{"index": 0, "logprobs": null,'
+        b' "message": {"role": "assistant", "content": "A", "refusal": null},'
+        b' "finish_reason": "stop"}], "usage": {"prompt_tokens": 9, "completion_tokens": 1,'
+        b' "total_tokens": 10, "prompt_tokens_details": {"cached_tokens": 0}}}',
+        b'{"choices": [{"message": {"content": "B"}}], "usage": null}',
+        b'{"choices": [{"message": {"content": "C"}}], "usage": {"prompt_tokens": 1.5}}',
+        b'{"choices": [{"message": {"content": [{"type": "text", "text": "D"}]}}]}',
+        b'{"choices": [{"message": {"content": "E"}}], "model": 7, "finish_reason": 1}',
+        b'{"choices": [], "error": {"message": "upstream", "code": 502}}',
+    ],
+)
+def test_the_schema_fast_path_reads_as_the_lenient_one(raw: bytes) -> None:
+    assert parse_completion(raw) == parse_leniently(raw)
 
 
 def test_parse_completion_embedded_error_and_bad_content() -> None:
