@@ -23,21 +23,17 @@ def server() -> Iterator[LoopbackLLM]:
         yield srv
 
 
-async def test_plain_body_arrives_loaded_and_headers_reach_the_server(
-    server: LoopbackLLM,
-) -> None:
+async def test_a_plain_body_arrives_already_loaded(server: LoopbackLLM) -> None:
+    """Status, headers and body over this transport: ``test_transports.py``."""
     transport = BufferedAiohttpTransport(LIMITS)
     try:
-        response = await transport.handle_async_request(chat_post(server.base_url, "echo"))
+        response = await transport.handle_async_request(chat_post(server.base_url))
         # a streamed httpx.Response raises ResponseNotRead here; a buffered one has its content
         document = json.loads(response.content)
         await response.aclose()
     finally:
         await transport.aclose()
-    assert response.status_code == 200
-    assert response.headers["content-type"].startswith("application/json")
     assert document["choices"][0]["message"]["content"] == "a b c"
-    assert server.requests[-1].headers["authorization"] == "Bearer sk-t"
 
 
 @pytest.mark.parametrize(
