@@ -8,7 +8,9 @@ resolve straight from it: no task, future or timeout wrapper per request.  A
 publish from the loop runs at once rather than as a task
 (:meth:`Bus.spawn_eager`).  Subscriptions decode every message once, on the
 loop, and reject garbled ones with a logged, counted, typed error (and an
-``error`` reply when the sender waits for one).  The loop is uvloop's where
+``error`` reply when the sender waits for one); they are handled as nats-py
+parses them, without its per-subscription queue and task
+(:mod:`hieramas.natsdelivery`).  The loop is uvloop's where
 installed (``HIERAMAS_UVLOOP=0`` for asyncio's own), and the actors themselves
 are drained by it (:mod:`hieramas.actors.dispatch`).
 """
@@ -34,6 +36,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from hieramas.natsconn import NatsSettings
+from hieramas.natsdelivery import deliver_directly
 from hieramas.wire import Envelope, Kind, WireError, decode, encode
 
 __all__ = ["Bus", "BusError", "Handler", "RemoteError", "ReplyCallback", "error_envelope"]
@@ -163,9 +166,10 @@ class Bus:
         )
         self._js = self._nc.jetstream()
         self._reply_prefix = self._nc.new_inbox() + "."  # honours a configured inbox prefix
-        await self._nc.subscribe(
+        replies = await self._nc.subscribe(
             self._reply_prefix + "*", cb=self._on_reply, pending_msgs_limit=200_000
         )
+        deliver_directly(replies, self._take_reply, self.counters)
         log.info("bus.connected", url=self.settings.redacted_url(), sender=self.sender)
 
     async def _close(self) -> None:
@@ -366,6 +370,9 @@ class Bus:
             self._resolve(token, BusError("timeout", reason))
 
     async def _on_reply(self, msg: Msg) -> None:
+        self._take_reply(msg)  # nats-py's own delivery, where direct delivery is unavailable
+
+    def _take_reply(self, msg: Msg) -> None:
         token = msg.subject[len(self._reply_prefix) :]
         entry = self._pending.get(token)
         if entry is None:
@@ -411,6 +418,9 @@ class Bus:
         """Subscribe on the loop; ``handler`` receives decoded envelopes only."""
 
         async def on_message(msg: Msg) -> None:
+            take(msg)  # nats-py's own delivery, where direct delivery is unavailable
+
+        def take(msg: Msg) -> None:
             self.counters["received"] += 1
             try:
                 envelope = decode(msg.data)
@@ -423,9 +433,11 @@ class Bus:
                 log.exception("bus.handler_failed", subject=msg.subject)
                 self.reject(msg.subject, msg.reply or None, "internal", f"handler failed: {exc}")
 
-        return await self.nc.subscribe(
+        sub = await self.nc.subscribe(
             subject, queue=queue, cb=on_message, pending_msgs_limit=200_000
         )
+        deliver_directly(sub, take, self.counters)
+        return sub
 
     def subscribe(self, subject: str, handler: Handler, *, queue: str = "") -> Any:
         """Blocking form of :meth:`asubscribe` for non-loop threads."""
