@@ -53,31 +53,32 @@ class _Inbox:
 
     def __init__(self) -> None:
         self._items: collections.deque[Any] = collections.deque()
-        self._cond = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()  # the loop's paths take it bare: no Condition wrapper
+        self._cond = threading.Condition(self._lock)  # for a reader thread (``threads`` mode)
         self._wake: Callable[[], None] | None = None
         self._scheduled = False
 
     def bind(self, wake: Callable[[], None]) -> None:
         """From now on every put schedules ``wake`` (once until :meth:`rearm`)."""
-        with self._cond:
+        with self._lock:
             self._wake = wake
             self._scheduled = True  # the caller drains right after binding
 
     def rearm(self) -> None:
         """A drain starts: the next put schedules another one."""
-        with self._cond:
+        with self._lock:
             self._scheduled = False
 
     def claim(self) -> bool:
         """True (and marked scheduled) if items wait and no drain is scheduled yet."""
-        with self._cond:
+        with self._lock:
             if self._items and not self._scheduled:
                 self._scheduled = True
                 return True
             return False
 
     def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
-        with self._cond:
+        with self._lock:
             self._items.append(item)
             wake = self._wake
             if wake is None:
@@ -97,7 +98,7 @@ class _Inbox:
 
     def take(self) -> Any:
         """The next item, or ``None`` when empty (the loop's drain: no exception per drain)."""
-        with self._cond:
+        with self._lock:
             return self._items.popleft() if self._items else None
 
     def empty(self) -> bool:
