@@ -32,3 +32,25 @@ def test_bursts_are_batched_split_to_fit_and_replayed_in_order() -> None:
     assert emitter.counters["published"] == 301
     assert emitter.counters["failed"] == 1
     assert 1 < info.state.messages < 100  # batched: far fewer messages than events
+
+
+def test_a_full_buffer_drops_and_counts_and_flush_waits_for_the_rest(
+    nats_server: NatsServer,
+) -> None:
+    bus = Bus(NatsSettings(url=nats_server.url)).start()
+    try:
+        subjects = Subjects()
+        bus.call(ensure_trace_stream(bus, subjects), 10)
+        emitter = TraceEmitter(bus, subjects, capacity=10, linger_s=0.05)
+        for i in range(15):  # nothing publishes yet: the buffer fills
+            emitter.emit({"event": "llm_call", "i": i})
+        bus.call(emitter.flush(timeout=0.2), 5)  # nobody pumps: gives up after its timeout
+        emitter.start()
+        bus.call(emitter.flush(), 10)
+        events = bus.call(replay(bus, subjects), 10)
+        bus.call(emitter.flush(), 10)  # idle: returns at once
+    finally:
+        bus.stop()
+    assert emitter.counters["dropped"] == 5
+    assert [e["i"] for e in events] == list(range(10))  # the first ten, kept in order
+    assert emitter.counters["published"] == 10
