@@ -176,8 +176,8 @@ class OpenAIChatClient:
         self._breaker_reset_s = breaker_reset_s
         self._app_name = app_name
         self._app_url = app_url
-        self._states: dict[str, _Endpoint] = {}
-        self._retired: list[_Endpoint] = []
+        self._states: dict[str, _Endpoint] = {}  # the newest settings of each endpoint name
+        self._by_spec: dict[EndpointSpec, _Endpoint] = {}  # every settings seen, until aclose
         self.stream = stream
         self._closed = False
 
@@ -285,22 +285,32 @@ class OpenAIChatClient:
     async def aclose(self) -> None:
         """Close every endpoint's connection pool."""
         self._closed = True
-        states = [*self._states.values(), *self._retired]
-        self._states, self._retired = {}, []
+        states = list(self._by_spec.values())
+        self._states, self._by_spec = {}, {}
         for state in states:
             await state.transport.aclose()
 
     # ------------------------------------------------------------------ internals
 
     def _state(self, endpoint: EndpointSpec) -> _Endpoint:
+        """The pool, limits and breaker for these endpoint settings.
+
+        Queries pinned to different config versions may use one endpoint name with
+        different settings at the same time; each distinct setting keeps its own
+        state for as long as the client lives, so alternating between versions
+        reuses pools rather than building a new one at every switch.
+        """
         state = self._states.get(endpoint.name)
         if state is not None and (state.spec is endpoint or state.spec == endpoint):
             return state
+        known = self._by_spec.get(endpoint)
+        if known is not None:  # another config version's settings, still in use
+            return known
         fresh = self._new_state(endpoint)
         if state is not None:  # reconfigured: calls in flight finish on the old pool
             fresh.metrics = state.metrics
-            self._retired.append(state)
             log.info("llm_endpoint_reconfigured", endpoint=endpoint.name, url=fresh.url)
+        self._by_spec[endpoint] = fresh
         self._states[endpoint.name] = fresh
         self.endpoints[endpoint.name] = endpoint
         return fresh

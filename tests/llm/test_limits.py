@@ -119,6 +119,37 @@ async def test_reconfigured_endpoint_gets_a_new_pool_and_keeps_counters(
     assert old_route.call_count == 2 and new_route.call_count == 1
 
 
+async def test_versions_alternating_between_two_settings_reuse_two_pools(
+    chat_request: ChatRequest, chat_body: Body
+) -> None:
+    """Queries of an old and a new config version interleave while the old ones finish."""
+    created: list[str] = []
+    closed: list[str] = []
+
+    class Counted(httpx.MockTransport):
+        def __init__(self, host: str) -> None:
+            super().__init__(lambda request: httpx.Response(200, json=chat_body(host)))
+            self.host = host
+
+        async def aclose(self) -> None:
+            closed.append(self.host)
+
+    def factory(endpoint: EndpointSpec) -> httpx.AsyncBaseTransport:
+        host = httpx.URL(endpoint.base_url).host
+        created.append(host)
+        return Counted(host)
+
+    old = EndpointSpec("ep", "http://old.test/v1", max_concurrency=2)
+    new = EndpointSpec("ep", "http://new.test/v1", max_concurrency=2)
+    async with OpenAIChatClient(transport_factory=factory) as client:
+        texts = [(await client.chat(chat_request, spec)).text for spec in [old, new] * 5]
+        assert client.endpoints["ep"] == new  # the newest settings stay the current ones
+        assert client.metrics()["ep"]["calls"] == 10
+    assert texts == ["old.test", "new.test"] * 5
+    assert created == ["old.test", "new.test"]  # one pool per settings, not one per switch
+    assert sorted(closed) == ["new.test", "old.test"]  # both closed with the client
+
+
 async def test_cancellation_frees_slot_and_probe(
     chat_request: ChatRequest, chat_body: Body, chat_url: str
 ) -> None:
