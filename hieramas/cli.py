@@ -1,8 +1,9 @@
 """The ``hieramas`` command: ``up``, ``worker``, ``controller``, ``ask``, ``config``, ``traces``.
 
-Every command takes ``--nats URL`` (or ``$HIERAMAS_NATS_URL``) to use an
-existing NATS; without it, ``up`` and ``ask`` start an embedded stack.  NATS
-credentials come only from ``HIERAMAS_NATS_*`` environment variables.
+Every command that talks to NATS takes ``--nats URL`` (or ``$HIERAMAS_NATS_URL``);
+without it, ``up`` and ``ask`` start an embedded stack, and ``demo`` always
+does.  NATS credentials come from ``HIERAMAS_NATS_*`` environment variables or
+the URL, and a URL is only ever printed or logged with its password masked.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import random
 import signal
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
@@ -27,8 +30,9 @@ from hieramas.controller.config import ConfigError, parse_config
 from hieramas.emulator.cli import app as emulator_app
 from hieramas.llm.local.cli import app as local_app
 from hieramas.logs import configure_logging
-from hieramas.natsconn import NatsSettings
+from hieramas.natsconn import NatsSettings, redact_url
 from hieramas.tasks.download import app as data_app
+from hieramas.wire import WireError
 
 __all__ = ["app", "main"]
 
@@ -47,6 +51,10 @@ err = Console(stderr=True)
 NatsOpt = Annotated[
     str | None,
     typer.Option("--nats", envvar="HIERAMAS_NATS_URL", help="NATS URL (default: embedded server)."),
+]
+NatsRequiredOpt = Annotated[
+    str | None,
+    typer.Option("--nats", envvar="HIERAMAS_NATS_URL", help="NATS URL of a running system."),
 ]
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", "-c", help="Config YAML (default: the built-in demo).")
@@ -76,11 +84,13 @@ def _setup(
     configure_logging(log_level, json=log_json)
 
 
-def _wait_for_signal() -> None:
+def _stop_on_signal() -> threading.Event:
+    """An event that SIGINT or SIGTERM sets; installed before start-up, so a signal that
+    comes while the stack starts still ends in a clean shutdown rather than a kill."""
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    stop.wait()
+    return stop
 
 
 @app.command()
@@ -96,6 +106,7 @@ def up(
     """Start NATS (embedded unless --nats), the emulator, the controller and workers; run until Ctrl-C."""
     from hieramas.stack import Stack
 
+    stop = _stop_on_signal()
     text = _read_config(config)
     stack = Stack(
         nats_url=nats,
@@ -108,18 +119,18 @@ def up(
     with stack:
         assert stack.bus is not None
         version = stack.bus.call(HieraClient(stack.bus).apply_config(text, source="up"), 30)
-        out.print(f"NATS {stack.url}")
+        out.print(f"NATS {redact_url(stack.url)}", highlight=False)  # a password stays private
         if stack.emulator_url:
             out.print(f"emulator {stack.emulator_url} (emulated LLMs)")
         out.print(f"config version {version}; Ctrl-C to stop", highlight=False)
         sys.stdout.flush()
-        _wait_for_signal()
+        stop.wait()
     out.print("stopped")
 
 
 @app.command()
 def worker(
-    nats: NatsOpt = None,
+    nats: NatsRequiredOpt = None,
     nodes: Annotated[
         str | None, typer.Option(help="Comma-separated node ids (default: all).")
     ] = None,
@@ -130,26 +141,28 @@ def worker(
     """Host supernode/proposer/synthesizer/decision actors against an existing NATS."""
     from hieramas.stack import Stack
 
+    stop = _stop_on_signal()
     wanted = {n.strip() for n in nodes.split(",") if n.strip()} if nodes else None
     with Stack(nats_url=_require(nats), controller=False, nodes=wanted, group=group) as stack:
         where = f" in group {group}" if group else ""
         out.print(f"worker {stack.workers[0].worker_id} serving {sorted(wanted or {'*'})}{where}")
         sys.stdout.flush()
-        _wait_for_signal()
+        stop.wait()
 
 
 @app.command()
 def controller(
-    nats: NatsOpt = None,
+    nats: NatsRequiredOpt = None,
     emulator_url: Annotated[str | None, typer.Option(help="Base URL for 'kind: emulator'.")] = None,
 ) -> None:
     """Run the controller (config store + gateway) against an existing NATS."""
     from hieramas.stack import Stack
 
+    stop = _stop_on_signal()
     with Stack(nats_url=_require(nats), workers=0, emulator_url=emulator_url):
         out.print("controller running")
         sys.stdout.flush()
-        _wait_for_signal()
+        stop.wait()
 
 
 @app.command()
@@ -175,10 +188,11 @@ def ask(
         with Stack(emulator=parse_config(config_text).uses_emulator()) as stack:
             assert stack.bus is not None
             client = HieraClient(stack.bus)
-            stack.bus.call(client.apply_config(config_text, source="ask"), 30)
-            result = stack.bus.call(
-                client.ask(text, domain=domain, timeout_s=timeout), timeout + 10
-            )
+            with _clear_errors():
+                stack.bus.call(client.apply_config(config_text, source="ask"), 30)
+                result = stack.bus.call(
+                    client.ask(text, domain=domain, timeout_s=timeout), timeout + 10
+                )
     _print_result(result, as_json)
     if result.get("status") != "ok":
         raise typer.Exit(1)
@@ -190,6 +204,8 @@ def _print_result(result: dict[str, Any], as_json: bool) -> None:
         return
     if result.get("status") != "ok":
         err.print(f"[red]{result.get('status')}: {result.get('error')}[/red]")
+    for failure in result.get("failures") or []:  # the answer stands, but say what failed
+        err.print(f"[yellow]failed: {failure}[/yellow]", highlight=False)
     if result.get("text"):
         out.print(result["text"], highlight=False)
     label = " (emulated LLMs)" if result.get("emulated") else ""
@@ -271,7 +287,7 @@ def demo(
 
 
 @config_app.command("apply")
-def config_apply(file: Path, nats: NatsOpt = None) -> None:
+def config_apply(file: Path, nats: NatsRequiredOpt = None) -> None:
     """Validate FILE and make it the current config version."""
     text = _read_config(file)
     version = _with_bus(_require(nats), lambda c: c.apply_config(text))
@@ -280,7 +296,7 @@ def config_apply(file: Path, nats: NatsOpt = None) -> None:
 
 @config_app.command("show")
 def config_show(
-    nats: NatsOpt = None,
+    nats: NatsRequiredOpt = None,
     version: Annotated[int | None, typer.Option(help="A past version.")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
@@ -299,7 +315,7 @@ def config_show(
 
 @config_app.command("history")
 def config_history(
-    nats: NatsOpt = None, as_json: Annotated[bool, typer.Option("--json")] = False
+    nats: NatsRequiredOpt = None, as_json: Annotated[bool, typer.Option("--json")] = False
 ) -> None:
     """List every applied config version."""
     rows = _with_bus(_require(nats), lambda c: c.history())
@@ -325,7 +341,7 @@ def config_history(
 
 @traces_app.command("tail")
 def traces_tail(
-    nats: NatsOpt = None,
+    nats: NatsRequiredOpt = None,
     last: Annotated[int, typer.Option(help="Replay the last N events first.")] = 20,
     follow: Annotated[bool, typer.Option(help="Keep printing new events.")] = False,
 ) -> None:
@@ -375,15 +391,23 @@ def _with_bus(nats: str, action: Any) -> Any:
         )
         raise typer.Exit(2) from None
     try:
-        return bus.call(action(HieraClient(bus)), timeout=None)
-    except RemoteError as exc:
-        err.print(f"[red]{exc.code}: {exc.detail}[/red]")
-        raise typer.Exit(1) from None
-    except BusError as exc:
-        err.print(f"[red]{exc.code}: {exc}[/red]")
-        raise typer.Exit(1) from None
+        with _clear_errors():
+            return bus.call(action(HieraClient(bus)), timeout=None)
     finally:
         bus.stop()
+
+
+@contextmanager
+def _clear_errors() -> Iterator[None]:
+    """Turn the errors a request can end with into one red line and exit status 1."""
+    try:
+        yield
+    except RemoteError as exc:  # the other side answered with an error
+        err.print(f"[red]{exc.code}: {exc.detail}[/red]", highlight=False)
+        raise typer.Exit(1) from None
+    except (BusError, WireError) as exc:  # undeliverable, unanswered, or over the size limit
+        err.print(f"[red]{exc.code}: {exc}[/red]", highlight=False)
+        raise typer.Exit(1) from None
 
 
 def main() -> None:

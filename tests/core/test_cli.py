@@ -78,6 +78,27 @@ def test_up_serves_then_stops_cleanly_on_sigterm(tmp_path: Path, llm_url: str) -
             timeout=30,
         )
         assert [row["version"] for row in json.loads(history.stdout)] == [1]
+        cfg2 = tmp_path / "c2.yaml"
+        cfg2.write_text(
+            config_yaml(llm_url, {"b": node("Lawyer", ["fixed:C"], "fixed:C")}, name="second")
+        )
+        applied = subprocess.run(
+            [*HIERAMAS, "config", "apply", "--nats", url, str(cfg2)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert applied.returncode == 0, applied.stderr
+        assert "applied config version 2" in applied.stdout
+        shown = subprocess.run(
+            [*HIERAMAS, "config", "show", "--nats", url, "--json"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        current = json.loads(shown.stdout)
+        assert current["version"] == 2 and current["source"] == "user"
+        assert list(current["config"]["supernodes"]) == ["b"]
         up.send_signal(signal.SIGTERM)
         assert up.wait(30) == 0
     finally:
@@ -122,3 +143,59 @@ def test_credentials_in_urls_never_printed(secret_url: str) -> None:
     assert run.returncode == 2
     assert "hunter2" not in run.stderr + run.stdout
     assert "alice:***@" in run.stderr
+
+
+def test_one_shot_ask_names_what_failed_beside_the_answer(tmp_path: Path, llm_url: str) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(config_yaml(llm_url, {"a": node("Critic", ["fixed:B", "fail"], "fixed:B")}))
+    run = subprocess.run(
+        [*HIERAMAS, "ask", "--config", str(cfg), "Which option?"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "The answer is B" in run.stdout  # embedded stack: nats-server, controller, worker
+    assert "failed: a: p1:" in run.stderr and "500" in run.stderr
+    assert "Traceback" not in run.stderr
+
+
+def test_a_question_over_the_payload_limit_is_a_clear_error() -> None:
+    from hieramas.natsserver import NatsServer
+
+    with NatsServer(max_payload=4096) as server:
+        run = subprocess.run(
+            [*HIERAMAS, "ask", "--nats", server.url, "x" * 10_000],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert run.returncode == 1
+    assert "oversize" in run.stderr and "4096-byte maximum" in run.stderr
+    assert "Traceback" not in run.stderr
+
+
+def test_up_on_a_password_protected_nats_prints_the_url_masked(tmp_path: Path) -> None:
+    from hieramas.natsserver import NatsServer
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(config_yaml("http://127.0.0.1:1/v1", {"a": node("Critic", ["echo"], "echo")}))
+    with NatsServer(extra_args=["--user", "hm", "--pass", "s3cret-pw"]) as server:
+        url = server.url.replace("nats://", "nats://hm:s3cret-pw@")
+        up = subprocess.Popen(
+            [*HIERAMAS, "up", "--nats", url, "--config", str(cfg), "--no-emulator"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert up.stdout is not None
+            first = up.stdout.readline()
+            assert first.split() == ["NATS", url.replace("s3cret-pw", "***")]
+            up.send_signal(signal.SIGTERM)
+            _, stderr = up.communicate(timeout=30)
+        finally:
+            if up.poll() is None:
+                up.kill()
+    assert up.returncode == 0
+    assert "s3cret-pw" not in first + stderr
