@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from hieramas.bus import Bus
 from hieramas.natsconn import NatsSettings
 from hieramas.natsserver import NatsServer
@@ -54,3 +56,28 @@ def test_a_full_buffer_drops_and_counts_and_flush_waits_for_the_rest(
     assert emitter.counters["dropped"] == 5
     assert [e["i"] for e in events] == list(range(10))  # the first ten, kept in order
     assert emitter.counters["published"] == 10
+
+
+def test_queries_still_answer_while_trace_publishing_fails(
+    nats_server: NatsServer, llm_url: str
+) -> None:
+    from hieramas.controller.client import HieraClient
+    from hieramas.stack import Stack
+    from hieramas.traces import TRACE_STREAM
+    from support import config_yaml, node
+
+    cfg = config_yaml(llm_url, {"a": node("Critic", ["fixed:B", "fixed:B"], "fixed:B")})
+    with Stack(nats_url=nats_server.url) as stack:
+        assert stack.bus is not None
+        client = HieraClient(stack.bus)
+        stack.bus.call(client.apply_config(cfg), 10)
+        stack.bus.call(stack.bus.js.delete_stream(TRACE_STREAM), 10)  # nowhere to store traces
+        results = [stack.bus.call(client.ask("Which option?"), 30) for _ in range(3)]
+        traces = stack.workers[0].ctx.traces
+        deadline = time.monotonic() + 10
+        while traces.counters["failed"] == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert [r["status"] for r in results] == ["ok"] * 3
+    assert [r["answer"] for r in results] == ["B"] * 3
+    assert traces.counters["failed"] > 0  # counted, not raised into the queries
+    assert traces.counters["published"] == 0
