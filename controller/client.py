@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hieramas.bus import Bus
+from hieramas.bus import Bus, RemoteError
 from hieramas.wire import Envelope, Kind, Subjects, new_id
 
 __all__ = ["HieraClient"]
@@ -29,7 +29,13 @@ class HieraClient:
         config_version: int | None = None,
         item_id: str | None = None,
     ) -> dict[str, Any]:
-        """Answer one query; the result map always has ``status`` (``ok`` or an error code)."""
+        """Answer one query; the result map always has ``status`` (``ok`` or an error code).
+
+        A failed query is a result too (``status`` is its code, ``error`` says why), even
+        when the gateway refused it with an ``error`` envelope.  Raises only when no
+        answer came: :class:`BusError` ("no_responders", "timeout", "closed"), or
+        :class:`WireError` for a query over the server's payload limit or a garbled reply.
+        """
         payload: dict[str, Any] = {"text": text, "timeout_s": timeout_s}
         if domain:
             payload["domain"] = domain
@@ -44,7 +50,16 @@ class HieraClient:
             trace_id=new_id(),
             sender=self.sender,
         )
-        reply = await self.bus.arequest(self.subjects.query, envelope, timeout=timeout_s + 5.0)
+        try:
+            reply = await self.bus.arequest(self.subjects.query, envelope, timeout=timeout_s + 5.0)
+        except RemoteError as exc:
+            return {
+                "status": exc.code,
+                "error": exc.detail,
+                "answer": None,
+                "query_id": envelope.query_id,
+                "trace_id": envelope.trace_id,
+            }
         return dict(reply.payload)
 
     async def apply_config(self, yaml_text: str, *, source: str = "user") -> int:
@@ -53,14 +68,19 @@ class HieraClient:
         return int(reply["version"])
 
     async def get_config(self, version: int | None = None) -> dict[str, Any]:
-        """The current (or a given) config version, with its YAML and parsed form."""
+        """The current (or a given) config version, with its YAML and parsed form.
+
+        ``RemoteError`` "not_found", "corrupt_config" (the stored record is unreadable),
+        "bad_request" or "internal" when it cannot be had.
+        """
         return await self._config("get", {"version": version} if version else {})
 
     async def history(self) -> list[dict[str, Any]]:
-        """Every applied version, oldest first."""
+        """Every applied version, oldest first (an unreadable one carries an ``error``)."""
         return list((await self._config("history", {}))["versions"])
 
     async def _config(self, op: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """One config request: the reply payload, or ``RemoteError`` / ``BusError``."""
         kind = {"apply": Kind.CONFIG_APPLY, "get": Kind.CONFIG_GET, "history": Kind.CONFIG_HISTORY}[
             op
         ]

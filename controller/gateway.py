@@ -8,7 +8,8 @@ inbox; what it does not host goes out again, (3) sends every armed worker the
 routes (unless one worker armed the whole query and started it at once), and
 (4) waits for the decision node's output.  The query always ends: with an
 answer, or an explicit error (``no_worker``, ``timeout``, ...) within its
-deadline.
+deadline; a bug in the gateway is an ``internal`` error, and a result too big
+for NATS a brief ``oversize`` one, never a reply that does not come.
 """
 
 from __future__ import annotations
@@ -22,11 +23,11 @@ from typing import Any
 
 import structlog
 
-from hieramas.bus import Bus, BusError, RemoteError, error_envelope
+from hieramas.bus import Bus, BusError, RemoteError
 from hieramas.controller.config import ConfigError
 from hieramas.controller.plan import Plan
 from hieramas.controller.planner import Planner, StaticPlanner, build_plan
-from hieramas.controller.store import ConfigStore
+from hieramas.controller.store import ConfigStore, CorruptConfigError
 from hieramas.liveness import Liveness
 from hieramas.traces import TraceEmitter
 from hieramas.wire import Envelope, Kind, Subjects, WireError, input_output, new_id
@@ -38,6 +39,11 @@ log = structlog.get_logger(__name__)
 
 GATEWAY_QUEUE = "hm-gw"
 ARM_TIMEOUT_S = 5.0
+BRIEF_RESULT_KEYS = (
+    "query_id", "trace_id", "config_version", "domain", "emulated", "cost_usd",
+    "prompt_tokens", "completion_tokens", "latency_s",
+)  # fmt: skip
+"""What a result too big to send keeps: ids and totals, no texts."""
 
 
 class QueryFailed(Exception):
@@ -165,16 +171,24 @@ class Gateway:
         log.warning("query.rearm", query_id=run.envelope.query_id, nodes=nodes, lost_worker=worker)
         try:
             await self._arm(run, nodes)
+            run.rearmed.update(nodes)
+            await self._send_routes(run, [n for n in run.routes if n not in run.outputs])
+            for node in nodes:
+                for pred in self._preds(run, node):
+                    if pred in run.outputs:
+                        self._send_input(run, node, run.outputs[pred])
         except QueryFailed as exc:
-            if not run.done.done():
-                run.done.set_exception(exc)
-            return
-        run.rearmed.update(nodes)
-        await self._send_routes(run, [n for n in run.routes if n not in run.outputs])
-        for node in nodes:
-            for pred in self._preds(run, node):
-                if pred in run.outputs:
-                    self._send_input(run, node, run.outputs[pred])
+            self._end(run, exc)
+        except Exception as exc:  # a bug: end the query now, not at its deadline
+            log.exception("query.rearm_crashed", query_id=run.envelope.query_id)
+            self._end(
+                run, QueryFailed("internal", f"re-arming failed: {type(exc).__name__}: {exc}")
+            )
+
+    @staticmethod
+    def _end(run: QueryRun, exc: QueryFailed) -> None:
+        if not run.done.done():
+            run.done.set_exception(exc)
 
     # -- one query -------------------------------------------------------------------
     async def _answer(self, envelope: Envelope, reply: str | None) -> None:
@@ -183,41 +197,25 @@ class Gateway:
         trace_id = envelope.trace_id or new_id()
         run: QueryRun | None = None
         try:
-            plan = await self._plan(envelope, query_id)
-            run = QueryRun(
-                plan=plan,
-                envelope=Envelope(
-                    kind=Kind.NODE_ACTIVATE,
-                    payload={},
-                    query_id=query_id,
-                    trace_id=trace_id,
-                    span_id=new_id(),
-                    config_version=plan.config_version,
-                    sender=self.gateway_id,
-                ),
-                started=started,
-                wire_plan=plan.to_wire(),
-            )
-            self.runs[query_id] = run
-            budget = max(plan.deadline_unix - time.time(), 0.0)
-            try:
-                decision = await asyncio.wait_for(self._execute(run), timeout=budget)
-            except TimeoutError:
-                raise QueryFailed(
-                    "timeout",
-                    f"query exceeded its {plan.deadline_unix - started:.1f}s deadline "
-                    f"({len(run.outputs)} of {len(plan.nodes) + 1} nodes finished)",
-                ) from None
-            result = self._result(run, "ok" if decision.get("status") == "ok" else "error")
+            run = await self._start_run(envelope, query_id, trace_id, started)
+            result = await self._run(run)
         except QueryFailed as exc:
-            self.bus.counters[f"gateway.failed.{exc.code}"] += 1
-            log.warning("query.failed", query_id=query_id, code=exc.code, reason=str(exc))
-            result = self._result(run, exc.code, error=str(exc)) if run else {
-                "status": exc.code, "error": str(exc), "query_id": query_id, "trace_id": trace_id,
-                "latency_s": time.time() - started, "answer": None,
-            }  # fmt: skip
+            self._record_failure(exc, query_id)
+            result = (
+                self._result(run, exc.code, error=str(exc))
+                if run
+                else self._failed_result(exc, query_id, trace_id, started)
+            )
+        except Exception as exc:  # a bug: the client still gets an answer, not a timeout
+            log.exception("query.crashed", query_id=query_id)
+            failure = QueryFailed("internal", f"the gateway failed: {type(exc).__name__}: {exc}")
+            self._record_failure(failure, query_id)
+            result = self._failed_result(failure, query_id, trace_id, started, run)
         finally:
             self.runs.pop(query_id, None)
+        data: bytes | None = None
+        if reply:
+            result, data = self._sendable(result)
         if self.traces is not None:
             self.traces.emit(
                 {
@@ -226,21 +224,102 @@ class Gateway:
                     **{k: v for k, v in result.items() if k != "nodes"},
                 }
             )
-        if reply:
-            out = Envelope(
-                kind=Kind.QUERY_RESULT,
-                payload=result,
+        if reply and data is not None:
+            try:
+                await self.bus.nc.publish(reply, data)
+            except Exception as exc:
+                self._reply_failed(query_id, exc)
+
+    async def _start_run(
+        self, envelope: Envelope, query_id: str, trace_id: str, started: float
+    ) -> QueryRun:
+        """Plan the query and register its run."""
+        plan = await self._plan(envelope, query_id)
+        run = QueryRun(
+            plan=plan,
+            envelope=Envelope(
+                kind=Kind.NODE_ACTIVATE,
+                payload={},
                 query_id=query_id,
                 trace_id=trace_id,
-                config_version=int(result.get("config_version") or 0),
+                span_id=new_id(),
+                config_version=plan.config_version,
                 sender=self.gateway_id,
-            )
-            try:
-                await self.bus.apublish(reply, out)
-            except WireError as exc:
-                await self.bus.apublish(
-                    reply, error_envelope(exc.code, str(exc), sender=self.gateway_id, like=out)
-                )
+            ),
+            started=started,
+            wire_plan=plan.to_wire(),
+        )
+        self.runs[query_id] = run
+        return run
+
+    async def _run(self, run: QueryRun) -> dict[str, Any]:
+        """Execute ``run`` within its deadline: its result, or ``QueryFailed``."""
+        plan = run.plan
+        budget = max(plan.deadline_unix - time.time(), 0.0)
+        try:
+            decision = await asyncio.wait_for(self._execute(run), timeout=budget)
+        except TimeoutError:
+            raise QueryFailed(
+                "timeout",
+                f"query exceeded its {plan.deadline_unix - run.started:.1f}s deadline "
+                f"({len(run.outputs)} of {len(plan.nodes) + 1} nodes finished)",
+            ) from None
+        return self._result(run, "ok" if decision.get("status") == "ok" else "error")
+
+    def _record_failure(self, exc: QueryFailed, query_id: str) -> None:
+        self.bus.counters[f"gateway.failed.{exc.code}"] += 1
+        log.warning("query.failed", query_id=query_id, code=exc.code, reason=str(exc))
+
+    @staticmethod
+    def _failed_result(
+        exc: QueryFailed, query_id: str, trace_id: str, started: float, run: QueryRun | None = None
+    ) -> dict[str, Any]:
+        """The result of a query that failed before it had one of its own."""
+        return {
+            "status": exc.code,
+            "error": str(exc),
+            "answer": None,
+            "query_id": query_id,
+            "trace_id": trace_id,
+            "config_version": run.plan.config_version if run else 0,
+            "latency_s": time.time() - started,
+        }
+
+    def _sendable(self, result: dict[str, Any]) -> tuple[dict[str, Any], bytes | None]:
+        """The result to send and its bytes: a brief ``oversize`` error for one over the limit.
+
+        The bytes are ``None`` (logged and counted) only if not even that can be encoded.
+        """
+        query_id = str(result["query_id"])
+        try:
+            return result, self.bus.encode(self._result_envelope(result))
+        except WireError as exc:
+            failure = QueryFailed(exc.code, f"the query result cannot be sent: {exc}")
+        except Exception as exc:
+            self._reply_failed(query_id, exc)
+            return result, None
+        self._record_failure(failure, query_id)
+        brief = {key: result.get(key) for key in BRIEF_RESULT_KEYS}
+        brief.update(status=failure.code, error=str(failure), answer=None)
+        try:
+            return brief, self.bus.encode(self._result_envelope(brief))
+        except Exception as exc:
+            self._reply_failed(query_id, exc)
+            return brief, None
+
+    def _reply_failed(self, query_id: str, exc: Exception) -> None:
+        self.bus.counters["gateway.reply_failed"] += 1
+        log.error("query.reply_failed", query_id=query_id, error=str(exc))
+
+    def _result_envelope(self, result: dict[str, Any]) -> Envelope:
+        return Envelope(
+            kind=Kind.QUERY_RESULT,
+            payload=result,
+            query_id=str(result["query_id"]),
+            trace_id=str(result["trace_id"]),
+            config_version=int(result.get("config_version") or 0),
+            sender=self.gateway_id,
+        )
 
     async def _plan(self, envelope: Envelope, query_id: str) -> Plan:
         payload = envelope.payload
@@ -255,6 +334,8 @@ class Gateway:
             stored = await self.store.get(int(version) if version else None)
         except KeyError as exc:
             raise QueryFailed("no_config", str(exc.args[0])) from None
+        except CorruptConfigError as exc:
+            raise QueryFailed("corrupt_config", str(exc)) from None
         config = stored.config
         domain = payload.get("domain") or config.domain
         try:

@@ -3,24 +3,36 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
 
-from hieramas.bus import Bus, error_envelope
+from hieramas.bus import Bus, Handler, error_envelope
 from hieramas.controller.config import ConfigError
 from hieramas.controller.gateway import Gateway
 from hieramas.controller.planner import Planner
-from hieramas.controller.store import ConfigStore
+from hieramas.controller.store import ConfigStore, CorruptConfigError, StoredConfig
 from hieramas.liveness import Liveness
 from hieramas.traces import TraceEmitter, ensure_trace_stream, wait_for_jetstream
-from hieramas.wire import Envelope, Kind, Subjects
+from hieramas.wire import Envelope, Kind, Subjects, WireError
 
 __all__ = ["CONTROL_QUEUE", "Controller"]
 
 log = structlog.get_logger(__name__)
 
 CONTROL_QUEUE = "hm-ctl"
+
+ConfigOp = Callable[[Envelope], Awaitable[dict[str, Any]]]
+"""One config request's work: its reply payload, or ``_Refused`` with a code."""
+
+
+class _Refused(Exception):
+    """A config request answered with an ``error`` envelope of this ``code``."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def _answerless_roles(domain: str) -> set[str]:
@@ -75,11 +87,12 @@ class Controller:
         await self.store.open()
         await self.store.watch()
         s = self.subjects
-        for op, handler in (
-            ("apply", self._on_apply),
-            ("get", self._on_get),
-            ("history", self._on_history),
+        for op, kind, work in (
+            ("apply", Kind.CONFIG_APPLY, self._apply),
+            ("get", Kind.CONFIG_GET, self._get),
+            ("history", Kind.CONFIG_HISTORY, self._history),
         ):
+            handler = self._handler(op, kind, work)
             self._subs.append(await self.bus.asubscribe(s.config(op), handler, queue=CONTROL_QUEUE))
         await self.liveness.start()
         await self.gateway.start()
@@ -96,65 +109,89 @@ class Controller:
         await self.traces.flush(timeout=2.0)
 
     # -- config API ------------------------------------------------------------------
-    def _reply(self, envelope: Envelope, reply: str | None, payload: dict[str, Any]) -> None:
-        if reply:
-            self.bus.publish(reply, envelope.reply(Kind.CONFIG_REPLY, payload, sender="controller"))
+    def _handler(self, op: str, kind: Kind, work: ConfigOp) -> Handler:
+        """A subscription handler that answers every ``op`` request on a task of its own."""
 
-    def _on_apply(self, envelope: Envelope, reply: str | None) -> None:
-        async def apply() -> None:
-            yaml_text = envelope.payload.get("yaml")
-            if not isinstance(yaml_text, str):
-                self._error(envelope, reply, "bad_request", "'yaml' must be a string")
+        def handle(envelope: Envelope, reply: str | None) -> None:
+            if envelope.kind is not kind:
+                subject = self.subjects.config(op)
+                self.bus.reject(subject, reply, "kind", f"expected {kind}, got {envelope.kind}")
                 return
-            try:
-                stored = await self.store.apply(
-                    yaml_text,
-                    source=str(envelope.payload.get("source") or envelope.sender or "user"),
-                )
-            except ConfigError as exc:
-                self.bus.counters["config.rejected"] += 1
-                log.warning("config.rejected", problems=exc.problems)
-                self._error(envelope, reply, "invalid_config", str(exc))
-                return
-            self._reply(envelope, reply, {"status": "ok", "version": stored.version})
+            self.bus.spawn(self._answer(op, envelope, reply, work))
 
-        self.bus.spawn(apply())
+        return handle
 
-    def _on_get(self, envelope: Envelope, reply: str | None) -> None:
-        async def get() -> None:
-            version = envelope.payload.get("version")
-            try:
-                stored = await self.store.get(int(version) if version else None)
-            except (KeyError, ValueError) as exc:
-                self._error(envelope, reply, "not_found", str(exc.args[0]))
-                return
-            self._reply(
-                envelope,
-                reply,
-                {
-                    "status": "ok",
-                    "version": stored.version,
-                    "yaml": stored.yaml,
-                    "config": stored.config.model_dump(mode="json"),
-                    "applied_at": stored.applied_at,
-                    "source": stored.source,
-                    "workers": self._live_workers(),
-                },
-            )
+    async def _answer(self, op: str, envelope: Envelope, reply: str | None, work: ConfigOp) -> None:
+        """Run ``work`` and send its payload, or an ``error`` envelope whatever goes wrong."""
+        try:
+            payload = await work(envelope)
+            if reply:
+                answer = envelope.reply(Kind.CONFIG_REPLY, payload, sender="controller")
+                self.bus.publish(reply, answer)  # encodes here: WireError if oversize
+        except _Refused as exc:
+            self._fail(op, envelope, reply, exc.code, str(exc))
+        except WireError as exc:
+            self._fail(op, envelope, reply, exc.code, f"the {op} reply cannot be sent: {exc}")
+        except Exception as exc:
+            log.exception("config.request_crashed", op=op)
+            message = f"config {op} failed: {type(exc).__name__}: {exc}"
+            self._fail(op, envelope, reply, "internal", message)
 
-        self.bus.spawn(get())
-
-    def _on_history(self, envelope: Envelope, reply: str | None) -> None:
-        async def history() -> None:
-            self._reply(envelope, reply, {"status": "ok", "versions": await self.store.history()})
-
-        self.bus.spawn(history())
-
-    def _live_workers(self) -> dict[str, Any]:
-        return dict(self.liveness.info)
-
-    def _error(self, envelope: Envelope, reply: str | None, code: str, message: str) -> None:
-        if reply:
+    def _fail(
+        self, op: str, envelope: Envelope, reply: str | None, code: str, message: str
+    ) -> None:
+        """Log, count and answer a config request that failed."""
+        self.bus.counters[f"config.failed.{code}"] += 1
+        log.warning("config.request_failed", op=op, code=code, reason=message)
+        if not reply:
+            return
+        try:
             self.bus.publish(
                 reply, error_envelope(code, message, sender="controller", like=envelope)
             )
+        except Exception:  # nothing more can be sent: at least it is on record
+            self.bus.counters["config.reply_failed"] += 1
+            log.exception("config.reply_failed", op=op, code=code)
+
+    async def _apply(self, envelope: Envelope) -> dict[str, Any]:
+        yaml_text = envelope.payload.get("yaml")
+        if not isinstance(yaml_text, str):
+            raise _Refused("bad_request", "'yaml' must be a string")
+        source = str(envelope.payload.get("source") or envelope.sender or "user")
+        try:
+            stored = await self.store.apply(yaml_text, source=source)
+        except ConfigError as exc:
+            self.bus.counters["config.rejected"] += 1
+            raise _Refused("invalid_config", str(exc)) from None
+        return {"status": "ok", "version": stored.version}
+
+    async def _get(self, envelope: Envelope) -> dict[str, Any]:
+        stored = await self._stored(envelope.payload.get("version"))
+        return {
+            "status": "ok",
+            "version": stored.version,
+            "yaml": stored.yaml,
+            "config": stored.config.model_dump(mode="json"),
+            "applied_at": stored.applied_at,
+            "source": stored.source,
+            "workers": self._live_workers(),
+        }
+
+    async def _history(self, envelope: Envelope) -> dict[str, Any]:
+        return {"status": "ok", "versions": await self.store.history()}
+
+    async def _stored(self, version: Any) -> StoredConfig:
+        """The requested version (the current one when none is given), or ``_Refused``."""
+        try:
+            wanted = int(version) if version else None
+        except (TypeError, ValueError):
+            raise _Refused("bad_request", f"'version' must be a number, not {version!r}") from None
+        try:
+            return await self.store.get(wanted)
+        except KeyError as exc:
+            raise _Refused("not_found", str(exc.args[0])) from None
+        except CorruptConfigError as exc:
+            raise _Refused("corrupt_config", str(exc)) from None
+
+    def _live_workers(self) -> dict[str, Any]:
+        return dict(self.liveness.info)

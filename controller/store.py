@@ -20,14 +20,33 @@ from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from hieramas.bus import Bus
-from hieramas.controller.config import HieraConfig, parse_config
+from hieramas.controller.config import ConfigError, HieraConfig, parse_config
 
-__all__ = ["CONFIG_BUCKET", "ConfigStore", "StoredConfig"]
+__all__ = ["CONFIG_BUCKET", "ConfigStore", "CorruptConfigError", "StoredConfig"]
 
 log = structlog.get_logger(__name__)
 
 CONFIG_BUCKET = "hieramas_configs"
 CURRENT = "current"
+ABANDONED_AFTER_S = 10.0
+"""A ``v.<N>`` record this old while ``current`` still names N-1 was left by a writer that
+died between its two steps; the next apply takes the number over."""
+
+
+class CorruptConfigError(Exception):
+    """A stored ``v.<N>`` record that cannot be read back (garbled bytes, fields or YAML)."""
+
+    def __init__(self, version: int, reason: str) -> None:
+        super().__init__(f"config version {version} is corrupt in the store: {reason}")
+        self.version = version
+
+
+def _parse_version(raw: bytes | None) -> int:
+    """The positive version number in a ``current`` value; ``ValueError`` for anything else."""
+    text = (raw or b"").decode("ascii", errors="replace").strip()
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"{CURRENT!r} holds {text[:40]!r}, not a positive version number")
+    return int(text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,27 +94,55 @@ class ConfigStore:
         self._listeners.append(listener)
 
     async def watch(self) -> None:
-        """Follow ``current`` in the background."""
+        """Follow ``current`` in the background; a bad value is rejected and the watch goes on."""
         watcher = await self.kv.watch(CURRENT, include_history=False)
 
         async def follow() -> None:
             async for entry in watcher:
                 if entry is None or not entry.value:
                     continue
-                version = int(entry.value)
-                if version == self.current_version and version in self._cache:
-                    continue
                 try:
-                    stored = await self.get(version)
-                except Exception as exc:
-                    log.error("config.watch_load_failed", version=version, error=str(exc))
-                    continue
-                self.current_version = version
-                log.info("config.current", version=version, name=stored.config.name)
-                for listener in self._listeners:
-                    listener(stored)
+                    await self._follow(entry.value)
+                except Exception:  # a bug here must not end the watch for good
+                    self.bus.counters["config.watch_failed"] += 1
+                    log.exception("config.watch_failed")
 
         self._watch_task = asyncio.get_running_loop().create_task(follow())
+        self._watch_task.add_done_callback(self._watch_ended)
+
+    def _watch_ended(self, task: asyncio.Task[None]) -> None:
+        """A watch that stops other than by :meth:`close` is logged and counted, not silent."""
+        if not task.cancelled() and task.exception() is not None:
+            self.bus.counters["config.watch_ended"] += 1
+            log.error("config.watch_ended", error=repr(task.exception()))
+
+    async def _follow(self, raw: bytes) -> None:
+        """Make the version named by a new ``current`` value the one in force."""
+        try:
+            version = _parse_version(raw)
+        except ValueError as exc:
+            self._reject_current(str(exc))
+            return
+        if version == self.current_version and version in self._cache:
+            return
+        try:
+            stored = await self.get(version)
+        except Exception as exc:
+            self.bus.counters["config.watch_load_failed"] += 1
+            log.error("config.watch_load_failed", version=version, error=str(exc))
+            return
+        self.current_version = version
+        log.info("config.current", version=version, name=stored.config.name)
+        for listener in self._listeners:
+            try:
+                listener(stored)
+            except Exception:
+                self.bus.counters["config.listener_failed"] += 1
+                log.exception("config.listener_failed", version=version)
+
+    def _reject_current(self, reason: str) -> None:
+        self.bus.counters["config.bad_current"] += 1
+        log.error("config.bad_current", bucket=self.bucket, reason=reason)
 
     async def close(self) -> None:
         if self._watch_task is not None:
@@ -105,19 +152,17 @@ class ConfigStore:
         """Validate and store a new version, then make it current. ``ConfigError`` if invalid."""
         config = parse_config(yaml_text)
         for _ in range(20):
-            try:
-                entry = await self.kv.get(CURRENT)
-                current, revision = int(entry.value or b"0"), entry.revision
-            except KeyNotFoundError:
-                current, revision = 0, 0
+            current, revision = await self._current_for_apply()
             version = current + 1
             applied_at = time.time()
             record = {"yaml": yaml_text, "applied_at": applied_at, "source": source}
+            data = msgspec.msgpack.encode(record)
             try:
-                await self.kv.create(f"v.{version}", msgspec.msgpack.encode(record))
+                await self.kv.create(f"v.{version}", data)
             except Exception:  # another writer took this number: retry with the next one
-                await asyncio.sleep(0.005)
-                continue
+                if not await self._take_over_abandoned(version, data):
+                    await asyncio.sleep(0.005)
+                    continue
             try:
                 await self.kv.update(CURRENT, str(version).encode(), last=revision or None)
             except KeyWrongLastSequenceError:
@@ -132,7 +177,34 @@ class ConfigStore:
             self.current_version = version
             log.info("config.applied", version=version, name=config.name, source=source)
             return stored
-        raise RuntimeError("could not apply the config: too many concurrent writers")
+        raise RuntimeError(
+            "could not apply the config: too many concurrent writers (another controller"
+            f" holds version {version}; if it died, its number is taken over after"
+            f" {ABANDONED_AFTER_S:g}s)"
+        )
+
+    async def _take_over_abandoned(self, version: int, data: bytes) -> bool:
+        """Overwrite ``v.<version>`` if a dead writer left it there (see ``ABANDONED_AFTER_S``).
+
+        The overwrite is a compare-and-set on the record's revision, so of several
+        writers taking over only one wins; True if this one did.
+        """
+        try:
+            entry = await self.kv.get(f"v.{version}")
+            applied_at = float(msgspec.msgpack.decode(entry.value or b"")["applied_at"])
+        except KeyNotFoundError:
+            return False  # gone again: a plain retry will do
+        except Exception:  # unreadable: as abandoned as it gets
+            applied_at = 0.0
+        if time.time() - applied_at < ABANDONED_AFTER_S:
+            return False  # a live writer is between its two steps
+        try:
+            await self.kv.update(f"v.{version}", data, last=entry.revision)
+        except Exception:
+            return False
+        self.bus.counters["config.abandoned_version"] += 1
+        log.warning("config.abandoned_version", version=version)
+        return True
 
     async def get(self, version: int | None = None) -> StoredConfig:
         """A stored version (the current one by default); ``KeyError`` if there is none."""
@@ -148,16 +220,25 @@ class ConfigStore:
             entry = await self.kv.get(f"v.{wanted}")
         except KeyNotFoundError:
             raise KeyError(f"config version {wanted} does not exist") from None
-        record = msgspec.msgpack.decode(entry.value or b"")
-        stored = StoredConfig(
-            wanted,
-            record["yaml"],
-            parse_config(record["yaml"]),
-            float(record["applied_at"]),
-            str(record.get("source", "")),
-        )
+        stored = _decode_record(wanted, entry.value or b"")
         self._cache[wanted] = stored
         return stored
+
+    async def _current_for_apply(self) -> tuple[int, int]:
+        """The version in force and the revision of ``current`` (0, 0 when unset).
+
+        A garbage ``current`` is rejected and the highest stored version stands in for
+        it, so that the next apply repairs the key instead of failing.
+        """
+        try:
+            entry = await self.kv.get(CURRENT)
+        except KeyNotFoundError:
+            return 0, 0
+        try:
+            return _parse_version(entry.value), entry.revision or 0
+        except ValueError as exc:
+            self._reject_current(str(exc))
+        return max(await self._stored_versions(), default=0), entry.revision or 0
 
     async def _read_current(self) -> int:
         """The version in force according to the bucket itself (0 when none)."""
@@ -165,25 +246,62 @@ class ConfigStore:
             entry = await self.kv.get(CURRENT)
         except KeyNotFoundError:
             return 0
-        return int(entry.value or b"0")
+        try:
+            return _parse_version(entry.value)
+        except ValueError as exc:
+            self._reject_current(str(exc))
+            return self.current_version
 
     async def history(self) -> list[dict[str, object]]:
-        """Every stored version, oldest first: version, name, applied_at, source, current."""
+        """Every stored version, oldest first: version, name, applied_at, source, current.
+
+        A corrupt version is listed with an ``error`` (and is logged and counted)
+        rather than hiding the others.
+        """
+        rows: list[dict[str, object]] = []
+        for version in await self._stored_versions():
+            row: dict[str, object] = {
+                "version": version,
+                "current": version == self.current_version,
+            }
+            try:
+                stored = await self.get(version)
+            except (CorruptConfigError, KeyError) as exc:
+                self.bus.counters["config.history_unreadable"] += 1
+                log.error("config.history_unreadable", version=version, error=str(exc))
+                row.update(name="(unreadable)", applied_at=0.0, source="", error=str(exc))
+            else:
+                row.update(
+                    name=stored.config.name, applied_at=stored.applied_at, source=stored.source
+                )
+            rows.append(row)
+        return rows
+
+    async def _stored_versions(self) -> list[int]:
+        """The numbers of every ``v.<N>`` key, ascending (a stray key is skipped)."""
         try:
             keys = await self.kv.keys()
         except Exception:  # nats-py raises NoKeysError on an empty bucket
             keys = []
-        versions = sorted(int(k[2:]) for k in keys if k.startswith("v."))
-        rows: list[dict[str, object]] = []
-        for version in versions:
-            stored = await self.get(version)
-            rows.append(
-                {
-                    "version": version,
-                    "name": stored.config.name,
-                    "applied_at": stored.applied_at,
-                    "source": stored.source,
-                    "current": version == self.current_version,
-                }
-            )
-        return rows
+        return sorted(int(k[2:]) for k in keys if k.startswith("v.") and k[2:].isdigit())
+
+
+def _decode_record(version: int, data: bytes) -> StoredConfig:
+    """A stored ``v.<N>`` record; :class:`CorruptConfigError` if any part of it is unreadable."""
+    try:
+        record = msgspec.msgpack.decode(data)
+        yaml_text = record["yaml"]
+        if not isinstance(yaml_text, str):
+            raise TypeError(f"'yaml' is a {type(yaml_text).__name__}, not a string")
+        return StoredConfig(
+            version,
+            yaml_text,
+            parse_config(yaml_text),
+            float(record["applied_at"]),
+            str(record.get("source", "")),
+        )
+    except ConfigError as exc:
+        raise CorruptConfigError(version, f"its YAML no longer validates: {exc}") from None
+    except (KeyError, TypeError, ValueError) as exc:  # msgspec.DecodeError is a ValueError
+        reason = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
+        raise CorruptConfigError(version, reason) from None

@@ -2,11 +2,47 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Callable
+
+import nats
+
 from hieramas.bus import Bus
-from hieramas.controller.store import ConfigStore
+from hieramas.controller.store import CONFIG_BUCKET, ConfigStore, StoredConfig
 from hieramas.natsconn import NatsSettings
 from hieramas.natsserver import NatsServer
 from support import config_yaml, node
+
+URL = "http://127.0.0.1:9/v1"
+
+
+def _config(name: str) -> str:
+    text: str = config_yaml(URL, {"a": node("Critic", ["fixed:A"], "fixed:A")}, name=name)
+    return text
+
+
+def _kv_put(nats_url: str, key: str, value: bytes) -> None:
+    """Write one key of the config bucket with a plain nats-py client, as an outsider would."""
+
+    async def put() -> None:
+        nc = await nats.connect(nats_url)
+        try:
+            kv = await nc.jetstream().key_value(CONFIG_BUCKET)
+            await kv.put(key, value)
+        finally:
+            await nc.close()
+
+    asyncio.run(put())
+
+
+def _eventually(condition: Callable[[], bool], timeout_s: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return condition()
 
 
 def test_a_store_that_has_not_seen_the_first_apply_yet_still_finds_it(
@@ -27,3 +63,61 @@ def test_a_store_that_has_not_seen_the_first_apply_yet_still_finds_it(
     finally:
         first.stop()
         second.stop()
+
+
+def test_garbage_in_current_is_rejected_and_the_watch_follows_the_next_version(
+    nats_server: NatsServer,
+) -> None:
+    first = Bus(NatsSettings(url=nats_server.url)).start()
+    second = Bus(NatsSettings(url=nats_server.url)).start()
+    seen: list[StoredConfig] = []
+    try:
+        writer = first.call(ConfigStore(first).open(), 10)
+        assert first.call(writer.apply(_config("one")), 10).version == 1
+        watcher = second.call(ConfigStore(second).open(), 10)
+        watcher.on_change(seen.append)
+        second.call(watcher.watch(), 10)
+
+        _kv_put(nats_server.url, "current", b"not-a-number")
+        assert _eventually(lambda: second.counters["config.bad_current"] >= 1)
+        assert watcher.current_version == 1  # the garbage is not taken for a version
+
+        applied = first.call(writer.apply(_config("two")), 10)  # reads the garbage too
+        assert applied.version == 2  # numbered after the highest stored version
+        assert first.counters["config.bad_current"] == 1
+        assert _eventually(lambda: watcher.current_version == 2), "the watch stopped"
+        assert seen[-1].version == 2  # listeners heard of it
+        assert second.call(watcher.get(), 10).config.name == "two"
+    finally:
+        first.stop()
+        second.stop()
+
+
+def test_a_version_left_by_a_writer_that_died_midway_is_taken_over(
+    nats_server: NatsServer,
+) -> None:
+    import msgspec
+
+    bus = Bus(NatsSettings(url=nats_server.url)).start()
+    try:
+        store = bus.call(ConfigStore(bus).open(), 10)
+        assert bus.call(store.apply(_config("one")), 10).version == 1
+        # a writer that created v.2 and died before moving `current`: first recently...
+        fresh = {"yaml": _config("ghost"), "applied_at": time.time(), "source": "dead"}
+        _kv_put(nats_server.url, "v.2", msgspec.msgpack.encode(fresh))
+        try:
+            bus.call(store.apply(_config("two")), 10)
+        except RuntimeError as exc:  # a writer that may still be alive is waited for
+            assert "concurrent writers" in str(exc)
+        else:
+            raise AssertionError("a fresh v.2 must not be taken over")
+        # ...then long enough ago that it cannot still be writing
+        stale = {**fresh, "applied_at": time.time() - 60}
+        _kv_put(nats_server.url, "v.2", msgspec.msgpack.encode(stale))
+        applied = bus.call(store.apply(_config("two")), 10)
+        assert applied.version == 2
+        assert bus.call(store.get(2), 10).config.name == "two"
+        assert bus.counters["config.abandoned_version"] == 1
+        assert bus.call(store.apply(_config("three")), 10).version == 3  # and on it goes
+    finally:
+        bus.stop()
