@@ -2,7 +2,9 @@
 
 If every answer-producing supernode gives the same (parsed) answer, that
 answer wins without a call.  With no supernode active (all skipped) or none
-that succeeded, the decision LLM answers the task alone, and says so.
+that succeeded, the decision LLM answers the task alone, and says so.  A failed
+decision call (an HTTP error, a timeout) fails the query explicitly: status
+``error``, no answer, the call's error in ``error`` and ``failures``.
 """
 
 from __future__ import annotations
@@ -162,6 +164,7 @@ class DecisionActor(JoinActor):
     ) -> None:
         finished = time.time()
         ok = call is None or call.get("outcome") == "ok"
+        error = None if ok else str((call or {}).get("error"))
         output: dict[str, Any] = {
             "node": DECISION_NODE,
             "role": "decision",
@@ -170,7 +173,8 @@ class DecisionActor(JoinActor):
             "answer": answer,
             "decided_by": decided_by,
             "vote": vote,
-            "error": None if ok else f"decision LLM failed: {call.get('error') if call else ''}",
+            "error": None if ok else f"decision LLM failed: {error}",
+            "failures": [] if ok else [f"{decided_by}: {error}"],
             "model": run.plan.decision if call is not None else None,
             "call": {k: v for k, v in (call or {}).items() if k != "text"} or None,
             "started": run.started,

@@ -22,7 +22,7 @@ from hieramas.actors.dispatch import LoopActor
 from hieramas.actors.messages import Arm, Expire, Inbound, tell_later
 from hieramas.bus import error_envelope
 from hieramas.controller.plan import Plan
-from hieramas.wire import Envelope, Kind, input_output
+from hieramas.wire import Envelope, Kind, WireError, input_output
 
 __all__ = ["JoinActor", "NodeRun"]
 
@@ -137,33 +137,56 @@ class JoinActor(LoopActor):
 
     # -- helpers for subclasses ------------------------------------------------------
     def finish(self, run: NodeRun, output: dict[str, Any], targets: list[str]) -> None:
-        """Send ``output`` to ``targets`` (node ids, via routes) and to the gateway; forget the run."""
+        """Send ``output`` to the gateway and to ``targets`` (node ids, via routes); forget the run.
+
+        The gateway's copy goes first: if it is over the payload limit, the node has failed
+        (see :meth:`_send`), and its successors get that failure instead of its text.
+        """
         self.runs.pop(run.activation.query_id, None)
         if run.expiry is not None:
             run.expiry.cancel()
+        sent = self._send(run, run.gateway, Kind.NODE_OUTPUT, {}, output)
+        if sent is None:
+            return  # nothing fits: the query ends at its deadline
         routes = run.routes or {}
         at: dict[str, list[str]] = {}  # one message per worker inbox, not per target
         for target in targets:
             if target in routes:
                 at.setdefault(routes[target], []).append(target)
-        forwarded = input_output(output)
+        forwarded = input_output(sent)
         for inbox, hosted in at.items():
-            payload = {"node": hosted[0], "nodes": hosted, "output": forwarded}
-            self._send(inbox, self.ctx.envelope(Kind.NODE_INPUT, payload, run.activation))
-        self._send(
-            run.gateway, self.ctx.envelope(Kind.NODE_OUTPUT, {"output": output}, run.activation)
-        )
+            self._send(run, inbox, Kind.NODE_INPUT, {"node": hosted[0], "nodes": hosted}, forwarded)
 
-    def _send(self, subject: str, envelope: Envelope) -> None:
+    def _send(
+        self, run: NodeRun, subject: str, kind: Kind, extra: dict[str, Any], output: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """Publish ``output`` (with the ``extra`` payload keys); returns what went out.
+
+        Over the payload limit, the oversize output is logged and counted and a failure
+        output goes in its place (no text; the reason in ``error`` and ``failures``), so
+        the query goes on and its result says what happened.  ``None``: nothing fitted.
+        """
+        bus = self.ctx.bus
         try:
-            self.ctx.bus.publish(subject, envelope)
-        except ValueError as exc:  # oversize: send a truncated, clearly marked output instead
-            output = dict(envelope.payload["output"])
-            output.update(status="error", text="", error=f"output not delivered: {exc}")
-            payload = {**envelope.payload, "output": output}
-            self.ctx.bus.publish(
-                subject, envelope.reply(envelope.kind, payload, sender=envelope.sender)
+            bus.publish(
+                subject, self.ctx.envelope(kind, {**extra, "output": output}, run.activation)
             )
+            return output
+        except WireError as exc:
+            reason = f"output not delivered: {exc}"
+        query_id = run.activation.query_id
+        bus.counters["node.output_oversize"] += 1
+        log.warning("node.output_oversize", node=self.node, query_id=query_id, reason=reason)
+        for fallback in _undelivered(output, reason):
+            envelope = self.ctx.envelope(kind, {**extra, "output": fallback}, run.activation)
+            try:
+                bus.publish(subject, envelope)
+                return fallback
+            except WireError:
+                continue
+        bus.counters["node.output_lost"] += 1
+        log.error("node.output_lost", node=self.node, query_id=query_id, reason=reason)
+        return None
 
     def reject(self, message: Inbound, code: str, reason: str) -> None:
         """Log, count and (if asked) answer a message this node cannot take."""
@@ -174,3 +197,18 @@ class JoinActor(LoopActor):
                 message.reply,
                 error_envelope(code, reason, sender=self.ctx.worker_id, like=message.envelope),
             )
+
+
+_MINIMAL_KEYS = ("node", "role", "answerless", "worker")
+
+
+def _undelivered(output: dict[str, Any], reason: str) -> list[dict[str, Any]]:
+    """Failure outputs that stand in for ``output``, largest first: without its text,
+    then with only its identity and the reason."""
+    failed = {"status": "error", "text": "", "answer": None, "error": reason}
+    failures = [*(output.get("failures") or []), reason]
+    minimal = {k: output[k] for k in _MINIMAL_KEYS if k in output}
+    return [
+        {**output, **failed, "failures": failures},
+        {**minimal, **failed, "failures": [reason]},
+    ]

@@ -218,6 +218,12 @@ def validate(config: HieraConfig, *, roles: RoleCatalogue | None = None) -> list
                 problems.append(f"{where}.proposers[{i}]: unknown LLM {llm!r}")
         if spec.synthesizer not in PSEUDO_LLMS and spec.synthesizer not in config.llms:
             problems.append(f"{where}.synthesizer: unknown LLM {spec.synthesizer!r}")
+        if spec.synthesizer in (VOTE, PASS) and spec.proposers and set(spec.proposers) == {SKIP}:
+            problems.append(
+                f"{where}.synthesizer: {spec.synthesizer!r} chooses among proposals, but every "
+                f"proposer of supernode {node!r} is 'skip' (give it an LLM to answer alone, "
+                "or 'skip' to drop the supernode)"
+            )
     if config.decision != VOTE and config.decision not in config.llms:
         problems.append(f"decision: unknown LLM {config.decision!r}")
     placed: dict[str, str] = {}

@@ -3,7 +3,9 @@
 Workers announce themselves every second and say goodbye when they stop.
 A worker silent for ``dead_after_s`` is declared lost, and every listener
 (the gateway, the supernodes of other workers) is told, so work it held is
-redone elsewhere instead of waiting for a deadline.
+redone elsewhere instead of waiting for a deadline.  Anything else on that
+subject (another kind, a missing or mistyped field) is rejected with a typed,
+logged and counted error, and changes nothing.
 """
 
 from __future__ import annotations
@@ -17,13 +19,15 @@ from typing import Any
 import structlog
 
 from hieramas.bus import Bus
-from hieramas.wire import Envelope, Subjects
+from hieramas.wire import Envelope, Kind, Subjects
 
-__all__ = ["HEARTBEAT_S", "Liveness"]
+__all__ = ["HEARTBEAT_S", "HELLO_STATUSES", "Liveness"]
 
 log = structlog.get_logger(__name__)
 
 HEARTBEAT_S = 1.0
+HELLO_STATUSES = ("alive", "bye")
+"""What a worker announcement may say (``alive`` when absent)."""
 
 
 class Liveness:
@@ -73,12 +77,17 @@ class Liveness:
                 await self._sub.unsubscribe()
 
     def _on_hello(self, envelope: Envelope, reply: str | None) -> None:
+        problem = _hello_problem(envelope)
+        if problem is not None:
+            code, reason = problem
+            self.bus.reject(self.subjects.worker_hello, reply, code, reason)
+            return
         worker = str(envelope.payload["worker"])
         if envelope.payload.get("status") == "bye":
             self._lost(worker, "goodbye")
             return
         self.last_seen[worker] = time.monotonic()
-        self.info[worker] = {"nodes": envelope.payload.get("nodes"), "last_seen": time.time()}
+        self.info[worker] = {"nodes": envelope.payload["nodes"], "last_seen": time.time()}
 
     async def _check_loop(self) -> None:
         while True:
@@ -101,3 +110,21 @@ class Liveness:
                 listener(worker)
             except Exception:
                 log.exception("liveness.listener_failed")
+
+
+def _hello_problem(envelope: Envelope) -> tuple[str, str] | None:
+    """``(code, reason)`` if ``envelope`` is not a well-formed worker announcement."""
+    if envelope.kind is not Kind.WORKER_HELLO:
+        return "kind", f"expected {Kind.WORKER_HELLO.value}, got {envelope.kind.value}"
+    payload = envelope.payload
+    worker, nodes, status = payload["worker"], payload["nodes"], payload.get("status", "alive")
+    if not isinstance(worker, str) or not worker:
+        return "payload", f"{Kind.WORKER_HELLO.value}: 'worker' must be a non-empty string"
+    if not isinstance(nodes, list) or not all(isinstance(n, str) for n in nodes):
+        return "payload", f"{Kind.WORKER_HELLO.value}: 'nodes' must be a list of node ids"
+    if status not in HELLO_STATUSES:
+        return "payload", (
+            f"{Kind.WORKER_HELLO.value}: 'status' must be one of {', '.join(HELLO_STATUSES)},"
+            f" not {status!r}"
+        )
+    return None

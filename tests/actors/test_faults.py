@@ -46,6 +46,14 @@ def _ask(stack: Stack, text: str = "Which option?", **kw: Any) -> dict[str, Any]
 SUBJECTS = Subjects()
 
 
+def _inbox(stack: Stack, where: str) -> str:
+    """The private inbox subject of the stack's worker or gateway (named after a random id)."""
+    if where == "worker":
+        return stack.workers[0].ctx.inbox
+    assert stack.controller is not None
+    return stack.controller.gateway.inbox
+
+
 @pytest.mark.parametrize(
     "subject",
     [
@@ -55,6 +63,11 @@ SUBJECTS = Subjects()
         SUBJECTS.propose("expert", 0),
         SUBJECTS.synthesize("expert"),
         SUBJECTS.config("apply"),
+        SUBJECTS.config("get"),
+        SUBJECTS.config("history"),
+        SUBJECTS.worker_hello,
+        "worker-inbox",
+        "gateway-inbox",
     ],
 )
 @pytest.mark.parametrize(
@@ -71,6 +84,8 @@ def test_malformed_messages_get_a_typed_error_reply(
 ) -> None:
     _apply(stack, config_yaml(llm_url, {"expert": node("Critic", ["fixed:A"], "fixed:A")}))
     assert stack.bus is not None
+    if subject.endswith("-inbox"):
+        subject = _inbox(stack, subject.removesuffix("-inbox"))
 
     async def send() -> Envelope:
         msg = await stack.bus.nc.request(subject, payload, timeout=5)  # type: ignore[union-attr]
@@ -176,6 +191,93 @@ def test_oversize_llm_output_is_reported_not_lost(llm_url: str) -> None:
         p0 = result["nodes"]["expert"]["calls"]["p0"]
         assert p0["outcome"] == "error"
         assert "oversize" in p0["error"]
+
+
+def test_oversize_node_output_fails_that_node_explicitly(llm_url: str) -> None:
+    """The synthesizer's reply fits (62 kB), the node's output with its 13 call records does not."""
+    big = "big:62000"
+    with NatsServer(max_payload=64 * 1024) as server, Stack(nats_url=server.url) as stack:
+        assert stack.bus is not None
+        counters = stack.bus.counters
+        _apply(
+            stack,
+            config_yaml(
+                llm_url, {"expert": node("Critic", ["fixed:A"] * 12, big)}, extra_llms=[big]
+            ),
+        )
+        result = _ask(stack)
+        expert = result["nodes"]["expert"]
+        assert expert["calls"]["synth"]["outcome"] == "ok"
+        assert expert["calls"]["synth"]["completion_tokens"] == 62000 // 4
+        assert expert["status"] == "error" and expert["text"] == ""
+        assert expert["error"].startswith("output not delivered: node.output message is ")
+        assert "over the 65536-byte maximum" in expert["error"]
+        assert result["failures"] == [f"expert: {expert['error']}"]
+        # the decision node got the failure, not the text: it answered alone
+        assert (result["status"], result["decided_by"]) == ("ok", "alone_all_failed")
+        assert result["answer"] == "A"
+        assert (counters["node.output_oversize"], counters["node.output_lost"]) == (1, 0)
+        _apply(stack, config_yaml(llm_url, {"expert": node("Critic", ["fixed:B"], "fixed:B")}))
+        assert _ask(stack)["answer"] == "B"  # and the worker still serves
+
+
+def test_oversize_decision_output_is_an_explicit_error(llm_url: str) -> None:
+    big = "big:100000"
+    with NatsServer(max_payload=64 * 1024) as server, Stack(nats_url=server.url) as stack:
+        assert stack.bus is not None
+        counters = stack.bus.counters
+        disagreeing = {
+            "expert": node("Critic", ["fixed:A"], "fixed:A"),
+            "doctor": node("Doctor", ["fixed:B"], "fixed:B"),
+        }
+        _apply(stack, config_yaml(llm_url, disagreeing, decision=big, extra_llms=[big]))
+        result = _ask(stack)
+        assert result["status"] == "error"
+        assert result["answer"] is None and result["text"] == ""
+        assert result["error"].startswith("output not delivered: node.output message is ")
+        assert result["failures"] == [f"decision: {result['error']}"]
+        assert result["decision"]["call"]["outcome"] == "ok"  # the call worked; its output is lost
+        assert {n: out["answer"] for n, out in result["nodes"].items()} == {
+            "expert": "A",
+            "doctor": "B",
+        }
+        assert counters["node.output_oversize"] == 1
+        _apply(stack, config_yaml(llm_url, disagreeing))
+        assert _ask(stack)["status"] == "ok"
+
+
+@pytest.mark.parametrize(
+    ("kind", "payload", "code", "reason"),
+    [
+        (Kind.QUERY, {"text": "hi"}, "kind", "expected worker.hello, got query"),
+        (Kind.WORKER_HELLO, {"worker": "w-x"}, "payload", "payload lacks nodes"),
+        (Kind.WORKER_HELLO, {"worker": 7, "nodes": ["*"]}, "payload", "'worker' must be"),
+        (Kind.WORKER_HELLO, {"worker": "", "nodes": ["*"]}, "payload", "'worker' must be"),
+        (Kind.WORKER_HELLO, {"worker": "w-x", "nodes": "expert"}, "payload", "'nodes' must be"),
+        (
+            Kind.WORKER_HELLO,
+            {"worker": "w-x", "nodes": ["*"], "status": "zombie"},
+            "payload",
+            "'status' must be one of alive, bye, not 'zombie'",
+        ),
+    ],
+)
+def test_bad_worker_announcements_are_rejected(
+    stack: Stack, llm_url: str, kind: Kind, payload: dict[str, Any], code: str, reason: str
+) -> None:
+    _apply(stack, config_yaml(llm_url, {"expert": node("Critic", ["fixed:A"], "fixed:A")}))
+    assert stack.bus is not None and stack.controller is not None
+    envelope = Envelope(kind=kind, payload=payload, sender="intruder")
+    with pytest.raises(RemoteError) as info:
+        stack.bus.call(stack.bus.arequest(SUBJECTS.worker_hello, envelope, 5), 10)
+    assert info.value.code == code
+    assert reason in info.value.detail
+    assert stack.bus.counters[f"rejected.{code}"] >= 1
+    assert stack.bus.counters["rejected.internal"] == 0
+    worker = stack.workers[0].worker_id
+    for liveness in (stack.controller.liveness, stack.workers[0].liveness):
+        assert set(liveness.info) == {worker}  # nothing registered for the intruder
+    assert _ask(stack)["status"] == "ok"
 
 
 def test_live_config_change_keeps_in_flight_queries_on_their_version(

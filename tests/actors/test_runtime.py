@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 
 from hieramas.controller.client import HieraClient
 from hieramas.llm.loopback import LoopbackLLM
@@ -31,6 +32,15 @@ def ask(
     if yaml_text is not None:
         stack.bus.call(client.apply_config(yaml_text), 10)
     return stack.bus.call(client.ask(text, **kw), 60)
+
+
+def impatient(yaml_text: str, model: str, timeout_s: float) -> str:
+    """``yaml_text`` with ``model`` on an endpoint of its own (the same server) that gives up
+    on a reply after ``timeout_s``."""
+    data = yaml.safe_load(yaml_text)
+    data["endpoints"]["impatient"] = {**data["endpoints"]["scripted"], "timeout_s": timeout_s}
+    data["llms"][model]["endpoint"] = "impatient"
+    return str(yaml.safe_dump(data, sort_keys=False))
 
 
 def test_multi_supernode_dag_answers(stack: Stack, llm_url: str) -> None:
@@ -74,6 +84,39 @@ def test_disagreement_calls_the_decision_llm(stack: Stack, llm_url: str) -> None
     assert result["decided_by"] == "llm"
     assert result["answer"] == "C"
     assert result["decision"]["model"] == "fixed:C"
+
+
+@pytest.mark.parametrize(
+    ("decision", "timeout_s", "why"),
+    [("fail", None, "(HTTP 500)"), ("slow:5", 0.3, "timeout: endpoint 'impatient'")],
+    ids=["http-500", "timeout"],
+)
+def test_failing_decision_llm_fails_the_query_explicitly(
+    stack: Stack, llm_url: str, decision: str, timeout_s: float | None, why: str
+) -> None:
+    cfg = config_yaml(
+        llm_url,
+        {
+            "expert": node("Knowledgeable Expert", ["fixed:A"], "fixed:A"),
+            "critic": node("Critic", ["fixed:B"], "fixed:B"),
+        },
+        decision=decision,
+    )
+    result = ask(stack, impatient(cfg, decision, timeout_s) if timeout_s else cfg)
+    assert result["status"] == "error"
+    assert (result["answer"], result["text"], result["decided_by"]) == (None, "", "llm")
+    call = result["decision"]["call"]
+    assert call["outcome"] == "error" and call["model"] == decision
+    assert call["error"].startswith(f"{decision}: ") and why in call["error"]
+    assert result["error"] == f"decision LLM failed: {call['error']}"
+    assert result["failures"] == [f"decision: llm: {call['error']}"]
+    # the supernodes' work is kept in the result
+    assert {n: out["answer"] for n, out in result["nodes"].items()} == {
+        "expert": "A",
+        "critic": "B",
+    }
+    assert result["latency_s"] < 3.0
+    assert ask(stack, cfg.replace(f"decision: {decision}", "decision: fixed:C"))["answer"] == "C"
 
 
 def test_skipped_proposer_and_skipped_supernode(stack: Stack, llm_url: str) -> None:
@@ -137,6 +180,25 @@ def test_failing_proposer_is_reported_and_the_node_proceeds(stack: Stack, llm_ur
     expert = result["nodes"]["expert"]
     assert expert["calls"]["p0"]["outcome"] == "error"
     assert any("p0" in f and "500" in f for f in result["failures"]), result["failures"]
+
+
+def test_timed_out_proposer_is_reported_and_the_node_proceeds(stack: Stack, llm_url: str) -> None:
+    cfg = config_yaml(
+        llm_url,
+        {"expert": node("Knowledgeable Expert", ["slow:5", "fixed:B"], "fixed:B")},
+    )
+    result = ask(stack, impatient(cfg, "slow:5", 0.3))
+    assert result["status"] == "ok", result
+    assert result["answer"] == "B"
+    assert result["latency_s"] < 3.0  # it went on without the 5 s reply
+    expert = result["nodes"]["expert"]
+    assert expert["status"] == "ok"
+    assert expert["calls"]["p1"]["outcome"] == "ok"
+    p0 = expert["calls"]["p0"]
+    assert (p0["outcome"], p0["error_kind"]) == ("error", "timeout")
+    assert result["failures"] == [f"expert: p0: {p0['error']}"]
+    assert p0["error"].startswith("slow:5: timeout: endpoint 'impatient'")
+    assert "timeout_s=0.3" in p0["error"]
 
 
 def test_failing_synthesizer_fails_the_node_but_not_the_query(stack: Stack, llm_url: str) -> None:

@@ -125,3 +125,24 @@ def test_placement_is_validated_and_carried_into_the_plan() -> None:
     assert plan.nodes["b"].group == "gpu" and plan.nodes["a"].group is None
     assert plan.group_of("decision") == "gpu"
     assert type(plan).from_wire(plan.to_wire()) == plan
+
+
+@pytest.mark.parametrize("synthesizer", ["vote", "pass"])
+def test_pseudo_synthesizer_over_only_skipped_proposers_is_rejected(synthesizer: str) -> None:
+    found = problems(
+        config_yaml(
+            URL,
+            {
+                "ok": node("Critic", ["skip", "fixed:A"], synthesizer),
+                "empty": node("Doctor", ["skip", "skip"], synthesizer),
+            },
+        )
+    )
+    assert found == [
+        f"supernodes.empty.synthesizer: {synthesizer!r} chooses among proposals, but every "
+        "proposer of supernode 'empty' is 'skip' (give it an LLM to answer alone, "
+        "or 'skip' to drop the supernode)"
+    ]
+    # an LLM synthesizer answers alone, and a skipped one drops the supernode: both are fine
+    for fine in ("fixed:B", "skip"):
+        parse_config(config_yaml(URL, {"empty": node("Doctor", ["skip", "skip"], fine)}))
