@@ -322,19 +322,19 @@ def config_history(
     if as_json:
         out.print_json(json.dumps(rows))
         return
+    from datetime import UTC, datetime
+
     table = Table("version", "name", "source", "applied", "current")
     for row in rows:
-        from datetime import UTC, datetime
-
-        applied = datetime.fromtimestamp(float(row["applied_at"]), UTC).isoformat(
-            timespec="seconds"
-        )
+        if row.get("error"):  # a corrupt record: say so rather than show a 1970 date
+            name, applied = f"[red]unreadable: {row['error']}[/red]", ""
+        else:
+            name = str(row["name"])
+            applied = datetime.fromtimestamp(float(row["applied_at"]), UTC).isoformat(
+                timespec="seconds"
+            )
         table.add_row(
-            str(row["version"]),
-            str(row["name"]),
-            str(row["source"]),
-            applied,
-            "*" if row["current"] else "",
+            str(row["version"]), name, str(row["source"]), applied, "*" if row["current"] else ""
         )
     out.print(table)
 

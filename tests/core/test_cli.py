@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from hieramas.natsserver import NatsServer
 from support import config_yaml, node
 
 HIERAMAS = [sys.executable, "-m", "hieramas"]
@@ -199,3 +200,40 @@ def test_up_on_a_password_protected_nats_prints_the_url_masked(tmp_path: Path) -
                 up.kill()
     assert up.returncode == 0
     assert "s3cret-pw" not in first + stderr
+
+
+def test_config_history_marks_an_unreadable_version(nats_server: NatsServer) -> None:
+    import asyncio
+
+    import nats
+    from typer.testing import CliRunner
+
+    from hieramas.bus import Bus
+    from hieramas.cli import app
+    from hieramas.controller.store import CONFIG_BUCKET, ConfigStore
+    from hieramas.natsconn import NatsSettings
+    from hieramas.stack import Stack
+
+    bus = Bus(NatsSettings(url=nats_server.url)).start()
+    try:
+        store = bus.call(ConfigStore(bus).open(), 10)
+        for name in ("one", "two"):
+            text = config_yaml("http://127.0.0.1:9/v1", {"a": node("Critic", ["echo"], "echo")})
+            bus.call(store.apply(text.replace("name: test", f"name: {name}")), 10)
+    finally:
+        bus.stop()
+
+    async def corrupt() -> None:
+        nc = await nats.connect(nats_server.url)
+        kv = await nc.jetstream().key_value(CONFIG_BUCKET)
+        await kv.put("v.1", b"\xc1 not msgpack")
+        await nc.close()
+
+    asyncio.run(corrupt())
+    with Stack(nats_url=nats_server.url, workers=0):  # a controller that has not read v.1
+        run = CliRunner().invoke(app, ["config", "history", "--nats", nats_server.url])
+    assert run.exit_code == 0, run.output
+    lines = run.output.splitlines()
+    first = next(line for line in lines if line.strip().startswith("│ 1"))
+    assert "unreadable" in first and "1970" not in run.output
+    assert any("two" in line and "*" in line for line in lines)  # the rest as before
