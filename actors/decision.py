@@ -123,6 +123,7 @@ class DecisionActor(JoinActor):
                 "node": DECISION_NODE,
                 "role": "decision",
                 "slot": "decision",
+                "attempt": 1,  # made by the decision actor itself, not sent to a slot
                 "worker": self.ctx.worker_id,
             },
         )

@@ -73,6 +73,7 @@ class SlotActor(LoopActor):
             model = self._spec(ModelSpec, call["model"])
             endpoint = self._spec(EndpointSpec, call["endpoint"])
             messages = self.messages(call)
+            attempt = int(str(envelope.payload["slot"]).partition("@")[2] or 1)
         except (KeyError, TypeError, ValueError) as exc:
             self._reject(message, "bad_call", f"malformed {self.slot_kind} call: {exc!r}")
             return
@@ -85,6 +86,7 @@ class SlotActor(LoopActor):
             "node": self.node,
             "role": call.get("role", ""),
             "slot": self.slot,
+            "attempt": attempt,
             "worker": self.ctx.worker_id,
         }
         ctx, reply, finished = self.ctx, message.reply, [False]

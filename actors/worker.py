@@ -266,8 +266,8 @@ class Worker:
             if isinstance(envelope.payload.get("call"), dict)
             else ""
         )
-        slot = str(envelope.payload.get("slot", ""))
-        self._actor(("proposer", f"{node}/{slot}")).tell(Inbound(envelope, reply))
+        slot = str(envelope.payload.get("slot", "")).partition("@")[0]  # one actor per slot,
+        self._actor(("proposer", f"{node}/{slot}")).tell(Inbound(envelope, reply))  # any attempt
 
     def _on_synth(self, envelope: Envelope, reply: str | None) -> None:
         if not self._expect(envelope, reply, Kind.SLOT_CALL, "synthesize"):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from hieramas.controller.client import HieraClient
 from hieramas.natsserver import NatsServer
 from hieramas.stack import Stack
@@ -48,4 +50,9 @@ def test_independent_supernodes_overlap_in_time(nats_server: NatsServer, llm_url
     calls = [e for e in mine if e["event"] == "llm_call"]
     assert len(calls) == 8  # 4 proposers + 4 synthesizers (the decision had agreement)
     assert all(c["prompt_tokens"] > 0 and c["model"] for c in calls)
+    assert sorted(c["slot"] for c in calls) == ["p0"] * 4 + ["synth"] * 4
+    assert [c["attempt"] for c in calls] == [1] * 8
+    assert {c["node"] for c in calls} == set(runs)
+    assert all(c["outcome"] == "ok" and c["cost_usd"] > 0 and c["trace_id"] for c in calls)
+    assert sum(c["cost_usd"] for c in calls) == pytest.approx(result["cost_usd"])
     assert [e["status"] for e in mine if e["event"] == "query"] == ["ok"]
