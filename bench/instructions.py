@@ -22,6 +22,7 @@ Needs valgrind (Debian package ``valgrind``); a run takes one to two minutes.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
 import subprocess
@@ -54,7 +55,8 @@ def count(valgrind: str, url: str, queries: int) -> int:
         valgrind, "--tool=callgrind", "--callgrind-out-file=/dev/null",
         sys.executable, str(Path(__file__).resolve()), "--child", url, str(queries),
     ]  # fmt: skip
-    done = subprocess.run(args, capture_output=True, text=True, check=False)
+    env = {**os.environ, "PYTHONHASHSEED": "0"}  # the same set and dict layouts in every run
+    done = subprocess.run(args, capture_output=True, text=True, check=False, env=env)
     found = _COLLECTED.search(done.stderr)
     if done.returncode != 0 or found is None:
         sys.exit(f"the run under valgrind failed ({done.returncode}):\n{done.stderr[-2000:]}")
