@@ -90,7 +90,11 @@ class NatsServer:
         self.store_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.store_dir / "nats-server.log"
         self._log = log_path.open("ab")
-        self.process = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT)
+        # a process group of its own: a terminal's Ctrl-C reaches only its owner, which
+        # drains its connections first and then stops the server (see ``stop``)
+        self.process = subprocess.Popen(
+            args, stdout=self._log, stderr=subprocess.STDOUT, process_group=0
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

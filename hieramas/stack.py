@@ -56,7 +56,8 @@ class EmulatorProcess:
         ]  # fmt: skip
         if self.profiles:
             args += ["--profiles", self.profiles]
-        self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL)
+        # its own process group, like the nats-server: the owner stops it after the workers
+        self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, process_group=0)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

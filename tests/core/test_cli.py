@@ -237,3 +237,34 @@ def test_config_history_marks_an_unreadable_version(nats_server: NatsServer) -> 
     first = next(line for line in lines if line.strip().startswith("│ 1"))
     assert "unreadable" in first and "1970" not in run.output
     assert any("two" in line and "*" in line for line in lines)  # the rest as before
+
+
+def test_ctrl_c_in_a_terminal_shuts_up_down_in_order(tmp_path: Path, llm_url: str) -> None:
+    """A terminal's Ctrl-C signals the whole foreground group; the children must not die first."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(config_yaml(llm_url, {"a": node("Critic", ["fixed:B"], "fixed:B")}))
+    up = subprocess.Popen(
+        [*HIERAMAS, "up", "--config", str(cfg), "--no-emulator"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # a group of its own, as a shell gives a foreground job
+    )
+    try:
+        assert up.stdout is not None
+        assert up.stdout.readline().startswith("NATS ")
+        assert up.stdout.readline().startswith("config version 1")
+        children = _children(up.pid)
+        assert children
+        os.killpg(up.pid, signal.SIGINT)
+        rest, stderr = up.communicate(timeout=30)
+    finally:
+        if up.poll() is None:
+            up.kill()
+    assert up.returncode == 0, stderr
+    said = rest + stderr
+    assert "disconnected" not in said and "EOF" not in said, said  # an orderly stop
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(_alive(pid) for pid in children), "no orphan processes"
