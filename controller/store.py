@@ -9,6 +9,7 @@ never lose a version.  Every process that cares watches ``current``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,9 +29,6 @@ log = structlog.get_logger(__name__)
 
 CONFIG_BUCKET = "hieramas_configs"
 CURRENT = "current"
-ABANDONED_AFTER_S = 10.0
-"""A ``v.<N>`` record this old while ``current`` still names N-1 was left by a writer that
-died between its two steps; the next apply takes the number over."""
 
 
 class CorruptConfigError(Exception):
@@ -149,62 +147,39 @@ class ConfigStore:
             self._watch_task.cancel()
 
     async def apply(self, yaml_text: str, *, source: str = "user") -> StoredConfig:
-        """Validate and store a new version, then make it current. ``ConfigError`` if invalid."""
+        """Validate and store a new version, then make it current. ``ConfigError`` if invalid.
+
+        Two steps, each a compare-and-set: create ``v.<N>`` (N one past every stored
+        version), then move ``current`` from the revision read before.  A stored
+        version is never rewritten, so every controller's cache stays true.  A writer
+        that loses the second step deletes its ``v.<N>`` and tries again; one that died
+        between the steps leaves a version that was never current, and later writers
+        number past it.
+        """
         config = parse_config(yaml_text)
         for _ in range(20):
             current, revision = await self._current_for_apply()
-            version = current + 1
+            version = max(current, *await self._stored_versions(), 0) + 1
             applied_at = time.time()
             record = {"yaml": yaml_text, "applied_at": applied_at, "source": source}
-            data = msgspec.msgpack.encode(record)
             try:
-                await self.kv.create(f"v.{version}", data)
+                await self.kv.create(f"v.{version}", msgspec.msgpack.encode(record))
             except Exception:  # another writer took this number: retry with the next one
-                if not await self._take_over_abandoned(version, data):
-                    await asyncio.sleep(0.005)
-                    continue
-            try:
-                await self.kv.update(CURRENT, str(version).encode(), last=revision or None)
-            except KeyWrongLastSequenceError:
                 await asyncio.sleep(0.005)
                 continue
-            except Exception:
-                if revision:
-                    raise
-                await self.kv.create(CURRENT, str(version).encode())
+            try:
+                await self.kv.update(CURRENT, str(version).encode(), last=revision or None)
+            except KeyWrongLastSequenceError:  # another version became current meanwhile
+                with contextlib.suppress(Exception):
+                    await self.kv.delete(f"v.{version}")  # never current: not a version
+                await asyncio.sleep(0.005)
+                continue
             stored = StoredConfig(version, yaml_text, config, applied_at, source)
             self._cache[version] = stored
             self.current_version = version
             log.info("config.applied", version=version, name=config.name, source=source)
             return stored
-        raise RuntimeError(
-            "could not apply the config: too many concurrent writers (another controller"
-            f" holds version {version}; if it died, its number is taken over after"
-            f" {ABANDONED_AFTER_S:g}s)"
-        )
-
-    async def _take_over_abandoned(self, version: int, data: bytes) -> bool:
-        """Overwrite ``v.<version>`` if a dead writer left it there (see ``ABANDONED_AFTER_S``).
-
-        The overwrite is a compare-and-set on the record's revision, so of several
-        writers taking over only one wins; True if this one did.
-        """
-        try:
-            entry = await self.kv.get(f"v.{version}")
-            applied_at = float(msgspec.msgpack.decode(entry.value or b"")["applied_at"])
-        except KeyNotFoundError:
-            return False  # gone again: a plain retry will do
-        except Exception:  # unreadable: as abandoned as it gets
-            applied_at = 0.0
-        if time.time() - applied_at < ABANDONED_AFTER_S:
-            return False  # a live writer is between its two steps
-        try:
-            await self.kv.update(f"v.{version}", data, last=entry.revision)
-        except Exception:
-            return False
-        self.bus.counters["config.abandoned_version"] += 1
-        log.warning("config.abandoned_version", version=version)
-        return True
+        raise RuntimeError("could not apply the config: too many concurrent writers")
 
     async def get(self, version: int | None = None) -> StoredConfig:
         """A stored version (the current one by default); ``KeyError`` if there is none."""
@@ -225,20 +200,18 @@ class ConfigStore:
         return stored
 
     async def _current_for_apply(self) -> tuple[int, int]:
-        """The version in force and the revision of ``current`` (0, 0 when unset).
-
-        A garbage ``current`` is rejected and the highest stored version stands in for
-        it, so that the next apply repairs the key instead of failing.
-        """
+        """The version ``current`` names (0 if none, or garbage: rejected and counted) and
+        the key's revision, a delete marker's included (0 if it was never written)."""
         try:
             entry = await self.kv.get(CURRENT)
-        except KeyNotFoundError:
-            return 0, 0
+        except KeyNotFoundError as exc:  # never written, or deleted / purged
+            marker = getattr(exc, "entry", None)
+            return 0, int(getattr(marker, "revision", 0) or 0)
         try:
             return _parse_version(entry.value), entry.revision or 0
         except ValueError as exc:
             self._reject_current(str(exc))
-        return max(await self._stored_versions(), default=0), entry.revision or 0
+        return 0, entry.revision or 0
 
     async def _read_current(self) -> int:
         """The version in force according to the bucket itself (0 when none)."""
