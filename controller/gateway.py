@@ -196,23 +196,20 @@ class Gateway:
         query_id = envelope.query_id or new_id()
         trace_id = envelope.trace_id or new_id()
         run: QueryRun | None = None
+        failed: QueryFailed | None = None
         try:
             run = await self._start_run(envelope, query_id, trace_id, started)
             result = await self._run(run)
         except QueryFailed as exc:
-            self._record_failure(exc, query_id)
-            result = (
-                self._result(run, exc.code, error=str(exc))
-                if run
-                else self._failed_result(exc, query_id, trace_id, started)
-            )
+            failed = exc
         except Exception as exc:  # a bug: the client still gets an answer, not a timeout
             log.exception("query.crashed", query_id=query_id)
-            failure = QueryFailed("internal", f"the gateway failed: {type(exc).__name__}: {exc}")
-            self._record_failure(failure, query_id)
-            result = self._failed_result(failure, query_id, trace_id, started, run)
+            failed = QueryFailed("internal", f"the gateway failed: {type(exc).__name__}: {exc}")
         finally:
             self.runs.pop(query_id, None)
+        if failed is not None:
+            self._record_failure(failed, query_id)
+            result = self._failure_result(failed, query_id, trace_id, started, run)
         data: bytes | None = None
         if reply:
             result, data = self._sendable(result)
@@ -270,6 +267,24 @@ class Gateway:
         self.bus.counters[f"gateway.failed.{exc.code}"] += 1
         log.warning("query.failed", query_id=query_id, code=exc.code, reason=str(exc))
 
+    def _failure_result(
+        self,
+        exc: QueryFailed,
+        query_id: str,
+        trace_id: str,
+        started: float,
+        run: QueryRun | None,
+    ) -> dict[str, Any]:
+        """The full result of a failed query (what its nodes did), or a brief one if even
+        that cannot be built: the failure still reaches the client."""
+        if run is not None and exc.code != "internal":
+            try:
+                return self._result(run, exc.code, error=str(exc))
+            except Exception:
+                log.exception("query.result_failed", query_id=query_id)
+                self.bus.counters["gateway.result_failed"] += 1
+        return self._failed_result(exc, query_id, trace_id, started, run)
+
     @staticmethod
     def _failed_result(
         exc: QueryFailed, query_id: str, trace_id: str, started: float, run: QueryRun | None = None
@@ -295,11 +310,16 @@ class Gateway:
             return result, self.bus.encode(self._result_envelope(result))
         except WireError as exc:
             failure = QueryFailed(exc.code, f"the query result cannot be sent: {exc}")
-        except Exception as exc:
-            self._reply_failed(query_id, exc)
-            return result, None
-        self._record_failure(failure, query_id)
+        except Exception as exc:  # e.g. a value msgpack cannot carry: still answer
+            log.exception("query.result_unencodable", query_id=query_id)
+            failure = QueryFailed("internal", f"the query result cannot be encoded: {exc}")
+        if result.get("status") == "ok":  # a failed query was counted under its own code
+            self._record_failure(failure, query_id)
+        else:
+            self.bus.counters["gateway.result_unsendable"] += 1
         brief = {key: result.get(key) for key in BRIEF_RESULT_KEYS}
+        if result.get("status") != "ok":  # keep the first reason it failed for
+            failure = QueryFailed(str(result.get("status")), f"{result.get('error')}; {failure}")
         brief.update(status=failure.code, error=str(failure), answer=None)
         try:
             return brief, self.bus.encode(self._result_envelope(brief))

@@ -121,3 +121,20 @@ def test_a_query_refused_with_an_error_envelope_is_still_a_result(
     assert "boom: a bug in the gateway" in result["error"]
     assert result["answer"] is None and result["query_id"]
     assert _counter(stack, "rejected.internal") == 1
+
+
+def test_a_bug_while_reporting_a_failed_query_still_reports_the_failure(
+    stack: Stack, llm_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The query times out, then building its full result fails too: the timeout arrives."""
+    cfg = config_yaml(llm_url, {"expert": node("Critic", ["slow:5"], "fixed:B")}, query_timeout_s=1)
+    _apply(stack, cfg)
+    monkeypatch.setattr(_gateway(stack), "_result", _boom)
+
+    started = time.monotonic()
+    result = _ask(stack, timeout_s=1)
+    assert time.monotonic() - started < PROMPT_S
+    assert result["status"] == "timeout" and "deadline" in result["error"]
+    assert result["answer"] is None and result["config_version"] == 1
+    assert _counter(stack, "gateway.failed.timeout") == 1
+    assert _counter(stack, "gateway.result_failed") == 1
