@@ -29,6 +29,7 @@ from hieramas.controller.client import HieraClient
 from hieramas.controller.config import ConfigError, parse_config
 from hieramas.evaluation import EvalReport, ItemResult, evaluate
 from hieramas.llm.local.errors import LocalModelError
+from hieramas.processes import unwind_on_signals
 from hieramas.tasks import baselines, datasets
 from hieramas.tasks.datasets import Item
 
@@ -252,6 +253,7 @@ def bench(
                 )
             runs = plan_methods(specs, pool, domain, opts, extra)
             emulated = any(parse_config(r.yaml_text).uses_emulator() for r in runs)
+            unwind_on_signals()  # a killed run still stops its embedded servers
             stack_ctx = Stack(nats_url=nats, emulator=emulated, emulator_seed=seed)
             sandbox = Sandbox() if domain == "humaneval" else None
             err.print(

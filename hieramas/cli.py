@@ -31,6 +31,7 @@ from hieramas.emulator.cli import app as emulator_app
 from hieramas.llm.local.cli import app as local_app
 from hieramas.logs import configure_logging
 from hieramas.natsconn import NatsSettings, redact_url
+from hieramas.processes import unwind_on_signals
 from hieramas.tasks.download import app as data_app
 from hieramas.wire import WireError
 
@@ -88,7 +89,7 @@ def _stop_on_signal() -> threading.Event:
     """An event that SIGINT or SIGTERM sets; installed before start-up, so a signal that
     comes while the stack starts still ends in a clean shutdown rather than a kill."""
     stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lambda *_: stop.set())
     return stop
 
@@ -184,6 +185,7 @@ def ask(
     else:
         from hieramas.stack import Stack
 
+        unwind_on_signals()
         config_text = _read_config(config)
         with Stack(emulator=parse_config(config_text).uses_emulator()) as stack:
             assert stack.bus is not None
@@ -241,6 +243,7 @@ def demo(
         raise typer.Exit(2) from None
     text = resources.files("hieramas").joinpath("configs/mmlu.yaml").read_text()
     err.print(f"starting an embedded stack (nats-server, emulator seed {seed}, controller, worker)")
+    unwind_on_signals()
     with Stack(emulator=True, emulator_seed=seed, emulator_latency_scale=latency_scale) as stack:
         assert stack.bus is not None
         client = HieraClient(stack.bus)

@@ -95,19 +95,28 @@ class NatsServer:
         self.process = subprocess.Popen(
             args, stdout=self._log, stderr=subprocess.STDOUT, process_group=0
         )
+        try:
+            self._wait_ready(timeout, log_path)
+        except BaseException:  # failed, timed out or interrupted: never leave it running
+            self.stop()
+            raise
+        return self
+
+    def _wait_ready(self, timeout: float, log_path: Path) -> None:
+        assert self.process is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise NatsServerError(
-                    f"nats-server exited with {self.process.returncode}; see {log_path}"
+                self._log.flush()
+                raise NatsServerError(  # the log goes with a temporary store: quote it
+                    f"nats-server exited with {self.process.returncode}: {_why(log_path)}"
                 )
             try:
                 with socket.create_connection((self.host, self.port), timeout=0.2):
                     log.info("nats.started", url=self.url, pid=self.process.pid)
-                    return self
+                    return
             except OSError:
                 time.sleep(0.01)
-        self.stop()
         raise NatsServerError(f"nats-server did not accept connections within {timeout}s")
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -130,3 +139,15 @@ class NatsServer:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def _why(log_path: Path) -> str:
+    """The lines of a failed start that say why: nats-server puts a bad flag first (then
+    its usage text) and a fatal error last."""
+    lines = [line.strip() for line in log_path.read_text(errors="replace").splitlines()]
+    lines = [line for line in lines if line]
+    if not lines:
+        return "no output"
+    if lines[0].startswith("flag provided"):
+        return lines[0]
+    return " | ".join(lines[-3:])

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 
-__all__ = ["terminate"]
+__all__ = ["terminate", "unwind_on_signals"]
 
 
 def terminate(process: subprocess.Popen[bytes] | None, timeout: float = 5.0) -> None:
@@ -17,3 +18,14 @@ def terminate(process: subprocess.Popen[bytes] | None, timeout: float = 5.0) -> 
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait(timeout)
+
+
+def unwind_on_signals() -> None:
+    """Make SIGTERM and SIGHUP (a closed terminal) raise ``KeyboardInterrupt`` like Ctrl-C.
+
+    For commands that run an embedded stack to completion: the stack's ``with``
+    block then stops its child processes, which sit in process groups of their own
+    and would otherwise outlive the command.  Call from the main thread.
+    """
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.default_int_handler)

@@ -58,6 +58,15 @@ class EmulatorProcess:
             args += ["--profiles", self.profiles]
         # its own process group, like the nats-server: the owner stops it after the workers
         self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, process_group=0)
+        try:
+            self._wait_ready(timeout)
+        except BaseException:  # failed, timed out or interrupted: never leave it running
+            self.stop()
+            raise
+        return self
+
+    def _wait_ready(self, timeout: float) -> None:
+        assert self.process is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -65,11 +74,10 @@ class EmulatorProcess:
             try:
                 if httpx.get(f"{self.url}/models", timeout=1.0).status_code == 200:
                     log.info("emulator.started", url=self.url, seed=self.seed)
-                    return self
+                    return
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
-        self.stop()
         raise RuntimeError(f"the emulator did not answer within {timeout:.0f}s")
 
     def stop(self) -> None:
@@ -152,6 +160,19 @@ class Stack:
         return self
 
     def stop(self) -> None:
+        """Stop the parts in order; the child processes are stopped whatever happens first
+        (they run in process groups of their own, so nothing else would stop them)."""
+        try:
+            self._stop_parts()
+        finally:
+            if self.emulator is not None:
+                self.emulator.stop()
+                self.emulator = None
+            if self.nats is not None:
+                self.nats.stop()
+                self.nats = None
+
+    def _stop_parts(self) -> None:
         for worker in self.workers:
             worker.stop()
         self.workers = []
@@ -168,12 +189,6 @@ class Stack:
         if self.bus is not None:
             self.bus.stop()
             self.bus = None
-        if self.emulator is not None:
-            self.emulator.stop()
-            self.emulator = None
-        if self.nats is not None:
-            self.nats.stop()
-            self.nats = None
 
     def __enter__(self) -> Stack:
         return self.start()

@@ -268,3 +268,33 @@ def test_ctrl_c_in_a_terminal_shuts_up_down_in_order(tmp_path: Path, llm_url: st
     while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not any(_alive(pid) for pid in children), "no orphan processes"
+
+
+def test_a_one_shot_ask_killed_mid_query_leaves_no_servers_behind(
+    tmp_path: Path, llm_url: str
+) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(config_yaml(llm_url, {"a": node("Critic", ["slow:5"], "fixed:B")}))
+    ask = subprocess.Popen(
+        [*HIERAMAS, "ask", "--config", str(cfg), "Which option?"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not (children := _children(ask.pid)) and time.monotonic() < deadline:
+            time.sleep(0.05)  # the embedded nats-server is up
+        assert children
+        time.sleep(1.0)  # into the query
+        children = _children(ask.pid)
+        ask.send_signal(signal.SIGTERM)
+        ask.communicate(timeout=30)
+    finally:
+        if ask.poll() is None:
+            ask.kill()
+    assert ask.returncode != 0
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(_alive(pid) for pid in children), "no orphan processes"
