@@ -34,22 +34,36 @@ __all__ = ["deliver_directly"]
 log = structlog.get_logger(__name__)
 
 
-class _DirectDelivery:
-    """Stands in for a subscription's ``asyncio.Queue``: each message goes to the handler now."""
+class _DirectDelivery(asyncio.Queue[Msg]):
+    """Stands in for a subscription's pending queue: each message goes to the handler now.
+
+    A subclass of ``asyncio.Queue``, so that any queue method a nats-py release may call
+    exists; it stays empty, except for what reached the original queue before the swap.
+    """
 
     def __init__(self, sub: Any, handle: Callable[[Msg], None], counters: Counter[str]) -> None:
+        super().__init__()
         self._earlier: asyncio.Queue[Msg] = sub._pending_queue
         self._sub = sub
         self._handle = handle
         self._counters = counters
 
     def put_nowait(self, msg: Msg) -> None:
+        self._hand_over_earlier()  # in the order they came
+        self._deliver(msg)
+
+    def _deliver(self, msg: Msg) -> None:
         self._sub._pending_size -= len(msg.data)  # nats-py counted it as pending: it is not
         try:
             self._handle(msg)
         except Exception:  # the reading task must survive any handler
             self._counters["delivery_failed"] += 1
             log.exception("nats.delivery_failed", subject=msg.subject)
+
+    def _hand_over_earlier(self) -> None:
+        earlier = self._earlier
+        while not earlier.empty():
+            self._deliver(earlier.get_nowait())
 
     async def get(self) -> Msg:
         """What nats-py's own task waits on: messages queued before the swap, then nothing."""
@@ -58,18 +72,20 @@ class _DirectDelivery:
         await asyncio.get_running_loop().create_future()  # until the subscription stops
         raise AssertionError("unreachable: that future is only ever cancelled")
 
-    # the rest of what nats-py asks of a pending queue: it is always empty
+    def get_nowait(self) -> Msg:
+        return self._earlier.get_nowait()  # QueueEmpty, unless something came before the swap
+
     def qsize(self) -> int:
-        return 0
+        return self._earlier.qsize()
 
     def empty(self) -> bool:
-        return True
+        return self._earlier.empty()
 
-    def task_done(self) -> None:
+    def task_done(self) -> None:  # nats-py's task calls it after each message it handled
         return None
 
-    async def join(self) -> None:  # drain waits for queued messages: there are none
-        return None
+    async def join(self) -> None:  # a drain waits for queued messages: hand them over now
+        self._hand_over_earlier()
 
 
 def deliver_directly(sub: Any, handle: Callable[[Msg], None], counters: Counter[str]) -> bool:

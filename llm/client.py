@@ -305,6 +305,8 @@ class OpenAIChatClient:
             return state
         known = self._by_spec.get(endpoint)
         if known is not None:  # another config version's settings, still in use
+            self._states[endpoint.name] = known  # by name: the settings used last
+            self.endpoints[endpoint.name] = endpoint
             return known
         fresh = self._new_state(endpoint)
         if state is not None:  # reconfigured: calls in flight finish on the old pool

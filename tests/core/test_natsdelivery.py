@@ -103,8 +103,32 @@ def test_a_message_queued_before_the_swap_still_reaches_the_callback(
         return got, sub.pending_msgs
 
     got, pending = asyncio.run(scenario())
-    assert sorted(got) == [("callback", b"queued"), ("direct", b"one"), ("direct", b"two")]
+    assert [data for _, data in got] == [b"queued", b"one", b"two"]  # each once, in order
+    assert [path for path, _ in got][1:] == ["direct", "direct"]
     assert pending == 0
+
+
+def test_a_message_parsed_before_nats_py_ran_goes_out_first_and_once(
+    nats_server: NatsServer,
+) -> None:
+    """nats-py flushed inline while subscribing, and a message arrived before its task ever ran."""
+
+    async def scenario() -> list[tuple[str, bytes]]:
+        nc = await nats.connect(nats_server.url)
+        got: list[tuple[str, bytes]] = []
+
+        async def via_nats_py(msg: Msg) -> None:
+            got.append(("callback", msg.data))
+
+        sub = await nc.subscribe("early2", cb=via_nats_py)
+        sub._pending_queue.put_nowait(Msg(nc, subject="early2", data=b"queued"))
+        assert deliver_directly(sub, lambda msg: got.append(("direct", msg.data)), Counter())
+        sub._pending_queue.put_nowait(Msg(nc, subject="early2", data=b"next"))  # as if parsed
+        await asyncio.sleep(0.05)  # nats-py's task runs now: nothing is left for it
+        await nc.drain()
+        return got
+
+    assert asyncio.run(scenario()) == [("direct", b"queued"), ("direct", b"next")]
 
 
 def test_an_unfamiliar_subscription_keeps_nats_py_delivery() -> None:

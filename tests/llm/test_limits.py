@@ -143,8 +143,10 @@ async def test_versions_alternating_between_two_settings_reuse_two_pools(
     new = EndpointSpec("ep", "http://new.test/v1", max_concurrency=2)
     async with OpenAIChatClient(transport_factory=factory) as client:
         texts = [(await client.chat(chat_request, spec)).text for spec in [old, new] * 5]
-        assert client.endpoints["ep"] == new  # the newest settings stay the current ones
         assert client.metrics()["ep"]["calls"] == 10
+        await client.chat(chat_request, old)  # by name, the settings used last are reported
+        assert client.endpoints["ep"] == old
+        assert client.breaker("ep") is client._by_spec[old].breaker
     assert texts == ["old.test", "new.test"] * 5
     assert created == ["old.test", "new.test"]  # one pool per settings, not one per switch
     assert sorted(closed) == ["new.test", "old.test"]  # both closed with the client
