@@ -43,13 +43,15 @@ class _DirectDelivery(asyncio.Queue[Msg]):
 
     def __init__(self, sub: Any, handle: Callable[[Msg], None], counters: Counter[str]) -> None:
         super().__init__()
-        self._earlier: asyncio.Queue[Msg] = sub._pending_queue
+        self._earlier: asyncio.Queue[Msg] = sub._pending_queue  # nats-py never adds to it again
+        self._earlier_left = not self._earlier.empty()
         self._sub = sub
         self._handle = handle
         self._counters = counters
 
     def put_nowait(self, msg: Msg) -> None:
-        self._hand_over_earlier()  # in the order they came
+        if self._earlier_left:
+            self._hand_over_earlier()  # in the order they came
         self._deliver(msg)
 
     def _deliver(self, msg: Msg) -> None:
@@ -64,6 +66,7 @@ class _DirectDelivery(asyncio.Queue[Msg]):
         earlier = self._earlier
         while not earlier.empty():
             self._deliver(earlier.get_nowait())
+        self._earlier_left = False
 
     async def get(self) -> Msg:
         """What nats-py's own task waits on: messages queued before the swap, then nothing."""
