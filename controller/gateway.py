@@ -275,21 +275,14 @@ class Gateway:
         started: float,
         run: QueryRun | None,
     ) -> dict[str, Any]:
-        """The full result of a failed query (what its nodes did), or a brief one if even
-        that cannot be built: the failure still reaches the client."""
+        """The full result of a failed query (what its nodes did), or a brief one when it has
+        no run yet, or even that cannot be built: the failure still reaches the client."""
         if run is not None and exc.code != "internal":
             try:
                 return self._result(run, exc.code, error=str(exc))
             except Exception:
                 log.exception("query.result_failed", query_id=query_id)
                 self.bus.counters["gateway.result_failed"] += 1
-        return self._failed_result(exc, query_id, trace_id, started, run)
-
-    @staticmethod
-    def _failed_result(
-        exc: QueryFailed, query_id: str, trace_id: str, started: float, run: QueryRun | None = None
-    ) -> dict[str, Any]:
-        """The result of a query that failed before it had one of its own."""
         return {
             "status": exc.code,
             "error": str(exc),
@@ -313,13 +306,12 @@ class Gateway:
         except Exception as exc:  # e.g. a value msgpack cannot carry: still answer
             log.exception("query.result_unencodable", query_id=query_id)
             failure = QueryFailed("internal", f"the query result cannot be encoded: {exc}")
-        if result.get("status") == "ok":  # a failed query was counted under its own code
+        if result.get("status") == "ok":
             self._record_failure(failure, query_id)
-        else:
+        else:  # counted under its own code already; keep the first reason it failed for
             self.bus.counters["gateway.result_unsendable"] += 1
-        brief = {key: result.get(key) for key in BRIEF_RESULT_KEYS}
-        if result.get("status") != "ok":  # keep the first reason it failed for
             failure = QueryFailed(str(result.get("status")), f"{result.get('error')}; {failure}")
+        brief = {key: result.get(key) for key in BRIEF_RESULT_KEYS}
         brief.update(status=failure.code, error=str(failure), answer=None)
         try:
             return brief, self.bus.encode(self._result_envelope(brief))

@@ -158,7 +158,7 @@ class ConfigStore:
         """
         config = parse_config(yaml_text)
         for _ in range(20):
-            current, revision = await self._current_for_apply()
+            current, revision = await self._current_key()
             version = max(current, *await self._stored_versions(), 0) + 1
             applied_at = time.time()
             record = {"yaml": yaml_text, "applied_at": applied_at, "source": source}
@@ -199,7 +199,7 @@ class ConfigStore:
         self._cache[wanted] = stored
         return stored
 
-    async def _current_for_apply(self) -> tuple[int, int]:
+    async def _current_key(self) -> tuple[int, int]:
         """The version ``current`` names (0 if none, or garbage: rejected and counted) and
         the key's revision, a delete marker's included (0 if it was never written)."""
         try:
@@ -214,16 +214,10 @@ class ConfigStore:
         return 0, entry.revision or 0
 
     async def _read_current(self) -> int:
-        """The version in force according to the bucket itself (0 when none)."""
-        try:
-            entry = await self.kv.get(CURRENT)
-        except KeyNotFoundError:
-            return 0
-        try:
-            return _parse_version(entry.value)
-        except ValueError as exc:
-            self._reject_current(str(exc))
-            return self.current_version
+        """The version in force according to the bucket itself (when unset or garbage, the
+        one this store knows: 0 before any)."""
+        version, _ = await self._current_key()
+        return version or self.current_version
 
     async def history(self) -> list[dict[str, object]]:
         """Every stored version, oldest first: version, name, applied_at, source, current.

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import json
 import random
-import signal
 import sys
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
@@ -31,7 +29,7 @@ from hieramas.emulator.cli import app as emulator_app
 from hieramas.llm.local.cli import app as local_app
 from hieramas.logs import configure_logging
 from hieramas.natsconn import NatsSettings, redact_url
-from hieramas.processes import unwind_on_signals
+from hieramas.processes import stop_on_signals, unwind_on_signals
 from hieramas.tasks.download import app as data_app
 from hieramas.wire import WireError
 
@@ -85,15 +83,6 @@ def _setup(
     configure_logging(log_level, json=log_json)
 
 
-def _stop_on_signal() -> threading.Event:
-    """An event that SIGINT or SIGTERM sets; installed before start-up, so a signal that
-    comes while the stack starts still ends in a clean shutdown rather than a kill."""
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, lambda *_: stop.set())
-    return stop
-
-
 @app.command()
 def up(
     nats: NatsOpt = None,
@@ -107,7 +96,7 @@ def up(
     """Start NATS (embedded unless --nats), the emulator, the controller and workers; run until Ctrl-C."""
     from hieramas.stack import Stack
 
-    stop = _stop_on_signal()
+    stop = stop_on_signals()
     text = _read_config(config)
     stack = Stack(
         nats_url=nats,
@@ -142,7 +131,7 @@ def worker(
     """Host supernode/proposer/synthesizer/decision actors against an existing NATS."""
     from hieramas.stack import Stack
 
-    stop = _stop_on_signal()
+    stop = stop_on_signals()
     wanted = {n.strip() for n in nodes.split(",") if n.strip()} if nodes else None
     with Stack(nats_url=_require(nats), controller=False, nodes=wanted, group=group) as stack:
         where = f" in group {group}" if group else ""
@@ -159,7 +148,7 @@ def controller(
     """Run the controller (config store + gateway) against an existing NATS."""
     from hieramas.stack import Stack
 
-    stop = _stop_on_signal()
+    stop = stop_on_signals()
     with Stack(nats_url=_require(nats), workers=0, emulator_url=emulator_url):
         out.print("controller running")
         sys.stdout.flush()

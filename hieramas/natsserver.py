@@ -17,7 +17,7 @@ from types import TracebackType
 
 import structlog
 
-from hieramas.processes import terminate
+from hieramas.processes import spawn, terminate
 
 __all__ = ["NatsServer", "NatsServerError", "find_nats_server", "free_port"]
 
@@ -90,11 +90,7 @@ class NatsServer:
         self.store_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.store_dir / "nats-server.log"
         self._log = log_path.open("ab")
-        # a process group of its own: a terminal's Ctrl-C reaches only its owner, which
-        # drains its connections first and then stops the server (see ``stop``)
-        self.process = subprocess.Popen(
-            args, stdout=self._log, stderr=subprocess.STDOUT, process_group=0
-        )
+        self.process = spawn(args, stdout=self._log, stderr=subprocess.STDOUT)
         try:
             self._wait_ready(timeout, log_path)
         except BaseException:  # failed, timed out or interrupted: never leave it running
@@ -107,7 +103,6 @@ class NatsServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                self._log.flush()
                 raise NatsServerError(  # the log goes with a temporary store: quote it
                     f"nats-server exited with {self.process.returncode}: {_why(log_path)}"
                 )

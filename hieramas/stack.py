@@ -27,7 +27,7 @@ from hieramas.llm.client import OpenAIChatClient
 from hieramas.llm.transports import default_transport_factory
 from hieramas.natsconn import NatsSettings
 from hieramas.natsserver import NatsServer, free_port
-from hieramas.processes import terminate
+from hieramas.processes import spawn, terminate
 
 __all__ = ["EmulatorProcess", "Stack"]
 
@@ -56,8 +56,7 @@ class EmulatorProcess:
         ]  # fmt: skip
         if self.profiles:
             args += ["--profiles", self.profiles]
-        # its own process group, like the nats-server: the owner stops it after the workers
-        self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, process_group=0)
+        self.process = spawn(args, stdin=subprocess.DEVNULL)
         try:
             self._wait_ready(timeout)
         except BaseException:  # failed, timed out or interrupted: never leave it running

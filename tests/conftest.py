@@ -10,6 +10,7 @@ import pytest
 
 from hieramas.llm.loopback import LoopbackLLM
 from hieramas.natsserver import NatsServer
+from hieramas.stack import Stack
 
 REPO = Path(__file__).resolve().parent.parent
 os.environ.setdefault("HIERAMAS_DATA_DIR", str(REPO.parent / "shared" / "datasets"))
@@ -20,6 +21,13 @@ def nats_server() -> Iterator[NatsServer]:
     """A fresh nats-server with JetStream on a free loopback port."""
     with NatsServer() as server:
         yield server
+
+
+@pytest.fixture
+def stack(nats_server: NatsServer) -> Iterator[Stack]:
+    """Controller, gateway and one worker in this process, on ``nats_server``."""
+    with Stack(nats_url=nats_server.url) as running:
+        yield running
 
 
 @pytest.fixture(scope="session")

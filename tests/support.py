@@ -8,6 +8,9 @@ from typing import Any
 import httpx
 import yaml
 
+from hieramas.controller.client import HieraClient
+from hieramas.stack import Stack
+
 MMLU_ROLES = [
     "Knowledgeable Expert", "Critic", "Mathematician", "Psychologist",
     "Historian", "Doctor", "Lawyer", "Economist",
@@ -63,3 +66,23 @@ def chat_post(base_url: str, model: str = "echo", *, stream: bool = False) -> ht
         headers={"Content-Type": "application/json", "Authorization": "Bearer sk-t"},
         content=json.dumps(body).encode(),
     )
+
+
+def client_of(stack: Stack) -> HieraClient:
+    """A client on the stack's own connection."""
+    assert stack.bus is not None
+    return HieraClient(stack.bus)
+
+
+def apply_config(stack: Stack, yaml_text: str) -> int:
+    """Apply ``yaml_text`` through the controller; its version."""
+    assert stack.bus is not None
+    version: int = stack.bus.call(client_of(stack).apply_config(yaml_text), 10)
+    return version
+
+
+def ask(stack: Stack, text: str = "Which option?", **kw: Any) -> dict[str, Any]:
+    """One query through the gateway; its result."""
+    assert stack.bus is not None
+    result: dict[str, Any] = stack.bus.call(client_of(stack).ask(text, **kw), 60)
+    return result

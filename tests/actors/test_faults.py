@@ -8,40 +8,16 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import msgpack
 import pytest
 
 from hieramas.bus import RemoteError
-from hieramas.controller.client import HieraClient
 from hieramas.natsserver import NatsServer
 from hieramas.stack import Stack
 from hieramas.wire import Envelope, Kind, Subjects, WireError, decode
-from support import config_yaml, node
-
-
-@pytest.fixture
-def stack(nats_server: NatsServer) -> Iterator[Stack]:
-    with Stack(nats_url=nats_server.url) as running:
-        yield running
-
-
-def _client(stack: Stack) -> HieraClient:
-    assert stack.bus is not None
-    return HieraClient(stack.bus)
-
-
-def _apply(stack: Stack, yaml_text: str) -> int:
-    assert stack.bus is not None
-    return stack.bus.call(_client(stack).apply_config(yaml_text), 10)
-
-
-def _ask(stack: Stack, text: str = "Which option?", **kw: Any) -> dict[str, Any]:
-    assert stack.bus is not None
-    return stack.bus.call(_client(stack).ask(text, **kw), 60)
-
+from support import apply_config, ask, client_of, config_yaml, node
 
 SUBJECTS = Subjects()
 
@@ -82,7 +58,7 @@ def _inbox(stack: Stack, where: str) -> str:
 def test_malformed_messages_get_a_typed_error_reply(
     stack: Stack, llm_url: str, subject: str, payload: bytes, code: str
 ) -> None:
-    _apply(stack, config_yaml(llm_url, {"expert": node("Critic", ["fixed:A"], "fixed:A")}))
+    apply_config(stack, config_yaml(llm_url, {"expert": node("Critic", ["fixed:A"], "fixed:A")}))
     assert stack.bus is not None
     if subject.endswith("-inbox"):
         subject = _inbox(stack, subject.removesuffix("-inbox"))
@@ -96,7 +72,7 @@ def test_malformed_messages_get_a_typed_error_reply(
     assert reply.payload["code"] == code
     assert stack.bus.counters[f"rejected.{code}"] >= 1
     # ...and the system still answers real queries
-    assert _ask(stack)["status"] == "ok"
+    assert ask(stack)["status"] == "ok"
 
 
 def test_wrong_kind_on_a_node_subject_is_rejected(stack: Stack, llm_url: str) -> None:
@@ -130,16 +106,16 @@ def test_bad_activations_are_rejected(
     with pytest.raises(RemoteError, match=code):
         stack.bus.call(stack.bus.arequest(SUBJECTS.activate(node_), envelope, 5), 10)
     assert stack.bus.counters[f"rejected.{code}"] >= 1
-    _apply(stack, cfg)
-    assert _ask(stack)["status"] == "ok"  # and the worker still serves
+    apply_config(stack, cfg)
+    assert ask(stack)["status"] == "ok"  # and the worker still serves
 
 
 @pytest.mark.parametrize(("nodes", "code"), [("expert", "payload"), (["nobody"], "unknown_node")])
 def test_bad_targets_on_a_worker_inbox_are_rejected(
     stack: Stack, llm_url: str, nodes: object, code: str
 ) -> None:
-    _apply(stack, config_yaml(llm_url, {"expert": node("Critic", ["fixed:A"], "fixed:A")}))
-    assert _ask(stack)["status"] == "ok"  # the worker now has an actor for "expert"
+    apply_config(stack, config_yaml(llm_url, {"expert": node("Critic", ["fixed:A"], "fixed:A")}))
+    assert ask(stack)["status"] == "ok"  # the worker now has an actor for "expert"
     assert stack.bus is not None
     inbox = stack.workers[0].ctx.inbox
     payload = {"node": "expert", "nodes": nodes, "routes": {}}
@@ -147,23 +123,23 @@ def test_bad_targets_on_a_worker_inbox_are_rejected(
     with pytest.raises(RemoteError, match=code):
         stack.bus.call(stack.bus.arequest(inbox, envelope, 5), 10)
     assert stack.bus.counters[f"rejected.{code}"] >= 1
-    assert _ask(stack)["status"] == "ok"
+    assert ask(stack)["status"] == "ok"
 
 
 def test_invalid_config_is_rejected_and_the_old_one_stays(stack: Stack, llm_url: str) -> None:
     good = config_yaml(llm_url, {"expert": node("Critic", ["fixed:A"], "fixed:A")})
-    assert _apply(stack, good) == 1
+    assert apply_config(stack, good) == 1
     bad = config_yaml(
         llm_url,
         {"a": node("Critic", ["gpt-9"], "fixed:A"), "b": node("Doctor", ["fixed:A"], "fixed:A")},
         [("a", "b"), ("b", "a")],
     )
     with pytest.raises(RemoteError) as info:
-        _apply(stack, bad)
+        apply_config(stack, bad)
     assert info.value.code == "invalid_config"
     assert "unknown LLM 'gpt-9'" in info.value.detail
     assert "cycle" in info.value.detail
-    result = _ask(stack)
+    result = ask(stack)
     assert result["status"] == "ok"
     assert result["config_version"] == 1
 
@@ -172,12 +148,12 @@ def test_payload_over_the_server_maximum_fails_clearly() -> None:
     with NatsServer(max_payload=64 * 1024) as server, Stack(nats_url=server.url) as stack:
         assert stack.bus is not None
         with pytest.raises(WireError, match="over the 65536-byte maximum"):
-            _ask(stack, text="x" * 100_000)
+            ask(stack, text="x" * 100_000)
 
 
 def test_oversize_llm_output_is_reported_not_lost(llm_url: str) -> None:
     with NatsServer(max_payload=64 * 1024) as server, Stack(nats_url=server.url) as stack:
-        _apply(
+        apply_config(
             stack,
             config_yaml(
                 llm_url,
@@ -185,7 +161,7 @@ def test_oversize_llm_output_is_reported_not_lost(llm_url: str) -> None:
                 extra_llms=["big:100000"],
             ),
         )
-        result = _ask(stack)
+        result = ask(stack)
         assert result["status"] == "ok"
         assert result["answer"] == "B"
         p0 = result["nodes"]["expert"]["calls"]["p0"]
@@ -199,13 +175,13 @@ def test_oversize_node_output_fails_that_node_explicitly(llm_url: str) -> None:
     with NatsServer(max_payload=64 * 1024) as server, Stack(nats_url=server.url) as stack:
         assert stack.bus is not None
         counters = stack.bus.counters
-        _apply(
+        apply_config(
             stack,
             config_yaml(
                 llm_url, {"expert": node("Critic", ["fixed:A"] * 12, big)}, extra_llms=[big]
             ),
         )
-        result = _ask(stack)
+        result = ask(stack)
         expert = result["nodes"]["expert"]
         assert expert["calls"]["synth"]["outcome"] == "ok"
         assert expert["calls"]["synth"]["completion_tokens"] == 62000 // 4
@@ -217,8 +193,10 @@ def test_oversize_node_output_fails_that_node_explicitly(llm_url: str) -> None:
         assert (result["status"], result["decided_by"]) == ("ok", "alone_all_failed")
         assert result["answer"] == "A"
         assert (counters["node.output_oversize"], counters["node.output_lost"]) == (1, 0)
-        _apply(stack, config_yaml(llm_url, {"expert": node("Critic", ["fixed:B"], "fixed:B")}))
-        assert _ask(stack)["answer"] == "B"  # and the worker still serves
+        apply_config(
+            stack, config_yaml(llm_url, {"expert": node("Critic", ["fixed:B"], "fixed:B")})
+        )
+        assert ask(stack)["answer"] == "B"  # and the worker still serves
 
 
 def test_oversize_decision_output_is_an_explicit_error(llm_url: str) -> None:
@@ -230,8 +208,8 @@ def test_oversize_decision_output_is_an_explicit_error(llm_url: str) -> None:
             "expert": node("Critic", ["fixed:A"], "fixed:A"),
             "doctor": node("Doctor", ["fixed:B"], "fixed:B"),
         }
-        _apply(stack, config_yaml(llm_url, disagreeing, decision=big, extra_llms=[big]))
-        result = _ask(stack)
+        apply_config(stack, config_yaml(llm_url, disagreeing, decision=big, extra_llms=[big]))
+        result = ask(stack)
         assert result["status"] == "error"
         assert result["answer"] is None and result["text"] == ""
         assert result["error"].startswith("output not delivered: node.output message is ")
@@ -242,8 +220,8 @@ def test_oversize_decision_output_is_an_explicit_error(llm_url: str) -> None:
             "doctor": "B",
         }
         assert counters["node.output_oversize"] == 1
-        _apply(stack, config_yaml(llm_url, disagreeing))
-        assert _ask(stack)["status"] == "ok"
+        apply_config(stack, config_yaml(llm_url, disagreeing))
+        assert ask(stack)["status"] == "ok"
 
 
 @pytest.mark.parametrize(
@@ -265,7 +243,7 @@ def test_oversize_decision_output_is_an_explicit_error(llm_url: str) -> None:
 def test_bad_worker_announcements_are_rejected(
     stack: Stack, llm_url: str, kind: Kind, payload: dict[str, Any], code: str, reason: str
 ) -> None:
-    _apply(stack, config_yaml(llm_url, {"expert": node("Critic", ["fixed:A"], "fixed:A")}))
+    apply_config(stack, config_yaml(llm_url, {"expert": node("Critic", ["fixed:A"], "fixed:A")}))
     assert stack.bus is not None and stack.controller is not None
     envelope = Envelope(kind=kind, payload=payload, sender="intruder")
     with pytest.raises(RemoteError) as info:
@@ -277,7 +255,7 @@ def test_bad_worker_announcements_are_rejected(
     worker = stack.workers[0].worker_id
     for liveness in (stack.controller.liveness, stack.workers[0].liveness):
         assert set(liveness.info) == {worker}  # nothing registered for the intruder
-    assert _ask(stack)["status"] == "ok"
+    assert ask(stack)["status"] == "ok"
 
 
 def test_live_config_change_keeps_in_flight_queries_on_their_version(
@@ -292,9 +270,9 @@ def test_live_config_change_keeps_in_flight_queries_on_their_version(
     v2 = config_yaml(
         llm_url, {"expert": node("Critic", ["fixed:B"], "fixed:B")}, decision="fixed:B"
     )
-    assert _apply(stack, v1) == 1
+    assert apply_config(stack, v1) == 1
     assert stack.bus is not None
-    client = _client(stack)
+    client = client_of(stack)
 
     async def scenario() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         old = [asyncio.ensure_future(client.ask(f"q{i}")) for i in range(16)]
@@ -330,7 +308,7 @@ def test_killed_worker_its_work_is_served_by_the_other(
     workers = [_start_worker(nats_server.url) for _ in range(2)]
     try:
         with Stack(nats_url=nats_server.url, workers=0) as stack:
-            _apply(
+            apply_config(
                 stack,
                 config_yaml(
                     llm_url,
@@ -343,7 +321,7 @@ def test_killed_worker_its_work_is_served_by_the_other(
                     extra_llms=["slow:1"],
                 ),
             )
-            client = _client(stack)
+            client = client_of(stack)
             assert stack.bus is not None
 
             async def scenario() -> tuple[list[dict[str, Any]], list[dict[str, Any]], float]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -16,12 +15,6 @@ from hieramas.natsserver import NatsServer
 from hieramas.stack import Stack
 from hieramas.wire import Envelope, Kind, Subjects
 from support import config_yaml, node
-
-
-@pytest.fixture
-def stack(nats_server: NatsServer) -> Iterator[Stack]:
-    with Stack(nats_url=nats_server.url) as running:
-        yield running
 
 
 def ask(

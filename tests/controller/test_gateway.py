@@ -3,46 +3,22 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from hieramas.controller.client import HieraClient
 from hieramas.controller.gateway import Gateway
 from hieramas.natsserver import NatsServer
 from hieramas.stack import Stack
-from support import config_yaml, node
+from support import apply_config, ask, config_yaml, node
 
 PROMPT_S = 5.0  # far below the client's own timeout (timeout_s + 5 s)
 SMALL_PAYLOAD = 64 * 1024
 
 
-@pytest.fixture
-def stack(nats_server: NatsServer) -> Iterator[Stack]:
-    with Stack(nats_url=nats_server.url) as running:
-        yield running
-
-
-def _client(stack: Stack) -> HieraClient:
-    assert stack.bus is not None
-    return HieraClient(stack.bus)
-
-
 def _gateway(stack: Stack) -> Gateway:
     assert stack.controller is not None
     return stack.controller.gateway
-
-
-def _apply(stack: Stack, yaml_text: str) -> int:
-    assert stack.bus is not None
-    version: int = stack.bus.call(_client(stack).apply_config(yaml_text), 10)
-    return version
-
-
-def _ask(stack: Stack, text: str = "Which option?", **kw: Any) -> dict[str, Any]:
-    assert stack.bus is not None
-    return stack.bus.call(_client(stack).ask(text, **kw), 60)
 
 
 def _counter(stack: Stack, name: str) -> int:
@@ -62,13 +38,13 @@ def _boom(*args: Any, **kwargs: Any) -> Any:
 def test_a_gateway_bug_gets_an_internal_error_promptly_and_the_next_query_is_served(
     stack: Stack, llm_url: str, monkeypatch: pytest.MonkeyPatch, target: str, version: int
 ) -> None:
-    _apply(stack, config_yaml(llm_url, {"expert": node("Critic", ["fixed:B"], "fixed:B")}))
+    apply_config(stack, config_yaml(llm_url, {"expert": node("Critic", ["fixed:B"], "fixed:B")}))
     owner, _, name = target.rpartition(".")
     gateway = _gateway(stack)
     monkeypatch.setattr(getattr(gateway, owner) if owner else gateway, name, _boom)
 
     started = time.monotonic()
-    result = _ask(stack, timeout_s=10)
+    result = ask(stack, timeout_s=10)
     assert time.monotonic() - started < PROMPT_S
     assert result["status"] == "internal"
     assert "RuntimeError: boom: a bug in the gateway" in result["error"]
@@ -76,7 +52,7 @@ def test_a_gateway_bug_gets_an_internal_error_promptly_and_the_next_query_is_ser
     assert _counter(stack, "gateway.failed.internal") == 1
 
     monkeypatch.undo()
-    result = _ask(stack)
+    result = ask(stack)
     assert (result["status"], result["answer"]) == ("ok", "B")
 
 
@@ -88,9 +64,9 @@ def test_a_result_over_the_payload_limit_is_an_explicit_oversize_error(llm_url: 
         for name, role in (("a", "Critic"), ("b", "Doctor"), ("c", "Lawyer"))
     }
     with NatsServer(max_payload=SMALL_PAYLOAD) as server, Stack(nats_url=server.url) as stack:
-        _apply(stack, config_yaml(llm_url, nodes, decision="fixed:A", extra_llms=[big]))
+        apply_config(stack, config_yaml(llm_url, nodes, decision="fixed:A", extra_llms=[big]))
         started = time.monotonic()
-        result = _ask(stack, timeout_s=20)
+        result = ask(stack, timeout_s=20)
         assert time.monotonic() - started < PROMPT_S
         assert result["status"] == "oversize"
         assert "the query result cannot be sent" in result["error"]
@@ -101,8 +77,8 @@ def test_a_result_over_the_payload_limit_is_an_explicit_oversize_error(llm_url: 
         assert _counter(stack, "rejected.oversize") == 0  # no node output was too big
 
         small = {"a": node("Critic", ["fixed:B"], "fixed:B")}
-        assert _apply(stack, config_yaml(llm_url, small)) == 2
-        assert _ask(stack)["status"] == "ok"
+        assert apply_config(stack, config_yaml(llm_url, small)) == 2
+        assert ask(stack)["status"] == "ok"
 
 
 def test_a_query_refused_with_an_error_envelope_is_still_a_result(
@@ -110,13 +86,13 @@ def test_a_query_refused_with_an_error_envelope_is_still_a_result(
 ) -> None:
     """The bus answers a handler that raises with an ``error`` envelope; ``ask`` turns it
     into a result with that status, as it does every other failure."""
-    _apply(stack, config_yaml(llm_url, {"expert": node("Critic", ["fixed:B"], "fixed:B")}))
+    apply_config(stack, config_yaml(llm_url, {"expert": node("Critic", ["fixed:B"], "fixed:B")}))
     monkeypatch.setattr(_gateway(stack), "_on_query", _boom)  # read at subscribe time: re-subscribe
     assert stack.bus is not None
     stack.bus.call(_gateway(stack).stop(), 10)
     stack.bus.call(_gateway(stack).start(), 10)
 
-    result = _ask(stack, timeout_s=10)
+    result = ask(stack, timeout_s=10)
     assert result["status"] == "internal"
     assert "boom: a bug in the gateway" in result["error"]
     assert result["answer"] is None and result["query_id"]
@@ -128,11 +104,11 @@ def test_a_bug_while_reporting_a_failed_query_still_reports_the_failure(
 ) -> None:
     """The query times out, then building its full result fails too: the timeout arrives."""
     cfg = config_yaml(llm_url, {"expert": node("Critic", ["slow:5"], "fixed:B")}, query_timeout_s=1)
-    _apply(stack, cfg)
+    apply_config(stack, cfg)
     monkeypatch.setattr(_gateway(stack), "_result", _boom)
 
     started = time.monotonic()
-    result = _ask(stack, timeout_s=1)
+    result = ask(stack, timeout_s=1)
     assert time.monotonic() - started < PROMPT_S
     assert result["status"] == "timeout" and "deadline" in result["error"]
     assert result["answer"] is None and result["config_version"] == 1

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import nats
+import pytest
 
 from hieramas.bus import Bus
 from hieramas.controller.store import CONFIG_BUCKET, ConfigStore, StoredConfig
@@ -22,18 +23,34 @@ def _config(name: str) -> str:
     return text
 
 
-def _kv_put(nats_url: str, key: str, value: bytes) -> None:
-    """Write one key of the config bucket with a plain nats-py client, as an outsider would."""
+def _kv_put(nats_url: str, key: str, value: bytes | None) -> None:
+    """Write (``None``: delete) one key of the config bucket with a plain nats-py client,
+    as an outsider would."""
 
     async def put() -> None:
         nc = await nats.connect(nats_url)
         try:
             kv = await nc.jetstream().key_value(CONFIG_BUCKET)
-            await kv.put(key, value)
+            if value is None:
+                await kv.delete(key)
+            else:
+                await kv.put(key, value)
         finally:
             await nc.close()
 
     asyncio.run(put())
+
+
+@pytest.fixture
+def buses(nats_server: NatsServer) -> Iterator[tuple[Bus, Bus]]:
+    """Two connections, as two controllers have."""
+    first = Bus(NatsSettings(url=nats_server.url)).start()
+    second = Bus(NatsSettings(url=nats_server.url)).start()
+    try:
+        yield first, second
+    finally:
+        first.stop()
+        second.stop()
 
 
 def _eventually(condition: Callable[[], bool], timeout_s: float = 5.0) -> bool:
@@ -46,78 +63,63 @@ def _eventually(condition: Callable[[], bool], timeout_s: float = 5.0) -> bool:
 
 
 def test_a_store_that_has_not_seen_the_first_apply_yet_still_finds_it(
-    nats_server: NatsServer,
+    buses: tuple[Bus, Bus],
 ) -> None:
     """Two controllers: one applies, the other answers a query before its watch catches up."""
-    first = Bus(NatsSettings(url=nats_server.url)).start()
-    second = Bus(NatsSettings(url=nats_server.url)).start()
-    try:
-        writer = first.call(ConfigStore(first).open(), 10)
-        reader = second.call(ConfigStore(second).open(), 10)  # no watch: it cannot catch up
-        assert reader.current_version == 0
-        cfg = config_yaml("http://127.0.0.1:9/v1", {"a": node("Critic", ["fixed:A"], "fixed:A")})
-        applied = first.call(writer.apply(cfg), 10)
-        stored = second.call(reader.get(), 10)
-        assert stored.version == applied.version == 1
-        assert stored.config.name == applied.config.name
-    finally:
-        first.stop()
-        second.stop()
+    first, second = buses
+    writer = first.call(ConfigStore(first).open(), 10)
+    reader = second.call(ConfigStore(second).open(), 10)  # no watch: it cannot catch up
+    assert reader.current_version == 0
+    cfg = config_yaml("http://127.0.0.1:9/v1", {"a": node("Critic", ["fixed:A"], "fixed:A")})
+    applied = first.call(writer.apply(cfg), 10)
+    stored = second.call(reader.get(), 10)
+    assert stored.version == applied.version == 1
+    assert stored.config.name == applied.config.name
 
 
 def test_garbage_in_current_is_rejected_and_the_watch_follows_the_next_version(
-    nats_server: NatsServer,
+    nats_server: NatsServer, buses: tuple[Bus, Bus]
 ) -> None:
-    first = Bus(NatsSettings(url=nats_server.url)).start()
-    second = Bus(NatsSettings(url=nats_server.url)).start()
+    first, second = buses
     seen: list[StoredConfig] = []
-    try:
-        writer = first.call(ConfigStore(first).open(), 10)
-        assert first.call(writer.apply(_config("one")), 10).version == 1
-        watcher = second.call(ConfigStore(second).open(), 10)
-        watcher.on_change(seen.append)
-        second.call(watcher.watch(), 10)
+    writer = first.call(ConfigStore(first).open(), 10)
+    assert first.call(writer.apply(_config("one")), 10).version == 1
+    watcher = second.call(ConfigStore(second).open(), 10)
+    watcher.on_change(seen.append)
+    second.call(watcher.watch(), 10)
 
-        _kv_put(nats_server.url, "current", b"not-a-number")
-        assert _eventually(lambda: second.counters["config.bad_current"] >= 1)
-        assert watcher.current_version == 1  # the garbage is not taken for a version
+    _kv_put(nats_server.url, "current", b"not-a-number")
+    assert _eventually(lambda: second.counters["config.bad_current"] >= 1)
+    assert watcher.current_version == 1  # the garbage is not taken for a version
 
-        applied = first.call(writer.apply(_config("two")), 10)  # reads the garbage too
-        assert applied.version == 2  # numbered after the highest stored version
-        assert first.counters["config.bad_current"] == 1
-        assert _eventually(lambda: watcher.current_version == 2), "the watch stopped"
-        assert _eventually(lambda: bool(seen) and seen[-1].version == 2)  # listeners heard
-        assert second.call(watcher.get(), 10).config.name == "two"
-    finally:
-        first.stop()
-        second.stop()
+    applied = first.call(writer.apply(_config("two")), 10)  # reads the garbage too
+    assert applied.version == 2  # numbered after the highest stored version
+    assert first.counters["config.bad_current"] == 1
+    assert _eventually(lambda: watcher.current_version == 2), "the watch stopped"
+    assert _eventually(lambda: bool(seen) and seen[-1].version == 2)  # listeners heard
+    assert second.call(watcher.get(), 10).config.name == "two"
 
 
 def test_a_version_left_by_a_writer_that_died_midway_is_numbered_past_never_rewritten(
-    nats_server: NatsServer,
+    nats_server: NatsServer, buses: tuple[Bus, Bus]
 ) -> None:
     import msgspec
 
-    first = Bus(NatsSettings(url=nats_server.url)).start()
-    second = Bus(NatsSettings(url=nats_server.url)).start()
-    try:
-        writer = first.call(ConfigStore(first).open(), 10)
-        other = second.call(ConfigStore(second).open(), 10)
-        assert first.call(writer.apply(_config("one")), 10).version == 1
-        # a writer that created v.2 and died before moving `current`
-        ghost = {"yaml": _config("ghost"), "applied_at": time.time(), "source": "dead"}
-        _kv_put(nats_server.url, "v.2", msgspec.msgpack.encode(ghost))
-        assert [r["name"] for r in second.call(other.history(), 10)] == ["one", "ghost"]
-        applied = first.call(writer.apply(_config("two")), 10)
-        assert applied.version == 3  # past the leftover, which is never made current
-        # every controller reads every number the same way, cached or not
-        assert second.call(other.get(2), 10).config.name == "ghost"
-        assert second.call(other.get(3), 10).config.name == "two"
-        assert second.call(other._read_current(), 10) == 3
-        assert first.call(writer.apply(_config("three")), 10).version == 4
-    finally:
-        first.stop()
-        second.stop()
+    first, second = buses
+    writer = first.call(ConfigStore(first).open(), 10)
+    other = second.call(ConfigStore(second).open(), 10)
+    assert first.call(writer.apply(_config("one")), 10).version == 1
+    # a writer that created v.2 and died before moving `current`
+    ghost = {"yaml": _config("ghost"), "applied_at": time.time(), "source": "dead"}
+    _kv_put(nats_server.url, "v.2", msgspec.msgpack.encode(ghost))
+    assert [r["name"] for r in second.call(other.history(), 10)] == ["one", "ghost"]
+    applied = first.call(writer.apply(_config("two")), 10)
+    assert applied.version == 3  # past the leftover, which is never made current
+    # every controller reads every number the same way, cached or not
+    assert second.call(other.get(2), 10).config.name == "ghost"
+    assert second.call(other.get(3), 10).config.name == "two"
+    assert second.call(other._read_current(), 10) == 3
+    assert first.call(writer.apply(_config("three")), 10).version == 4
 
 
 def test_an_apply_after_current_was_deleted_numbers_after_the_stored_versions(
@@ -129,13 +131,7 @@ def test_an_apply_after_current_was_deleted_numbers_after_the_stored_versions(
         for name in ("one", "two"):
             bus.call(store.apply(_config(name)), 10)
 
-        async def delete_current() -> None:
-            nc = await nats.connect(nats_server.url)
-            kv = await nc.jetstream().key_value(CONFIG_BUCKET)
-            await kv.delete("current")
-            await nc.close()
-
-        asyncio.run(delete_current())
+        _kv_put(nats_server.url, "current", None)
         applied = bus.call(store.apply(_config("three")), 10)
         assert applied.version == 3  # not 1 again: version 1 is never rewritten
         assert bus.call(store._read_current(), 10) == 3
@@ -150,26 +146,21 @@ def test_an_apply_after_current_was_deleted_numbers_after_the_stored_versions(
 
 
 def test_concurrent_applies_from_two_controllers_get_distinct_immutable_versions(
-    nats_server: NatsServer,
+    buses: tuple[Bus, Bus],
 ) -> None:
-    buses = [Bus(NatsSettings(url=nats_server.url)).start() for _ in range(2)]
-    try:
-        stores = [bus.call(ConfigStore(bus).open(), 10) for bus in buses]
+    stores = [bus.call(ConfigStore(bus).open(), 10) for bus in buses]
 
-        async def burst(store: ConfigStore, who: str) -> list[tuple[int, str]]:
-            applied = await asyncio.gather(*(store.apply(_config(f"{who}{i}")) for i in range(6)))
-            return [(a.version, a.config.name) for a in applied]
+    async def burst(store: ConfigStore, who: str) -> list[tuple[int, str]]:
+        applied = await asyncio.gather(*(store.apply(_config(f"{who}{i}")) for i in range(6)))
+        return [(a.version, a.config.name) for a in applied]
 
-        futures = [
-            bus.run(burst(store, who)) for bus, store, who in zip(buses, stores, "ab", strict=True)
-        ]
-        results = [pair for future in futures for pair in future.result(60)]
-        versions = [version for version, _ in results]
-        assert len(set(versions)) == 12  # nobody got a number twice
-        reader = buses[0].call(ConfigStore(buses[0]).open(), 10)  # nothing cached
-        for version, name in results:  # each number holds what its writer wrote
-            assert buses[0].call(reader.get(version), 10).config.name == name
-        assert buses[0].call(reader._read_current(), 10) == max(versions)
-    finally:
-        for bus in buses:
-            bus.stop()
+    futures = [
+        bus.run(burst(store, who)) for bus, store, who in zip(buses, stores, "ab", strict=True)
+    ]
+    results = [pair for future in futures for pair in future.result(60)]
+    versions = [version for version, _ in results]
+    assert len(set(versions)) == 12  # nobody got a number twice
+    reader = buses[0].call(ConfigStore(buses[0]).open(), 10)  # nothing cached
+    for version, name in results:  # each number holds what its writer wrote
+        assert buses[0].call(reader.get(version), 10).config.name == name
+    assert buses[0].call(reader._read_current(), 10) == max(versions)

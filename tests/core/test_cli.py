@@ -31,9 +31,23 @@ def _alive(pid: int) -> bool:
     return Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text()
 
 
-def test_up_serves_then_stops_cleanly_on_sigterm(tmp_path: Path, llm_url: str) -> None:
+def _one_node_config(tmp_path: Path, llm_url: str, proposers: list[str], synth: str) -> Path:
+    """A config file with one supernode ("a", a Critic) on ``llm_url``'s scripted models."""
     cfg = tmp_path / "c.yaml"
-    cfg.write_text(config_yaml(llm_url, {"a": node("Critic", ["fixed:B"], "fixed:B")}))
+    cfg.write_text(config_yaml(llm_url, {"a": node("Critic", proposers, synth)}))
+    return cfg
+
+
+def _assert_gone(children: set[int]) -> None:
+    """Every one of ``children`` exits within 10 s: no orphan processes."""
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(_alive(pid) for pid in children), "no orphan processes"
+
+
+def test_up_serves_then_stops_cleanly_on_sigterm(tmp_path: Path, llm_url: str) -> None:
+    cfg = _one_node_config(tmp_path, llm_url, ["fixed:B"], "fixed:B")
     up = subprocess.Popen(
         [*HIERAMAS, "up", "--config", str(cfg), "--no-emulator"],
         stdout=subprocess.PIPE,
@@ -105,10 +119,7 @@ def test_up_serves_then_stops_cleanly_on_sigterm(tmp_path: Path, llm_url: str) -
     finally:
         if up.poll() is None:
             up.kill()
-    deadline = time.monotonic() + 10
-    while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not any(_alive(pid) for pid in children), "no orphan processes"
+    _assert_gone(children)
 
 
 def test_invalid_config_file_is_refused_with_its_problems(tmp_path: Path) -> None:
@@ -147,8 +158,7 @@ def test_credentials_in_urls_never_printed(secret_url: str) -> None:
 
 
 def test_one_shot_ask_names_what_failed_beside_the_answer(tmp_path: Path, llm_url: str) -> None:
-    cfg = tmp_path / "c.yaml"
-    cfg.write_text(config_yaml(llm_url, {"a": node("Critic", ["fixed:B", "fail"], "fixed:B")}))
+    cfg = _one_node_config(tmp_path, llm_url, ["fixed:B", "fail"], "fixed:B")
     run = subprocess.run(
         [*HIERAMAS, "ask", "--config", str(cfg), "Which option?"],
         capture_output=True,
@@ -179,8 +189,7 @@ def test_a_question_over_the_payload_limit_is_a_clear_error() -> None:
 def test_up_on_a_password_protected_nats_prints_the_url_masked(tmp_path: Path) -> None:
     from hieramas.natsserver import NatsServer
 
-    cfg = tmp_path / "c.yaml"
-    cfg.write_text(config_yaml("http://127.0.0.1:1/v1", {"a": node("Critic", ["echo"], "echo")}))
+    cfg = _one_node_config(tmp_path, "http://127.0.0.1:1/v1", ["echo"], "echo")
     with NatsServer(extra_args=["--user", "hm", "--pass", "s3cret-pw"]) as server:
         url = server.url.replace("nats://", "nats://hm:s3cret-pw@")
         up = subprocess.Popen(
@@ -241,8 +250,7 @@ def test_config_history_marks_an_unreadable_version(nats_server: NatsServer) -> 
 
 def test_ctrl_c_in_a_terminal_shuts_up_down_in_order(tmp_path: Path, llm_url: str) -> None:
     """A terminal's Ctrl-C signals the whole foreground group; the children must not die first."""
-    cfg = tmp_path / "c.yaml"
-    cfg.write_text(config_yaml(llm_url, {"a": node("Critic", ["fixed:B"], "fixed:B")}))
+    cfg = _one_node_config(tmp_path, llm_url, ["fixed:B"], "fixed:B")
     up = subprocess.Popen(
         [*HIERAMAS, "up", "--config", str(cfg), "--no-emulator"],
         stdout=subprocess.PIPE,
@@ -264,17 +272,13 @@ def test_ctrl_c_in_a_terminal_shuts_up_down_in_order(tmp_path: Path, llm_url: st
     assert up.returncode == 0, stderr
     said = rest + stderr
     assert "disconnected" not in said and "EOF" not in said, said  # an orderly stop
-    deadline = time.monotonic() + 10
-    while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not any(_alive(pid) for pid in children), "no orphan processes"
+    _assert_gone(children)
 
 
 def test_a_one_shot_ask_killed_mid_query_leaves_no_servers_behind(
     tmp_path: Path, llm_url: str
 ) -> None:
-    cfg = tmp_path / "c.yaml"
-    cfg.write_text(config_yaml(llm_url, {"a": node("Critic", ["slow:5"], "fixed:B")}))
+    cfg = _one_node_config(tmp_path, llm_url, ["slow:5"], "fixed:B")
     ask = subprocess.Popen(
         [*HIERAMAS, "ask", "--config", str(cfg), "Which option?"],
         stdout=subprocess.PIPE,
@@ -294,7 +298,4 @@ def test_a_one_shot_ask_killed_mid_query_leaves_no_servers_behind(
         if ask.poll() is None:
             ask.kill()
     assert ask.returncode != 0
-    deadline = time.monotonic() + 10
-    while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not any(_alive(pid) for pid in children), "no orphan processes"
+    _assert_gone(children)
