@@ -3,58 +3,22 @@
 :func:`to_expr` accepts only a whitelist of LaTeX (numbers, one-letter
 variables, ``+ - * / ^``, ``\\frac``, ``\\sqrt``, ``\\pi``, ``\\binom``, the
 usual functions) and emits an expression over those names only, so the
-result is safe to hand to sympy.  :func:`evaluate` computes it with complex
-floats at given variable values, with guards against huge powers.
+result is safe to hand to sympy; :mod:`hieramas.tasks.mathvalue` computes its
+value.
 """
 
 from __future__ import annotations
 
 import ast
-import cmath
-import math
 import re
-from collections.abc import Callable, Mapping
 
-__all__ = ["FUNCTIONS", "ExprError", "evaluate", "free_symbols", "to_expr"]
+__all__ = ["ExprError", "free_symbols", "to_expr"]
 
 
 class ExprError(ValueError):
     """The LaTeX is outside the supported subset, or the evaluation failed."""
 
 
-def _cot(z: complex) -> complex:
-    return 1 / cmath.tan(z)
-
-
-def _sec(z: complex) -> complex:
-    return 1 / cmath.cos(z)
-
-
-def _csc(z: complex) -> complex:
-    return 1 / cmath.sin(z)
-
-
-def _binomial(n: complex, k: complex) -> complex:
-    if n.imag or k.imag or not float(n.real).is_integer() or not float(k.real).is_integer():
-        raise ExprError("binomial of non-integers")
-    return complex(math.comb(int(n.real), int(k.real)))
-
-
-FUNCTIONS: Mapping[str, Callable[..., complex]] = {
-    "sqrt": cmath.sqrt,
-    "sin": cmath.sin,
-    "cos": cmath.cos,
-    "tan": cmath.tan,
-    "cot": _cot,
-    "sec": _sec,
-    "csc": _csc,
-    "asin": cmath.asin,
-    "acos": cmath.acos,
-    "atan": cmath.atan,
-    "log": cmath.log,
-    "exp": cmath.exp,
-    "binomial": _binomial,
-}
 _COMMAND_FUNCS = {
     "sin": "sin",
     "cos": "cos",
@@ -70,6 +34,7 @@ _COMMAND_FUNCS = {
     "exp": "exp",
 }
 _CONSTANTS = {"pi": "pi", "infty": "oo"}
+_MIXED = re.compile(r"(?<![\w.}^])(\d+)\\frac\{(\d+)\}\{(\d+)\}")
 _VALUE_ATOMS = ("num", "var", "const", "close")
 
 
@@ -211,6 +176,8 @@ def to_expr(latex: str) -> str:
         return f"({to_expr(lhs)})-({to_expr(rhs)})"
     if "=" in latex or len(latex) > 500:
         raise ExprError("unsupported expression")
+    # "2\\frac{1}{2}" is the mixed number 5/2, as parse_number reads it, not 2 * 1/2
+    latex = _MIXED.sub(r"(\1+\\frac{\2}{\3})", latex)
     parts: list[str] = []
     previous = ""
     for kind, text in _tokens(latex):
@@ -233,60 +200,3 @@ def free_symbols(expr: str) -> list[str]:
     tree = ast.parse(expr, mode="eval")
     names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
     return sorted(n for n in names if len(n) == 1 and n != "I")
-
-
-_MAX_MAGNITUDE = 1e150
-
-
-def _eval(node: ast.AST, env: Mapping[str, complex]) -> complex:
-    if isinstance(node, ast.Expression):
-        return _eval(node.body, env)
-    if isinstance(node, ast.Constant) and isinstance(node.value, int | float):
-        return complex(node.value)
-    if isinstance(node, ast.Name):
-        if node.id == "pi":
-            return complex(math.pi)
-        if node.id == "I":
-            return 1j
-        if node.id in env:
-            return env[node.id]
-        raise ExprError(f"unbound symbol {node.id}")
-    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
-        value = _eval(node.operand, env)
-        return -value if isinstance(node.op, ast.USub) else value
-    if isinstance(node, ast.BinOp):
-        left, right = _eval(node.left, env), _eval(node.right, env)
-        if isinstance(node.op, ast.Add):
-            return left + right
-        if isinstance(node.op, ast.Sub):
-            return left - right
-        if isinstance(node.op, ast.Mult):
-            return left * right
-        if isinstance(node.op, ast.Div):
-            if right == 0:
-                raise ExprError("division by zero")
-            return left / right
-        if isinstance(node.op, ast.Pow):
-            if abs(right) > 64 or abs(left) > 1e12:
-                raise ExprError("power too large")
-            if left == 0:
-                return 0j if right.real > 0 else complex("nan")
-            return complex(left**right)
-    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
-        func = FUNCTIONS.get(node.func.id)
-        if func is not None:
-            return complex(func(*(_eval(arg, env) for arg in node.args)))
-    raise ExprError(f"unsupported node {type(node).__name__}")
-
-
-def evaluate(expr: str, env: Mapping[str, complex] | None = None) -> complex:
-    """Value of ``expr`` with the symbols in ``env`` (``ExprError`` if not computable)."""
-    try:
-        value = _eval(ast.parse(expr, mode="eval"), env or {})
-    except (ArithmeticError, ValueError, TypeError, RecursionError) as exc:
-        if isinstance(exc, ExprError):
-            raise
-        raise ExprError(f"cannot evaluate: {exc}") from exc
-    if not (cmath.isfinite(value)) or abs(value) > _MAX_MAGNITUDE:
-        raise ExprError("value not finite")
-    return value

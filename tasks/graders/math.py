@@ -2,8 +2,10 @@
 
 Decision ladder, cheapest first (``Grade.detail`` names the rung used):
 ``string`` (equal canonical strings, :func:`normalize_math`), ``numeric``
-(both sides evaluate to numbers; compared with a relative tolerance of 1e-9,
-or shown different at random points when they have variables), ``sympy``
+(both sides evaluate to numbers, :mod:`hieramas.tasks.mathvalue`: rationals
+exactly, irrational values to a precision that grows with the exact numbers
+in them; or shown different at random rational points when they have
+variables), ``sympy``
 (symbolic simplification in a worker process under a time limit), and
 ``numeric-fallback`` (sympy timed out; agreement at 6 random points decides).
 Tuples are compared in order, bare lists and ``\\{...\\}`` sets in any
@@ -12,20 +14,21 @@ order, intervals with their brackets, matrices cell by cell.
 
 from __future__ import annotations
 
-import cmath
 import random
 from dataclasses import dataclass
+from fractions import Fraction
 
 from hieramas.tasks.datasets import Item
 from hieramas.tasks.graders.sympy_worker import SympyChecker
 from hieramas.tasks.graders.types import Grade
-from hieramas.tasks.mathexpr import ExprError, evaluate, free_symbols, to_expr
+from hieramas.tasks.mathexpr import ExprError, free_symbols, to_expr
 from hieramas.tasks.mathtext import (
     extract_math_answer,
     normalize_math,
     parse_number,
     split_top_level,
 )
+from hieramas.tasks.mathvalue import Value, evaluate
 
 __all__ = ["MathVerdict", "grade_math", "math_equivalent", "set_sympy_checker"]
 
@@ -58,12 +61,9 @@ _POINTS = 6
 _RNG_SEED = 20240917
 
 
-def _close(a: complex, b: complex) -> bool:
-    return cmath.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
-
-
-class _Undecided(Exception):
-    """Numeric comparison could not decide (needs sympy)."""
+def _point(rng: random.Random) -> Fraction:
+    """A random rational in [1/2, 5/2]: exact arithmetic at it, away from 0 and 1."""
+    return Fraction(rng.randint(500, 2500), 1000) + Fraction(1, rng.randint(1001, 9999))
 
 
 def _scalar(a: str, b: str, used: list[str]) -> bool:
@@ -84,35 +84,38 @@ def _scalar(a: str, b: str, used: list[str]) -> bool:
         return False
     if not symbols:
         try:
-            va, vb = evaluate(ea), evaluate(eb)
+            values = evaluate([ea, eb])
         except ExprError:
             return _symbolic(ea, eb, equation, used, numeric_guess=False)
         used.append("numeric")
-        return _close(va, vb)
+        return values.equal(*values.items)
     # random points: a difference at any point settles "not equal" without sympy
     rng = random.Random(_RNG_SEED)
-    ratios: list[complex] = []
+    ratio: Value | None = None
     agree = 0
     for _ in range(_POINTS):
-        env = {s: complex(rng.uniform(0.5, 2.5), 0) for s in symbols}
+        env = {s: _point(rng) for s in symbols}
         try:
-            va, vb = evaluate(ea, env), evaluate(eb, env)
+            values = evaluate([ea, eb], env)
         except ExprError:
             continue
+        va, vb = values.items
         agree += 1
-        if equation:
-            if abs(vb) < 1e-12:
-                if abs(va) >= 1e-12:
+        if equation:  # equivalent equations: lhs-rhs of one is a non-zero multiple of the other
+            if values.is_zero(vb) or values.is_zero(va):
+                if not (values.is_zero(va) and values.is_zero(vb)):
                     used.append("numeric")
                     return False
                 continue
-            ratios.append(va / vb)
-        elif not _close(va, vb):
+            r = values.ratio(va, vb)
+            if ratio is None:
+                ratio = r
+            elif not values.equal(r, ratio):
+                used.append("numeric")
+                return False
+        elif not values.equal(va, vb):
             used.append("numeric")
             return False
-    if equation and ratios and any(not _close(r, ratios[0]) for r in ratios):
-        used.append("numeric")
-        return False
     return _symbolic(ea, eb, equation, used, numeric_guess=agree >= 3)
 
 
