@@ -1,4 +1,4 @@
-"""Starting LLM calls from actors and turning their outcome into records and trace events."""
+"""Starting LLM calls from actors and turning their outcome into ``llm_call`` trace events."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from hieramas.actors.context import WorkerContext
 from hieramas.actors.messages import CallDone
 from hieramas.llm.types import ChatRequest, EndpointSpec, LLMError, Message, ModelSpec
 from hieramas.wire import new_id
+from hieramas.wire.events import LlmCall
 
 __all__ = ["call_record", "start_llm_call"]
 
@@ -43,40 +44,61 @@ def start_llm_call(
 
 
 def call_record(
-    done: CallDone, model: ModelSpec, *, event: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    """A wire-ready summary of one call (also the body of its ``llm_call`` trace event)."""
+    done: CallDone,
+    model: ModelSpec,
+    *,
+    trace_id: str,
+    parent_span: str,
+    config_version: int,
+    node: str,
+    role: str,
+    slot: str,
+    attempt: int,
+    worker: str,
+) -> tuple[LlmCall, str]:
+    """The ``llm_call`` trace event of one finished call, and the text it produced."""
     finished = time.time()
-    record: dict[str, Any] = {
-        "span_id": new_id(),
-        "model": model.name,
-        "model_id": model.model_id,
-        "endpoint": model.endpoint,
-        "started": done.started,
-        "finished": finished,
-        **(event or {}),
-    }
     result = done.result
     if isinstance(result, BaseException):
         kind = result.kind if isinstance(result, LLMError) else type(result).__name__
-        record.update(
+        return LlmCall(
+            query_id=done.query_id,
+            trace_id=trace_id,
+            span_id=new_id(),
+            parent_span=parent_span,
+            config_version=config_version,
+            node=node,
+            role=role,
+            slot=slot,
+            attempt=attempt,
+            worker=worker,
+            model=model.name,
+            model_id=model.model_id,
+            endpoint=model.endpoint,
+            started=done.started,
+            finished=finished,
             outcome="error",
             error=f"{model.name}: {result}",
             error_kind=kind,
-            text="",
-            prompt_tokens=0,
-            completion_tokens=0,
-            cost_usd=0.0,
             latency_s=finished - done.started,
-            ttft_s=None,
-            usage_estimated=False,
-            cached=False,
-        )
-        return record
-    record.update(
+        ), ""
+    return LlmCall(
+        query_id=done.query_id,
+        trace_id=trace_id,
+        span_id=new_id(),
+        parent_span=parent_span,
+        config_version=config_version,
+        node=node,
+        role=role,
+        slot=slot,
+        attempt=attempt,
+        worker=worker,
+        model=model.name,
+        model_id=model.model_id,
+        endpoint=model.endpoint,
+        started=done.started,
+        finished=finished,
         outcome="ok",
-        error=None,
-        text=result.text,
         prompt_tokens=result.prompt_tokens,
         completion_tokens=result.completion_tokens,
         cost_usd=result.cost_usd,
@@ -84,5 +106,4 @@ def call_record(
         ttft_s=result.ttft_s,
         usage_estimated=result.usage_estimated,
         cached=result.cached,
-    )
-    return record
+    ), result.text

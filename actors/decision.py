@@ -22,6 +22,7 @@ from hieramas.actors.messages import CallDone, VoteDone
 from hieramas.controller.config import VOTE
 from hieramas.controller.plan import Plan
 from hieramas.wire import new_id
+from hieramas.wire.events import DecisionRun, LlmCall
 from hieramas.wire.subjects import DECISION_NODE
 
 __all__ = ["DecisionActor"]
@@ -62,7 +63,7 @@ class DecisionActor(JoinActor):
             if not voters:
                 self._finish(
                     run, text="", answer=None, decided_by="vote",
-                    call={"outcome": "error", "error": "no supernode output to vote on"},
+                    failed="no supernode output to vote on",
                 )  # fmt: skip
                 return
             texts = [str(o["text"]) for o in voters]
@@ -111,31 +112,26 @@ class DecisionActor(JoinActor):
         if run is None or message.tag not in run.waiting:
             return
         plan = run.plan
-        record = call_record(
+        call, text = call_record(
             message,
             plan.llms[plan.decision],
-            event={
-                "event": "llm_call",
-                "query_id": run.activation.query_id,
-                "trace_id": run.activation.trace_id,
-                "parent_span": run.activation.span_id,
-                "config_version": run.activation.config_version,
-                "node": DECISION_NODE,
-                "role": "decision",
-                "slot": "decision",
-                "attempt": 1,  # made by the decision actor itself, not sent to a slot
-                "worker": self.ctx.worker_id,
-            },
+            trace_id=run.activation.trace_id,
+            parent_span=run.activation.span_id,
+            config_version=run.activation.config_version,
+            node=DECISION_NODE,
+            role="decision",
+            slot="decision",
+            attempt=1,  # made by the decision actor itself, not sent to a slot
+            worker=self.ctx.worker_id,
         )
-        self.ctx.traces.emit({k: v for k, v in record.items() if k != "text"})
-        text = str(record.get("text", ""))
-        ok = record["outcome"] == "ok"
+        self.ctx.traces.emit(call)
+        ok = call.outcome == "ok"
         self._finish(
             run,
             text=text,
             answer=prompting.extract_answer(plan.domain, text) if ok else None,
             decided_by=message.tag,
-            call=record,
+            call=call,
         )
 
     def _on_vote_done(self, message: VoteDone) -> None:
@@ -160,41 +156,54 @@ class DecisionActor(JoinActor):
         text: str,
         answer: str | None,
         decided_by: str,
-        call: dict[str, Any] | None = None,
+        call: LlmCall | None = None,
         vote: dict[str, object] | None = None,
+        failed: str | None = None,
     ) -> None:
+        """Trace the decision and send it to the gateway; ``failed`` fails it without a call."""
         finished = time.time()
-        ok = call is None or call.get("outcome") == "ok"
-        error = None if ok else str((call or {}).get("error"))
+        if call is not None and call.outcome != "ok":
+            failed = call.error
+        ok = failed is None
+        event = DecisionRun(
+            query_id=run.activation.query_id,
+            trace_id=run.activation.trace_id,
+            span_id=new_id(),
+            config_version=run.activation.config_version,
+            status="ok" if ok else "error",
+            answer=answer,
+            decided_by=decided_by,
+            vote=vote,
+            error=None if ok else f"decision LLM failed: {failed}",
+            failures=[] if ok else [f"{decided_by}: {failed}"],
+            model=run.plan.decision if call is not None else None,
+            started=run.started,
+            finished=finished,
+            latency_s=finished - (run.started or finished),
+            cost_usd=call.cost_usd if call is not None else 0.0,
+            prompt_tokens=call.prompt_tokens if call is not None else 0,
+            completion_tokens=call.completion_tokens if call is not None else 0,
+            worker=self.ctx.worker_id,
+        )
+        self.ctx.traces.emit(event)
         output: dict[str, Any] = {
             "node": DECISION_NODE,
             "role": "decision",
-            "status": "ok" if ok else "error",
+            "status": event.status,
             "text": text,
             "answer": answer,
             "decided_by": decided_by,
             "vote": vote,
-            "error": None if ok else f"decision LLM failed: {error}",
-            "failures": [] if ok else [f"{decided_by}: {error}"],
-            "model": run.plan.decision if call is not None else None,
-            "call": {k: v for k, v in (call or {}).items() if k != "text"} or None,
+            "error": event.error,
+            "failures": event.failures,
+            "model": event.model,
+            "call": call,  # the llm_call event (a map on the wire)
             "started": run.started,
             "finished": finished,
-            "latency_s": finished - (run.started or finished),
-            "cost_usd": float((call or {}).get("cost_usd") or 0.0),
-            "prompt_tokens": int((call or {}).get("prompt_tokens") or 0),
-            "completion_tokens": int((call or {}).get("completion_tokens") or 0),
+            "latency_s": event.latency_s,
+            "cost_usd": event.cost_usd,
+            "prompt_tokens": event.prompt_tokens,
+            "completion_tokens": event.completion_tokens,
             "worker": self.ctx.worker_id,
         }
-        self.ctx.traces.emit(
-            {
-                "event": "decision",
-                "query_id": run.activation.query_id,
-                "trace_id": run.activation.trace_id,
-                "span_id": new_id(),
-                "config_version": run.activation.config_version,
-                **{k: v for k, v in output.items() if k not in ("text", "call")},
-                "outcome": output["status"],
-            }
-        )
         self.finish(run, output, [])

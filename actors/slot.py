@@ -77,23 +77,12 @@ class SlotActor(LoopActor):
         except (KeyError, TypeError, ValueError) as exc:
             self._reject(message, "bad_call", f"malformed {self.slot_kind} call: {exc!r}")
             return
-        event = {
-            "event": "llm_call",
-            "query_id": envelope.query_id,
-            "trace_id": envelope.trace_id,
-            "parent_span": envelope.span_id,
-            "config_version": envelope.config_version,
-            "node": self.node,
-            "role": call.get("role", ""),
-            "slot": self.slot,
-            "attempt": attempt,
-            "worker": self.ctx.worker_id,
-        }
+        role = str(call.get("role", ""))
         ctx, reply, finished = self.ctx, message.reply, [False]
         timer: asyncio.TimerHandle | None = None
+        node, slot = self.node, self.slot
         notify = call.get("notify")
         if notify:
-            node = self.node
 
             def announce() -> None:  # only calls still running need a taker on record
                 if not finished[0]:
@@ -112,7 +101,7 @@ class SlotActor(LoopActor):
             finished[0] = True
             if timer is not None:
                 timer.cancel()
-            _reply(ctx, envelope, reply, model, event, done)
+            _reply(ctx, envelope, reply, model, (node, role, slot, attempt), done)
 
         start_llm_call(
             ctx,
@@ -173,20 +162,39 @@ def _reply(
     envelope: Envelope,
     reply: str | None,
     model: ModelSpec,
-    event: dict[str, Any],
+    site: tuple[str, str, str, int],
     done: CallDone,
 ) -> None:
-    """Trace the finished call and answer the supernode that asked for it."""
-    record = call_record(done, model, event=event)
-    ctx.traces.emit({k: v for k, v in record.items() if k != "text"})
+    """Trace the finished call and answer the supernode that asked for it.
+
+    ``site`` is the call's (node, role, slot, attempt)."""
+    node, role, slot, attempt = site
+    event, text = call_record(
+        done,
+        model,
+        trace_id=envelope.trace_id,
+        parent_span=envelope.span_id,
+        config_version=envelope.config_version,
+        node=node,
+        role=role,
+        slot=slot,
+        attempt=attempt,
+        worker=ctx.worker_id,
+    )
+    ctx.traces.emit(event)
     if not reply:
         return
-    payload = {"slot": envelope.payload["slot"], "status": record["outcome"], "call": record}
+    payload = {
+        "slot": envelope.payload["slot"],
+        "status": event.outcome,
+        "call": event,
+        "text": text,
+    }
     try:
         ctx.bus.publish(reply, ctx.envelope(Kind.SLOT_RESULT, payload, envelope))
     except ValueError as exc:  # oversize completion: answer with a clear error instead
         ctx.bus.counters["rejected.oversize"] += 1
-        log.warning("slot.oversize", node=event["node"], slot=event["slot"], reason=str(exc))
+        log.warning("slot.oversize", node=event.node, slot=slot, reason=str(exc))
         ctx.bus.publish(
             reply, error_envelope("oversize", str(exc), sender=ctx.worker_id, like=envelope)
         )

@@ -18,6 +18,7 @@ from hieramas.actors.messages import Redo, RequestDone, VoteDone
 from hieramas.controller.config import PASS, VOTE
 from hieramas.controller.plan import Plan
 from hieramas.wire import Envelope, Kind, new_id
+from hieramas.wire.events import NodeModels, SupernodeRun
 from hieramas.wire.subjects import DECISION_NODE
 
 __all__ = ["SupernodeActor"]
@@ -180,50 +181,57 @@ class SupernodeActor(JoinActor):
         ]  # fmt: skip
         answerless = node.role in plan.answerless_roles
         finished = time.time()
-        calls = {
-            tag: {k: v for k, v in rec.items() if k != "text"} for tag, rec in run.calls.items()
-        }
+        records = run.calls.values()
+        event = SupernodeRun(
+            query_id=run.activation.query_id,
+            trace_id=run.activation.trace_id,
+            span_id=new_id(),
+            config_version=run.activation.config_version,
+            node=self.node,
+            role=node.role,
+            status="ok" if ok else "error",
+            # parsed once, here: node-level rewards read it from the trace, not the text
+            answer=None if (answerless or not ok) else prompting.extract_answer(plan.domain, text),
+            answerless=answerless,
+            error=None if ok else f"synthesizer failed: {synth.get('error')}",
+            failures=failures,
+            models=NodeModels(proposers=list(node.proposers), synthesizer=node.synthesizer),
+            vote=synth.get("vote"),
+            proposals_used=sum(
+                1 for t, r in run.calls.items() if t != SYNTH and r.get("outcome") == "ok"
+            ),
+            started=run.started,
+            finished=finished,
+            latency_s=finished - (run.started or finished),
+            cost_usd=sum(float(r.get("cost_usd") or 0.0) for r in records),
+            prompt_tokens=sum(int(r.get("prompt_tokens") or 0) for r in records),
+            completion_tokens=sum(int(r.get("completion_tokens") or 0) for r in records),
+            worker=self.ctx.worker_id,
+        )
+        self.ctx.traces.emit(event)
         output: dict[str, Any] = {
             "node": self.node,
             "role": node.role,
-            "status": "ok" if ok else "error",
+            "status": event.status,
             "text": text,
-            "answer": None
-            if (answerless or not ok)
-            else prompting.extract_answer(plan.domain, text),
+            "answer": event.answer,
             "answerless": answerless,
-            "error": None if ok else f"synthesizer failed: {synth.get('error')}",
+            "error": event.error,
             "failures": failures,
-            "models": {
-                "proposers": list(node.proposers),
-                "synthesizer": node.synthesizer,
+            "models": event.models,
+            "calls": {
+                tag: {k: v for k, v in rec.items() if k != "text"} for tag, rec in run.calls.items()
             },
-            "calls": calls,
-            "vote": synth.get("vote"),
-            "proposals_used": sum(
-                1 for t, r in run.calls.items() if t != SYNTH and r.get("outcome") == "ok"
-            ),
+            "vote": event.vote,
+            "proposals_used": event.proposals_used,
             "started": run.started,
             "finished": finished,
-            "latency_s": finished - (run.started or finished),
-            "cost_usd": sum(float(r.get("cost_usd") or 0.0) for r in run.calls.values()),
-            "prompt_tokens": sum(int(r.get("prompt_tokens") or 0) for r in run.calls.values()),
-            "completion_tokens": sum(
-                int(r.get("completion_tokens") or 0) for r in run.calls.values()
-            ),
+            "latency_s": event.latency_s,
+            "cost_usd": event.cost_usd,
+            "prompt_tokens": event.prompt_tokens,
+            "completion_tokens": event.completion_tokens,
             "worker": self.ctx.worker_id,
         }
-        self.ctx.traces.emit(
-            {
-                "event": "supernode",
-                "query_id": run.activation.query_id,
-                "trace_id": run.activation.trace_id,
-                "span_id": new_id(),
-                "config_version": run.activation.config_version,
-                **{k: v for k, v in output.items() if k not in ("text", "calls")},
-                "outcome": output["status"],
-            }
-        )
         self.finish(run, output, [*node.succs, DECISION_NODE])
 
 
@@ -271,6 +279,7 @@ def _slot_record(done: RequestDone, tag: str) -> dict[str, Any]:
     result = done.result
     if isinstance(result, BaseException):
         return {"outcome": "error", "error": f"{type(result).__name__}: {result}", "slot": tag}
-    record = dict(result.payload.get("call") or {})
+    record = dict(result.payload.get("call") or {})  # the call's llm_call event, as a map
+    record["text"] = str(result.payload.get("text") or "")
     record.setdefault("outcome", str(result.payload.get("status")))
     return record

@@ -31,6 +31,7 @@ from hieramas.controller.store import ConfigStore, CorruptConfigError
 from hieramas.liveness import Liveness
 from hieramas.traces import TraceEmitter
 from hieramas.wire import Envelope, Kind, Subjects, WireError, input_output, new_id
+from hieramas.wire.events import QueryDone
 from hieramas.wire.subjects import DECISION_NODE
 
 __all__ = ["GATEWAY_QUEUE", "Gateway", "QueryFailed"]
@@ -214,13 +215,7 @@ class Gateway:
         if reply:
             result, data = self._sendable(result)
         if self.traces is not None:
-            self.traces.emit(
-                {
-                    "event": "query",
-                    "span_id": new_id(),
-                    **{k: v for k, v in result.items() if k != "nodes"},
-                }
-            )
+            self.traces.emit(_query_event(result))
         if reply and data is not None:
             try:
                 await self.bus.nc.publish(reply, data)
@@ -477,3 +472,26 @@ class Gateway:
             "decision": {k: v for k, v in decision.items() if k != "text"} or None,
             "nodes": nodes,
         }
+
+
+def _query_event(result: dict[str, Any]) -> QueryDone:
+    """The ``query`` trace event of a finished query's result (a full or a brief one)."""
+    return QueryDone(
+        query_id=str(result["query_id"]),
+        trace_id=str(result.get("trace_id") or ""),
+        span_id=new_id(),
+        config_version=int(result.get("config_version") or 0),
+        status=str(result["status"]),
+        error=result.get("error"),
+        answer=result.get("answer"),
+        text=result.get("text"),
+        decided_by=result.get("decided_by"),
+        domain=result.get("domain"),
+        emulated=bool(result.get("emulated")),
+        cost_usd=float(result.get("cost_usd") or 0.0),
+        prompt_tokens=int(result.get("prompt_tokens") or 0),
+        completion_tokens=int(result.get("completion_tokens") or 0),
+        latency_s=float(result.get("latency_s") or 0.0),
+        skipped_nodes=list(result.get("skipped_nodes") or []),
+        failures=list(result.get("failures") or []),
+    )

@@ -334,21 +334,43 @@ def config_history(
 @traces_app.command("tail")
 def traces_tail(
     nats: NatsRequiredOpt = None,
-    last: Annotated[int, typer.Option(help="Replay the last N events first.")] = 20,
+    last: Annotated[int, typer.Option(min=0, help="Replay the last N events first.")] = 20,
     follow: Annotated[bool, typer.Option(help="Keep printing new events.")] = False,
 ) -> None:
-    """Print trace events from the JetStream stream as JSON lines."""
+    """Print trace events from the JetStream stream as JSON lines.
+
+    Unreadable messages and bad event records are skipped; stderr says how many and why.
+    """
     from nats.js.api import ConsumerConfig, DeliverPolicy
 
-    from hieramas.traces import TRACE_STREAM, replay
-    from hieramas.wire import Subjects, decode
+    from hieramas.traces import TRACE_STREAM, ReadStats, read_events, replay
+    from hieramas.wire import Subjects
+    from hieramas.wire.events import event_json
+
+    stats = ReadStats()
 
     async def tail(bus: Bus) -> None:
-        info = await bus.js.stream_info(TRACE_STREAM)
-        start = max(int(info.state.last_seq) - last + 1, 1)
-        events = await replay(bus, Subjects(), start_seq=start, idle_s=0.5)
-        for event in events[-last:] if last else []:  # messages are batches: keep the last N events
-            print(json.dumps(event, default=str), flush=True)
+        try:
+            info = await bus.js.stream_info(TRACE_STREAM)
+        except Exception as exc:
+            err.print(f"[red]no trace stream {TRACE_STREAM} on this NATS: {exc}[/red]")
+            raise typer.Exit(1) from None
+        first, newest = int(info.state.first_seq), int(info.state.last_seq)
+        back = last  # a message holds one or more events: read back further until N are found
+        while last and newest:
+            start = max(newest - back + 1, first, 1)
+            read = ReadStats()
+            events = await replay(bus, Subjects(), start_seq=start, idle_s=0.5, stats=read)
+            if len(events) >= last or start <= first:
+                break
+            back *= 4
+        else:
+            events, read = [], ReadStats()
+        for event in events[-last:] if last else []:
+            print(event_json(event), flush=True)
+        stats.add(read)
+        if stats.skipped:
+            err.print(f"[yellow]{stats.summary()}[/yellow]", highlight=False)
         if not follow:
             return
         config = ConsumerConfig(deliver_policy=DeliverPolicy.NEW)
@@ -356,8 +378,11 @@ def traces_tail(
             Subjects().trace_wildcard, ordered_consumer=True, config=config
         )
         async for msg in sub.messages:
-            for event in decode(msg.data).payload["events"]:
-                print(json.dumps(event, default=str), flush=True)
+            skipped = stats.skipped
+            for event in read_events(msg.data, stats, seq=msg.metadata.sequence.stream):
+                print(event_json(event), flush=True)
+            if stats.skipped > skipped:
+                err.print(f"[yellow]{stats.last_error}[/yellow]", highlight=False)
 
     bus = Bus(NatsSettings.from_env(_require(nats), name="hieramas-cli")).start()
     try:

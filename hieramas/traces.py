@@ -1,5 +1,7 @@
 """Trace events: one per LLM call, per supernode run and per query, into a JetStream stream.
 
+The events themselves are typed records defined in :mod:`hieramas.wire.events`.
+
 Emitting never blocks or fails the query path: :meth:`TraceEmitter.emit`
 queues the event (dropping and counting when the queue is full) and a
 background task publishes it with JetStream acknowledgements, so an event is
@@ -8,13 +10,15 @@ durable once accepted.  Events are batched: each message on
 gathered over ``linger_s`` (0.1 s), so a burst costs one publish and one
 acknowledgement.  A query makes ~40 events; at 20 ms of linger its trace
 messages and their acks were about a tenth of all its NATS traffic.  Anyone
-can replay the stream (the learner, a monitor, ``hieramas traces tail``).
+can replay the stream (the learner, a monitor, ``hieramas traces tail``); readers
+skip, count and report a bad message or record (:class:`ReadStats`), never crash.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
@@ -28,12 +32,15 @@ from nats.js.api import (
 )
 
 from hieramas.bus import Bus
-from hieramas.wire import Envelope, Kind, Subjects, WireError, decode
+from hieramas.wire import Envelope, Kind, Subjects, WireError
+from hieramas.wire.events import Event, decode_trace_message
 
 __all__ = [
     "TRACE_STREAM",
+    "ReadStats",
     "TraceEmitter",
     "ensure_trace_stream",
+    "read_events",
     "replay",
     "wait_for_jetstream",
 ]
@@ -93,7 +100,7 @@ class TraceEmitter:
         self.bus = bus
         self.subjects = subjects
         self.counters: Counter[str] = Counter()
-        self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(capacity)
+        self._queue: asyncio.Queue[Event] = asyncio.Queue(capacity)
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -104,14 +111,14 @@ class TraceEmitter:
 
         self.bus.loop.call_soon_threadsafe(_start)
 
-    def emit(self, event: dict[str, Any]) -> None:
+    def emit(self, event: Event) -> None:
         """Queue one event from any thread; never raises, never blocks."""
         if self.bus.in_loop():
             self._put(event)
         else:
             self.bus.loop.call_soon_threadsafe(self._put, event)
 
-    def _put(self, event: dict[str, Any]) -> None:
+    def _put(self, event: Event) -> None:
         try:
             self._queue.put_nowait(event)
         except asyncio.QueueFull:
@@ -134,16 +141,16 @@ class TraceEmitter:
             while len(batch) < self.max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             try:
-                by_kind: dict[str, list[dict[str, Any]]] = {}
+                by_kind: dict[str, list[Event]] = {}
                 for event in batch:
-                    by_kind.setdefault(str(event.get("event", "event")), []).append(event)
+                    by_kind.setdefault(event.event, []).append(event)
                 for kind, events in by_kind.items():
                     await self._publish(kind, events)
             finally:
                 for _ in batch:
                     self._queue.task_done()
 
-    async def _publish(self, kind: str, events: list[dict[str, Any]]) -> None:
+    async def _publish(self, kind: str, events: list[Event]) -> None:
         envelope = Envelope(kind=Kind.TRACE, payload={"events": events}, sender=self.bus.sender)
         try:
             data = self.bus.encode(envelope)
@@ -174,20 +181,96 @@ class TraceEmitter:
             log.warning("traces.publish_failed", error=str(exc), failures=self.counters["failed"])
 
 
+@dataclass
+class ReadStats:
+    """What a trace reader skipped: bad messages (not a trace envelope) and bad records
+    (one event of a good message), by error code, with the last reason seen."""
+
+    messages: int = 0
+    events: int = 0
+    bad_messages: int = 0
+    bad_events: int = 0
+    codes: Counter[str] = field(default_factory=Counter)
+    last_error: str = ""
+
+    @property
+    def skipped(self) -> int:
+        return self.bad_messages + self.bad_events
+
+    def add(self, other: ReadStats) -> None:
+        """Count ``other``'s reads in too."""
+        self.messages += other.messages
+        self.events += other.events
+        self.bad_messages += other.bad_messages
+        self.bad_events += other.bad_events
+        self.codes.update(other.codes)
+        self.last_error = other.last_error or self.last_error
+
+    def summary(self) -> str:
+        """One line for a user: what was skipped and why (empty when nothing was)."""
+        if not self.skipped:
+            return ""
+        codes = ", ".join(f"{code} {n}" for code, n in sorted(self.codes.items()))
+        return (
+            f"skipped {self.bad_messages} unreadable trace message(s) and {self.bad_events} bad "
+            f"event record(s) ({codes}); last: {self.last_error}"
+        )
+
+
+def read_events(data: bytes, stats: ReadStats, *, seq: int | None = None) -> list[Event]:
+    """The good events of one stream message; bad ones are skipped, logged and counted."""
+    stats.messages += 1
+    where = f"stream seq {seq}: " if seq is not None else ""
+    try:
+        batch = decode_trace_message(data)
+    except WireError as exc:
+        stats.bad_messages += 1
+        _skipped(stats, exc, f"{where}message skipped: {exc}")
+        return []
+    for error in batch.errors:
+        stats.bad_events += 1
+        _skipped(stats, error, f"{where}event skipped: {error}")
+    stats.events += len(batch.events)
+    return batch.events
+
+
+def _skipped(stats: ReadStats, exc: WireError, reason: str) -> None:
+    stats.codes[exc.code] += 1
+    stats.last_error = reason
+    if stats.skipped in (1, 10, 100) or stats.skipped % 1000 == 0:
+        log.warning("traces.bad_record", code=exc.code, reason=reason, skipped=stats.skipped)
+
+
 async def replay(
-    bus: Bus, subjects: Subjects, *, start_seq: int = 1, idle_s: float = 0.5, limit: int = 100_000
-) -> list[dict[str, Any]]:
-    """Read stored trace events from ``start_seq`` on, until the stream is idle for ``idle_s``."""
+    bus: Bus,
+    subjects: Subjects,
+    *,
+    start_seq: int = 1,
+    idle_s: float = 0.5,
+    limit: int = 100_000,
+    stats: ReadStats | None = None,
+) -> list[Event]:
+    """Read stored trace events from ``start_seq`` on, until the stream is idle for ``idle_s``.
+
+    Bad messages and records are skipped and counted in ``stats``, never raised."""
+    stats = stats if stats is not None else ReadStats()
     config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start_seq)
     sub = await bus.js.subscribe(subjects.trace_wildcard, ordered_consumer=True, config=config)
-    events: list[dict[str, Any]] = []
+    events: list[Event] = []
     try:
         while len(events) < limit:
             try:
                 msg = await sub.next_msg(timeout=idle_s)
             except Exception:  # nats TimeoutError: the stream is drained
                 break
-            events.extend(decode(msg.data).payload["events"])
+            events.extend(read_events(msg.data, stats, seq=_stream_seq(msg)))
     finally:
         await sub.unsubscribe()
     return events
+
+
+def _stream_seq(msg: Any) -> int | None:
+    try:
+        return int(msg.metadata.sequence.stream)
+    except Exception:  # not a JetStream message
+        return None

@@ -76,6 +76,6 @@ def test_one_query_through_the_runtime_on_real_models() -> None:
     # the answer is the extracted code, or explicitly unparseable (None) — both are real outcomes
     assert result["answer"] is None or "def add" in result["answer"]
     assert result["prompt_tokens"] > 0 and result["cost_usd"] > 0
-    mine = [e for e in events if e.get("query_id") == result["query_id"]]
-    kinds = {e["event"] for e in mine}
+    mine = [e for e in events if e.query_id == result["query_id"]]
+    kinds = {e.event for e in mine}
     assert {"llm_call", "supernode", "query"} <= kinds
