@@ -28,6 +28,7 @@ class HieraClient:
         timeout_s: float = 120.0,
         config_version: int | None = None,
         item_id: str | None = None,
+        explore: bool = False,
     ) -> dict[str, Any]:
         """Answer one query; the result map always has ``status`` (``ok`` or an error code).
 
@@ -42,7 +43,9 @@ class HieraClient:
         if config_version:
             payload["config_version"] = config_version
         if item_id:
-            payload["item_id"] = item_id
+            payload["item_id"] = item_id  # the dataset item: graders key on it in the traces
+        if explore:
+            payload["explore"] = True  # a training query: a learned planner samples its plan
         envelope = Envelope(
             kind=Kind.QUERY,
             payload=payload,

@@ -26,12 +26,18 @@ import structlog
 from hieramas.bus import Bus, BusError, RemoteError
 from hieramas.controller.config import ConfigError
 from hieramas.controller.plan import Plan
-from hieramas.controller.planner import Planner, StaticPlanner, build_plan
+from hieramas.controller.planner import (
+    Assignment,
+    Planner,
+    StaticPlanner,
+    assignment_record,
+    build_plan,
+)
 from hieramas.controller.store import ConfigStore, CorruptConfigError
 from hieramas.liveness import Liveness
 from hieramas.traces import TraceEmitter
 from hieramas.wire import Envelope, Kind, Subjects, WireError, input_output, new_id
-from hieramas.wire.events import QueryDone
+from hieramas.wire.events import AssignmentRecord, QueryDone
 from hieramas.wire.subjects import DECISION_NODE
 
 __all__ = ["GATEWAY_QUEUE", "Gateway", "QueryFailed"]
@@ -41,8 +47,8 @@ log = structlog.get_logger(__name__)
 GATEWAY_QUEUE = "hm-gw"
 ARM_TIMEOUT_S = 5.0
 BRIEF_RESULT_KEYS = (
-    "query_id", "trace_id", "config_version", "domain", "emulated", "cost_usd",
-    "prompt_tokens", "completion_tokens", "latency_s",
+    "query_id", "trace_id", "config_version", "domain", "item_id", "planner", "policy_version",
+    "sampled", "emulated", "cost_usd", "prompt_tokens", "completion_tokens", "latency_s",
 )  # fmt: skip
 """What a result too big to send keeps: ids and totals, no texts."""
 
@@ -62,6 +68,9 @@ class QueryRun:
     plan: Plan
     envelope: Envelope
     started: float
+    assignment: Assignment
+    record: AssignmentRecord
+    planner: str = "static"
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
     routes: dict[str, str] = field(default_factory=dict)
     workers: dict[str, str] = field(default_factory=dict)
@@ -215,7 +224,7 @@ class Gateway:
         if reply:
             result, data = self._sendable(result)
         if self.traces is not None:
-            self.traces.emit(_query_event(result))
+            self.traces.emit(_query_event(result, run))
         if reply and data is not None:
             try:
                 await self.bus.nc.publish(reply, data)
@@ -226,9 +235,11 @@ class Gateway:
         self, envelope: Envelope, query_id: str, trace_id: str, started: float
     ) -> QueryRun:
         """Plan the query and register its run."""
-        plan = await self._plan(envelope, query_id)
+        plan, assignment, record = await self._plan(envelope, query_id)
         run = QueryRun(
             plan=plan,
+            assignment=assignment,
+            record=record,
             envelope=Envelope(
                 kind=Kind.NODE_ACTIVATE,
                 payload={},
@@ -328,7 +339,10 @@ class Gateway:
             sender=self.gateway_id,
         )
 
-    async def _plan(self, envelope: Envelope, query_id: str) -> Plan:
+    async def _plan(
+        self, envelope: Envelope, query_id: str
+    ) -> tuple[Plan, Assignment, AssignmentRecord]:
+        """The query's plan, the planner's assignment, and the full per-slot record of it."""
         payload = envelope.payload
         text = payload.get("text")
         if not isinstance(text, str) or not text.strip():
@@ -337,6 +351,9 @@ class Gateway:
         timeout = payload.get("timeout_s")
         if timeout is not None and (not isinstance(timeout, int | float) or timeout <= 0):
             raise QueryFailed("bad_query", "'timeout_s' must be a positive number")
+        item_id = payload.get("item_id")
+        if item_id is not None and not isinstance(item_id, str):
+            raise QueryFailed("bad_query", "'item_id' must be a string")
         try:
             stored = await self.store.get(int(version) if version else None)
         except KeyError as exc:
@@ -347,7 +364,7 @@ class Gateway:
         domain = payload.get("domain") or config.domain
         try:
             assignment = self.planner.assign(config, text)
-            return build_plan(
+            plan = build_plan(
                 config,
                 stored.version,
                 assignment,
@@ -357,8 +374,9 @@ class Gateway:
                 timeout_s=float(timeout) if timeout else None,
                 emulator_url=self.emulator_url,
                 answerless_roles=tuple(self._answerless(str(domain))) if self._answerless else (),
-                meta={"item_id": payload.get("item_id")} if payload.get("item_id") else None,
+                meta={"item_id": item_id} if item_id else None,
             )
+            return plan, assignment, assignment_record(config, assignment)
         except ConfigError as exc:
             raise QueryFailed("bad_config", str(exc)) from None
 
@@ -462,6 +480,10 @@ class Gateway:
             "trace_id": run.envelope.trace_id,
             "config_version": plan.config_version,
             "domain": plan.domain,
+            "item_id": plan.meta.get("item_id"),
+            "planner": run.planner,
+            "policy_version": run.assignment.policy_version,
+            "sampled": run.assignment.sampled,
             "emulated": plan.emulated,
             "cost_usd": sum(float(o.get("cost_usd") or 0.0) for o in outputs),
             "prompt_tokens": sum(int(o.get("prompt_tokens") or 0) for o in outputs),
@@ -474,8 +496,10 @@ class Gateway:
         }
 
 
-def _query_event(result: dict[str, Any]) -> QueryDone:
-    """The ``query`` trace event of a finished query's result (a full or a brief one)."""
+def _query_event(result: dict[str, Any], run: QueryRun | None) -> QueryDone:
+    """The ``query`` trace event of a finished query's result (a full or a brief one), with
+    what its run knows: the item, the full assignment, the active edges, the policy."""
+    plan = run.plan if run is not None else None
     return QueryDone(
         query_id=str(result["query_id"]),
         trace_id=str(result.get("trace_id") or ""),
@@ -486,7 +510,8 @@ def _query_event(result: dict[str, Any]) -> QueryDone:
         answer=result.get("answer"),
         text=result.get("text"),
         decided_by=result.get("decided_by"),
-        domain=result.get("domain"),
+        domain=plan.domain if plan is not None else result.get("domain"),
+        item_id=plan.meta.get("item_id") if plan is not None else None,
         emulated=bool(result.get("emulated")),
         cost_usd=float(result.get("cost_usd") or 0.0),
         prompt_tokens=int(result.get("prompt_tokens") or 0),
@@ -494,4 +519,15 @@ def _query_event(result: dict[str, Any]) -> QueryDone:
         latency_s=float(result.get("latency_s") or 0.0),
         skipped_nodes=list(result.get("skipped_nodes") or []),
         failures=list(result.get("failures") or []),
+        planner=run.planner if run is not None else None,
+        policy_version=run.assignment.policy_version if run is not None else None,
+        sampled=run.assignment.sampled if run is not None else False,
+        assignment=run.record if run is not None else None,
+        edges=_active_edges(run) if run is not None else [],
     )
+
+
+def _active_edges(run: QueryRun) -> list[tuple[str, str]]:
+    """The assignment's edges between supernodes the plan kept, in the assignment's order."""
+    nodes = run.plan.nodes
+    return [(s, d) for s, d in run.assignment.edges if s in nodes and d in nodes]

@@ -13,18 +13,27 @@ from typing import Protocol
 
 from hieramas.controller.config import PSEUDO_LLMS, SKIP, HieraConfig
 from hieramas.controller.plan import NodePlan, Plan
+from hieramas.wire.events import AssignmentRecord
 from hieramas.wire.subjects import DECISION_NODE
 
-__all__ = ["Assignment", "Planner", "StaticPlanner", "build_plan"]
+__all__ = ["Assignment", "Planner", "StaticPlanner", "assignment_record", "build_plan"]
 
 
 @dataclass(frozen=True, slots=True)
 class Assignment:
-    """Per-query choices: LLM per proposer slot and synthesizer (``skip`` allowed), active edges."""
+    """Per-query choices: LLM per proposer slot and synthesizer (``skip`` allowed), active edges.
+
+    A supernode missing from ``proposers`` / ``synthesizers`` keeps the config's choice.
+    ``policy_version`` names the policy that chose (``None``: no policy, e.g. static
+    planning), and ``sampled`` says the choice was sampled for training rather than greedy;
+    both go into the query's trace event.
+    """
 
     proposers: dict[str, list[str]]
     synthesizers: dict[str, str]
     edges: list[tuple[str, str]]
+    policy_version: int | None = None
+    sampled: bool = False
 
 
 class Planner(Protocol):
@@ -44,6 +53,22 @@ class StaticPlanner:
             synthesizers={n: s.synthesizer for n, s in config.supernodes.items()},
             edges=list(config.edges),
         )
+
+
+def assignment_record(config: HieraConfig, assignment: Assignment) -> AssignmentRecord:
+    """The full per-slot assignment of every supernode (the config's where ``assignment``
+    says nothing), and the decision LLM: what a query's trace event records."""
+    return AssignmentRecord(
+        proposers={
+            name: list(assignment.proposers.get(name, spec.proposers))
+            for name, spec in config.supernodes.items()
+        },
+        synthesizers={
+            name: assignment.synthesizers.get(name, spec.synthesizer)
+            for name, spec in config.supernodes.items()
+        },
+        decision=config.decision,
+    )
 
 
 def build_plan(
