@@ -225,7 +225,10 @@ class QueryDone(_Event, kw_only=True, frozen=True, gc=False, tag="query"):
     emulated: bool = False
     """Some LLM was served by the emulator: figures describe the emulator."""
     cost_usd: float = 0.0
-    """The sum of the query's own calls (its nodes' ``cost_usd``), never a shared counter."""
+    """The sum of the calls the query's result used (its nodes' ``cost_usd``, each the sum
+    of the node's own calls), never a shared counter.  A call superseded by a retry (its
+    worker was lost) has an ``llm_call`` event but is not counted here: the sum of a
+    query's ``llm_call`` events is all it spent."""
     prompt_tokens: int = 0
     completion_tokens: int = 0
     latency_s: float = 0.0

@@ -1,9 +1,16 @@
-"""What the trace stream tells a learner: the plan of each query, each node's parsed answer."""
+"""What the trace stream tells a learner: the plan of each query, each node's parsed answer,
+and each query's own cost, exact while other queries run at the same time."""
 
 from __future__ import annotations
 
-import pytest
+import asyncio
+from collections import defaultdict
+from typing import Any
 
+import pytest
+import yaml
+
+from hieramas.natsserver import NatsServer
 from hieramas.stack import Stack
 from hieramas.tasks.answers import extract_answer
 from hieramas.traces import ReadStats, replay
@@ -12,10 +19,11 @@ from hieramas.wire.events import (
     AssignmentRecord,
     DecisionRun,
     Event,
+    LlmCall,
     QueryDone,
     SupernodeRun,
 )
-from support import apply_config, ask, config_yaml, node
+from support import apply_config, ask, client_of, config_yaml, node
 
 
 def _events(stack: Stack) -> list[Event]:
@@ -106,3 +114,78 @@ def test_a_non_string_item_id_is_refused(stack: Stack, llm_url: str) -> None:
     )
     reply = stack.bus.call(stack.bus.arequest(Subjects().query, envelope, 10), 15)
     assert reply.payload["status"] == "bad_query" and "item_id" in reply.payload["error"]
+
+
+def _priced(llm_url: str, prices: dict[str, tuple[str, float, float]], name: str) -> str:
+    """A config of two supernodes over the pool ``prices`` (name -> model, $/M in, $/M out)."""
+    llms = {n: {"endpoint": "s", "model": m, "price_in": i, "price_out": o} for n, (m, i, o) in prices.items()}  # fmt: skip
+    names = list(prices)
+    return yaml.safe_dump(
+        {
+            "name": name,
+            "domain": "mmlu",
+            "endpoints": {"s": {"base_url": llm_url, "max_retries": 0, "max_concurrency": 64}},
+            "llms": llms,
+            "supernodes": {
+                "a": node("Critic", [names[0], names[1]], names[2]),
+                "b": node("Doctor", [names[1]], names[0]),
+            },
+            "edges": [["a", "b"]],
+            "decision": names[2],
+            "limits": {"query_timeout_s": 30, "node_timeout_s": 30},
+        }
+    )
+
+
+def test_each_query_costs_exactly_its_own_calls_while_queries_with_other_prices_run_at_once(
+    nats_server: NatsServer, llm_url: str
+) -> None:
+    """Two config versions price different models differently; 16 queries of both, with
+    prompts of different lengths, overlap in time.  Each query's cost (its result and its
+    trace event) is the sum of its own llm_call events, and each call's cost is its own
+    tokens at its own model's prices: no cost leaks from one query into another."""
+    pools = {
+        1: {"x": ("slow:0.3", 1.0, 2.0), "y": ("fixed:B", 3.0, 5.0), "z": ("fixed:C", 7.0, 11.0)},
+        2: {"x": ("slow:0.3", 13.0, 17.0), "y": ("fixed:A", 19.0, 23.0), "z": ("echo", 29.0, 31.0)},
+    }  # fmt: skip
+    with Stack(nats_url=nats_server.url) as stack:
+        for version, pool in pools.items():
+            assert apply_config(stack, _priced(llm_url, pool, f"v{version}")) == version
+        client = client_of(stack)
+
+        async def all_at_once() -> list[dict[str, Any]]:
+            return await asyncio.gather(
+                *(
+                    client.ask("Which option? " + "why " * (5 * i), config_version=1 + i % 2)
+                    for i in range(16)
+                )
+            )
+
+        assert stack.bus is not None
+        results = stack.bus.call(all_at_once(), 60)
+        events = _events(stack)
+
+    assert [r["status"] for r in results] == ["ok"] * 16
+    by_query: dict[str, list[Event]] = defaultdict(list)
+    for event in events:
+        by_query[event.query_id].append(event)
+    spans = []
+    for result in results:
+        mine = by_query[result["query_id"]]
+        calls = [e for e in mine if isinstance(e, LlmCall)]
+        [query] = [e for e in mine if isinstance(e, QueryDone)]
+        pool = pools[result["config_version"]]
+        assert len(calls) == 6  # 3 + 2 slot calls, and the decision (the nodes disagree)
+        for call in calls:
+            _, price_in, price_out = pool[call.model]
+            own = (call.prompt_tokens * price_in + call.completion_tokens * price_out) / 1e6
+            assert call.cost_usd == pytest.approx(own, rel=1e-9)
+            assert call.config_version == result["config_version"]
+        total = sum(c.cost_usd for c in calls)
+        assert result["cost_usd"] == pytest.approx(total, rel=1e-9)
+        assert query.cost_usd == pytest.approx(total, rel=1e-9)
+        nodes = [e for e in mine if isinstance(e, SupernodeRun | DecisionRun)]
+        assert sum(n.cost_usd for n in nodes) == pytest.approx(total, rel=1e-9)
+        spans.append((min(c.started for c in calls), max(c.finished for c in calls)))
+    assert len({round(r["cost_usd"], 12) for r in results}) == 16  # every query's cost differs
+    assert max(s for s, _ in spans) < min(f for _, f in spans)  # all 16 ran at one instant
