@@ -18,6 +18,7 @@ __all__ = [
     "last_boxed",
     "match_brace",
     "normalize_math",
+    "normalize_with_unit",
     "number_to_canonical",
     "parse_number",
     "split_top_level",
@@ -353,13 +354,14 @@ def _digit_spaces(s: str) -> str:
     return re.sub(r"(?<=\d)\s+(?=\d)", _AMBIGUOUS_GAP, s)
 
 
-def _strip_units(s: str) -> str:
+def _strip_units(s: str) -> tuple[str, str | None]:
     """``s`` without a unit word at its end (``12 inches``, ``6 square units``, ``5cm``).
 
     Only known unit words, only at the end, only after a number-like remainder: a unit
     attached to the last term (``5cm``) needs that remainder to be one term, so ``3+2cm``
     keeps its letters (they may be variables); one-letter units count only as text.
     """
+    unit = None
     while (m := _UNIT_TAIL.search(s)) is not None:
         rest = s[: m.start()].rstrip()
         if not rest or re.search(r"[a-zA-Z]", re.sub(r"\\[a-zA-Z]+", "", rest)):
@@ -367,7 +369,65 @@ def _strip_units(s: str) -> str:
         if rest == s[: m.start()] and not _ONE_TERM.fullmatch(rest):
             break  # attached to an expression: "3+2cm" is not "5 cm"
         s = rest
-    return s
+        unit = unit or m.group(0)
+    return s, unit
+
+
+_UNIT_NAMES = {
+    "in": "inch",
+    "inches": "inch",
+    "ft": "foot",
+    "feet": "foot",
+    "yd": "yard",
+    "mi": "mile",
+    "centimeter": "cm",
+    "centimetre": "cm",
+    "millimeter": "mm",
+    "kilometer": "km",
+    "meter": "m",
+    "metre": "m",
+    "deg": "degree",
+    "rad": "radian",
+    "s": "second",
+    "sec": "second",
+    "min": "minute",
+    "h": "hour",
+    "hr": "hour",
+    "g": "gram",
+    "lb": "pound",
+    "oz": "ounce",
+    "l": "liter",
+    "litre": "liter",
+    "people": "person",
+    "boxes": "box",
+    "times": "time",
+}
+
+
+def _canonical_unit(text: str | None) -> str | None:
+    """``\\text{ square inches}`` -> ``inch^2``; None for no unit or a generic "units"."""
+    if text is None:
+        return None
+    t = re.sub(r"\\[a-zA-Z]+|[{}\s.]", " ", text).lower()
+    power = "^3" if "cubic" in t or "^3" in t else "^2" if "sq" in t or "^2" in t else ""
+    words = [w for w in re.findall(r"[a-z]+", t) if w not in ("square", "sq", "cubic")]
+    if not words:
+        return None
+    word = words[-1]
+    if word in _UNIT_NAMES:
+        word = _UNIT_NAMES[word]
+    elif word.endswith("s") and word[:-1] and word not in ("mph",):
+        word = _UNIT_NAMES.get(word[:-1], word[:-1])
+    return None if word in ("unit", "percent") else word + power
+
+
+def normalize_with_unit(answer: str) -> tuple[str, str | None]:
+    """:func:`normalize_math` of ``answer``, and the unit it states (``inch^2``, ``degree``).
+
+    The unit is None when the answer names none, or only generic "units".
+    """
+    cleaned, unit = _clean_parts(answer)
+    return _structure(cleaned), _canonical_unit(unit)
 
 
 def _lr(m: re.Match[str]) -> str:
@@ -377,7 +437,25 @@ def _lr(m: re.Match[str]) -> str:
 
 def _clean(s: str) -> str:
     """Surface normalisation of one answer (no structure yet)."""
-    s = _strip_math_delimiters(_unicode(s).strip())
+    return _clean_parts(s)[0]
+
+
+def _unbox(s: str) -> str:
+    """``s`` without ``\\boxed{...}`` or ``\\fbox{...}`` around all of it."""
+    while (m := _BOXED.match(s)) is not None:
+        i = m.end()
+        while i < len(s) and s[i] == " ":
+            i += 1
+        if i == len(s) or s[i] != "{" or match_brace(s, i) != len(s) - 1:
+            break
+        s = s[i + 1 : -1].strip()
+    return s
+
+
+def _clean_parts(s: str) -> tuple[str, str | None]:
+    """Surface normalisation of one answer (no structure yet), and the unit it ended with."""
+    unit: str | None = None
+    s = _unbox(_strip_math_delimiters(_unicode(s).strip()))
     s = s.replace("\\displaystyle", "").replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
     s = s.replace("\\dbinom", "\\binom").replace("\\tbinom", "\\binom")
     s = re.sub(r",\\!\s*", ",", s)  # 10,\!080 (thousands) keeps its comma for the check below
@@ -386,13 +464,20 @@ def _clean(s: str) -> str:
     s = _SPACES.sub(" ", s)
     while (m := _TEXT_UNIT_TAIL.search(s)) and s[: m.start()].strip():
         s = s[: m.start()].strip()  # "5\text{ cm}^2": a unit written as text
+        unit = unit or m.group(0)
     s = _unwrap_commands(s)
     s = re.sub(r"\s+(?:or|and)\s+", ",", s)  # "x=1 or x=-2": a list of solutions
     for token in ("^\\circ", "^{\\circ}", "\\circ", "°", "\\%", "%", "\\$", "$"):
-        s = s.replace(token, "")
+        if token in s:
+            s = s.replace(token, "")
+            if token in ("\\$", "$"):
+                unit = unit or "dollar"
+            elif "%" not in token:
+                unit = unit or "degree"
     s = re.sub(r"\^\s*\{\s*\}", "", s)
     s = s.strip().rstrip(".").strip()
-    s = _strip_units(s)
+    s, tail = _strip_units(s)
+    unit = unit or tail
     s = _LHS.sub("", s)
     s = s.replace("\\le ", "\\leq ").replace("\\ge ", "\\geq ")
     s = re.sub(r"\\(?:cdot|times)(?![a-zA-Z])", "*", s)
@@ -414,7 +499,7 @@ def _clean(s: str) -> str:
         s = s[1]
     if re.fullmatch(r"[A-Za-z][A-Za-z ]+", s):
         s = s.lower()
-    return s
+    return s, unit
 
 
 def _scalar(s: str) -> str:

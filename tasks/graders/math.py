@@ -25,6 +25,7 @@ from hieramas.tasks.mathexpr import ExprError, free_symbols, to_expr
 from hieramas.tasks.mathtext import (
     extract_math_answer,
     normalize_math,
+    normalize_with_unit,
     parse_number,
     split_top_level,
 )
@@ -38,7 +39,7 @@ class MathVerdict:
     """Equivalence of two answers and the rung of the ladder that decided it."""
 
     equal: bool
-    method: str  # "string" | "numeric" | "sympy" | "numeric-fallback" | "structure"
+    method: str  # "string" | "numeric" | "sympy" | "numeric-fallback" | "unit"
 
 
 _checker: SympyChecker | None = None
@@ -185,7 +186,9 @@ def _equivalent(a: str, b: str, used: list[str]) -> bool:
 
 def math_equivalent(predicted: str, gold: str) -> MathVerdict:
     """Whether two LaTeX answers are equivalent (see the module docstring)."""
-    na, nb = normalize_math(predicted), normalize_math(gold)
+    (na, unit_a), (nb, unit_b) = normalize_with_unit(predicted), normalize_with_unit(gold)
+    if unit_a is not None and unit_b is not None and unit_a != unit_b:
+        return MathVerdict(False, "unit")  # units may be left out, not changed
     if na == nb:
         return MathVerdict(True, "string")
     if not na or not nb:

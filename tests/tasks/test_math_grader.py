@@ -175,3 +175,29 @@ def test_unicode_math_signs(candidate: str, gold: str) -> None:
 )
 def test_solution_sets(candidate: str, gold: str, equal: bool) -> None:
     assert same(candidate, gold) is equal
+
+
+@pytest.mark.parametrize(
+    ("candidate", "gold", "equal"),
+    [
+        ("90 \\text{ radians}", "90^\\circ", False),  # units may be left out, not changed
+        ("864\\text{ feet}^2", "864 \\mbox{ inches}^2", False),
+        ("15\\text{ m}^2", "15\\mbox{ cm}^2", False),
+        ("15\\text{ cm}", "15\\mbox{ cm}^2", False),  # another dimension
+        ("5.4 \\text{ dollars}", "5.4 \\text{ cents}", False),
+        ("18.90 cents", "\\$18.90", False),
+        ("864 square inches", "864 \\mbox{ inches}^2", True),
+        ("864 \\text{ in}^2", "864 \\mbox{ inches}^2", True),
+        ("18.90 dollars", "\\$18.90", True),
+        ("90", "90^\\circ", True),
+        ("6 cm^2", "6 square units", True),  # generic "units" fit any unit
+    ],
+)
+def test_a_stated_unit_must_match(candidate: str, gold: str, equal: bool) -> None:
+    assert same(candidate, gold) is equal
+
+
+def test_boxed_inside_the_answer() -> None:
+    assert same("\\boxed{\\frac12}", "0.5")
+    assert same("\\fbox{3}", "3")
+    assert not same("\\boxed{5} + \\boxed{3}", "8")  # not one box around the whole answer
