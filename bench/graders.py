@@ -14,6 +14,9 @@ Each figure comes with a baseline measured in the same run:
   namespaces) at the same concurrency.
 
     python bench/graders.py [--seconds 2] [--concurrency 2]
+
+``--reference`` prints the checks against reference graders instead (MATH: our grader and
+HuggingFace's math-verify on the labelled pairs of :mod:`hieramas.tasks.mathpairs`).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import re
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -202,11 +206,168 @@ def bench_sandbox(concurrency: int) -> dict[str, Any]:
     }
 
 
+ADVERSARIAL_MATH = (  # (gold, candidate, equivalent): the cases of issue 15, and kin
+    ("14", "4 2/3", False),
+    ("\\frac{14}{3}", "4 2/3", True),
+    ("-2i", "\\sqrt{-4}", False),
+    ("2", "\\sqrt{-4}", False),
+    ("2i", "\\sqrt{-4}", True),
+    ("2^{30}", "1073741825", False),
+    ("2^{30}", "1073741824", True),
+    ("5", "3+2s", False),
+    ("5", "3+2m", False),
+    ("-3", "\u22123", True),
+    ("2\\pi", "2\u03c0", True),
+    ("\\sqrt{2}", "\u221a2", True),
+    ("1,-2", "x=1, x=-2", True),
+    ("-2,1", "x=1, x=-2", True),
+    ("\\frac13", "0.333333", False),
+    ("\\sqrt2", "1.414214", False),
+    ("90^\\circ", "90 \\text{ radians}", False),
+)
+
+
+def _math_verify() -> tuple[Callable[[str], Any], Callable[[Any, Any], bool]] | None:
+    """math-verify's parse and verify, with their own time limits (main thread only)."""
+    try:
+        import logging
+
+        from math_verify import parse, verify
+    except ImportError:
+        return None
+    logging.getLogger("math_verify").setLevel(logging.ERROR)  # its timeout warnings
+
+    def mv_parse(text: str) -> Any:
+        return parse(text, parsing_timeout=5)
+
+    def mv_verify(gold: Any, answer: Any) -> bool:
+        return bool(verify(gold, answer, timeout_seconds=5))
+
+    return mv_parse, mv_verify
+
+
+def _agreement(rows: Sequence[dict[str, Any]], graders: Sequence[str]) -> list[str]:
+    equivalent = [r for r in rows if r["equivalent"]]
+    misses = [r for r in rows if not r["equivalent"]]
+    lines = [
+        "| grader | equivalent pairs accepted | near misses accepted (false positives) | "
+        "agreement with the labels |",
+        "|---|---|---|---|",
+    ]
+    for g in graders:
+        tp = sum(r[g] for r in equivalent)
+        fp = sum(r[g] for r in misses)
+        agree = sum(r[g] == r["equivalent"] for r in rows)
+        lines.append(
+            f"| {g} | {tp}/{len(equivalent)} ({tp / max(1, len(equivalent)):.2%}) | "
+            f"{fp}/{len(misses)} ({fp / max(1, len(misses)):.2%}) | "
+            f"{agree}/{len(rows)} ({agree / max(1, len(rows)):.2%}) |"
+        )
+    return lines
+
+
+def reference_math(out: Path | None = None) -> None:
+    """Agreement of our MATH grader and math-verify with the labelled MATH-500 pairs."""
+    from hieramas.tasks.mathpairs import generate
+
+    mv = _math_verify()
+    if mv is None:
+        print(
+            "MATH reference: math-verify is not installed (pip install 'math-verify[antlr4_13_2]')"
+        )
+        return
+    mv_parse, mv_verify = mv
+    items = {item.id: item for item in ds.load("math500")}
+    pairs = generate(items.values(), seed=0)
+    rows: list[dict[str, Any]] = []
+    ours_s = mv_s = 0.0
+    for pair in pairs:
+        reply = f"So the final answer is $\\boxed{{{pair.candidate}}}$."
+        started = time.perf_counter()
+        ours = grade_math(items[pair.id], reply).correct
+        ours_s += time.perf_counter() - started
+        started = time.perf_counter()
+        theirs = mv_verify(mv_parse(f"${pair.gold}$"), mv_parse(reply))
+        mv_s += time.perf_counter() - started
+        rows.append({**pair.to_json(), "ours": ours, "math-verify": theirs})
+    for r in rows:
+        r["ours and math-verify"] = r["ours"] and r["math-verify"]
+        r["ours or math-verify"] = r["ours"] or r["math-verify"]
+    graders = ("ours", "math-verify", "ours and math-verify", "ours or math-verify")
+    print(
+        f"MATH reference: {len(rows)} labelled pairs from the {len(items)} MATH-500 gold "
+        f"answers (tasks/mathpairs.py, seed 0), each graded as the reply "
+        f"'So the final answer is $\\boxed{{candidate}}$.'; gold for math-verify: '$gold$'"
+    )
+    print("\n".join(_agreement(rows, graders)))
+    print(f"time per pair: ours {1000 * ours_s / len(rows):.2f} ms, math-verify "
+          f"{1000 * mv_s / len(rows):.2f} ms")  # fmt: skip
+    # each disagreement, grouped by rewriting: the label says which grader is right
+    groups: dict[tuple[str, bool], list[dict[str, Any]]] = {}
+    for r in rows:
+        if r["ours"] != r["math-verify"]:
+            groups.setdefault((r["kind"], r["equivalent"]), []).append(r)
+    print(f"\nDisagreements between ours and math-verify: {sum(map(len, groups.values()))}")
+    print("| rewriting | label | pairs | right | example (gold / candidate) |")
+    print("|---|---|---|---|---|")
+    for (kind, label), group in sorted(groups.items(), key=lambda kv: -len(kv[1])):
+        right = Counter("ours" if r["ours"] == label else "math-verify" for r in group)
+        example = group[0]
+        print(
+            f"| {kind} | {'equivalent' if label else 'near miss'} | {len(group)} | "
+            + ", ".join(f"{k} {v}" for k, v in right.most_common())
+            + f" | `{example['gold']}` / `{example['candidate']}` |"
+        )
+    curated = [json.loads(line) for line in PAIRS.read_text().splitlines() if line.strip()]
+    for r in curated:  # candidate a, gold b
+        r["ours"] = math_equivalent(r["a"], r["b"]).equal
+        reply = f"So the final answer is $\\boxed{{{r['a']}}}$."
+        r["math-verify"] = mv_verify(mv_parse(f"${r['b']}$"), mv_parse(reply))
+    print(f"\nCurated pairs written before this check ({PAIRS.name}, {len(curated)} pairs):")
+    print("\n".join(_agreement(curated, ("ours", "math-verify"))))
+    for r in curated:
+        if r["ours"] != r["equivalent"] or r["math-verify"] != r["equivalent"]:
+            print(f"  {r['category']}: `{r['b']}` / `{r['a']}` label {r['equivalent']}: "
+                  f"ours {r['ours']}, math-verify {r['math-verify']}")  # fmt: skip
+    wrong_both = [
+        r for r in rows if r["ours"] != r["equivalent"] and r["math-verify"] != r["equivalent"]
+    ]
+    print(f"pairs both graders get wrong: {len(wrong_both)}")
+    print("\nThe cases of issue 15 (and kin):")
+    print("| gold | candidate | label | ours | math-verify |")
+    print("|---|---|---|---|---|")
+    for gold, cand, label in ADVERSARIAL_MATH:
+        reply = f"So the final answer is $\\boxed{{{cand}}}$."
+        item = ds.Item(
+            id="x/0", dataset="math500", domain="math", question="", answer=gold, subject=""
+        )
+        ours = grade_math(item, reply).correct
+        theirs = mv_verify(mv_parse(f"${gold}$"), mv_parse(reply))
+        mark = {True: "accept", False: "reject"}
+        print(
+            f"| `{gold}` | `{cand}` | {'equivalent' if label else 'not'} | "
+            f"{mark[ours]}{'' if ours == label else ' (wrong)'} | "
+            f"{mark[theirs]}{'' if theirs == label else ' (wrong)'} |"
+        )
+    if out is not None:
+        out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+        print(f"per-pair verdicts written to {out}")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=2.0, help="timing window per figure")
     parser.add_argument("--concurrency", type=int, default=2, help="sandbox processes at once")
+    parser.add_argument(
+        "--reference", action="store_true", help="check the graders against reference graders"
+    )
+    parser.add_argument(
+        "--math-out", type=Path, help="with --reference: write each MATH pair's verdicts (JSONL)"
+    )
     args = parser.parse_args(argv)
+    if args.reference:
+        reference_math(args.math_out)
+        return
     print(
         f"cpus={os.cpu_count()} load_avg={os.getloadavg()[0]:.2f} python={sys.version.split()[0]}"
     )
