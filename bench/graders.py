@@ -318,6 +318,10 @@ def reference_math(out: Path | None = None) -> None:
             + ", ".join(f"{k} {v}" for k, v in right.most_common())
             + f" | `{example['gold']}` / `{example['candidate']}` |"
         )
+    wrong_both = [
+        r for r in rows if r["ours"] != r["equivalent"] and r["math-verify"] != r["equivalent"]
+    ]
+    print(f"pairs both graders get wrong: {len(wrong_both)}")
     curated = [json.loads(line) for line in PAIRS.read_text().splitlines() if line.strip()]
     for r in curated:  # candidate a, gold b
         r["ours"] = math_equivalent(r["a"], r["b"]).equal
@@ -329,10 +333,6 @@ def reference_math(out: Path | None = None) -> None:
         if r["ours"] != r["equivalent"] or r["math-verify"] != r["equivalent"]:
             print(f"  {r['category']}: `{r['b']}` / `{r['a']}` label {r['equivalent']}: "
                   f"ours {r['ours']}, math-verify {r['math-verify']}")  # fmt: skip
-    wrong_both = [
-        r for r in rows if r["ours"] != r["equivalent"] and r["math-verify"] != r["equivalent"]
-    ]
-    print(f"pairs both graders get wrong: {len(wrong_both)}")
     print("\nThe cases of issue 15 (and kin):")
     print("| gold | candidate | label | ours | math-verify |")
     print("|---|---|---|---|---|")
