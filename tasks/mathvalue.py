@@ -70,6 +70,8 @@ def _iroot(n: int, k: int) -> int | None:
     """The integer ``r >= 0`` with ``r**k == n`` (``n >= 0``), or None."""
     if n < 2:
         return n
+    if k > n.bit_length():  # 2**k > n: no integer root but 1 (and n >= 2)
+        return None
     r = math.isqrt(n) if k == 2 else round(n ** (1.0 / k)) if n.bit_length() < 1000 else None
     if r is None:  # huge n: Newton's method on integers
         r = 1 << (n.bit_length() // k + 1)
