@@ -1,0 +1,201 @@
+"""REINFORCE for the Stage-1 policy: per-slot credit, baseline, normalised advantages.
+
+One update from a batch of sampled episodes::
+
+    A[b, s]  = ρ[b, s] · norm(E[b, s] − baseline[s])
+    loss     = −mean_{b,s} A[b, s] · log π(a[b, s] | mask[b, s]; T_b) − β · mean H[b, s]
+
+- ``E[b, s]`` is slot s's reward (:func:`.rewards.slot_rewards`): multi-level credit,
+  every slot judged by its own supernode's outcome.
+- The baseline is a **per-slot exponential moving average** of past rewards, updated
+  *after* the batch uses it (so it never includes the batch's own reward).  A
+  learned, query-conditioned critic would cut more variance, but at the budgets of
+  Stage 1 (tens to a few thousand queries) the critic itself is too noisy to trust
+  and adds a second model to train; the EMA needs no tuning and cannot diverge.
+- ``norm`` centres and scales the advantages over the batch's unforced slots
+  (a slot with one allowed action carries no choice and no gradient).
+- ``T_b`` is the temperature episode b was **sampled** with; log-probs and entropy are
+  taken under that temperature and the same sequential masks.
+- ``ρ`` corrects for episodes sampled by an older policy version (the learner is
+  asynchronous): the per-slot ratio π_now/π_sampled, truncated at ``max_ratio``;
+  exactly 1 for an on-policy episode.
+- Adam with weight decay, gradient clipping, and a cosine temperature schedule from
+  ``t0`` to ``t1`` over ``schedule_updates`` updates, read by whoever samples next.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from hieramas.learner.embeddings import TextEmbedder
+from hieramas.learner.episode import Episode
+from hieramas.learner.policy import Policy
+from hieramas.learner.rewards import RewardConfig, final_reward, slot_rewards
+
+__all__ = ["TrainConfig", "Trainer", "UpdateStats", "cosine_temperature"]
+
+
+@dataclass(frozen=True, slots=True)
+class TrainConfig:
+    """Hyper-parameters of the REINFORCE trainer."""
+
+    lr: float = 3e-3
+    weight_decay: float = 1e-5
+    grad_clip: float = 1.0
+    entropy_coef: float = 0.01
+    baseline_momentum: float = 0.9
+    normalize_advantages: bool = True
+    max_ratio: float = 2.0
+    t0: float = 3.0
+    t1: float = 0.8
+    schedule_updates: int = 100
+    reward: RewardConfig = field(default_factory=RewardConfig)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready map (stored with checkpoints)."""
+        return asdict(self)
+
+
+def cosine_temperature(step: int, t0: float, t1: float, total: int) -> float:
+    """The sampling temperature after ``step`` updates: cosine from ``t0`` to ``t1``, then ``t1``."""
+    frac = min(max(step, 0) / max(total, 1), 1.0)
+    return t1 + 0.5 * (t0 - t1) * (1.0 + math.cos(math.pi * frac))
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateStats:
+    """What one update saw and did."""
+
+    step: int
+    episodes: int
+    used: int
+    mean_reward: float
+    accuracy: float
+    mean_cost_usd: float
+    loss: float
+    entropy: float
+    grad_norm: float
+    mean_ratio: float
+    temperature: float
+
+
+class Trainer:
+    """Updates a :class:`Policy` from batches of sampled :class:`Episode` records.
+
+    ``embedder`` re-embeds the episodes' query texts (give it a cache: the planner
+    embedded the same texts).  Not thread-safe: one trainer, one thread.
+    """
+
+    def __init__(
+        self, policy: Policy, embedder: TextEmbedder, config: TrainConfig | None = None
+    ) -> None:
+        self.policy = policy
+        self.embedder = embedder
+        self.config = config or TrainConfig()
+        self.step = 0
+        self.baseline = np.full(len(policy.layout.slots), np.nan)
+        self.optimizer = torch.optim.Adam(
+            policy.net.parameters(), lr=self.config.lr, weight_decay=self.config.weight_decay
+        )
+
+    @property
+    def temperature(self) -> float:
+        """The temperature to sample the next training queries with."""
+        c = self.config
+        return cosine_temperature(self.step, c.t0, c.t1, c.schedule_updates)
+
+    @staticmethod
+    def usable(episode: Episode) -> bool:
+        """Whether ``episode`` can be trained on: sampled, graded, with its sampling record."""
+        return (
+            episode.explore
+            and episode.graded
+            and episode.temperature is not None
+            and episode.temperature > 0
+        )
+
+    def update(self, episodes: Sequence[Episode]) -> UpdateStats:
+        """One gradient step from the usable episodes of ``episodes``.
+
+        :class:`~.slots.LayoutError` if an episode's assignment does not fit the
+        policy's layout (the caller should have rejected it).
+        """
+        cfg, policy = self.config, self.policy
+        batch = [e for e in episodes if self.usable(e)]
+        temperature = self.temperature
+        if not batch:
+            return UpdateStats(
+                self.step, len(episodes), 0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, temperature
+            )
+        actions_np = [policy.layout.encode(e.assignment) for e in batch]
+        masks = policy.masks(actions_np)
+        actions = torch.tensor(actions_np, dtype=torch.long)
+        temps = torch.tensor([e.temperature for e in batch], dtype=torch.float32)
+        rewards = np.stack([slot_rewards(e, policy.layout, cfg.reward) for e in batch])  # [B, S]
+        free = masks.sum(-1) > 1  # [B, S] slots with a real choice
+
+        baseline = np.where(np.isnan(self.baseline), rewards.mean(0), self.baseline)
+        adv = torch.from_numpy(rewards - baseline[None]).float()
+        if cfg.normalize_advantages and int(free.sum()) > 1:
+            sel = adv[free]
+            adv = (adv - sel.mean()) / (sel.std() + 1e-6)
+
+        policy.net.train()
+        query = self.embedder.embed([e.query_text for e in batch])
+        logits = policy.net(query)
+        logp, entropy = policy.log_probs(logits, actions, masks, temps)
+        ratio = torch.ones_like(logp)
+        behaviour = [e.slot_log_probs for e in batch]
+        if all(b is not None and len(b) == logp.shape[1] for b in behaviour):
+            old = torch.tensor(behaviour, dtype=torch.float32)
+            ratio = (logp.detach() - old).exp().clamp(max=cfg.max_ratio)
+        weight = free.float()
+        n_free = weight.sum().clamp(min=1.0)
+        pg = -(ratio * adv * logp * weight).sum() / n_free
+        ent = (entropy * weight).sum() / n_free
+        loss = pg - cfg.entropy_coef * ent
+
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()  # type: ignore[no-untyped-call]
+        grad_norm = torch.nn.utils.clip_grad_norm_(policy.net.parameters(), cfg.grad_clip)
+        self.optimizer.step()
+        policy.net.eval()
+
+        m = cfg.baseline_momentum
+        self.baseline = np.where(
+            np.isnan(self.baseline), rewards.mean(0), m * self.baseline + (1 - m) * rewards.mean(0)
+        )
+        self.step += 1
+        return UpdateStats(
+            step=self.step,
+            episodes=len(episodes),
+            used=len(batch),
+            mean_reward=float(np.mean([final_reward(e, cfg.reward) for e in batch])),
+            accuracy=float(np.mean([bool(e.final_correct) for e in batch])),
+            mean_cost_usd=float(np.mean([e.total_cost_usd for e in batch])),
+            loss=float(loss.detach()),
+            entropy=float(ent.detach()),
+            grad_norm=float(grad_norm),
+            mean_ratio=float((ratio * weight).sum() / n_free),
+            temperature=temperature,
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        """Trainer state beside the policy weights (optimizer, baseline, step), for resuming."""
+        return {
+            "step": self.step,
+            "baseline": self.baseline.tolist(),
+            "optimizer": self.optimizer.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` output."""
+        self.step = int(state["step"])
+        self.baseline = np.array(state["baseline"], dtype=np.float64)
+        self.optimizer.load_state_dict(state["optimizer"])
