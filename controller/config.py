@@ -26,6 +26,7 @@ __all__ = [
     "HieraConfig",
     "LLMConfig",
     "LimitsConfig",
+    "PlannerConfig",
     "SupernodeConfig",
     "parse_config",
     "topological_order",
@@ -82,6 +83,24 @@ class SupernodeConfig(_Strict):
     synthesizer: str
 
 
+class PlannerConfig(BaseModel):
+    """Which planner chooses each query's assignment: a registered ``kind``
+    (:mod:`hieramas.controller.planners`) and that kind's own options (any other key)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    kind: str = "static"
+    heavy: bool | None = Field(
+        default=None,
+        description="plan in a thread pool off the NATS loop (default: the planner's own choice)",
+    )
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The kind-specific options (every key but ``kind`` and ``heavy``)."""
+        return dict(self.model_extra or {})
+
+
 class LimitsConfig(_Strict):
     """Per-query budgets and sampling settings."""
 
@@ -107,6 +126,11 @@ class HieraConfig(_Strict):
         "skipped or failed): chain of thought, or a direct answer without reasoning",
     )
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    planner: PlannerConfig | None = Field(
+        default=None,
+        description="the planner of this config's queries (default: the controller's "
+        "--planner, else static)",
+    )
     placement: dict[str, list[str]] = Field(
         default_factory=dict,
         description="worker group -> node ids ('decision' for the decision node) it must host",
@@ -226,6 +250,14 @@ def validate(config: HieraConfig, *, roles: RoleCatalogue | None = None) -> list
             )
     if config.decision != VOTE and config.decision not in config.llms:
         problems.append(f"decision: unknown LLM {config.decision!r}")
+    if config.planner is not None:
+        from hieramas.controller.planners import planner_kinds  # it imports this module
+
+        if config.planner.kind not in planner_kinds():
+            problems.append(
+                f"planner.kind: unknown planner {config.planner.kind!r} "
+                f"(known: {', '.join(planner_kinds())})"
+            )
     placed: dict[str, str] = {}
     for group, members in config.placement.items():
         if not NODE_NAME.match(group):

@@ -15,24 +15,27 @@ for NATS a brief ``oversize`` one, never a reply that does not come.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import structlog
 
 from hieramas.bus import Bus, BusError, RemoteError
-from hieramas.controller.config import ConfigError
+from hieramas.controller.config import ConfigError, HieraConfig, PlannerConfig
 from hieramas.controller.plan import Plan
 from hieramas.controller.planner import (
     Assignment,
     Planner,
+    PlanRequest,
     StaticPlanner,
     assignment_record,
     build_plan,
 )
+from hieramas.controller.planners import PlannerError, make_planner
 from hieramas.controller.store import ConfigStore, CorruptConfigError
 from hieramas.liveness import Liveness
 from hieramas.traces import TraceEmitter
@@ -51,6 +54,9 @@ BRIEF_RESULT_KEYS = (
     "sampled", "emulated", "cost_usd", "prompt_tokens", "completion_tokens", "latency_s",
 )  # fmt: skip
 """What a result too big to send keeps: ids and totals, no texts."""
+PLANNER_THREADS = 2
+"""Threads for heavy planners (and for building planners): a torch forward pass releases
+the GIL, so two plan at once on two cores while the loop runs on."""
 
 
 class QueryFailed(Exception):
@@ -59,6 +65,15 @@ class QueryFailed(Exception):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
+
+
+class Planned(NamedTuple):
+    """A query's plan and how it was chosen."""
+
+    plan: Plan
+    assignment: Assignment
+    record: AssignmentRecord
+    planner: str
 
 
 @dataclass
@@ -91,6 +106,7 @@ class Gateway:
         *,
         subjects: Subjects | None = None,
         planner: Planner | None = None,
+        planner_spec: PlannerConfig | None = None,
         traces: TraceEmitter | None = None,
         emulator_url: str | None = None,
         answerless_roles: Callable[[str], Iterable[str]] | None = None,
@@ -100,6 +116,10 @@ class Gateway:
         self.store = store
         self.subjects = subjects or Subjects()
         self.planner: Planner = planner or StaticPlanner()
+        self.planner_spec = planner_spec
+        self._fixed_planner = planner is not None  # a planner object given: it plans everything
+        self._planners: dict[str, asyncio.Future[Planner]] = {}
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self.traces = traces
         self.emulator_url = emulator_url
         self.gateway_id = f"gw-{new_id()[:8]}"
@@ -123,6 +143,70 @@ class Gateway:
         for sub in self._subs:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
+        for pending in self._planners.values():
+            if pending.done() and pending.exception() is None:
+                try:
+                    await pending.result().stop()
+                except Exception:
+                    log.exception("planner.stop_failed")
+        self._planners.clear()
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+
+    # -- planners --------------------------------------------------------------------
+    async def prepare(self) -> None:
+        """Build and start the default planner now, not at the first query
+        (:class:`PlannerError` if it cannot be: a controller told to use it should not
+        start without it)."""
+        if self.planner_spec is not None and not self._fixed_planner:
+            try:
+                await self._planner_of(self.planner_spec)
+            except QueryFailed as exc:
+                raise PlannerError(str(exc)) from None
+
+    def _planner_spec(self, config: HieraConfig) -> PlannerConfig | None:
+        """The spec of the planner for ``config``'s queries: the config's own, else the
+        controller's default; ``None``: :attr:`planner`."""
+        if self._fixed_planner:
+            return None
+        return config.planner or self.planner_spec
+
+    async def _planner_of(self, spec: PlannerConfig) -> Planner:
+        """The (one, shared) planner ``spec`` names, built off the loop and started once."""
+        key = spec.model_dump_json()
+        pending = self._planners.get(key)
+        if pending is None:
+            pending = self._planners[key] = asyncio.ensure_future(self._make_planner(spec))
+        try:
+            return await asyncio.shield(pending)  # a query cancelled meanwhile leaves it be
+        except Exception as exc:
+            if self._planners.get(key) is pending:
+                del self._planners[key]  # not cached: the next query tries again
+            raise QueryFailed("bad_planner", f"planner {spec.kind!r}: {exc}") from None
+
+    async def _make_planner(self, spec: PlannerConfig) -> Planner:
+        loop = asyncio.get_running_loop()
+        planner = await loop.run_in_executor(self._pool(), make_planner, spec)  # may import torch
+        await planner.start(self.bus)
+        log.info("planner.started", kind=planner.kind, heavy=planner.heavy)
+        return planner
+
+    def _pool(self) -> concurrent.futures.ThreadPoolExecutor:
+        if self._executor is None:
+            self._executor = concurrent.futures.ThreadPoolExecutor(
+                max_workers=PLANNER_THREADS, thread_name_prefix="planner"
+            )
+        return self._executor
+
+    async def _assign(
+        self, planner: Planner, config: HieraConfig, request: PlanRequest
+    ) -> Assignment:
+        """``planner.assign``: in the thread pool if it is heavy, so the loop never waits."""
+        if not planner.heavy:
+            return planner.assign(config, request)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool(), planner.assign, config, request)
 
     # -- inbound ---------------------------------------------------------------------
     def _on_query(self, envelope: Envelope, reply: str | None) -> None:
@@ -235,11 +319,12 @@ class Gateway:
         self, envelope: Envelope, query_id: str, trace_id: str, started: float
     ) -> QueryRun:
         """Plan the query and register its run."""
-        plan, assignment, record = await self._plan(envelope, query_id)
+        plan, assignment, record, planner = await self._plan(envelope, query_id)
         run = QueryRun(
             plan=plan,
             assignment=assignment,
             record=record,
+            planner=planner,
             envelope=Envelope(
                 kind=Kind.NODE_ACTIVATE,
                 payload={},
@@ -339,10 +424,8 @@ class Gateway:
             sender=self.gateway_id,
         )
 
-    async def _plan(
-        self, envelope: Envelope, query_id: str
-    ) -> tuple[Plan, Assignment, AssignmentRecord]:
-        """The query's plan, the planner's assignment, and the full per-slot record of it."""
+    async def _plan(self, envelope: Envelope, query_id: str) -> Planned:
+        """Validate the query, choose its assignment with its config's planner, freeze its plan."""
         payload = envelope.payload
         text = payload.get("text")
         if not isinstance(text, str) or not text.strip():
@@ -354,6 +437,9 @@ class Gateway:
         item_id = payload.get("item_id")
         if item_id is not None and not isinstance(item_id, str):
             raise QueryFailed("bad_query", "'item_id' must be a string")
+        explore = payload.get("explore", False)
+        if not isinstance(explore, bool):
+            raise QueryFailed("bad_query", "'explore' must be true or false")
         try:
             stored = await self.store.get(int(version) if version else None)
         except KeyError as exc:
@@ -361,22 +447,27 @@ class Gateway:
         except CorruptConfigError as exc:
             raise QueryFailed("corrupt_config", str(exc)) from None
         config = stored.config
-        domain = payload.get("domain") or config.domain
+        domain = str(payload.get("domain") or config.domain)
+        spec = self._planner_spec(config)
+        planner = self.planner if spec is None else await self._planner_of(spec)
+        request = PlanRequest(
+            task_text=text, domain=domain, query_id=query_id, item_id=item_id, explore=explore
+        )
+        assignment = await self._assign(planner, config, request)
         try:
-            assignment = self.planner.assign(config, text)
             plan = build_plan(
                 config,
                 stored.version,
                 assignment,
                 query_id=query_id,
                 task_text=text,
-                domain=str(domain),
+                domain=domain,
                 timeout_s=float(timeout) if timeout else None,
                 emulator_url=self.emulator_url,
-                answerless_roles=tuple(self._answerless(str(domain))) if self._answerless else (),
+                answerless_roles=tuple(self._answerless(domain)) if self._answerless else (),
                 meta={"item_id": item_id} if item_id else None,
             )
-            return plan, assignment, assignment_record(config, assignment)
+            return Planned(plan, assignment, assignment_record(config, assignment), planner.kind)
         except ConfigError as exc:
             raise QueryFailed("bad_config", str(exc)) from None
 

@@ -1,22 +1,49 @@
 """Turning config + query into a :class:`~hieramas.controller.plan.Plan`.
 
-:class:`StaticPlanner` uses the LLM assignment written in the config.  A
-learned policy plugs in as another :class:`Planner` that rewrites the slot
-assignment (and active edges) per query.
+A :class:`Planner` chooses each query's :class:`Assignment` (the LLM of every
+slot, ``skip`` allowed, and the active edges) from a :class:`PlanRequest`;
+:func:`build_plan` freezes it into the plan the query carries.
+:class:`StaticPlanner` uses the config's own assignment; a learned policy plugs
+in as :class:`~hieramas.controller.learned.LearnedPlanner`.  Planners are made
+by kind in one place, :mod:`hieramas.controller.planners`.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from hieramas.controller.config import PSEUDO_LLMS, SKIP, HieraConfig
 from hieramas.controller.plan import NodePlan, Plan
 from hieramas.wire.events import AssignmentRecord
 from hieramas.wire.subjects import DECISION_NODE
 
-__all__ = ["Assignment", "Planner", "StaticPlanner", "assignment_record", "build_plan"]
+if TYPE_CHECKING:
+    from hieramas.bus import Bus
+
+__all__ = [
+    "Assignment",
+    "PlanRequest",
+    "Planner",
+    "StaticPlanner",
+    "assignment_record",
+    "build_plan",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class PlanRequest:
+    """What a planner knows of one query."""
+
+    task_text: str
+    domain: str = ""
+    """The query's domain (the config's unless the query names one)."""
+    query_id: str = ""
+    item_id: str | None = None
+    """The dataset item it asks, when the client named one."""
+    explore: bool = False
+    """A training query: a learned planner samples its assignment instead of being greedy."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,22 +64,47 @@ class Assignment:
 
 
 class Planner(Protocol):
-    """Decides the assignment of one query."""
+    """Decides the assignment of each query.
 
-    def assign(self, config: HieraConfig, task_text: str) -> Assignment:
-        """Choose LLMs and edges for ``task_text``."""
+    ``heavy`` planners (a torch forward pass, an embedding) are called in a thread
+    pool, off the NATS loop, so ``assign`` must then be thread-safe; light ones (a
+    dictionary lookup) are called on the loop.  ``kind`` is recorded in the traces.
+    """
+
+    kind: str
+    heavy: bool
+
+    def assign(self, config: HieraConfig, request: PlanRequest) -> Assignment:
+        """Choose LLMs and edges for one query."""
+        ...
+
+    async def start(self, bus: Bus) -> None:
+        """Called once, on the loop, before the first query (e.g. to watch for policies)."""
+        ...
+
+    async def stop(self) -> None:
+        """Called once when the gateway stops."""
         ...
 
 
 class StaticPlanner:
-    """The config's own assignment, for every query."""
+    """The config's own assignment, for every query (inline: it costs a few microseconds)."""
 
-    def assign(self, config: HieraConfig, task_text: str) -> Assignment:
+    kind = "static"
+    heavy = False
+
+    def assign(self, config: HieraConfig, request: PlanRequest) -> Assignment:
         return Assignment(
             proposers={n: list(s.proposers) for n, s in config.supernodes.items()},
             synthesizers={n: s.synthesizer for n, s in config.supernodes.items()},
             edges=list(config.edges),
         )
+
+    async def start(self, bus: Bus) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass
 
 
 def assignment_record(config: HieraConfig, assignment: Assignment) -> AssignmentRecord:

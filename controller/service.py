@@ -9,7 +9,7 @@ from typing import Any
 import structlog
 
 from hieramas.bus import Bus, Handler, error_envelope
-from hieramas.controller.config import ConfigError
+from hieramas.controller.config import ConfigError, PlannerConfig
 from hieramas.controller.gateway import Gateway
 from hieramas.controller.planner import Planner
 from hieramas.controller.store import ConfigStore, CorruptConfigError, StoredConfig
@@ -53,6 +53,7 @@ class Controller:
         *,
         subjects: Subjects | None = None,
         planner: Planner | None = None,
+        planner_spec: PlannerConfig | None = None,
         emulator_url: str | None = None,
     ) -> None:
         self.bus = bus
@@ -65,6 +66,7 @@ class Controller:
             self.store,
             subjects=self.subjects,
             planner=planner,
+            planner_spec=planner_spec,
             traces=self.traces,
             emulator_url=emulator_url,
             answerless_roles=_answerless_roles,
@@ -95,6 +97,7 @@ class Controller:
             handler = self._handler(op, kind, work)
             self._subs.append(await self.bus.asubscribe(s.config(op), handler, queue=CONTROL_QUEUE))
         await self.liveness.start()
+        await self.gateway.prepare()
         await self.gateway.start()
         await self.bus.nc.flush()
         log.info("controller.started", config_version=self.store.current_version)

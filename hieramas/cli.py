@@ -18,13 +18,15 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+import yaml
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
 from hieramas.benchcli import bench
 from hieramas.bus import Bus, BusError, RemoteError
 from hieramas.controller.client import HieraClient
-from hieramas.controller.config import ConfigError, parse_config
+from hieramas.controller.config import ConfigError, PlannerConfig, parse_config
 from hieramas.emulator.cli import app as emulator_app
 from hieramas.llm.local.cli import app as local_app
 from hieramas.logs import configure_logging
@@ -57,6 +59,15 @@ NatsRequiredOpt = Annotated[
 ]
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", "-c", help="Config YAML (default: the built-in demo).")
+]
+PlannerOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--planner",
+        help="The planner of configs that name none: a kind (static, learned) or a YAML map "
+        "with its options, e.g. '{kind: learned, provider: \"module:factory\"}'. "
+        "Default: static.",
+    ),
 ]
 
 
@@ -92,6 +103,7 @@ def up(
     emulator: Annotated[bool, typer.Option(help="Start the emulated LLM pool.")] = True,
     emulator_seed: int = 0,
     latency_scale: Annotated[float, typer.Option(help="Emulated latency factor.")] = 0.0,
+    planner: PlannerOpt = None,
 ) -> None:
     """Start NATS (embedded unless --nats), the emulator, the controller and workers; run until Ctrl-C."""
     from hieramas.stack import Stack
@@ -105,8 +117,9 @@ def up(
         emulator=emulator,
         emulator_seed=emulator_seed,
         emulator_latency_scale=latency_scale,
+        planner=_planner_spec(planner),
     )
-    with stack:
+    with _planner_errors(), stack:
         assert stack.bus is not None
         version = stack.bus.call(HieraClient(stack.bus).apply_config(text, source="up"), 30)
         out.print(f"NATS {redact_url(stack.url)}", highlight=False)  # a password stays private
@@ -144,12 +157,17 @@ def worker(
 def controller(
     nats: NatsRequiredOpt = None,
     emulator_url: Annotated[str | None, typer.Option(help="Base URL for 'kind: emulator'.")] = None,
+    planner: PlannerOpt = None,
 ) -> None:
     """Run the controller (config store + gateway) against an existing NATS."""
     from hieramas.stack import Stack
 
     stop = stop_on_signals()
-    with Stack(nats_url=_require(nats), workers=0, emulator_url=emulator_url):
+    spec = _planner_spec(planner)
+    with (
+        _planner_errors(),
+        Stack(nats_url=_require(nats), workers=0, emulator_url=emulator_url, planner=spec),
+    ):
         out.print("controller running")
         sys.stdout.flush()
         stop.wait()
@@ -389,6 +407,37 @@ def traces_tail(
         bus.call(tail(bus))
     finally:
         bus.stop()
+
+
+def _planner_spec(option: str | None) -> PlannerConfig | None:
+    """``--planner``: a kind, or a YAML map of a planner config; exit 2 if it is invalid."""
+    from hieramas.controller.planners import planner_kinds
+
+    if option is None:
+        return None
+    try:
+        raw = yaml.safe_load(option)
+        spec = PlannerConfig.model_validate(raw if isinstance(raw, dict) else {"kind": option})
+    except (yaml.YAMLError, ValidationError) as exc:
+        err.print(f"[red]--planner: {exc}[/red]", highlight=False)
+        raise typer.Exit(2) from None
+    if spec.kind not in planner_kinds():
+        known = ", ".join(planner_kinds())
+        err.print(f"[red]--planner: unknown planner {spec.kind!r} (known: {known})[/red]")
+        raise typer.Exit(2)
+    return spec
+
+
+@contextmanager
+def _planner_errors() -> Iterator[None]:
+    """A planner that cannot be built stops the start-up with one red line, exit status 2."""
+    from hieramas.controller.planners import PlannerError
+
+    try:
+        yield
+    except PlannerError as exc:
+        err.print(f"[red]{exc}[/red]", highlight=False)
+        raise typer.Exit(2) from None
 
 
 def _require(nats: str | None) -> str:

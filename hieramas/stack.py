@@ -22,6 +22,7 @@ import structlog
 
 from hieramas.actors.worker import Worker
 from hieramas.bus import Bus
+from hieramas.controller.config import PlannerConfig
 from hieramas.controller.service import Controller
 from hieramas.llm.client import OpenAIChatClient
 from hieramas.llm.transports import default_transport_factory
@@ -101,6 +102,7 @@ class Stack:
         emulator_seed: int = 0,
         emulator_latency_scale: float = 0.0,
         settings: NatsSettings | None = None,
+        planner: PlannerConfig | None = None,
     ) -> None:
         self._nats_url = nats_url
         self._state_dir = state_dir
@@ -113,6 +115,7 @@ class Stack:
         self._emulator_seed = emulator_seed
         self._emulator_latency = emulator_latency_scale
         self._settings = settings or NatsSettings.from_env(name="hieramas")
+        self._planner = planner
         self.nats: NatsServer | None = None
         self.emulator: EmulatorProcess | None = None
         self.bus: Bus | None = None
@@ -140,7 +143,9 @@ class Stack:
                 self.emulator_url = self.emulator.url
             self.bus = Bus(self._settings.with_url(self.url), sender=f"stack-{os.getpid()}").start()
             if self._want_controller:
-                self.controller = Controller(self.bus, emulator_url=self.emulator_url).start()
+                self.controller = Controller(
+                    self.bus, emulator_url=self.emulator_url, planner_spec=self._planner
+                ).start()
             if self._n_workers:
                 self._llm = OpenAIChatClient(transport_factory=default_transport_factory())
                 for _ in range(self._n_workers):

@@ -93,12 +93,12 @@ def test_bad_activations_are_rejected(
     stack: Stack, llm_url: str, plan: dict[str, Any] | None, node_: str, code: str
 ) -> None:
     from hieramas.controller.config import parse_config
-    from hieramas.controller.planner import StaticPlanner, build_plan
+    from hieramas.controller.planner import PlanRequest, StaticPlanner, build_plan
 
     cfg = config_yaml(llm_url, {"expert": node("Critic", ["fixed:A"], "fixed:A")})
     if plan is None:
         config = parse_config(cfg)
-        assignment = StaticPlanner().assign(config, "q")
+        assignment = StaticPlanner().assign(config, PlanRequest("q"))
         plan = build_plan(config, 1, assignment, query_id="q", task_text="q").to_wire()
     payload = {"plan": plan, "node": node_, "nodes": [node_], "gateway": "hm.gwi.x"}
     envelope = Envelope(kind=Kind.NODE_ACTIVATE, payload=payload, query_id="q")

@@ -364,12 +364,12 @@ def test_nodes_split_across_workers_are_armed_in_rounds_and_routed(
 def _activation(cfg: str, *, age_s: float) -> Envelope:
     """A whole-query activation as the gateway builds it, sent ``age_s`` seconds ago."""
     from hieramas.controller.config import parse_config
-    from hieramas.controller.planner import StaticPlanner, build_plan
+    from hieramas.controller.planner import PlanRequest, StaticPlanner, build_plan
 
     config = parse_config(cfg)
     query_id = f"stale-{age_s}"
     plan = build_plan(
-        config, 1, StaticPlanner().assign(config, "Which option?"),
+        config, 1, StaticPlanner().assign(config, PlanRequest("Which option?")),
         query_id=query_id, task_text="Which option?",
     )  # fmt: skip
     nodes = [*plan.nodes, "decision"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from hieramas.controller.config import ConfigError, parse_config, topological_order
-from hieramas.controller.planner import Assignment, StaticPlanner, build_plan
+from hieramas.controller.planner import Assignment, PlanRequest, StaticPlanner, build_plan
 from support import config_yaml, node
 
 URL = "http://127.0.0.1:9/v1"
@@ -91,7 +91,9 @@ def test_plan_drops_skipped_nodes_and_their_edges() -> None:
             [("a", "b"), ("b", "c"), ("a", "c")],
         )
     )
-    plan = build_plan(cfg, 3, StaticPlanner().assign(cfg, "q"), query_id="q1", task_text="q")
+    plan = build_plan(
+        cfg, 3, StaticPlanner().assign(cfg, PlanRequest("q")), query_id="q1", task_text="q"
+    )
     assert set(plan.nodes) == {"a", "c"}
     assert plan.skipped_nodes == ("b",)
     assert plan.nodes["c"].preds == ("a",)
@@ -121,7 +123,9 @@ def test_placement_is_validated_and_carried_into_the_plan() -> None:
     assert "placement.bad group: invalid group name" in text
     assert "placement.cpu: 'a' is already placed in group 'gpu'" in text
     cfg = parse_config(base + "placement:\n  gpu: [b, decision]\n")
-    plan = build_plan(cfg, 1, StaticPlanner().assign(cfg, "q"), query_id="q", task_text="q")
+    plan = build_plan(
+        cfg, 1, StaticPlanner().assign(cfg, PlanRequest("q")), query_id="q", task_text="q"
+    )
     assert plan.nodes["b"].group == "gpu" and plan.nodes["a"].group is None
     assert plan.group_of("decision") == "gpu"
     assert type(plan).from_wire(plan.to_wire()) == plan

@@ -1,0 +1,143 @@
+"""The learned planner: plans each query with the newest policy version, updated live.
+
+The controller holds no model.  A :class:`PolicyProvider` (implemented by the
+learner package, which keeps torch out of the controller) loads policy
+versions as they are published and hands out the newest one;
+:class:`LearnedPlanner` asks it for the current :class:`Policy` once per query,
+so a new version plans the next query and an in-flight query keeps the plan it
+started with.  Before any version is loaded, queries are planned statically
+(``policy_version`` ``None`` in their trace) and counted.
+
+A provider is named in the config by an import path, ``"module:factory"``,
+where ``factory(options) -> PolicyProvider`` gets the planner's options::
+
+    planner: {kind: learned, provider: "hieramas.learner.policy:provider", ...}
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, Protocol
+
+import structlog
+
+from hieramas.controller.config import HieraConfig
+from hieramas.controller.planner import Assignment, Planner, PlanRequest, StaticPlanner
+
+if TYPE_CHECKING:
+    from hieramas.bus import Bus
+
+__all__ = [
+    "DEFAULT_PROVIDER",
+    "InMemoryPolicyProvider",
+    "LearnedPlanner",
+    "Policy",
+    "PolicyProvider",
+    "load_provider",
+]
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_PROVIDER = "hieramas.learner.policy:provider"
+"""Where the learner package provides its :class:`PolicyProvider` factory."""
+
+
+class Policy(Protocol):
+    """One loaded, frozen policy version (a new version is a new object)."""
+
+    @property
+    def version(self) -> int:
+        """The version number, recorded in the trace of every query it plans."""
+        ...
+
+    def assign(self, config: HieraConfig, request: PlanRequest) -> Assignment:
+        """The assignment of one query: sampled when ``request.explore`` (set
+        ``sampled=True``), else the policy's inference mode (greedy, top-n rotation).
+        Called from a thread pool: it must be thread-safe."""
+        ...
+
+
+class PolicyProvider(Protocol):
+    """Loads published policy versions and hands out the newest."""
+
+    def current(self) -> Policy | None:
+        """The newest loaded version (``None`` before the first); cheap, any thread."""
+        ...
+
+    async def start(self, bus: Bus) -> None:
+        """Start loading versions (e.g. watch a JetStream KV bucket); on the NATS loop."""
+        ...
+
+    async def stop(self) -> None: ...
+
+
+class LearnedPlanner:
+    """A :class:`Planner` that asks the provider's current policy; static until one loads."""
+
+    kind = "learned"
+
+    def __init__(
+        self, provider: PolicyProvider, *, heavy: bool = True, fallback: Planner | None = None
+    ) -> None:
+        self.provider = provider
+        self.heavy = heavy
+        self.fallback = fallback or StaticPlanner()
+        self.counters: Counter[str] = Counter()
+        self._lock = threading.Lock()  # counters are bumped from the planning threads
+
+    def assign(self, config: HieraConfig, request: PlanRequest) -> Assignment:
+        policy = self.provider.current()
+        if policy is None:
+            self._count("no_policy")
+            return replace(self.fallback.assign(config, request), policy_version=None)
+        assignment = policy.assign(config, request)
+        self._count("sampled" if assignment.sampled else "greedy")
+        return replace(assignment, policy_version=policy.version)
+
+    def _count(self, what: str) -> None:
+        with self._lock:
+            self.counters[what] += 1
+
+    async def start(self, bus: Bus) -> None:
+        await self.provider.start(bus)
+
+    async def stop(self) -> None:
+        await self.provider.stop()
+
+
+class InMemoryPolicyProvider:
+    """A provider whose versions are handed to it in-process with :meth:`publish`."""
+
+    def __init__(self, policy: Policy | None = None) -> None:
+        self._policy = policy
+
+    def publish(self, policy: Policy) -> None:
+        """Make ``policy`` the current version (one reference swap: atomic)."""
+        self._policy = policy
+
+    def current(self) -> Policy | None:
+        return self._policy
+
+    async def start(self, bus: Bus) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass
+
+
+def load_provider(path: str, options: Mapping[str, Any]) -> PolicyProvider:
+    """Import ``"module:factory"`` and call ``factory(options)``; ``ValueError`` if it fails."""
+    module_name, _, attr = path.partition(":")
+    if not module_name or not attr:
+        raise ValueError(f"a policy provider is 'module:factory', not {path!r}")
+    try:
+        factory: Callable[[Mapping[str, Any]], PolicyProvider] = getattr(
+            importlib.import_module(module_name), attr
+        )
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"no policy provider {path!r}: {exc}") from exc
+    return factory(options)
