@@ -38,6 +38,8 @@ class ItemResult:
     latency_s: float
     config_version: int
     error: str | None = None
+    policy_version: int | None = None
+    """The policy version that planned it (``None``: not a learned plan)."""
 
 
 @dataclass
@@ -143,6 +145,7 @@ async def evaluate(
             latency_s=float(result.get("latency_s") or 0.0),
             config_version=int(result.get("config_version") or 0),
             error=result.get("error"),
+            policy_version=result.get("policy_version"),
         )
         report.results.append(row)
         if on_result is not None:

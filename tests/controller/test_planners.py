@@ -217,3 +217,29 @@ def test_the_controller_command_takes_its_planner_from_the_command_line(
         "learned",
         None,
     )
+
+
+def test_an_evaluation_records_the_policy_version_of_each_item(
+    nats_server: NatsServer, llm_url: str
+) -> None:
+    from hieramas.evaluation import evaluate
+    from hieramas.tasks.datasets import Item
+
+    items = [
+        Item(
+            id=f"t/{i}",
+            dataset="t",
+            domain="mmlu",
+            question="Which option?",
+            answer="B",
+            subject="s",
+        )
+        for i in range(3)
+    ]
+    spec = PlannerConfig(kind="learned", provider=PROVIDER)
+    with Stack(nats_url=nats_server.url, planner=spec) as stack:
+        apply_config(stack, _config(llm_url))
+        SHARED.publish(FakePolicy(5, "fixed:B"))
+        assert stack.bus is not None
+        report = stack.bus.call(evaluate(client_of(stack), items), 60)
+    assert [(r.outcome, r.policy_version) for r in report.results] == [("correct", 5)] * 3
