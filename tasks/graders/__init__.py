@@ -8,6 +8,7 @@ from hieramas.tasks.graders.code import (
     grade_humaneval,
     grade_humaneval_sync,
     humaneval_program,
+    run_humaneval,
 )
 from hieramas.tasks.graders.gsm8k import grade_gsm8k, numbers_equal
 from hieramas.tasks.graders.math import MathVerdict, grade_math, math_equivalent
@@ -30,6 +31,7 @@ __all__ = [
     "humaneval_program",
     "math_equivalent",
     "numbers_equal",
+    "run_humaneval",
 ]
 
 

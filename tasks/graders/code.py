@@ -10,39 +10,68 @@ from hieramas.tasks.answers import extract_code
 from hieramas.tasks.bugs import BugInjectionError, inject_bug
 from hieramas.tasks.datasets import Item
 from hieramas.tasks.graders.types import Grade
-from hieramas.tasks.sandbox import Sandbox
+from hieramas.tasks.sandbox import Sandbox, SandboxLimits, SandboxResult
 
 __all__ = [
     "failing_bug",
     "grade_humaneval",
     "grade_humaneval_sync",
+    "humaneval_candidate",
     "humaneval_program",
+    "humaneval_tests",
+    "run_humaneval",
 ]
 
 
-def humaneval_program(item: Item, code: str) -> str:
-    """The test program for ``code``: a full function (appended after the prompt, so the
-    prompt's imports and helpers stay available) or a body (appended to the prompt),
-    then the item's tests and ``check(entry_point)``."""
+def humaneval_candidate(item: Item, code: str) -> str:
+    """The program that defines the candidate function: the prompt, then ``code``.
+
+    ``code`` is a full function (after the prompt, so the prompt's imports and
+    helpers stay available) or a body (appended to the prompt, possibly dedented
+    by the model).
+    """
     entry = str(item.meta["entry_point"])
     prompt = str(item.meta["prompt"])
     defines = re.search(rf"^\s*(?:async\s+)?def\s+{re.escape(entry)}\s*\(", code, re.MULTILINE)
     if defines:
-        body = prompt + "\n\n" + code
-    else:  # a function body, possibly dedented by the model
-        body = prompt + textwrap.indent(textwrap.dedent(code), "    ")
-    return f"{body}\n\n{item.meta['test']}\n\ncheck({entry})\n"
+        return prompt + "\n\n" + code
+    return prompt + textwrap.indent(textwrap.dedent(code), "    ")
+
+
+def humaneval_tests(item: Item) -> str:
+    """The trusted side of a check: the prompt (its helpers, which some tests call) and the
+    item's tests, which define ``check(candidate)``."""
+    return f"{item.meta['prompt']}\n\n{item.meta['test']}\n"
+
+
+def humaneval_program(item: Item, code: str) -> str:
+    """One program of candidate, tests and ``check(entry_point)``, as the reference harness
+    builds it.  Its exit status is no proof that the tests ran (the code may exit first):
+    grading uses :func:`grade_humaneval`, which runs them apart."""
+    entry = item.meta["entry_point"]
+    return f"{humaneval_candidate(item, code)}\n\n{item.meta['test']}\n\ncheck({entry})\n"
+
+
+async def run_humaneval(
+    item: Item, code: str, sandbox: Sandbox, *, limits: SandboxLimits | None = None
+) -> SandboxResult:
+    """``check(candidate)`` of ``item`` on ``code`` in ``sandbox``, the tests apart from the
+    code (:meth:`Sandbox.run_check`)."""
+    program, tests = humaneval_candidate(item, code), humaneval_tests(item)
+    return await sandbox.run_check(program, tests, str(item.meta["entry_point"]), limits=limits)
 
 
 async def grade_humaneval(item: Item, text: str, sandbox: Sandbox) -> Grade:
     """Extract the code of ``text`` and run the item's tests on it in ``sandbox``.
 
-    ``detail`` is the sandbox outcome (``ok``, ``error``, ``timeout``, ``blocked``...).
+    Correct only when the sandbox proved that ``check`` ran to its end.
+    ``detail`` is the sandbox outcome (``ok``, ``error``, ``early_exit``, ``timeout``,
+    ``blocked``...).
     """
     code = extract_code(text)
     if code is None:
         return Grade("unparseable", None, item.answer, "no python code found")
-    result = await sandbox.run(humaneval_program(item, code))
+    result = await run_humaneval(item, code, sandbox)
     return Grade("correct" if result.passed else "wrong", code, item.answer, result.outcome)
 
 
@@ -62,7 +91,7 @@ async def failing_bug(item: Item, sandbox: Sandbox, *, seed: int, attempts: int 
             mutant = inject_bug(item.answer, seed + k)
         except BugInjectionError:
             return None
-        result = await sandbox.run(humaneval_program(item, mutant))
+        result = await run_humaneval(item, mutant, sandbox)
         if not result.passed:
             return mutant
     return None

@@ -23,6 +23,7 @@ import itertools
 import json
 import os
 import pwd
+import secrets
 import shutil
 import signal
 import socket
@@ -41,7 +42,7 @@ from typing import Literal
 
 import structlog
 
-from hieramas.tasks.sandbox.zygote import BLOCKED_MARKER, CPU_MARKER
+from hieramas.tasks.sandbox.zygote import BLOCKED_MARKER, CPU_MARKER, EXIT_MARKER
 
 __all__ = [
     "Isolation",
@@ -66,6 +67,8 @@ Outcome = Literal[
     "output_limit",
     "blocked",
     "killed",
+    "early_exit",
+    "unproven",
     "sandbox_error",
 ]
 Isolation = Literal["netns", "netns-userns", "audit-hook"]
@@ -94,7 +97,8 @@ class SandboxLimits:
 
 @dataclass(frozen=True, slots=True)
 class SandboxResult:
-    """What one run did.  ``passed`` is true only for a clean exit with status 0."""
+    """What one run did.  ``passed``: a program exited with status 0; a check
+    (:meth:`Sandbox.run_check`) also proved that ``check`` returned (``checked``)."""
 
     outcome: Outcome
     returncode: int | None
@@ -103,10 +107,12 @@ class SandboxResult:
     truncated: bool
     wall_s: float
     isolation: Isolation
+    checked: bool = False
+    calls: int = 0  # calls of the candidate's function that ``check`` made (checks only)
 
     @property
     def passed(self) -> bool:
-        """Whether the program exited normally with status 0."""
+        """Whether the run succeeded: outcome ``ok`` (for a check, only with the proof)."""
         return self.outcome == "ok"
 
 
@@ -116,6 +122,12 @@ class _Setup:
     prefix: tuple[str, ...]
     python: str
     user: tuple[int, int] | None  # (uid, gid) the programs run as, when we are root
+
+
+@dataclass(frozen=True, slots=True)
+class _Check:
+    tests: str  # trusted code that defines check(candidate)
+    entry: str  # the program's function that check is given
 
 
 @cache
@@ -219,8 +231,12 @@ def _fail(future: asyncio.Future[int]) -> None:
         future.set_exception(SandboxError("fork server died"))
 
 
-def _spec(program: Path, limits: SandboxLimits, setup: _Setup) -> dict[str, object]:
+def _spec(
+    program: Path, limits: SandboxLimits, setup: _Setup, entry: str | None
+) -> dict[str, object]:
+    check = {} if entry is None else {"entry": entry}
     return {
+        **check,
         "program": str(program),
         "cwd": str(program.parent),
         "cpu_s": max(1, int(limits.cpu_s)),
@@ -245,6 +261,8 @@ def _prepare(code: str, user: tuple[int, int] | None) -> Path:
 
 # modules the fork server has not loaded: as nobody, the interpreter must still find them
 _PROBE = "import fractions, statistics, decimal, heapq, datetime, encodings.idna\nprint('ok')\n"
+_PROBE_PROGRAM = "import fractions\ndef f(x):\n    return fractions.Fraction(x, 2)\n"
+_PROBE_CHECK = _Check("def check(f):\n    assert f(1) == 0.5\n", "f")
 
 
 async def _probe(setup: _Setup) -> bool:
@@ -256,11 +274,14 @@ async def _probe(setup: _Setup) -> bool:
         return False
     try:
         result = await asyncio.wait_for(_execute(zygote, _PROBE, SandboxLimits(), None), 20)
+        checked = await asyncio.wait_for(
+            _execute(zygote, _PROBE_PROGRAM, SandboxLimits(), None, _PROBE_CHECK), 20
+        )
     except (TimeoutError, SandboxError):
         return False
     finally:
         zygote.close()
-    return result.passed and result.stdout.strip() == "ok"
+    return result.passed and result.stdout.strip() == "ok" and checked.calls == 1
 
 
 def _in_thread(setup: _Setup) -> bool:
@@ -344,14 +365,17 @@ def _shared_zygote() -> _Zygote:
         return zygote
 
 
-def _classify(returncode: int | None, stderr: str, timed_out: bool, flooded: bool) -> Outcome:
+def _classify(
+    returncode: int | None, stderr: str, timed_out: bool, flooded: bool, proven: bool | None
+) -> Outcome:
+    """The outcome of a run; ``proven`` is None for a program, else whether the check proved."""
     if flooded:
         return "output_limit"
     if timed_out:
         return "timeout"
     if returncode == 0:
-        return "ok"
-    tail = stderr[-4000:]
+        return "ok" if proven is not False else "unproven"
+    tail = stderr[-6000:]
     if BLOCKED_MARKER in tail:
         return "blocked"
     if CPU_MARKER in tail or returncode == 128 + signal.SIGXCPU:
@@ -360,6 +384,8 @@ def _classify(returncode: int | None, stderr: str, timed_out: bool, flooded: boo
         return "memory_limit"
     if "File too large" in tail or "[Errno 27]" in tail:
         return "file_size_limit"
+    if EXIT_MARKER in tail:
+        return "early_exit"
     if returncode is not None and returncode > 128:
         return "killed"
     return "error"
@@ -397,18 +423,64 @@ class _Capture:
         return self.data.decode("utf-8", errors="replace")
 
 
+class _Proof:
+    """The proof channel of one check: a socket pair whose far end only the tests process
+    holds.  A random token waits on it; the tests process reads it and echoes it back,
+    with the number of calls, only once ``check`` has returned."""
+
+    def __init__(self, tests: str) -> None:
+        self.token = secrets.token_hex(16).encode()
+        self.ours, self.theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.ours.send(self.token)
+        # unlinked: reachable only through the descriptor; closed by close()
+        self.tests = tempfile.TemporaryFile()  # noqa: SIM115
+        self.tests.write(tests.encode("utf-8"))
+        self.tests.flush()
+        self.tests.seek(0)
+
+    def fds(self) -> list[int]:
+        return [self.theirs.fileno(), self.tests.fileno()]
+
+    def handed_over(self) -> None:
+        self.theirs.close()
+        self.tests.close()
+
+    def calls(self) -> int | None:
+        """Calls made by a check that ran to its end; None without a valid proof."""
+        self.ours.setblocking(False)
+        try:
+            reply = self.ours.recv(256)
+        except OSError:
+            return None
+        token, _, calls = reply.partition(b" ")
+        if not secrets.compare_digest(token, self.token) or not calls.isdigit():
+            return None
+        return int(calls)
+
+    def close(self) -> None:
+        self.handed_over()
+        self.ours.close()
+
+
 async def _execute(
-    zygote: _Zygote, code: str, limits: SandboxLimits, stdin: bytes | None
+    zygote: _Zygote,
+    code: str,
+    limits: SandboxLimits,
+    stdin: bytes | None,
+    check: _Check | None = None,
 ) -> SandboxResult:
     setup = zygote.setup
     started = time.perf_counter()
     program = _prepare(code, setup.user)
+    proof = _Proof(check.tests) if check is not None else None
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     in_r, in_w = os.pipe()
     try:
         try:
-            job, waiter = zygote.submit(_spec(program, limits, setup), [in_r, out_w, err_w])
+            spec = _spec(program, limits, setup, check.entry if check else None)
+            fds = [in_r, out_w, err_w, *(proof.fds() if proof else [])]
+            job, waiter = zygote.submit(spec, fds)
         except SandboxError as exc:
             for fd in (out_r, err_r):
                 os.close(fd)
@@ -416,6 +488,8 @@ async def _execute(
         finally:
             for fd in (in_r, out_w, err_w):
                 os.close(fd)
+            if proof is not None:
+                proof.handed_over()
         if stdin:
             with contextlib.suppress(OSError):
                 os.write(in_w, stdin[:65536])
@@ -447,7 +521,9 @@ async def _execute(
         _, pending = await asyncio.wait(pumps, timeout=1.0)  # escaped writers can't stall us
         for task in pending:
             task.cancel()
-        outcome = _classify(returncode, err.text(), timed_out, was_flooded)
+        calls = proof.calls() if proof is not None else None
+        proven = None if proof is None else calls is not None
+        outcome = _classify(returncode, err.text(), timed_out, was_flooded, proven)
         return SandboxResult(
             outcome=outcome,
             returncode=None if timed_out or was_flooded else returncode,
@@ -456,10 +532,14 @@ async def _execute(
             truncated=out.total > len(out.data) or err.total > len(err.data),
             wall_s=time.perf_counter() - started,
             isolation=setup.isolation,
+            checked=outcome == "ok" and bool(proven),
+            calls=calls or 0,
         )
     finally:
         if in_w != -1:
             os.close(in_w)
+        if proof is not None:
+            proof.close()
         shutil.rmtree(program.parent, ignore_errors=True)
 
 
@@ -495,6 +575,23 @@ class Sandbox:
             await asyncio.to_thread(_setup)  # the first call probes the OS (a few 100 ms)
         async with self._gate():
             return await _execute(_shared_zygote(), code, limits or self.limits, stdin)
+
+    async def run_check(
+        self, program: str, tests: str, entry: str, *, limits: SandboxLimits | None = None
+    ) -> SandboxResult:
+        """Run ``check(candidate)`` of ``tests`` on the function ``entry`` of ``program``.
+
+        ``program`` (untrusted) runs in one process, ``tests`` (trusted code that
+        defines ``check``) in another, which calls the function over a socket
+        with plain data.  ``passed`` only when ``check`` returned, proved by a
+        per-run token the program cannot reach (``checked``; ``calls`` says how
+        many calls were made).  ``unproven`` and ``early_exit`` are failures.
+        """
+        if not _setup.cache_info().currsize:
+            await asyncio.to_thread(_setup)
+        check = _Check(tests, entry)
+        async with self._gate():
+            return await _execute(_shared_zygote(), program, limits or self.limits, None, check)
 
     async def run_many(
         self, codes: Sequence[str], *, limits: SandboxLimits | None = None

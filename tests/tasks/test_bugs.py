@@ -11,7 +11,7 @@ import pytest
 from hieramas.tasks import datasets as ds
 from hieramas.tasks.answers import normalize_code
 from hieramas.tasks.bugs import BugInjectionError, inject_bug, mutation_sites
-from hieramas.tasks.graders import failing_bug, grade_humaneval, humaneval_program
+from hieramas.tasks.graders import failing_bug, grade_humaneval, run_humaneval
 from hieramas.tasks.sandbox import Sandbox, SandboxLimits
 
 CODE = '''def f(xs: list[int], k: int = 3) -> bool:
@@ -80,10 +80,10 @@ async def test_grade_humaneval_outcomes(humaneval: list[ds.Item]) -> None:
 async def test_gate_canonical_pass_and_injected_bugs_fail(humaneval: list[ds.Item]) -> None:
     """All 164 reference solutions pass; each with an injected bug fails its tests."""
     sandbox = Sandbox(SandboxLimits(wall_s=30, cpu_s=3), max_concurrency=2)
-    canonical = await sandbox.run_many([humaneval_program(i, i.answer) for i in humaneval])
-    assert [i.id for i, r in zip(humaneval, canonical, strict=True) if not r.passed] == []
-    first = await sandbox.run_many(
-        [humaneval_program(i, inject_bug(i.answer, 0)) for i in humaneval]
+    canonical = await asyncio.gather(*(run_humaneval(i, i.answer, sandbox) for i in humaneval))
+    assert [i.id for i, r in zip(humaneval, canonical, strict=True) if not r.checked] == []
+    first = await asyncio.gather(
+        *(run_humaneval(i, inject_bug(i.answer, 0), sandbox) for i in humaneval)
     )
     killed_first = sum(not r.passed for r in first)
     assert killed_first >= 0.85 * len(humaneval)  # most single mutations are caught at once

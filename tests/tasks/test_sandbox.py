@@ -213,3 +213,168 @@ async def test_fork_server_death_is_survived() -> None:
 def test_stdin_is_passed() -> None:
     result = asyncio.run(Sandbox().run("print(input()[::-1])", stdin=b"abc\n"))
     assert result.passed and result.stdout.strip() == "cba"
+
+
+# --- checks: check(candidate) in a process of its own, proved by a token ------------------
+
+ADD_ONE = "def f(x):\n    return x + 1\n"
+TESTS = "def check(candidate):\n    assert candidate(1) == 2\n    assert candidate(41) == 42\n"
+
+
+def check_sync(sandbox: Sandbox, program: str, tests: str = TESTS) -> runner.SandboxResult:
+    return asyncio.run(sandbox.run_check(program, tests, "f"))
+
+
+def test_a_check_passes_only_when_check_ran_to_its_end(sandbox: Sandbox) -> None:
+    ok = check_sync(sandbox, ADD_ONE)
+    assert ok.passed and ok.checked and ok.calls == 2
+    wrong = check_sync(sandbox, "def f(x):\n    return x\n")
+    assert wrong.outcome == "error" and not wrong.checked and "AssertionError" in wrong.stderr
+    # the tests may call the function by its own name, as some HumanEval tests do
+    by_name = check_sync(sandbox, ADD_ONE, TESTS + "    assert f(2) == candidate(2) == 3\n")
+    assert by_name.passed and by_name.calls == 4
+    # a check that never returns (here: it exits itself) proves nothing
+    silent = check_sync(sandbox, ADD_ONE, "import os\ndef check(candidate):\n    os._exit(0)\n")
+    assert silent.outcome == "unproven" and not silent.passed and silent.returncode == 0
+
+
+EXITS = {
+    "sys.exit": "import sys\nsys.exit(0)\n",
+    "os._exit": "import os\nos._exit(0)\n",
+    "SystemExit": "raise SystemExit\n",
+    "exit()": "exit()\n",
+    "quit()": "quit()\n",
+    "builtins exit": "import _sitebuiltins as s, builtins\nbuiltins.exit = s.Quitter('exit', 'EOF')\n"
+    "exit(0)\n",
+    "atexit": "import atexit, os\natexit.register(os._exit, 0)\nraise RuntimeError\n",
+    "exit in the call": "",
+    "exit on a thread": "import os, threading\nthreading.Timer(0.05, os._exit, (0,)).start()\n",
+}
+
+
+@pytest.mark.parametrize("name", list(EXITS))
+def test_early_exits_fail(sandbox: Sandbox, name: str) -> None:
+    wrong = "def f(x):\n    return x\n"
+    if name == "exit in the call":
+        wrong = "def f(x):\n    import os\n    os._exit(0)\n"
+    result = check_sync(sandbox, wrong + EXITS[name])
+    assert not result.passed and not result.checked
+    assert result.outcome in ("early_exit", "error")
+    # the same program with the tests appended, run as one program, exits 0 for most
+    whole = sandbox.run_sync(wrong + EXITS[name] + TESTS + "check(f)\n")
+    if name in ("sys.exit", "os._exit", "SystemExit", "builtins exit", "exit in the call"):
+        assert whole.passed  # the hole the check closes
+
+
+ANYTHING = (
+    "class Anything:\n"
+    "    def __eq__(self, other): return True\n"
+    "    def __ne__(self, other): return False\n"
+    "    __hash__ = object.__hash__\n"
+)
+TAMPERING = {
+    "always-equal object": ANYTHING + "def f(x):\n    return Anything()\n",
+    "int subclass equal to all": "class I(int):\n    def __eq__(self, o): return True\n"
+    "    __hash__ = int.__hash__\ndef f(x):\n    return I(0)\n",
+    "check redefined": "def f(x):\n    return x\ndef check(candidate):\n    pass\n"
+    "import builtins\nbuiltins.check = check\n",
+    "tracer swaps check": "import sys\ndef f(x):\n    return x\n"
+    "def t(frame, event, arg):\n"
+    "    g = frame.f_globals\n"
+    "    if 'check' in g: g['check'].__code__ = (lambda candidate: None).__code__\n"
+    "    return t\nsys.settrace(t)\n",
+    "builtins patched": ANYTHING + "import builtins\ndef f(x):\n    return x\n"
+    "builtins.AssertionError = type('E', (BaseException,), {})\n"
+    "builtins.abs = builtins.len = lambda *a: Anything()\n",
+    "sys.modules tampered": "import sys, types\ndef f(x):\n    return x\n"
+    "sys.modules['builtins'] = types.ModuleType('builtins')\nsys.modules['math'] = None\n",
+    "zygote module patched": "import sys\ndef f(x):\n    return x\n"
+    "m = sys.modules['__main__']\nm.encode = lambda value: b'[\"ok\",2]'\n",
+}
+
+
+@pytest.mark.parametrize("name", list(TAMPERING))
+def test_tampering_in_the_program_cannot_touch_the_tests(sandbox: Sandbox, name: str) -> None:
+    result = check_sync(sandbox, TAMPERING[name])
+    assert not result.passed and not result.checked, result.stderr
+
+
+FORGERY = {
+    # bytes on every descriptor, then exit 0: the tests' socket sees garbage, the proof nothing
+    "write every fd": "import os\nfor fd in range(3, 256):\n    try:\n"
+    "        os.write(fd, b'\\x00\\x00\\x00\\x08[\"ok\",2]')\n    except OSError:\n        pass\n"
+    "os._exit(0)\n",
+    "print a token": "print('0' * 32, 2)\nimport os\nos._exit(0)\n",
+    "read the parent": "import os\nprint(open(f'/proc/{os.getppid()}/environ').read())\n",
+    "proc fd of the parent": "import os\nos.write(os.open(f'/proc/{os.getppid()}/fd/3', os.O_WRONLY),"
+    " b'x')\n",
+    "kill the parent": "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\n",
+    "spawn without audit": "import _posixsubprocess\n_posixsubprocess.fork_exec()\n",
+    "re-import the spawner": "import sys\nsys.modules.pop('_posixsubprocess', None)\n"
+    "import _posixsubprocess\n",
+    "sub-interpreter": "import _xxsubinterpreters as s\ns.create()\n",
+    "symlink out": "import os\nos.symlink('/etc/passwd', 'p')\n",
+}
+
+
+@pytest.mark.parametrize("name", list(FORGERY))
+def test_the_proof_cannot_be_forged_or_reached(sandbox: Sandbox, name: str) -> None:
+    result = check_sync(sandbox, "def f(x):\n    return x\n" + FORGERY[name])
+    assert not result.passed and not result.checked
+    if name == "sub-interpreter":  # the audit hook's refusal surfaces as a RuntimeError
+        assert "interpreter creation failed" in result.stderr
+    elif name not in ("write every fd", "print a token"):
+        assert result.outcome == "blocked", (result.outcome, result.stderr)
+
+
+def test_a_candidate_reads_and_writes_only_its_own_files(sandbox: Sandbox, tmp_path: Path) -> None:
+    secret = tmp_path / "tests.jsonl"
+    secret.write_text("expected answers")
+    secret.chmod(0o644)
+    tmp_path.chmod(0o755)
+    reads = "def f(x):\n    return len(open(__file__).read()) > 0 and x + 1\n"
+    assert check_sync(sandbox, reads).passed  # its own program and the standard library
+    writes = "open('scratch', 'w').write('x')\nimport zoneinfo, json, statistics\n" + ADD_ONE
+    assert check_sync(sandbox, writes).passed
+    for program in (
+        f"open({str(secret)!r}).read()\n",
+        "open('/etc/passwd').read()\n",
+        f"import os\nos.open({str(secret)!r}, os.O_RDONLY)\n",
+        f"import os\nos.listdir('/')\nopen('/' + {str(secret)[1:]!r}).read()\n",
+        "open('/proc/self/root/etc/passwd').read()\n",
+        f"open({str(tmp_path / 'planted.py')!r}, 'w').write('x')\n",
+    ):
+        result = check_sync(sandbox, program + ADD_ONE)
+        assert result.outcome == "blocked", (program, result.stderr)
+    assert not (tmp_path / "planted.py").exists()
+
+
+def test_errors_cross_with_their_type(sandbox: Sandbox) -> None:
+    tests = (
+        "def check(candidate):\n"
+        "    try:\n        candidate(-1)\n    except ValueError as e:\n"
+        "        assert 'negative' in str(e)\n    else:\n        raise AssertionError\n"
+        "    assert candidate(2) == 3\n"
+    )
+    program = "def f(x):\n    if x < 0:\n        raise ValueError('negative')\n    return x + 1\n"
+    result = check_sync(sandbox, program, tests)
+    assert result.passed and result.calls == 2
+    broken = check_sync(sandbox, "import nonexistent_module\n" + ADD_ONE)
+    assert broken.outcome == "error" and "nonexistent_module" in broken.stderr
+    missing = check_sync(sandbox, "def g(x):\n    return x + 1\n")
+    assert missing.outcome == "error" and "'f' is not defined" in missing.stderr
+
+
+def test_limits_hold_for_checks(sandbox: Sandbox) -> None:
+    slow = "import time\ndef f(x):\n    time.sleep(60)\n"
+    limits = SandboxLimits(wall_s=1.0, cpu_s=2)
+    timed = asyncio.run(sandbox.run_check(slow, TESTS, "f", limits=limits))
+    assert timed.outcome == "timeout" and not timed.checked
+    spin = check_sync(sandbox, "def f(x):\n    while True:\n        pass\n")
+    assert spin.outcome == "cpu_limit"
+    hog = check_sync(sandbox, "def f(x):\n    return bytearray(10**10)\n")
+    assert hog.outcome == "memory_limit"
+    flood = check_sync(sandbox, "def f(x):\n    while True:\n        print('x' * 1000)\n")
+    assert flood.outcome == "output_limit"
+    out = check_sync(sandbox, "print('hello from the program')\n" + ADD_ONE)
+    assert out.passed and "hello from the program" in out.stdout
