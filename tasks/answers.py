@@ -177,15 +177,19 @@ def extract_number(text: str) -> str | None:
 
 # --- code (HumanEval) ------------------------------------------------------------------------
 
+_INDENTED = re.compile(r"(?:[ \t]*\n)*[ \t]+\S")  # first non-blank line is indented
 _FENCE = re.compile(r"```[ \t]*(?:python3?|py)?[ \t]*\n(.*?)(?:```|\Z)", re.DOTALL | re.IGNORECASE)
 
 
 def extract_code(text: str) -> str | None:
     """Python source from a reply: the last fenced block that parses and defines a function
     (else the last that parses, possibly a function body); an unfenced reply is taken
-    whole if it parses and defines a function."""
+    whole if it parses and defines a function, or if it is an indented function body (how
+    HumanEval completions are written: they continue the prompt)."""
     blocks: list[str] = _FENCE.findall(text)
-    if not blocks and re.search(r"^\s*(?:async\s+)?def\s", text, re.MULTILINE):
+    if not blocks and (
+        re.search(r"^\s*(?:async\s+)?def\s", text, re.MULTILINE) or _INDENTED.match(text)
+    ):
         blocks = [text]
     parsed = [block for block in blocks if _parses(block)]
     with_def = [b for b in parsed if re.search(r"^\s*(?:async\s+)?def\s", b, re.MULTILINE)]
@@ -196,8 +200,10 @@ def extract_code(text: str) -> str | None:
 
 
 def _parses(code: str) -> bool:
-    """Whether ``code`` is a module, or a function body (as HumanEval completions are)."""
-    for candidate in (code, "def _body():\n" + textwrap.indent(textwrap.dedent(code), "    ")):
+    """Whether ``code`` is a module, or a function body (as HumanEval completions are: they
+    continue the prompt, maybe with helpers after at column 0, or come dedented)."""
+    body = "def _body():\n"
+    for candidate in (code, body + code, body + textwrap.indent(textwrap.dedent(code), "    ")):
         try:
             ast.parse(candidate)
         except (SyntaxError, ValueError):

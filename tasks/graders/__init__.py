@@ -7,6 +7,7 @@ from hieramas.tasks.graders.code import (
     failing_bug,
     grade_humaneval,
     grade_humaneval_sync,
+    humaneval_candidate,
     humaneval_program,
     run_humaneval,
 )
@@ -28,6 +29,7 @@ __all__ = [
     "grade_humaneval_sync",
     "grade_math",
     "grade_mcq",
+    "humaneval_candidate",
     "humaneval_program",
     "math_equivalent",
     "numbers_equal",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import re
 import textwrap
@@ -27,15 +28,27 @@ def humaneval_candidate(item: Item, code: str) -> str:
     """The program that defines the candidate function: the prompt, then ``code``.
 
     ``code`` is a full function (after the prompt, so the prompt's imports and
-    helpers stay available) or a body (appended to the prompt, possibly dedented
-    by the model).
+    helpers stay available) or, as HumanEval completions are written, the body
+    that continues the prompt: appended as is, as the reference harness does
+    (``prompt + completion``), or re-indented if it was dedented.
     """
     entry = str(item.meta["entry_point"])
     prompt = str(item.meta["prompt"])
     defines = re.search(rf"^\s*(?:async\s+)?def\s+{re.escape(entry)}\s*\(", code, re.MULTILINE)
     if defines:
         return prompt + "\n\n" + code
+    first = next((line for line in code.splitlines() if line.strip()), "")
+    if first[:1].isspace() and _parses(prompt + code):
+        return prompt + code
     return prompt + textwrap.indent(textwrap.dedent(code), "    ")
+
+
+def _parses(source: str) -> bool:
+    try:
+        ast.parse(source)
+    except (SyntaxError, ValueError):
+        return False
+    return True
 
 
 def humaneval_tests(item: Item) -> str:

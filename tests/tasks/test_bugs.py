@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import textwrap
 from collections import Counter
 
 import pytest
 
 from hieramas.tasks import datasets as ds
-from hieramas.tasks.answers import normalize_code
+from hieramas.tasks.answers import extract_code, normalize_code
 from hieramas.tasks.bugs import BugInjectionError, inject_bug, mutation_sites
-from hieramas.tasks.graders import failing_bug, grade_humaneval, run_humaneval
+from hieramas.tasks.graders import (
+    failing_bug,
+    grade_humaneval,
+    humaneval_candidate,
+    run_humaneval,
+)
 from hieramas.tasks.sandbox import Sandbox, SandboxLimits
 
 CODE = '''def f(xs: list[int], k: int = 3) -> bool:
@@ -74,6 +80,28 @@ async def test_grade_humaneval_outcomes(humaneval: list[ds.Item]) -> None:
     assert [r.outcome for r in results] == ["correct", "correct", "wrong", "unparseable", "wrong"]
     assert results[2].detail == "error"
     assert results[4].detail in ("cpu_limit", "timeout")
+
+
+async def test_bare_function_bodies_are_graded_as_the_reference_harness_does(
+    humaneval: list[ds.Item],
+) -> None:
+    """HumanEval's own completion style: the body alone, unfenced, continuing the prompt."""
+    item = humaneval[0]
+    body = str(item.meta["canonical_solution"])
+    assert extract_code(body) == body  # before: unparseable (no fence, no def)
+    assert extract_code("   I would loop over the pairs.") is None  # indented prose is not code
+    # a helper after the body, at column 0: only prompt + completion as is defines it
+    helper = "    return _close(numbers, threshold)\n\n" + (
+        "def _close(xs, t):\n"
+        "    return any(abs(a - b) < t for i, a in enumerate(xs) for b in xs[i + 1 :])\n"
+    )
+    dedented = f"```python\n{textwrap.dedent(body)}```"  # a model that dropped the indent
+    sandbox = Sandbox(SandboxLimits(wall_s=30))
+    grades = await asyncio.gather(
+        *(grade_humaneval(item, reply, sandbox) for reply in (body, helper, dedented))
+    )
+    assert [g.outcome for g in grades] == ["correct"] * 3, [g.detail for g in grades]
+    assert humaneval_candidate(item, body) == str(item.meta["prompt"]) + body
 
 
 @pytest.mark.slow

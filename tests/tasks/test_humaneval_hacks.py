@@ -110,6 +110,7 @@ async def test_all_164_in_both_styles_pass_and_every_hack_fails(humaneval: list[
     sandbox = Sandbox(SandboxLimits(wall_s=30, cpu_s=5), max_concurrency=2)
     styles: dict[str, Callable[[ds.Item], str]] = {
         "full": lambda item: f"```python\n{item.answer}\n```",
+        "body": lambda item: str(item.meta["canonical_solution"]),
     }
     counts = [independent_calls(item) for item in humaneval]
     for style, reply in styles.items():
