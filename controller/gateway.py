@@ -308,7 +308,7 @@ class Gateway:
         if reply:
             result, data = self._sendable(result)
         if self.traces is not None:
-            self.traces.emit(_query_event(result, run))
+            self.traces.emit(_query_event(result, run, envelope))
         if reply and data is not None:
             try:
                 await self.bus.nc.publish(reply, data)
@@ -587,7 +587,7 @@ class Gateway:
         }
 
 
-def _query_event(result: dict[str, Any], run: QueryRun | None) -> QueryDone:
+def _query_event(result: dict[str, Any], run: QueryRun | None, asked: Envelope) -> QueryDone:
     """The ``query`` trace event of a finished query's result (a full or a brief one), with
     what its run knows: the item, the full assignment, the active edges, the policy."""
     plan = run.plan if run is not None else None
@@ -602,7 +602,7 @@ def _query_event(result: dict[str, Any], run: QueryRun | None) -> QueryDone:
         text=result.get("text"),
         decided_by=result.get("decided_by"),
         domain=plan.domain if plan is not None else result.get("domain"),
-        item_id=plan.meta.get("item_id") if plan is not None else None,
+        item_id=plan.meta.get("item_id") if plan is not None else _item_id(asked),
         emulated=bool(result.get("emulated")),
         cost_usd=float(result.get("cost_usd") or 0.0),
         prompt_tokens=int(result.get("prompt_tokens") or 0),
@@ -616,6 +616,12 @@ def _query_event(result: dict[str, Any], run: QueryRun | None) -> QueryDone:
         assignment=run.record if run is not None else None,
         edges=_active_edges(run) if run is not None else [],
     )
+
+
+def _item_id(asked: Envelope) -> str | None:
+    """The item a query that failed before planning asked about, if it named one properly."""
+    item_id = asked.payload.get("item_id")
+    return item_id if isinstance(item_id, str) else None
 
 
 def _active_edges(run: QueryRun) -> list[tuple[str, str]]:

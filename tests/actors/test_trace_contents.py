@@ -94,7 +94,7 @@ def test_a_query_without_an_item_and_a_query_refused_before_planning_are_traced_
 ) -> None:
     apply_config(stack, config_yaml(llm_url, {"a": node("Critic", ["fixed:A"], "fixed:A")}))
     plain = ask(stack, "Which option?")
-    refused = ask(stack, "Which option?", config_version=99)
+    refused = ask(stack, "Which option?", config_version=99, item_id="mmlu/9")
     assert plain["status"] == "ok" and plain["item_id"] is None
     assert refused["status"] == "no_config"
     queries = {e.query_id: e for e in _events(stack) if isinstance(e, QueryDone)}
@@ -102,6 +102,7 @@ def test_a_query_without_an_item_and_a_query_refused_before_planning_are_traced_
     assert queries[plain["query_id"]].assignment is not None
     bare = queries[refused["query_id"]]
     assert (bare.status, bare.assignment, bare.planner, bare.edges) == ("no_config", None, None, [])
+    assert bare.item_id == "mmlu/9"  # still gradable as a failure of that item
 
 
 def test_a_non_string_item_id_is_refused(stack: Stack, llm_url: str) -> None:
