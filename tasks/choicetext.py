@@ -1,0 +1,355 @@
+"""The chosen letter of a multiple-choice reply.
+
+Policy, in order (the first tier that finds something decides):
+
+1. **Answer statements**; the *last* one wins, so a reply that corrects itself
+   ("the answer is B ... wait, the answer is C") is read as C:
+   "the answer is X", "Answer: X", "the best option is (X)", "X is the answer",
+   "(X) is the correct option", "X is correct", ``\\boxed{X}``, a line that is
+   only the letter (``**B**``, ``(B)``, ``Answer: B``), and "the answer is
+   <choice text>" (with ``choices``).  If the last statement names two options
+   ("B or C") the reply is unparseable.
+2. The last bold letter (``**B**``) anywhere.
+3. A letter opening the first line ("B. Because ...") or the last line.
+4. A choice's text quoted back on the last line (with ``choices``).
+
+A *mention* is never a statement: "option C is wrong", "(A) is a distractor",
+"A: incorrect", "the answer is not C", "C is not the answer", "the wrong answer
+is C".  A mention of an option after the stated answer therefore cannot change
+the grade.  Lowercase letters count only where nothing else is meant: inside
+brackets ("the answer is (b)") or ending the clause ("answer: b"); the article
+"a" in prose is never choice A, nor is "A" in "the answer is A combination of".
+A bare letter right after a capitalised word is a name, not a choice ("Vitamin
+D is the answer").
+
+Speed: this runs on every reply (runtime consensus checks).  Statements are
+found from keywords located with ``str.rfind``, from the end, each followed by
+anchored matches; one regex scanning the whole text is several times slower.
+"""
+
+from __future__ import annotations
+
+import heapq
+import re
+from collections.abc import Iterator, Sequence
+from functools import lru_cache
+
+__all__ = ["LETTERS", "extract_choice"]
+
+LETTERS = "ABCD"
+
+# (position, letter) of a statement; the letter is None when it names two options
+_Found = tuple[int, str | None] | None
+
+# --- forward statements: "the answer is X" -------------------------------------------------
+
+# what "answer"/"option"/"choice" must be followed by to start a statement: a copula or a colon
+_LEAD = (
+    r"[*_]*(?:\s+(?i:is|was|would\s+be|should\s+be|must\s+be|will\s+be|has\s+to\s+be|"
+    r"seems\s+to\s+be)\b[*_]*\s*:?|\s*[:=]|\s+[-\u2013\u2014](?=\s))[*_\s]*"
+    r"(?i:(?:therefore|thus|clearly|definitely|probably|likely|most\s+likely|indeed|obviously|"
+    r"certainly|actually|still)\s+)?"
+)
+_FORWARD_LEAD = re.compile(_LEAD)
+# the lead, then the letter: optional "option", emphasis, brackets or \text{...}; the letter
+# must not start a word ("Based", "A's", "B2", "A-type")
+_FORWARD = re.compile(
+    _LEAD + r"(?P<kw>(?i:option|choice|letter)\s+)?(?P<em>[*_]+)?"
+    r"(?P<open>\$?\\(?:text|textbf|boxed)\{\s*\(?|\$|[(\[])?\s*(?P<l>[A-Da-d])"
+    r"(?![A-Za-z0-9'\u2019]|-[A-Za-z])(?P<close>[)\]}$*_]*)"
+)
+# the cheap test before the regex: what may follow the keyword ("options", "answered" fail)
+_AFTER_KEYWORD = " \t\n*_:=-\u2013\u2014"
+# the most characters from a keyword's end to the letter it states
+_REACH = 40
+# the words that may follow a bare "A" when it is the letter, not the article ("A because ...")
+_AFTER_A = frozenset({
+    "because", "since", "as", "given", "due", "for", "which", "and", "or", "but", "while",
+    "whereas", "though", "although", "here", "there", "in", "is", "was", "would", "should",
+    "seems",
+})  # fmt: skip
+_NEXT_WORD = re.compile(r"\s+([a-z]+)")
+_LOWER_END = re.compile(r"[.!;]?[*_]*[ \t]*(?:$|\n)|[.!;]\s", re.MULTILINE)
+# words before a keyword that make the statement about a wrong answer ("the wrong answer is C")
+_BAD_BEFORE = ("wrong", "incorrect", "false", "tempting", "distractor", "worst", "bad", "not the")
+
+# --- what follows a stated letter: a negation, or a second option -------------------------
+
+_NEG_WORDS = (
+    r"(?:not\b|incorrect|wrong|false\b|a\s+distractor|a\s+trap|eliminated|ruled\s+out|"
+    r"unlikely|implausible|invalid|irrelevant|excluded|out\b)"
+)
+_AFTER_LETTER = re.compile(
+    r"[)\]}*_]*\s*(?:(?P<neg>"
+    r"(?i:is|are|was|seems|looks|appears|'s|\u2019s|would\s+be|can\s+be|should\s+be|must\s+be)"
+    r"\s+(?i:(?:also|clearly|definitely|obviously|therefore|thus|certainly)\s+)?(?i:"
+    + _NEG_WORDS
+    + r")|(?i:isn't|isn\u2019t|cannot|can't|can\u2019t|doesn't|doesn\u2019t)\b"
+    r"|[:\-\u2013\u2014][*_]*\s*(?i:incorrect|wrong|false\b|not\s+correct|not\s+the|"
+    r"a\s+distractor|eliminated|ruled\s+out))"
+    # "B or C", "B/C", "(A) and (D)" -- not "B, and C is wrong"
+    r"|(?P<second>(?:,\s*)?(?i:,|or|and|/|&)\s*(?i:option\s+|choice\s+)?[(\[*]*[A-D]"
+    r"(?![A-Za-z0-9'])(?![)\]*]*\s+(?i:is|are|was|'s)\b)))"
+)
+
+# --- backward statements: "X is the answer", "X is correct" --------------------------------
+
+
+def _reversed(*phrases: str) -> str:
+    """An alternation matching ``phrases`` written backwards (words apart by any space)."""
+    return "|".join(r"\s+".join(w[::-1] for w in p.split()[::-1]) for p in phrases)
+
+
+# Matched anchored on the reversed text before the keyword: a search for a pattern that ends
+# at the keyword tries every start position and made extraction several times slower.
+_BACKWARD_REVERSED = re.compile(
+    r"(?:\s*(?P<colon>[:\-\u2013\u2014])"  # "option B: correct"
+    r"|\s+(?:(?i:"
+    + _reversed("correct", "right", "best", "final", "appropriate", "accurate", "likely")
+    + r")(?:\s+(?i:tsom))?\s+)?"
+    r"(?:(?i:" + _reversed("the", "my", "our") + r")\s+)?"
+    r"(?:(?i:"
+    + _reversed("also", "clearly", "definitely", "therefore", "thus", "indeed", "certainly")
+    + r")\s+)?"
+    r"(?i:"
+    + _reversed("is", "would be", "must be", "should be", "seems to be", "appears to be")
+    + r"))"
+    r"\s*(?P<close>[*_]*[)\]]?)(?P<l>[A-D]|[a-d](?=[(\[]))(?P<open>[(\[])?(?P<em>[*_]+)?"
+    r"(?P<kw>\s+(?i:" + _reversed("option", "choice", "answer", "letter") + r"))?"
+    r"(?![A-Za-z0-9])"
+)
+# capitalised words that may precede a bare letter ("So B is correct"); any other capitalised
+# word makes it a name ("Vitamin D is the answer", "Type A is correct")
+_ADVERBS = frozenset({
+    "so", "thus", "hence", "therefore", "then", "clearly", "overall", "finally", "yes", "now",
+    "and", "i",
+})  # fmt: skip
+
+# --- statements without a keyword, and the lower tiers -------------------------------------
+
+_BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{\s*(?:\\text(?:bf)?\{)?\s*\(?([A-Da-d])\)?\s*\}?\s*\}")
+_LINE = re.compile(
+    r"[>#*_\s]*(?:(?i:(?:final|correct|my)\s+)?(?i:answer|option|choice)[*_\s]*"
+    r"[:\-\u2013\u2014]?[*_\s]*)?(?:\\boxed\{)?[(\[]?(?:\\text\{)?([A-D])\}?[)\]]?[.!]?"
+    r"[*_\s}]*"
+)
+_BOLD_LETTER = re.compile(r"\*\*\s*\(?([A-D])\)?[\.\):]?\s*\*\*")
+_LEADING_LETTER = re.compile(r"^\s*[\*\(\[]*([A-D])(?:[\)\]\*]*\s*$|[\)\]\*]*[\.\):,](?!\d))")
+_NON_WORD = re.compile(r"[^a-z0-9]+")
+_CLAUSE_END = re.compile(r"[.;!?](?:\s|$)")
+_KEYWORD_RE = re.compile(r"answer|option|choice|correct", re.IGNORECASE)
+_KEYWORDS = ("answer", "option", "choice", "correct")
+
+
+def _keywords_from_end(text: str) -> Iterator[tuple[int, str]]:
+    """(start, keyword) of every statement keyword, last first."""
+    if not text.isascii():  # lower() may change the length of non-ASCII text
+        yield from reversed([(m.start(), m.group().lower()) for m in _KEYWORD_RE.finditer(text)])
+        return
+    low = text.lower()  # str.rfind is far faster than a regex scan
+    heads = [(-low.rfind(word), word) for word in _KEYWORDS]
+    heapq.heapify(heads)
+    while heads[0][0] != 1:
+        neg, word = heads[0]
+        yield -neg, word
+        heapq.heapreplace(heads, (-low.rfind(word, 0, -neg), word))
+
+
+def _norm_text(s: str) -> str:
+    return _NON_WORD.sub(" ", s.lower()).strip()
+
+
+@lru_cache(maxsize=4096)
+def _normed_choices(choices: tuple[str, ...]) -> list[str]:
+    return [_norm_text(c) for c in choices]
+
+
+def _quotes_choice(text: str, end: int, letter: str, choices: Sequence[str]) -> bool:
+    """Whether the letter ending at ``end`` is followed by its own choice's text."""
+    index = LETTERS.find(letter.upper())
+    if index >= len(choices):
+        return False
+    own = _normed_choices(tuple(choices))[index]
+    return bool(own) and _norm_text(text[end : end + 2 * len(own) + 8]).startswith(own)
+
+
+def _negated(text: str, end: int, letter: str, choices: Sequence[str]) -> bool:
+    """Whether the letter ending at ``end`` is called wrong ("C is wrong", "A: incorrect");
+    "(B) Wrong, Not wrong" quoting choice B's own text is not."""
+    m = _AFTER_LETTER.match(text, end)
+    return (
+        m is not None
+        and m.group("neg") is not None
+        and not _quotes_choice(text, end, letter, choices)
+    )
+
+
+def _letter(text: str, m: re.Match[str]) -> str | None:
+    """The letter of a forward match if it really is one (not the article, not prose)."""
+    letter = m.group("l")
+    delimited = bool(m.group("close")) and bool(m.group("open") or m.group("em"))
+    if letter.islower():
+        if delimited or _LOWER_END.match(text, m.end()):
+            return letter.upper()
+        return None  # "the answer is a bit unclear"
+    if letter == "A" and not m.group("close"):
+        word = _NEXT_WORD.match(text, m.end("l"))
+        if word and word.group(1) not in _AFTER_A:
+            return None  # "the answer is A combination of ..."
+    return letter
+
+
+def _forward(text: str, end: int, choices: Sequence[str]) -> _Found:
+    """The statement after the keyword ending at ``end`` ("... is (B)")."""
+    m = _FORWARD.match(text, end)
+    if m is not None and m.start("l") - end <= _REACH:
+        letter = _letter(text, m)
+        if letter is not None:
+            after = _AFTER_LETTER.match(text, m.end())
+            if after is None:
+                return m.start("l"), letter
+            if after.group("second") is not None:
+                return m.start("l"), None
+            if _quotes_choice(text, m.end(), letter, choices):
+                return m.start("l"), letter
+            return None  # "Answer: B is incorrect"
+    if choices:  # "the answer is <choice text>"
+        lead = _FORWARD_LEAD.match(text, end)
+        if lead is not None:
+            quoted = _choice_in(_clause(text, lead.end()), choices)
+            if quoted is not None:
+                return lead.end(), quoted
+    return None
+
+
+def _clause(text: str, start: int) -> str:
+    """The text from ``start`` to the end of its sentence or line."""
+    line_end = text.find("\n", start)
+    segment = text[start:] if line_end == -1 else text[start:line_end]
+    stop = _CLAUSE_END.search(segment)
+    return segment[: stop.start()] if stop else segment
+
+
+def _after_bad_word(text: str, start: int) -> bool:
+    """Whether the keyword at ``start`` follows a word like "wrong" ("the wrong answer is C")."""
+    before = text[max(0, start - 24) : start].rstrip(" \t\n*_").lower()
+    if not before.endswith(_BAD_BEFORE):
+        return False
+    before = " ".join(before.split())
+    return any(
+        before.endswith(word) and not before[-len(word) - 1 : -len(word)].isalpha()
+        for word in _BAD_BEFORE
+    )
+
+
+def _backward(text: str, start: int, keyword: str) -> _Found:
+    """The statement ending just before the keyword at ``start`` ("B is the ...answer")."""
+    lo = max(0, start - 64)
+    m = _BACKWARD_REVERSED.match(text[start - 1 : lo - 1 if lo else None : -1])
+    if m is None or (m.group("colon") and keyword != "correct"):
+        return None
+    letter_at = start - 1 - m.start("l")
+    if not (m.group("kw") or m.group("em") or m.group("open")):
+        before = text[lo:letter_at].rstrip(" \t")
+        if before and before[-1] not in "\n.!?:;,([*>":
+            word = before.rsplit(None, 1)[-1]
+            if not word[:1].isalpha() or (word[0].isupper() and word.lower() not in _ADVERBS):
+                return None  # "Vitamin D is the answer"
+    return letter_at, m.group("l").upper()
+
+
+def _keyword_statement(text: str, start: int, word: str, choices: Sequence[str]) -> _Found:
+    """The statement made with the keyword at ``start``, if any."""
+    end = start + len(word)
+    nxt = text[end : end + 1]
+    if word == "correct":
+        return None if nxt.isalpha() else _backward(text, start, word)  # not "correctly"
+    if nxt and nxt in _AFTER_KEYWORD:
+        found = _forward(text, end, choices)
+        if found is not None:
+            return None if _after_bad_word(text, start) else found
+    return _backward(text, start, word)
+
+
+def _last_statement(text: str, choices: Sequence[str]) -> _Found:
+    """The last answer statement: (position, letter, or None when it names two options)."""
+    best: _Found = None
+    if "\\boxed" in text or "\\fbox" in text:
+        for m in _BOXED.finditer(text):
+            best = (m.start(1), m.group(1).upper())
+    end = len(text)
+    for line in reversed(text.split("\n")):  # a line that is only the letter
+        start = end - len(line)
+        if best is not None and end < best[0]:
+            break
+        only = _LINE.fullmatch(line) if len(line) <= 40 else None
+        if only:
+            if best is None or start + only.start(1) > best[0]:
+                best = (start + only.start(1), only.group(1))
+            break
+        end = start - 1
+    # keywords from the end, until none can state anything after the best so far
+    for start, word in _keywords_from_end(text):
+        if best is not None:
+            if start + len(word) + _REACH < best[0]:
+                break  # neither this keyword nor any before it can state anything later
+            if word == "correct" and start < best[0]:
+                continue  # "X is correct" lies before its keyword
+        found = _keyword_statement(text, start, word, choices)
+        if found is not None and (best is None or found[0] > best[0]):
+            best = found
+    return best
+
+
+def _choice_in(segment: str, choices: Sequence[str]) -> str | None:
+    """Letter of the one choice whose text ``segment`` states (exactly, else uniquely inside)."""
+    normed = _normed_choices(tuple(choices))
+    target = _norm_text(segment)
+    if not target:
+        return None
+    exact = [i for i, c in enumerate(normed) if c and c == target]
+    if len(exact) == 1:
+        return LETTERS[exact[0]] if exact[0] < len(LETTERS) else None
+    padded = f" {target} "
+    # a short word ("in", "one", "a") inside prose is not a quote of the choice
+    inside = [i for i, c in enumerate(normed) if len(c) >= 4 and f" {c} " in padded]
+    # drop choices that are merely part of another matched choice ("True" in "True, True")
+    inside = [i for i in inside if not any(i != j and normed[i] in normed[j] for j in inside)]
+    inside = [i for i in inside if not _text_negated(padded, normed[i])]
+    if len(inside) == 1 and inside[0] < len(LETTERS):
+        return LETTERS[inside[0]]
+    return None
+
+
+def _text_negated(padded: str, choice: str) -> bool:
+    """Whether normalised text calls ``choice`` wrong ("not paris", "paris is incorrect")."""
+    c = re.escape(choice)
+    return (
+        re.search(
+            rf" not {c} | {c} (?:is|are|was|seems) (?:also |clearly )?"
+            rf"(?:not|incorrect|wrong|a distractor) | {c} isn t ",
+            padded,
+        )
+        is not None
+    )
+
+
+def extract_choice(text: str, choices: Sequence[str] = ()) -> str | None:
+    """The chosen letter ``A``-``D`` of an MCQ reply, or None if unparseable (policy above)."""
+    if not text or not text.strip():
+        return None
+    stated = _last_statement(text, choices)
+    if stated is not None:
+        return stated[1]
+    if "**" in text:
+        for m in reversed(list(_BOLD_LETTER.finditer(text))):
+            if not _negated(text, m.end(1), m.group(1), choices):
+                return m.group(1)
+    lines = [line for line in text.splitlines() if line.strip()]
+    for line in (lines[0], lines[-1]):
+        lead = _LEADING_LETTER.match(line)
+        if lead and not _negated(line, lead.end(1), lead.group(1), choices):
+            return lead.group(1)
+    if choices:
+        return _choice_in(lines[-1], choices)
+    return None
