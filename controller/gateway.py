@@ -615,7 +615,21 @@ def _query_event(result: dict[str, Any], run: QueryRun | None, asked: Envelope) 
         sampled=run.assignment.sampled if run is not None else False,
         assignment=run.record if run is not None else None,
         edges=_active_edges(run) if run is not None else [],
+        **_policy_fields(run),
     )
+
+
+def _policy_fields(run: QueryRun | None) -> dict[str, Any]:
+    """What a learner needs of a policy-planned query: the text it read and, for a sampled
+    plan, the temperature and per-slot log-probabilities it was drawn with."""
+    if run is None or run.assignment.policy_version is None:
+        return {}
+    log_probs = run.assignment.log_probs
+    return {
+        "task_text": run.plan.task_text,
+        "temperature": run.assignment.temperature,
+        "log_probs": list(log_probs) if log_probs is not None else None,
+    }
 
 
 def _item_id(asked: Envelope) -> str | None:

@@ -11,7 +11,11 @@ started with.  Before any version is loaded, queries are planned statically
 A provider is named in the config by an import path, ``"module:factory"``,
 where ``factory(options) -> PolicyProvider`` gets the planner's options::
 
-    planner: {kind: learned, provider: "hieramas.learner.policy:provider", ...}
+    planner: {kind: learned, provider: "hieramas.learner.provider:provider", ...}
+
+A policy trained for another slot layout (the config changed its supernodes or
+LLMs) raises :class:`PolicyMismatch`; the query is then planned statically and
+counted, never failed.
 """
 
 from __future__ import annotations
@@ -36,14 +40,19 @@ __all__ = [
     "InMemoryPolicyProvider",
     "LearnedPlanner",
     "Policy",
+    "PolicyMismatch",
     "PolicyProvider",
     "load_provider",
 ]
 
 log = structlog.get_logger(__name__)
 
-DEFAULT_PROVIDER = "hieramas.learner.policy:provider"
+DEFAULT_PROVIDER = "hieramas.learner.provider:provider"
 """Where the learner package provides its :class:`PolicyProvider` factory."""
+
+
+class PolicyMismatch(ValueError):
+    """Raised by :meth:`Policy.assign` for a config the policy was not trained for."""
 
 
 class Policy(Protocol):
@@ -57,7 +66,8 @@ class Policy(Protocol):
     def assign(self, config: HieraConfig, request: PlanRequest) -> Assignment:
         """The assignment of one query: sampled when ``request.explore`` (set
         ``sampled=True``), else the policy's inference mode (greedy, top-n rotation).
-        Called from a thread pool: it must be thread-safe."""
+        Called from a thread pool: it must be thread-safe.  :class:`PolicyMismatch` if
+        ``config`` does not fit the policy."""
         ...
 
 
@@ -94,7 +104,13 @@ class LearnedPlanner:
         if policy is None:
             self._count("no_policy")
             return replace(self.fallback.assign(config, request), policy_version=None)
-        assignment = policy.assign(config, request)
+        try:
+            assignment = policy.assign(config, request)
+        except PolicyMismatch as exc:
+            self._count("mismatch")
+            if self.counters["mismatch"] in (1, 10, 100) or self.counters["mismatch"] % 1000 == 0:
+                log.warning("planner.policy_mismatch", version=policy.version, reason=str(exc))
+            return replace(self.fallback.assign(config, request), policy_version=None)
         self._count("sampled" if assignment.sampled else "greedy")
         return replace(assignment, policy_version=policy.version)
 

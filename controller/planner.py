@@ -52,8 +52,10 @@ class Assignment:
 
     A supernode missing from ``proposers`` / ``synthesizers`` keeps the config's choice.
     ``policy_version`` names the policy that chose (``None``: no policy, e.g. static
-    planning), and ``sampled`` says the choice was sampled for training rather than greedy;
-    both go into the query's trace event.
+    planning), and ``sampled`` says the choice was sampled for training rather than greedy.
+    A sampled choice also records the ``temperature`` it was sampled at and each slot's
+    ``log_probs`` (in the policy's slot order), so a learner can train on exactly the
+    distribution it came from.  All of these go into the query's trace event.
     """
 
     proposers: dict[str, list[str]]
@@ -61,6 +63,8 @@ class Assignment:
     edges: list[tuple[str, str]]
     policy_version: int | None = None
     sampled: bool = False
+    temperature: float | None = None
+    log_probs: tuple[float, ...] | None = None
 
 
 class Planner(Protocol):

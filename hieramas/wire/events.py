@@ -246,6 +246,13 @@ class QueryDone(_Event, kw_only=True, frozen=True, gc=False, tag="query"):
     """The full per-slot assignment; ``None`` when the query failed before planning."""
     edges: list[tuple[str, str]] = []
     """The active edges: those between supernodes the plan kept."""
+    task_text: str | None = None
+    """The text the planner read (a learner embeds it again to train); set only when a
+    policy planned the query, so static queries keep the stream small."""
+    temperature: float | None = None
+    """The temperature a ``sampled`` assignment was drawn at."""
+    log_probs: list[float] | None = None
+    """A ``sampled`` assignment's per-slot log-probabilities, in the policy's slot order."""
 
 
 class Feedback(_Event, kw_only=True, frozen=True, gc=False, tag="feedback"):

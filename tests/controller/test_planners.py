@@ -123,9 +123,32 @@ def test_a_learned_planner_plans_with_the_newest_version_live_and_in_flight_quer
     assert (traced.planner, traced.policy_version, traced.sampled) == ("learned", 3, True)
     assert traced.assignment is not None
     assert traced.assignment.proposers == {"a": ["fixed:C", "fixed:C"], "b": ["fixed:C"]}
+    # what a learner trains on: the text the policy read, and how the plan was sampled
+    assert (traced.task_text, traced.temperature, traced.log_probs) == (
+        "Which option?", 1.5, [-0.5] * 5,
+    )  # fmt: skip
+    greedy = events[first["query_id"]]
+    assert (greedy.task_text, greedy.temperature, greedy.log_probs) == ("Which option?", None, None)
     assert events[cold["query_id"]].policy_version is None
+    assert events[cold["query_id"]].task_text is None  # static plans keep the stream small
     assert isinstance(learned, LearnedPlanner)
     assert learned.counters == {"no_policy": 1, "greedy": 2, "sampled": 1}
+
+
+def test_a_policy_that_does_not_fit_the_config_leaves_its_queries_to_the_static_plan(
+    nats_server: NatsServer, llm_url: str
+) -> None:
+    with Stack(
+        nats_url=nats_server.url, planner=PlannerConfig(kind="learned", provider=PROVIDER)
+    ) as stack:
+        apply_config(stack, _config(llm_url))
+        SHARED.publish(FakePolicy(4, "fixed:B", fits=False))
+        result = ask(stack, explore=True)
+        planner = stack.controller.gateway._planners  # type: ignore[union-attr]
+        [learned] = [p.result() for p in planner.values()]
+    assert (result["status"], result["answer"], result["policy_version"]) == ("ok", "A", None)
+    assert result["sampled"] is False
+    assert isinstance(learned, LearnedPlanner) and learned.counters == {"mismatch": 1}
 
 
 def test_each_config_version_uses_its_own_planner_and_a_light_one_plans_on_the_loop(
