@@ -7,9 +7,10 @@ key (:class:`CheckpointMeta`: version, parent, metrics, seed, config, layout wit
 the LLM and role vocabularies, embedder, hyper-parameters, creation time).
 safetensors holds no code, so loading a blob from the bus cannot execute anything.
 
-With the default MiniLM embedder (384-d) and ``hidden=64``, the policy alone is
-about 0.3 MB for a few roles and LLMs: it fits a JetStream KV value (1 MiB by
-default); with the trainer state, about three times that (use the object store).
+With the default MiniLM embedder (384-d) and ``hidden=64``, the policy of
+``configs/mmlu.yaml`` (8 roles, 8 LLMs, 92k parameters) is 0.40 MB: it fits a
+JetStream KV value (1 MiB by default).  With the trainer state (Adam's moments)
+it is 1.14 MB: keep that in the object store or on disk.
 """
 
 from __future__ import annotations

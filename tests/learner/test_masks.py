@@ -131,8 +131,11 @@ def test_sampled_assignments_always_keep_the_rules(
     logits = rng.normal(size=(len(layout.slots), len(layout.actions)))
     logits[:, layout.action_index("skip")] += 4.0
     answering = [n for n, (role, _) in nodes.items() if role not in answerless]
-    for _ in range(20):
-        decision = policy.decide_logits(logits, "sample", temperature=1.0, rng=rng)
+    decisions = [
+        policy.decide_logits(logits, "sample", temperature=1.0, rng=rng) for _ in range(20)
+    ]
+    decisions += [policy.decide_logits(logits, m, temperature=1.0) for m in ("greedy", "rotation")]
+    for decision in decisions:
         a = layout.decode(decision.actions)
         if answering:
             assert any(a.synthesizers[n] != "skip" for n in answering)
