@@ -9,7 +9,6 @@ query's trace must carry for the learner).  It also satisfies the controller's
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 from dataclasses import dataclass
 from typing import Protocol
@@ -93,20 +92,23 @@ class PolicyPlanner:
         return PlannedQuery(self.policy.assignment(decision), decision, self.version)
 
     def assign(self, config: HieraConfig, request: str | PlanRequestLike) -> Assignment:
-        """The controller's planning call: the config's edges, and sampled if the request
-        explores.  ``request`` is a task text or a ``PlanRequest``-like object."""
+        """The controller's planning call: the config's edges, sampled if the request explores
+        (then with its temperature and per-slot log-probabilities, for the trace).
+
+        ``request`` is a task text or a ``PlanRequest``-like object.
+        """
         if isinstance(request, str):
             text, explore = request, False
         else:
             text, explore = request.task_text, request.explore
         planned = self.plan(text, explore=explore)
-        assignment = planned.assignment.to_assignment(config.edges)
-        # The controller's Assignment is gaining these fields; set them where it has them.
-        names = {f.name for f in dataclasses.fields(assignment)}
-        if {"policy_version", "sampled"} <= names:
-            assignment = dataclasses.replace(
-                assignment,
-                policy_version=self.version,  # type: ignore[call-arg,unused-ignore]
-                sampled=planned.explore,  # type: ignore[call-arg,unused-ignore]
-            )
-        return assignment
+        a = planned.assignment
+        return Assignment(
+            proposers={n: list(p) for n, p in a.proposers.items()},
+            synthesizers=dict(a.synthesizers),
+            edges=list(config.edges),
+            policy_version=self.version,
+            sampled=planned.explore,
+            temperature=planned.decision.temperature if planned.explore else None,
+            log_probs=planned.decision.slot_log_probs if planned.explore else None,
+        )

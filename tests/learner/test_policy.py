@@ -120,8 +120,10 @@ def test_planner_embeds_decides_and_names_the_llms() -> None:
     assert set(assignment.proposers) == set(NODES)
     explored_a = planner.assign(config, _Request("What is 2+2?", explore=True))
     assert set(explored_a.synthesizers) == set(NODES)
-    if hasattr(explored_a, "sampled"):  # the controller's Assignment records how it was chosen
-        assert explored_a.sampled and explored_a.policy_version == 7
+    assert explored_a.sampled and explored_a.policy_version == 7
+    assert explored_a.temperature == 1.5 and explored_a.log_probs is not None
+    assert len(explored_a.log_probs) == len(policy.layout.slots)
+    assert not assignment.sampled and assignment.log_probs is None
     with pytest.raises(ValueError):
         PolicyPlanner(policy, HashEmbedder(16), mode="sample")
 
