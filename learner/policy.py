@@ -158,8 +158,9 @@ class Policy:
     ) -> Policy:
         """A fresh (uniform) policy for ``config``; role and LLM texts embedded now."""
         layout = layout or SlotLayout.from_config(config)
-        torch.manual_seed(seed)
-        net = PolicyNet(layout, embedder.dim, hidden)
+        with torch.random.fork_rng():  # seeded weights without touching the caller's RNG
+            torch.manual_seed(seed)
+            net = PolicyNet(layout, embedder.dim, hidden)
         with torch.no_grad():
             net.role_text.copy_(embedder.embed(role_texts(layout, config.domain)))
             net.action_text.copy_(embedder.embed(action_profiles(config, layout)))
