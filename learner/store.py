@@ -1,0 +1,306 @@
+"""Published policy versions on NATS: blobs in a JetStream object store, records in KV.
+
+Layout (torch-free: this module moves bytes and JSON, so the CLI and the
+controller can read it without loading a model):
+
+- object store ``hieramas_policy_blobs``: ``v.<N>`` holds version N's checkpoint
+  (:func:`hieramas.learner.checkpoint.encode_checkpoint` bytes, policy only);
+- KV bucket ``hieramas_policies``: ``meta.<N>`` holds its :class:`PolicyRecord`
+  (JSON), and ``current`` the number of the version in force.
+
+Versions are never rewritten: publishing first claims ``meta.<N>`` with a
+compare-and-set create, N one past every stored version (a writer that loses the
+race takes the next number), then writes the blob, then moves ``current``.  A
+writer that dies between the steps leaves a record whose blob is missing or
+was never current; readers report it, later writers number past it.
+:meth:`PolicyStore.rollback` makes an older version current again; the learner
+notices and continues training from it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from nats.js.api import KeyValueConfig, ObjectStoreConfig, StorageType
+from nats.js.errors import KeyNotFoundError
+from nats.js.kv import KeyValue
+from nats.js.object_store import ObjectStore
+
+from hieramas.bus import Bus
+
+__all__ = [
+    "POLICY_BLOBS",
+    "POLICY_BUCKET",
+    "PolicyRecord",
+    "PolicyStore",
+    "PolicyStoreError",
+]
+
+log = structlog.get_logger(__name__)
+
+POLICY_BUCKET = "hieramas_policies"
+POLICY_BLOBS = "hieramas_policy_blobs"
+CURRENT = "current"
+
+
+class PolicyStoreError(RuntimeError):
+    """A version that cannot be had: ``not_found``, ``corrupt`` (record or blob), ``missing``
+    (a record whose blob was never written)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyRecord:
+    """One published version: its number, its blob's size and digest, and what it is.
+
+    ``meta`` is the checkpoint's own metadata without its layout (lineage, parent,
+    config name and version, seed, metrics, embedder, temperature, trainer step, ...).
+    """
+
+    version: int
+    size: int
+    sha256: str
+    published_unix: float
+    source: str
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def parent(self) -> int | None:
+        """The version it was trained from (``None`` for the root of a lineage)."""
+        parent = self.meta.get("parent")
+        return None if parent is None else int(parent)
+
+    @property
+    def lineage(self) -> str:
+        """The lineage (one policy trained on one slot layout) it belongs to."""
+        return str(self.meta.get("lineage", ""))
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        """The training metrics it was published with."""
+        return {str(k): float(v) for k, v in dict(self.meta.get("metrics") or {}).items()}
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready map (what ``meta.<N>`` holds)."""
+        return {
+            "version": self.version,
+            "size": self.size,
+            "sha256": self.sha256,
+            "published_unix": self.published_unix,
+            "source": self.source,
+            "meta": dict(self.meta),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> PolicyRecord:
+        """Inverse of :meth:`to_json`; ``KeyError``/``TypeError``/``ValueError`` if malformed."""
+        return cls(
+            version=int(data["version"]),
+            size=int(data["size"]),
+            sha256=str(data["sha256"]),
+            published_unix=float(data["published_unix"]),
+            source=str(data.get("source", "")),
+            meta=dict(data.get("meta") or {}),
+        )
+
+
+Encoder = Callable[[int], tuple[bytes, Mapping[str, Any]]]
+"""``encode(version) -> (blob, meta)``: a checkpoint numbered ``version`` and its metadata."""
+
+
+class PolicyStore:
+    """Policy versions on one NATS (see the module docstring)."""
+
+    def __init__(self, bus: Bus, *, bucket: str = POLICY_BUCKET, blobs: str = POLICY_BLOBS) -> None:
+        self.bus = bus
+        self.bucket = bucket
+        self.blobs = blobs
+        self._kv: KeyValue | None = None
+        self._obj: ObjectStore | None = None
+        self._watch_task: asyncio.Task[None] | None = None
+
+    async def open(self) -> PolicyStore:
+        """Bind (or create) the bucket and the object store; safe from several processes."""
+        js = self.bus.js
+        try:
+            self._kv = await js.key_value(self.bucket)
+        except Exception:
+            try:
+                self._kv = await js.create_key_value(
+                    KeyValueConfig(bucket=self.bucket, history=16, description="HieraMAS policies")
+                )
+            except Exception:  # another process created it meanwhile
+                self._kv = await js.key_value(self.bucket)
+        try:
+            self._obj = await js.object_store(self.blobs)
+        except Exception:
+            config = ObjectStoreConfig(
+                description="HieraMAS policy checkpoints", storage=StorageType.FILE
+            )
+            try:
+                self._obj = await js.create_object_store(self.blobs, config=config)
+            except Exception:
+                self._obj = await js.object_store(self.blobs)
+        return self
+
+    @property
+    def kv(self) -> KeyValue:
+        if self._kv is None:
+            raise RuntimeError("PolicyStore.open() was not awaited")
+        return self._kv
+
+    @property
+    def obj(self) -> ObjectStore:
+        if self._obj is None:
+            raise RuntimeError("PolicyStore.open() was not awaited")
+        return self._obj
+
+    # -- writing ---------------------------------------------------------------------
+
+    async def publish(
+        self, encode: Encoder, *, source: str = "learner", make_current: bool = True
+    ) -> PolicyRecord:
+        """Store a new version (numbered past every stored one) and make it current."""
+        for _ in range(50):
+            version = max(await self.versions() or [0]) + 1
+            version = max(version, await self.current_version() + 1)
+            blob, meta = encode(version)
+            record = PolicyRecord(
+                version=version,
+                size=len(blob),
+                sha256=hashlib.sha256(blob).hexdigest(),
+                published_unix=time.time(),
+                source=source,
+                meta=dict(meta),
+            )
+            try:
+                await self.kv.create(f"meta.{version}", json.dumps(record.to_json()).encode())
+            except Exception:  # another writer took this number: try the next
+                await asyncio.sleep(0.005)
+                continue
+            await self.obj.put(f"v.{version}", blob)
+            if make_current:
+                await self.kv.put(CURRENT, str(version).encode())
+            log.info(
+                "policy.published",
+                version=version,
+                parent=record.parent,
+                lineage=record.lineage,
+                size=record.size,
+            )
+            return record
+        raise RuntimeError("could not publish the policy: too many concurrent writers")
+
+    async def rollback(self, version: int) -> PolicyRecord:
+        """Make stored ``version`` current again; :class:`PolicyStoreError` if it is unusable."""
+        record = await self.record(version)
+        await self.blob(version)  # proves the blob is there and whole before it goes live
+        await self.kv.put(CURRENT, str(version).encode())
+        log.info("policy.rollback", version=version)
+        return record
+
+    # -- reading ---------------------------------------------------------------------
+
+    async def current_version(self) -> int:
+        """The version in force (0 before any, or when ``current`` is garbage)."""
+        try:
+            entry = await self.kv.get(CURRENT)
+        except KeyNotFoundError:
+            return 0
+        return _parse_version(entry.value)
+
+    async def versions(self) -> list[int]:
+        """Every stored version number, ascending."""
+        try:
+            keys = await self.kv.keys()
+        except Exception:  # nats-py raises NoKeysError on an empty bucket
+            return []
+        return sorted(int(k[5:]) for k in keys if k.startswith("meta.") and k[5:].isdigit())
+
+    async def record(self, version: int) -> PolicyRecord:
+        """The record of ``version``; :class:`PolicyStoreError` ``not_found`` or ``corrupt``."""
+        try:
+            entry = await self.kv.get(f"meta.{version}")
+        except KeyNotFoundError:
+            raise PolicyStoreError("not_found", f"no policy version {version}") from None
+        try:
+            return PolicyRecord.from_json(json.loads(entry.value or b""))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise PolicyStoreError(
+                "corrupt", f"policy version {version}: unreadable record: {exc}"
+            ) from None
+
+    async def records(self) -> list[PolicyRecord | PolicyStoreError]:
+        """Every version's record, oldest first (an unreadable one as its error)."""
+        out: list[PolicyRecord | PolicyStoreError] = []
+        for version in await self.versions():
+            try:
+                out.append(await self.record(version))
+            except PolicyStoreError as exc:
+                out.append(exc)
+        return out
+
+    async def blob(self, version: int) -> bytes:
+        """The checkpoint bytes of ``version``, checked against its record's digest."""
+        record = await self.record(version)
+        try:
+            result = await self.obj.get(f"v.{version}")
+        except Exception as exc:  # ObjectNotFoundError, a digest mismatch, ...
+            raise PolicyStoreError(
+                "missing", f"policy version {version}: no checkpoint: {type(exc).__name__} {exc}"
+            ) from None
+        data = bytes(result.data or b"")
+        if hashlib.sha256(data).hexdigest() != record.sha256:
+            raise PolicyStoreError("corrupt", f"policy version {version}: digest mismatch")
+        return data
+
+    # -- following ---------------------------------------------------------------------
+
+    async def watch(self, listener: Callable[[int], Awaitable[None]]) -> None:
+        """Call ``listener(version)`` (on the loop) for the current version and each new one.
+
+        A bad ``current`` value is logged and counted; a failing listener does not end
+        the watch.
+        """
+        watcher = await self.kv.watch(CURRENT, include_history=False)
+
+        async def follow() -> None:
+            async for entry in watcher:
+                if entry is None or not entry.value:
+                    continue
+                version = _parse_version(entry.value)
+                if not version:
+                    self.bus.counters["policy.bad_current"] += 1
+                    log.error("policy.bad_current", value=entry.value[:40])
+                    continue
+                try:
+                    await listener(version)
+                except Exception:
+                    self.bus.counters["policy.listener_failed"] += 1
+                    log.exception("policy.listener_failed", version=version)
+
+        self._watch_task = asyncio.get_running_loop().create_task(follow())
+
+    async def close(self) -> None:
+        """Stop watching."""
+        if self._watch_task is not None:
+            self._watch_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._watch_task
+            self._watch_task = None
+
+
+def _parse_version(raw: bytes | None) -> int:
+    text = (raw or b"").decode("ascii", errors="replace").strip()
+    return int(text) if text.isdigit() and int(text) > 0 else 0
