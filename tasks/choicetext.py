@@ -29,9 +29,8 @@ anchored matches; one regex scanning the whole text is several times slower.
 
 from __future__ import annotations
 
-import heapq
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from functools import lru_cache
 
 __all__ = ["LETTERS", "extract_choice"]
@@ -62,6 +61,10 @@ _FORWARD = re.compile(
 _AFTER_KEYWORD = " \t\n*_:=-\u2013\u2014"
 # the most characters from a keyword's end to the letter it states
 _REACH = 40
+# the most characters from a keyword's start to the letter it states ("correct" is longest)
+_KEYWORD_REACH = _REACH + 7
+# the end of the text searched for keywords first (the rest only if it does not settle)
+_CHUNK = 160
 # the words that may follow a bare "A" when it is the letter, not the article ("A because ...")
 _AFTER_A = frozenset({
     "because", "since", "as", "given", "due", "for", "which", "and", "or", "but", "while",
@@ -118,6 +121,13 @@ _BACKWARD_REVERSED = re.compile(
     r"(?P<kw>\s+(?i:" + _reversed("option", "choice", "answer", "letter") + r"))?"
     r"(?![A-Za-z0-9])"
 )
+# the words that may come right before the keyword of a backward statement
+_BACK_WORDS = frozenset({
+    "is", "be", "the", "my", "our", "correct", "right", "best", "final", "appropriate",
+    "accurate", "likely", "also", "clearly", "definitely", "therefore", "thus", "indeed",
+    "certainly",
+})  # fmt: skip
+_COLONS = ":-\u2013\u2014"
 # capitalised words that may precede a bare letter ("So B is correct"); any other capitalised
 # word makes it a name ("Vitamin D is the answer", "Type A is correct")
 _ADVERBS = frozenset({
@@ -133,6 +143,8 @@ _LINE = re.compile(
     r"[:\-\u2013\u2014]?[*_\s]*)?(?:\\boxed\{)?[(\[]?(?:\\text\{)?([A-D])\}?[)\]]?[.!]?"
     r"[*_\s}]*"
 )
+_LINE_OPENERS = ">#*_ \t([{"
+_LINE_WORD_HEADS = "afocm"  # answer, final, option, choice, correct, my
 _BOLD_LETTER = re.compile(r"\*\*\s*\(?([A-D])\)?[\.\):]?\s*\*\*")
 _LEADING_LETTER = re.compile(r"^\s*[\*\(\[]*([A-D])(?:[\)\]\*]*\s*$|[\)\]\*]*[\.\):,](?!\d))")
 _NON_WORD = re.compile(r"[^a-z0-9]+")
@@ -141,18 +153,21 @@ _KEYWORD_RE = re.compile(r"answer|option|choice|correct", re.IGNORECASE)
 _KEYWORDS = ("answer", "option", "choice", "correct")
 
 
-def _keywords_from_end(text: str) -> Iterator[tuple[int, str]]:
-    """(start, keyword) of every statement keyword, last first."""
+def _keywords_in(text: str, lo: int, hi: int) -> list[tuple[int, str]]:
+    """(start, keyword) of the statement keywords starting in ``[lo, hi)``, last first."""
+    stop = min(len(text), hi + 6)  # a keyword starting before hi may end after it
     if not text.isascii():  # lower() may change the length of non-ASCII text
-        yield from reversed([(m.start(), m.group().lower()) for m in _KEYWORD_RE.finditer(text)])
-        return
-    low = text.lower()  # str.rfind is far faster than a regex scan
-    heads = [(-low.rfind(word), word) for word in _KEYWORDS]
-    heapq.heapify(heads)
-    while heads[0][0] != 1:
-        neg, word = heads[0]
-        yield -neg, word
-        heapq.heapreplace(heads, (-low.rfind(word, 0, -neg), word))
+        found = [(m.start(), m.group().lower()) for m in _KEYWORD_RE.finditer(text, lo, stop)]
+    else:
+        low = text[lo:stop].lower()  # str.find is far faster than a regex scan
+        found = []
+        for word in _KEYWORDS:
+            at = low.find(word)
+            while at != -1:
+                found.append((lo + at, word))
+                at = low.find(word, at + 1)
+    found.sort(reverse=True)
+    return [kw for kw in found if kw[0] < hi]
 
 
 def _norm_text(s: str) -> str:
@@ -203,7 +218,9 @@ def _forward(text: str, end: int, choices: Sequence[str]) -> _Found:
     """The statement after the keyword ending at ``end`` ("... is (B)")."""
     m = _FORWARD.match(text, end)
     if m is not None and m.start("l") - end <= _REACH:
-        letter = _letter(text, m)
+        letter = m.group("l")
+        if letter not in "BCD":  # lowercase letters and "A" may be words
+            letter = _letter(text, m)
         if letter is not None:
             after = _AFTER_LETTER.match(text, m.end())
             if after is None:
@@ -244,6 +261,12 @@ def _after_bad_word(text: str, start: int) -> bool:
 
 def _backward(text: str, start: int, keyword: str) -> _Found:
     """The statement ending just before the keyword at ``start`` ("B is the ...answer")."""
+    # a cheap test before the regex: the word before the keyword
+    before = text[max(0, start - 16) : start].rstrip(" \t\n*_")
+    if not before or (
+        before[-1] not in _COLONS and before.rsplit(None, 1)[-1].lower() not in _BACK_WORDS
+    ):
+        return None
     lo = max(0, start - 64)
     m = _BACKWARD_REVERSED.match(text[start - 1 : lo - 1 if lo else None : -1])
     if m is None or (m.group("colon") and keyword != "correct"):
@@ -262,42 +285,63 @@ def _keyword_statement(text: str, start: int, word: str, choices: Sequence[str])
     """The statement made with the keyword at ``start``, if any."""
     end = start + len(word)
     nxt = text[end : end + 1]
-    if word == "correct":
-        return None if nxt.isalpha() else _backward(text, start, word)  # not "correctly"
-    if nxt and nxt in _AFTER_KEYWORD:
+    if nxt.isalpha():
+        return None  # part of a longer word: "options", "answered", "correctly"
+    if word != "correct" and nxt and nxt in _AFTER_KEYWORD:
         found = _forward(text, end, choices)
         if found is not None:
             return None if _after_bad_word(text, start) else found
     return _backward(text, start, word)
 
 
+def _line_statement(text: str, start: int, end: int) -> _Found:
+    """The letter of the line ``text[start:end]`` if the line is only that ("**B**")."""
+    if not 0 < end - start <= 40:
+        return None
+    head = text[start:end].lstrip(_LINE_OPENERS)[:1]
+    if not head or (head not in "ABCD\\" and head.lower() not in _LINE_WORD_HEADS):
+        return None  # a cheap test before the regex: most lines start with another word
+    m = _LINE.fullmatch(text, start, end)
+    return (m.start(1), m.group(1)) if m else None
+
+
+def _later(a: _Found, b: _Found) -> _Found:
+    return b if a is None or (b is not None and b[0] > a[0]) else a
+
+
 def _last_statement(text: str, choices: Sequence[str]) -> _Found:
-    """The last answer statement: (position, letter, or None when it names two options)."""
+    """The last answer statement: (position, letter, or None when it names two options).
+
+    Worked from the end of the text, chunk by chunk, and stopped as soon as nothing
+    earlier can state anything later, so a long reply costs about as much as its end.
+    """
     best: _Found = None
-    if "\\boxed" in text or "\\fbox" in text:
+    if "\\" in text and ("\\boxed" in text or "\\fbox" in text):
         for m in _BOXED.finditer(text):
             best = (m.start(1), m.group(1).upper())
-    end = len(text)
-    for line in reversed(text.split("\n")):  # a line that is only the letter
-        start = end - len(line)
-        if best is not None and end < best[0]:
-            break
-        only = _LINE.fullmatch(line) if len(line) <= 40 else None
-        if only:
-            if best is None or start + only.start(1) > best[0]:
-                best = (start + only.start(1), only.group(1))
-            break
+    end = len(text.rstrip())
+    last_line = text.rfind("\n", 0, end) + 1
+    best = _later(best, _line_statement(text, last_line, end))
+    hi = len(text)
+    while hi > 0 and (best is None or hi + _KEYWORD_REACH >= best[0]):
+        lo = max(0, hi - _CHUNK) if hi == len(text) else 0  # the end, then all the rest
+        for start, word in _keywords_in(text, lo, hi):
+            if best is not None:
+                if start + _KEYWORD_REACH < best[0]:
+                    lo = 0  # neither this keyword nor any before it can state anything later
+                    break
+                if word == "correct" and start < best[0]:
+                    continue  # "X is correct" lies before its keyword
+            best = _later(best, _keyword_statement(text, start, word, choices))
+        hi = lo
+    # the other lines that are only the letter, while they end after the best so far
+    end = last_line - 1
+    while end > 0 and (best is None or end > best[0]):
+        start = text.rfind("\n", 0, end) + 1
+        found = _line_statement(text, start, end)
+        if found is not None:
+            return _later(best, found)
         end = start - 1
-    # keywords from the end, until none can state anything after the best so far
-    for start, word in _keywords_from_end(text):
-        if best is not None:
-            if start + len(word) + _REACH < best[0]:
-                break  # neither this keyword nor any before it can state anything later
-            if word == "correct" and start < best[0]:
-                continue  # "X is correct" lies before its keyword
-        found = _keyword_statement(text, start, word, choices)
-        if found is not None and (best is None or found[0] > best[0]):
-            best = found
     return best
 
 
@@ -336,7 +380,7 @@ def _text_negated(padded: str, choice: str) -> bool:
 
 def extract_choice(text: str, choices: Sequence[str] = ()) -> str | None:
     """The chosen letter ``A``-``D`` of an MCQ reply, or None if unparseable (policy above)."""
-    if not text or not text.strip():
+    if not text or text.isspace():
         return None
     stated = _last_statement(text, choices)
     if stated is not None:
