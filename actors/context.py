@@ -1,11 +1,14 @@
-"""What every actor of a worker process shares: the bus, the LLM client, traces, ids."""
+"""What every actor of a worker process shares: the bus, the LLM client, traces, ids, the
+trusted config versions and the supervisor."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
+from hieramas.actors.dispatch import Supervisor
 from hieramas.actors.tracking import SlotCallTracker
+from hieramas.actors.trusted import TrustedConfigs
 from hieramas.bus import Bus
 from hieramas.llm.types import ChatClient
 from hieramas.traces import TraceEmitter
@@ -24,6 +27,10 @@ class WorkerContext:
     traces: TraceEmitter
     worker_id: str
     tracker: SlotCallTracker
+    configs: TrustedConfigs
+    """The stored config versions: where LLM endpoints are looked up."""
+    supervisor: Supervisor | None = None
+    """Restarts a crashed actor (the worker)."""
 
     @property
     def inbox(self) -> str:

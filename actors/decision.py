@@ -19,10 +19,12 @@ from hieramas.actors.calls import call_record, start_llm_call
 from hieramas.actors.context import WorkerContext
 from hieramas.actors.join import JoinActor, NodeRun
 from hieramas.actors.messages import CallDone, VoteDone
+from hieramas.actors.trusted import Refused
 from hieramas.controller.config import VOTE
 from hieramas.controller.plan import Plan
 from hieramas.wire import new_id
 from hieramas.wire.events import DecisionRun, LlmCall
+from hieramas.wire.messages import NodeOutputRecord
 from hieramas.wire.subjects import DECISION_NODE
 
 __all__ = ["DecisionActor"]
@@ -30,15 +32,15 @@ __all__ = ["DecisionActor"]
 log = structlog.get_logger(__name__)
 
 
-def _good(run: NodeRun) -> list[dict[str, Any]]:
+def _good(run: NodeRun) -> list[NodeOutputRecord]:
     """The supernode outputs that succeeded with some text."""
     outputs = (run.inputs[n] for n in run.preds)
-    return [o for o in outputs if o.get("status") == "ok" and o.get("text")]
+    return [o for o in outputs if o.status == "ok" and o.text]
 
 
-def _voters(good: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _voters(good: list[NodeOutputRecord]) -> list[NodeOutputRecord]:
     """Who votes: the answer-giving outputs, else every good one."""
-    return [o for o in good if not o.get("answerless")] or good
+    return [o for o in good if not o.answerless] or good
 
 
 class DecisionActor(JoinActor):
@@ -50,13 +52,19 @@ class DecisionActor(JoinActor):
     def predecessors(self, plan: Plan) -> tuple[str, ...]:
         return tuple(plan.nodes)
 
+    def successors(self, plan: Plan) -> list[str]:
+        return []
+
+    def role(self, plan: Plan) -> str:
+        return "decision"
+
     def run_node(self, run: NodeRun) -> None:
         plan = run.plan
         good = _good(run)
-        answers = [o.get("answer") for o in good if not o.get("answerless")]
+        answers = [o.answer for o in good if not o.answerless]
         if answers and None not in answers and len(set(answers)) == 1:
-            winner = next(o for o in good if not o.get("answerless"))
-            self._finish(run, text=str(winner["text"]), answer=answers[0], decided_by="agreement")
+            winner = next(o for o in good if not o.answerless)
+            self._finish(run, text=winner.text, answer=answers[0], decided_by="agreement")
             return
         if plan.decision == VOTE:
             voters = _voters(good)
@@ -66,7 +74,7 @@ class DecisionActor(JoinActor):
                     failed="no supernode output to vote on",
                 )  # fmt: skip
                 return
-            texts = [str(o["text"]) for o in voters]
+            texts = [o.text for o in voters]
             if len(texts) > 1 and voting.needs_execution(plan.domain):
                 run.waiting.add("vote")
                 query_id = run.activation.query_id
@@ -80,7 +88,7 @@ class DecisionActor(JoinActor):
             return
         if good:
             messages = prompting.decision_messages(
-                plan.domain, plan.task_text, [(str(o["role"]), str(o["text"])) for o in good]
+                plan.domain, plan.task_text, [(o.role, o.text) for o in good]
             )
             mode = "llm"
         else:
@@ -88,14 +96,20 @@ class DecisionActor(JoinActor):
                 plan.domain, plan.task_text, cot=plan.alone_prompt != "direct"
             )
             mode = "alone_all_skipped" if not plan.nodes else "alone_all_failed"
+        try:  # from the trusted config version, never from the plan
+            model, endpoint = run.config.call_specs(plan.decision)
+        except Refused as exc:
+            self.ctx.bus.counters[f"endpoint.refused.{exc.code}"] += 1
+            self._finish(run, text="", answer=None, decided_by=mode, failed=f"{exc.code}: {exc}")
+            return
         run.waiting.add(mode)
         start_llm_call(
             self.ctx,
             self.actor_ref.tell,
             query_id=run.activation.query_id,
             tag=mode,
-            model=plan.llms[plan.decision],
-            endpoint=plan.endpoints[plan.llms[plan.decision].endpoint],
+            model=model,
+            endpoint=endpoint,
             messages=messages,
             max_tokens=plan.max_tokens,
             temperature=plan.temperature,
@@ -114,7 +128,7 @@ class DecisionActor(JoinActor):
         plan = run.plan
         call, text = call_record(
             message,
-            plan.llms[plan.decision],
+            run.config.call_specs(plan.decision)[0],
             trace_id=run.activation.trace_id,
             parent_span=run.activation.span_id,
             config_version=run.activation.config_version,
@@ -139,7 +153,7 @@ class DecisionActor(JoinActor):
         if run is None or message.tag not in run.waiting:
             return  # expired meanwhile
         run.waiting.discard(message.tag)
-        texts = [str(o["text"]) for o in _voters(_good(run))]
+        texts = [o.text for o in _voters(_good(run))]
         if isinstance(message.result, BaseException):  # the sandbox failed: plurality instead
             log.warning("vote.failed", node=self.node, error=repr(message.result))
             index, vote = voting.plurality(run.plan.domain, texts)[0], None
@@ -186,24 +200,24 @@ class DecisionActor(JoinActor):
             worker=self.ctx.worker_id,
         )
         self.ctx.traces.emit(event)
-        output: dict[str, Any] = {
-            "node": DECISION_NODE,
-            "role": "decision",
-            "status": event.status,
-            "text": text,
-            "answer": answer,
-            "decided_by": decided_by,
-            "vote": vote,
-            "error": event.error,
-            "failures": event.failures,
-            "model": event.model,
-            "call": call,  # the llm_call event (a map on the wire)
-            "started": run.started,
-            "finished": finished,
-            "latency_s": event.latency_s,
-            "cost_usd": event.cost_usd,
-            "prompt_tokens": event.prompt_tokens,
-            "completion_tokens": event.completion_tokens,
-            "worker": self.ctx.worker_id,
-        }
+        output = NodeOutputRecord(
+            node=DECISION_NODE,
+            role="decision",
+            status=event.status,
+            text=text,
+            answer=answer,
+            decided_by=decided_by,
+            vote=vote,
+            error=event.error,
+            failures=event.failures,
+            model=event.model,
+            call=call,
+            started=run.started,
+            finished=finished,
+            latency_s=event.latency_s,
+            cost_usd=event.cost_usd,
+            prompt_tokens=event.prompt_tokens,
+            completion_tokens=event.completion_tokens,
+            worker=self.ctx.worker_id,
+        )
         self.finish(run, output, [])

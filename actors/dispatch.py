@@ -15,6 +15,13 @@ coroutines and publish), and ``ask(...).get()`` must never be called on the loop
 
 ``HIERAMAS_ACTOR_DISPATCH=threads`` gives every actor its own thread again
 (pykka's classic behaviour), for comparison in ``bench/overhead.py``.
+
+**Supervision.** An exception escaping a handler is a bug (message content is checked
+before it reaches an actor).  The actor then fails what it holds explicitly
+(:meth:`LoopActor.on_crash`: a node ends its in-flight queries with an error at once),
+stops, and hands the messages still in its inbox to its :class:`Supervisor` (the worker),
+which starts a fresh actor in its place and gives them to it.  An idle actor told
+:class:`Retire` stops the same way, so that a worker's actors do not accumulate.
 """
 
 from __future__ import annotations
@@ -27,12 +34,16 @@ import sys
 import threading
 from collections.abc import Callable
 from itertools import count
-from typing import Any, cast
+from types import TracebackType
+from typing import Any, Protocol, cast
 
 import pykka
+import structlog
 from pykka import ThreadingFuture
 
-__all__ = ["DISPATCH_ENV", "LoopActor", "dispatch_mode"]
+__all__ = ["DISPATCH_ENV", "LoopActor", "Retire", "Supervisor", "dispatch_mode"]
+
+log = structlog.get_logger(__name__)
 
 DISPATCH_ENV = "HIERAMAS_ACTOR_DISPATCH"
 _BATCH = 64  # messages handled per loop turn before yielding to I/O
@@ -105,13 +116,84 @@ class _Inbox:
         return not self._items
 
 
+class Retire:
+    """Stop if idle (:meth:`LoopActor.idle`) and nothing waits in the inbox."""
+
+
+class Supervisor(Protocol):
+    """Whoever starts actors, and replaces one that crashed or retired."""
+
+    def actor_crashed(
+        self, ref: pykka.ActorRef[Any], error: BaseException, pending: list[object]
+    ) -> None:
+        """``ref`` crashed on ``error`` and stopped; ``pending``: the messages it left."""
+
+    def actor_retired(self, ref: pykka.ActorRef[Any], pending: list[object]) -> None:
+        """``ref`` stopped when told to retire; ``pending``: messages that came meanwhile."""
+
+
 class LoopActor(pykka.Actor):
     """A pykka actor driven by ``loop`` (normally the bus loop that owns NATS)."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, supervisor: Supervisor | None = None
+    ) -> None:
         super().__init__()
         self._loop = loop
         self._loop_thread: int | None = None
+        self._supervisor = supervisor
+        self._current: object = None  # the message being handled (for on_crash)
+
+    # -- supervision -------------------------------------------------------------------
+    def idle(self) -> bool:
+        """Holds nothing that would be lost if it stopped now (default: always)."""
+        return True
+
+    def on_crash(self, message: object, error: BaseException) -> None:
+        """Fail explicitly whatever this actor holds; it is about to stop after ``error``,
+        raised while handling ``message``."""
+
+    def _handle_receive(self, message: Any) -> Any:
+        if isinstance(message, Retire):
+            self._retire()
+            return None
+        self._current = message
+        return super()._handle_receive(message)
+
+    def on_failure(
+        self,
+        exception_type: type[BaseException] | None,
+        exception_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        """pykka calls this after an exception escaped a handler (and stopped the actor)."""
+        error = exception_value or RuntimeError("unknown failure")
+        try:
+            self.on_crash(self._current, error)
+        except Exception:
+            log.exception("actor.crash_handling_failed", actor=type(self).__name__)
+        pending = self._take_pending()
+        if self._supervisor is not None:
+            self._supervisor.actor_crashed(self.actor_ref, error, pending)
+
+    def _retire(self) -> None:
+        if not self.idle() or not self._inbox.empty():
+            return
+        self._stop()
+        pending = self._take_pending()
+        if self._supervisor is not None:
+            self._supervisor.actor_retired(self.actor_ref, pending)
+
+    def _take_pending(self) -> list[object]:
+        """Empty the inbox: the messages told (asks get ``ActorDeadError``)."""
+        pending: list[object] = []
+        while (envelope := self._inbox.take()) is not None:
+            if envelope.reply_to is None:
+                pending.append(envelope.message)
+            else:
+                dead = pykka.ActorDeadError(f"{self.actor_ref} stopped before handling it")
+                envelope.reply_to.set_exception(exc_info=(type(dead), dead, None))
+        return pending
 
     @staticmethod
     def _create_actor_inbox() -> Any:

@@ -15,14 +15,23 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 import structlog
 
 from hieramas.actors.context import WorkerContext
 from hieramas.actors.dispatch import LoopActor
 from hieramas.actors.messages import Arm, Expire, Inbound, tell_later
+from hieramas.actors.trusted import ResolvedConfig
 from hieramas.bus import error_envelope
 from hieramas.controller.plan import Plan
-from hieramas.wire import Envelope, Kind, WireError, input_output
+from hieramas.wire import Envelope, Kind, WireError
+from hieramas.wire.messages import (
+    NodeInput,
+    NodeOutput,
+    NodeOutputRecord,
+    NodeRoutes,
+    payload,
+)
 
 __all__ = ["JoinActor", "NodeRun"]
 
@@ -37,8 +46,9 @@ class NodeRun:
     activation: Envelope
     gateway: str
     preds: tuple[str, ...]
+    config: ResolvedConfig
     routes: dict[str, str] | None = None
-    inputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    inputs: dict[str, NodeOutputRecord] = field(default_factory=dict)
     started: float | None = None
     calls: dict[str, dict[str, Any]] = field(default_factory=dict)
     waiting: set[str] = field(default_factory=set)
@@ -59,7 +69,7 @@ class JoinActor(LoopActor):
     """Base of :class:`SupernodeActor` and :class:`DecisionActor`."""
 
     def __init__(self, ctx: WorkerContext, node: str) -> None:
-        super().__init__(ctx.bus.loop)
+        super().__init__(ctx.bus.loop, ctx.supervisor)
         self.ctx = ctx
         self.node = node
         self.runs: dict[str, NodeRun] = {}
@@ -67,6 +77,14 @@ class JoinActor(LoopActor):
     # -- subclass hooks --------------------------------------------------------------
     def predecessors(self, plan: Plan) -> tuple[str, ...]:
         """The nodes whose output this node waits for in ``plan``."""
+        raise NotImplementedError
+
+    def successors(self, plan: Plan) -> list[str]:
+        """The nodes this node's output goes to in ``plan`` (besides the gateway)."""
+        raise NotImplementedError
+
+    def role(self, plan: Plan) -> str:
+        """This node's role in ``plan``."""
         raise NotImplementedError
 
     def run_node(self, run: NodeRun) -> None:
@@ -79,14 +97,49 @@ class JoinActor(LoopActor):
             kind = message.envelope.kind.value
             self.reject(message, "kind", f"{self.node} does not accept {kind}")
 
+    # -- supervision -----------------------------------------------------------------
+    def idle(self) -> bool:
+        return not self.runs
+
+    def on_crash(self, message: object, error: BaseException) -> None:
+        """Fail every query this node holds now, explicitly, rather than at its deadline."""
+        reason = f"node {self.node} crashed: {type(error).__name__}: {error}"
+        for run in list(self.runs.values()):
+            try:
+                self.fail(run, reason)
+            except Exception:
+                log.exception("node.fail_failed", node=self.node)
+            self.ctx.bus.counters["node.crash_failed"] += 1
+        if isinstance(message, Inbound):
+            self.reject(message, "internal", reason)
+
+    def fail(self, run: NodeRun, reason: str) -> None:
+        """End ``run`` with a failure output (no text; ``reason`` as its error), sent to the
+        gateway and the successors like any output."""
+        plan = run.plan
+        role = self.role(plan)
+        output = NodeOutputRecord(
+            node=self.node,
+            role=role,
+            status="error",
+            answerless=role in plan.answerless_roles,
+            error=reason,
+            failures=[reason],
+            started=run.started,
+            finished=time.time(),
+            worker=self.ctx.worker_id,
+        )
+        log.error("node.failed", node=self.node, query_id=run.activation.query_id, reason=reason)
+        self.finish(run, output, self.successors(plan))
+
     # -- message handling ------------------------------------------------------------
     def on_receive(self, message: Any) -> None:
         if isinstance(message, Inbound):
-            kind = message.envelope.kind
-            if kind is Kind.NODE_ROUTES:
-                self._on_routes(message.envelope)
-            elif kind is Kind.NODE_INPUT:
-                self._on_input(message.envelope)
+            body = message.body
+            if isinstance(body, NodeRoutes):
+                self._on_routes(message.envelope, body)
+            elif isinstance(body, NodeInput):
+                self._on_input(message, body)
             else:
                 self.on_other(message)
         elif isinstance(message, Arm):
@@ -106,28 +159,37 @@ class JoinActor(LoopActor):
             activation=envelope,
             gateway=message.gateway,
             preds=self.predecessors(plan),
+            config=message.config,
             routes=message.routes,
         )
+        old = self.runs.get(envelope.query_id)
+        if old is not None and old.expiry is not None:  # armed again: the new run's timer counts
+            old.expiry.cancel()
         self.runs[envelope.query_id] = run
         delay = max(plan.deadline_unix - time.time(), 0.0) + 1.0
         run.expiry = tell_later(self.ctx.bus, delay, self.actor_ref, Expire(envelope.query_id))
         self._maybe_start(run)
 
-    def _on_routes(self, envelope: Envelope) -> None:
+    def _on_routes(self, envelope: Envelope, body: NodeRoutes) -> None:
         run = self.runs.get(envelope.query_id)
         if run is None:
             self.ctx.bus.counters["node.unknown_query"] += 1
             return
-        run.routes = {str(k): str(v) for k, v in envelope.payload["routes"].items()}
+        run.routes = body.routes
         self._maybe_start(run)
 
-    def _on_input(self, envelope: Envelope) -> None:
-        run = self.runs.get(envelope.query_id)
+    def _on_input(self, message: Inbound, body: NodeInput) -> None:
+        run = self.runs.get(message.envelope.query_id)
         if run is None:
             self.ctx.bus.counters["node.unknown_query"] += 1
             return
-        output = envelope.payload["output"]
-        run.inputs[str(output.get("node", envelope.sender))] = output
+        output = body.output
+        if output.node not in run.preds:  # not an input of this node: never counted as one
+            self.reject(
+                message, "not_a_predecessor", f"{output.node!r} is not an input of {self.node}"
+            )
+            return
+        run.inputs[output.node] = output
         self._maybe_start(run)
 
     def _maybe_start(self, run: NodeRun) -> None:
@@ -136,7 +198,7 @@ class JoinActor(LoopActor):
             self.run_node(run)
 
     # -- helpers for subclasses ------------------------------------------------------
-    def finish(self, run: NodeRun, output: dict[str, Any], targets: list[str]) -> None:
+    def finish(self, run: NodeRun, output: NodeOutputRecord, targets: list[str]) -> None:
         """Send ``output`` to the gateway and to ``targets`` (node ids, via routes); forget the run.
 
         The gateway's copy goes first: if it is over the payload limit, the node has failed
@@ -145,7 +207,7 @@ class JoinActor(LoopActor):
         self.runs.pop(run.activation.query_id, None)
         if run.expiry is not None:
             run.expiry.cancel()
-        sent = self._send(run, run.gateway, Kind.NODE_OUTPUT, {}, output)
+        sent = self._send(run, run.gateway, Kind.NODE_OUTPUT, None, output)
         if sent is None:
             return  # nothing fits: the query ends at its deadline
         routes = run.routes or {}
@@ -153,14 +215,20 @@ class JoinActor(LoopActor):
         for target in targets:
             if target in routes:
                 at.setdefault(routes[target], []).append(target)
-        forwarded = input_output(sent)
+        forwarded = sent.as_input()
         for inbox, hosted in at.items():
-            self._send(run, inbox, Kind.NODE_INPUT, {"node": hosted[0], "nodes": hosted}, forwarded)
+            self._send(run, inbox, Kind.NODE_INPUT, hosted, forwarded)
 
     def _send(
-        self, run: NodeRun, subject: str, kind: Kind, extra: dict[str, Any], output: dict[str, Any]
-    ) -> dict[str, Any] | None:
-        """Publish ``output`` (with the ``extra`` payload keys); returns what went out.
+        self,
+        run: NodeRun,
+        subject: str,
+        kind: Kind,
+        hosted: list[str] | None,
+        output: NodeOutputRecord,
+    ) -> NodeOutputRecord | None:
+        """Publish ``output`` (a ``node.output``, or a ``node.input`` for ``hosted``); returns
+        what went out.
 
         Over the payload limit, the oversize output is logged and counted and a failure
         output goes in its place (no text; the reason in ``error`` and ``failures``), so
@@ -168,9 +236,7 @@ class JoinActor(LoopActor):
         """
         bus = self.ctx.bus
         try:
-            bus.publish(
-                subject, self.ctx.envelope(kind, {**extra, "output": output}, run.activation)
-            )
+            bus.publish(subject, self._envelope(run, kind, hosted, output))
             return output
         except WireError as exc:
             reason = f"output not delivered: {exc}"
@@ -178,15 +244,23 @@ class JoinActor(LoopActor):
         bus.counters["node.output_oversize"] += 1
         log.warning("node.output_oversize", node=self.node, query_id=query_id, reason=reason)
         for fallback in _undelivered(output, reason):
-            envelope = self.ctx.envelope(kind, {**extra, "output": fallback}, run.activation)
             try:
-                bus.publish(subject, envelope)
+                bus.publish(subject, self._envelope(run, kind, hosted, fallback))
                 return fallback
             except WireError:
                 continue
         bus.counters["node.output_lost"] += 1
         log.error("node.output_lost", node=self.node, query_id=query_id, reason=reason)
         return None
+
+    def _envelope(
+        self, run: NodeRun, kind: Kind, hosted: list[str] | None, output: NodeOutputRecord
+    ) -> Envelope:
+        if hosted is None:
+            body = payload(NodeOutput(output=output))
+        else:
+            body = payload(NodeInput(node=hosted[0], nodes=hosted, output=output))
+        return self.ctx.envelope(kind, body, run.activation)
 
     def reject(self, message: Inbound, code: str, reason: str) -> None:
         """Log, count and (if asked) answer a message this node cannot take."""
@@ -199,16 +273,25 @@ class JoinActor(LoopActor):
             )
 
 
-_MINIMAL_KEYS = ("node", "role", "answerless", "worker")
-
-
-def _undelivered(output: dict[str, Any], reason: str) -> list[dict[str, Any]]:
+def _undelivered(output: NodeOutputRecord, reason: str) -> list[NodeOutputRecord]:
     """Failure outputs that stand in for ``output``, largest first: without its text,
     then with only its identity and the reason."""
-    failed = {"status": "error", "text": "", "answer": None, "error": reason}
-    failures = [*(output.get("failures") or []), reason]
-    minimal = {k: output[k] for k in _MINIMAL_KEYS if k in output}
     return [
-        {**output, **failed, "failures": failures},
-        {**minimal, **failed, "failures": [reason]},
+        msgspec.structs.replace(
+            output,
+            status="error",
+            text="",
+            answer=None,
+            error=reason,
+            failures=[*output.failures, reason],
+        ),
+        NodeOutputRecord(
+            node=output.node,
+            role=output.role,
+            answerless=output.answerless,
+            worker=output.worker,
+            status="error",
+            error=reason,
+            failures=[reason],
+        ),
     ]

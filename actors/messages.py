@@ -14,11 +14,13 @@ from typing import Any
 
 import pykka
 
+from hieramas.actors.trusted import ResolvedConfig
 from hieramas.bus import Bus
 from hieramas.controller.plan import Plan
-from hieramas.llm.types import ChatResult
+from hieramas.llm.types import ChatResult, EndpointSpec, ModelSpec
 from hieramas.tasks.codevote import VoteOutcome
 from hieramas.wire import Envelope
+from hieramas.wire.messages import SlotCall
 
 __all__ = [
     "Arm",
@@ -27,6 +29,7 @@ __all__ = [
     "Inbound",
     "Redo",
     "RequestDone",
+    "SlotWork",
     "VoteDone",
     "tell_later",
 ]
@@ -34,20 +37,36 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class Inbound:
-    """A decoded bus message, with the subject to answer on (if the sender waits)."""
+    """A decoded bus message whose payload the worker checked (``body``, its typed record),
+    with the subject to answer on (if the sender waits)."""
 
     envelope: Envelope
     reply: str | None = None
+    body: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class SlotWork:
+    """A checked slot call, with the model and endpoint records the worker resolved for it
+    from the trusted config version (never from the message)."""
+
+    envelope: Envelope
+    reply: str | None
+    request: SlotCall
+    model: ModelSpec
+    endpoint: EndpointSpec
 
 
 @dataclass(frozen=True, slots=True)
 class Arm:
-    """Arm this node for one query: the activation, its decoded plan, and (when the worker
-    armed the whole query itself) the routes, so the node can start without waiting for them."""
+    """Arm this node for one query: the activation, its decoded plan, the trusted config
+    version it runs on, and (when the worker armed the whole query itself) the routes, so
+    the node can start without waiting for them."""
 
     activation: Envelope
     plan: Plan
     gateway: str
+    config: ResolvedConfig
     routes: dict[str, str] | None = None
 
 

@@ -8,6 +8,7 @@ from hieramas.llm.types import Message
 from hieramas.tasks import answers, prompts
 
 __all__ = [
+    "check_roles",
     "decision_messages",
     "extract_answer",
     "proposer_messages",
@@ -48,3 +49,13 @@ def single_messages(domain: str, task: str, *, cot: bool = True) -> list[Message
 def extract_answer(domain: str, text: str) -> str | None:
     """The canonical answer in ``text`` (``None`` when unparseable)."""
     return answers.extract_answer(domain, text)
+
+
+def check_roles(domain: str, roles: Sequence[str]) -> str | None:
+    """Why ``roles`` cannot be prompted in ``domain`` (an unknown domain or role), or ``None``."""
+    try:
+        known = prompts.roles(domain)
+    except ValueError as exc:
+        return str(exc)
+    unknown = sorted({role for role in roles if role not in known})
+    return f"unknown role(s) {unknown} for domain {domain!r}" if unknown else None

@@ -1,14 +1,15 @@
 """Proposer and synthesizer actors: each fills one slot of a supernode with one LLM call.
 
-A slot call arrives as a NATS request carrying everything the call needs
-(role, task, inputs, model and endpoint records, deadline); the actor renders
+A slot call arrives as a NATS request carrying the prompt's parts, the LLM's pool name and
+a deadline; the worker has checked it and resolved the LLM's model and endpoint records from
+the trusted config version (:class:`~hieramas.actors.messages.SlotWork`).  The actor renders
 the prompt, starts the call without blocking, and replies when it finishes.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any, TypeVar, cast
+from typing import Any
 
 import structlog
 
@@ -16,16 +17,15 @@ from hieramas.actors import prompting
 from hieramas.actors.calls import call_record, start_llm_call
 from hieramas.actors.context import WorkerContext
 from hieramas.actors.dispatch import LoopActor
-from hieramas.actors.messages import CallDone, Inbound
+from hieramas.actors.messages import CallDone, SlotWork
 from hieramas.bus import error_envelope
-from hieramas.llm.types import EndpointSpec, Message, ModelSpec
+from hieramas.llm.types import Message, ModelSpec
 from hieramas.wire import Envelope, Kind
+from hieramas.wire.messages import SlotAccepted, SlotCallSpec, SlotResult, payload, split_slot
 
 __all__ = ["ProposerActor", "SlotActor", "SynthesizerActor"]
 
 log = structlog.get_logger(__name__)
-
-_Spec = TypeVar("_Spec", ModelSpec, EndpointSpec)
 
 ANNOUNCE_AFTER_S = 0.25
 """A call still running after this long tells its supernode which worker holds it (for failover);
@@ -38,61 +38,43 @@ class SlotActor(LoopActor):
     slot_kind = "slot"
 
     def __init__(self, ctx: WorkerContext, node: str, slot: str) -> None:
-        super().__init__(ctx.bus.loop)
+        super().__init__(ctx.bus.loop, ctx.supervisor)
         self.ctx = ctx
         self.node = node
         self.slot = slot
-        self._specs: dict[tuple[type, object], tuple[dict[str, Any], object]] = {}
 
-    def messages(self, call: dict[str, Any]) -> list[Message]:
+    def messages(self, call: SlotCallSpec) -> list[Message]:
         """The chat messages for ``call``."""
         raise NotImplementedError
 
-    def _spec(self, kind: type[_Spec], record: dict[str, Any]) -> _Spec:
-        """``kind(**record)``, the same object again while the record stays the same.
-
-        Every call carries its model and endpoint records; reusing the spec saves building
-        it per call, and the LLM client then finds its endpoint state by identity.
-        """
-        key = (kind, record.get("name"))
-        cached = self._specs.get(key)
-        if cached is not None and cached[0] == record:
-            return cast(_Spec, cached[1])
-        spec = kind(**record)
-        self._specs[key] = (record, spec)
-        return spec
-
     def on_receive(self, message: Any) -> None:
-        if isinstance(message, Inbound):
+        if isinstance(message, SlotWork):
             self._on_call(message)
 
-    def _on_call(self, message: Inbound) -> None:
-        envelope = message.envelope
+    def on_crash(self, message: object, error: BaseException) -> None:
+        if isinstance(message, SlotWork):  # its calls in flight answer by themselves
+            self._reject(message, "internal", f"{self.slot_kind} failed: {error!r}")
+
+    def _on_call(self, message: SlotWork) -> None:
+        envelope, call = message.envelope, message.request.call
+        slot_tag = message.request.slot
+        attempt = split_slot(slot_tag)[1]
         try:
-            call = envelope.payload["call"]
-            model = self._spec(ModelSpec, call["model"])
-            endpoint = self._spec(EndpointSpec, call["endpoint"])
             messages = self.messages(call)
-            attempt = int(str(envelope.payload["slot"]).partition("@")[2] or 1)
-        except (KeyError, TypeError, ValueError) as exc:
-            self._reject(message, "bad_call", f"malformed {self.slot_kind} call: {exc!r}")
+        except ValueError as exc:  # a domain or role the task catalogue does not know
+            self._reject(message, "bad_call", f"{self.slot_kind} call: {exc}")
             return
-        role = str(call.get("role", ""))
         ctx, reply, finished = self.ctx, message.reply, [False]
         timer: asyncio.TimerHandle | None = None
-        node, slot = self.node, self.slot
-        notify = call.get("notify")
+        node, slot, role, model = self.node, self.slot, call.role, message.model
+        notify = call.notify
         if notify:
 
             def announce() -> None:  # only calls still running need a taker on record
                 if not finished[0]:
-                    accepted = {
-                        "node": node,
-                        "slot": envelope.payload["slot"],
-                        "worker": ctx.worker_id,
-                    }
+                    accepted = SlotAccepted(node=node, slot=slot_tag, worker=ctx.worker_id)
                     ctx.bus.publish(
-                        str(notify), ctx.envelope(Kind.SLOT_ACCEPTED, accepted, envelope)
+                        notify, ctx.envelope(Kind.SLOT_ACCEPTED, payload(accepted), envelope)
                     )
 
             timer = ctx.bus.call_later(ANNOUNCE_AFTER_S, announce)
@@ -101,7 +83,7 @@ class SlotActor(LoopActor):
             finished[0] = True
             if timer is not None:
                 timer.cancel()
-            _reply(ctx, envelope, reply, model, (node, role, slot, attempt), done)
+            _reply(ctx, envelope, reply, model, (node, role, slot, attempt, slot_tag), done)
 
         start_llm_call(
             ctx,
@@ -109,15 +91,15 @@ class SlotActor(LoopActor):
             query_id=envelope.query_id,
             tag=self.slot,
             model=model,
-            endpoint=endpoint,
+            endpoint=message.endpoint,
             messages=messages,
-            max_tokens=int(call.get("max_tokens", 1024)),
-            temperature=float(call.get("temperature", 0.0)),
-            deadline_unix=float(call["deadline_unix"]),
-            seed=call.get("seed"),
+            max_tokens=call.max_tokens,
+            temperature=call.temperature,
+            deadline_unix=call.deadline_unix,
+            seed=call.seed,
         )
 
-    def _reject(self, message: Inbound, code: str, reason: str) -> None:
+    def _reject(self, message: SlotWork, code: str, reason: str) -> None:
         self.ctx.bus.counters[f"rejected.{code}"] += 1
         log.warning("slot.rejected", node=self.node, slot=self.slot, code=code, reason=reason)
         if message.reply:
@@ -132,10 +114,8 @@ class ProposerActor(SlotActor):
 
     slot_kind = "proposer"
 
-    def messages(self, call: dict[str, Any]) -> list[Message]:
-        return prompting.proposer_messages(
-            call["domain"], call["role"], call["task"], _pairs(call.get("predecessors", []))
-        )
+    def messages(self, call: SlotCallSpec) -> list[Message]:
+        return prompting.proposer_messages(call.domain, call.role, call.task, call.predecessors)
 
 
 class SynthesizerActor(SlotActor):
@@ -143,17 +123,11 @@ class SynthesizerActor(SlotActor):
 
     slot_kind = "synthesizer"
 
-    def messages(self, call: dict[str, Any]) -> list[Message]:
-        if not call.get("proposals"):
-            return prompting.proposer_messages(
-                call["domain"], call["role"], call["task"], _pairs(call.get("predecessors", []))
-            )
+    def messages(self, call: SlotCallSpec) -> list[Message]:
+        if not call.proposals:
+            return prompting.proposer_messages(call.domain, call.role, call.task, call.predecessors)
         return prompting.synthesizer_messages(
-            call["domain"],
-            call["role"],
-            call["task"],
-            [str(p) for p in call["proposals"]],
-            _pairs(call.get("predecessors", [])),
+            call.domain, call.role, call.task, call.proposals, call.predecessors
         )
 
 
@@ -162,13 +136,13 @@ def _reply(
     envelope: Envelope,
     reply: str | None,
     model: ModelSpec,
-    site: tuple[str, str, str, int],
+    site: tuple[str, str, str, int, str],
     done: CallDone,
 ) -> None:
     """Trace the finished call and answer the supernode that asked for it.
 
-    ``site`` is the call's (node, role, slot, attempt)."""
-    node, role, slot, attempt = site
+    ``site`` is the call's (node, role, slot, attempt, slot tag on the wire)."""
+    node, role, slot, attempt, slot_tag = site
     event, text = call_record(
         done,
         model,
@@ -184,21 +158,12 @@ def _reply(
     ctx.traces.emit(event)
     if not reply:
         return
-    payload = {
-        "slot": envelope.payload["slot"],
-        "status": event.outcome,
-        "call": event,
-        "text": text,
-    }
+    result = SlotResult(slot=slot_tag, status=event.outcome, call=event, text=text)
     try:
-        ctx.bus.publish(reply, ctx.envelope(Kind.SLOT_RESULT, payload, envelope))
+        ctx.bus.publish(reply, ctx.envelope(Kind.SLOT_RESULT, payload(result), envelope))
     except ValueError as exc:  # oversize completion: answer with a clear error instead
         ctx.bus.counters["rejected.oversize"] += 1
         log.warning("slot.oversize", node=event.node, slot=slot, reason=str(exc))
         ctx.bus.publish(
             reply, error_envelope("oversize", str(exc), sender=ctx.worker_id, like=envelope)
         )
-
-
-def _pairs(raw: list[Any]) -> list[tuple[str, str]]:
-    return [(str(role), str(text)) for role, text in raw]

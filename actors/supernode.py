@@ -17,8 +17,17 @@ from hieramas.actors.join import JoinActor, NodeRun
 from hieramas.actors.messages import Redo, RequestDone, VoteDone
 from hieramas.controller.config import PASS, VOTE
 from hieramas.controller.plan import Plan
-from hieramas.wire import Envelope, Kind, new_id
+from hieramas.wire import Envelope, Kind, WireError, new_id
 from hieramas.wire.events import NodeModels, SupernodeRun
+from hieramas.wire.messages import (
+    NodeOutputRecord,
+    SlotCall,
+    SlotCallSpec,
+    SlotResult,
+    payload,
+    read,
+    split_slot,
+)
 from hieramas.wire.subjects import DECISION_NODE
 
 __all__ = ["SupernodeActor"]
@@ -33,6 +42,12 @@ class SupernodeActor(JoinActor):
 
     def predecessors(self, plan: Plan) -> tuple[str, ...]:
         return plan.nodes[self.node].preds
+
+    def successors(self, plan: Plan) -> list[str]:
+        return [*plan.nodes[self.node].succs, DECISION_NODE]
+
+    def role(self, plan: Plan) -> str:
+        return plan.nodes[self.node].role
 
     def run_node(self, run: NodeRun) -> None:
         node = run.plan.nodes[self.node]
@@ -67,7 +82,7 @@ class SupernodeActor(JoinActor):
 
     def _on_slot_done(self, message: RequestDone) -> None:
         run = self.runs.get(message.query_id)
-        tag, attempt = _split(message.tag)
+        tag, attempt = split_slot(message.tag)
         if run is None or tag not in run.waiting or run.attempts.get(tag) != attempt:
             return  # finished already, or superseded by a retry elsewhere
         run.waiting.discard(tag)
@@ -120,34 +135,29 @@ class SupernodeActor(JoinActor):
         self, run: NodeRun, tag: str, subject: str, kind: str, llm: str, proposals: list[str]
     ) -> None:
         plan = run.plan
-        model = plan.llms[llm]
         attempt = run.attempts.get(tag, 0) + 1
         run.attempts[tag] = attempt
         run.requests[tag] = (subject, kind, llm, proposals)
-        wire_plan = run.activation.payload["plan"]  # the records as they arrived: no re-encoding
         deadline = min(plan.deadline_unix, time.time() + plan.node_timeout_s)
-        call = {
-            "kind": kind,
-            "node": self.node,
-            "role": plan.nodes[self.node].role,
-            "domain": plan.domain,
-            "task": plan.task_text,
-            "predecessors": _predecessor_pairs(run),
-            "proposals": proposals,
-            "model": wire_plan["llms"][llm],
-            "endpoint": wire_plan["endpoints"][model.endpoint],
-            "max_tokens": plan.max_tokens,
-            "temperature": plan.temperature,
-            "deadline_unix": deadline,
-            "notify": self.ctx.inbox,
+        call = SlotCallSpec(
+            kind="propose" if kind == "propose" else "synthesize",
+            node=self.node,
+            role=plan.nodes[self.node].role,
+            domain=plan.domain,
+            task=plan.task_text,
+            predecessors=_predecessor_pairs(run),
+            proposals=proposals,
+            llm=llm,  # by name: the slot's worker looks it up in the config version
+            max_tokens=plan.max_tokens,
+            temperature=plan.temperature,
+            deadline_unix=deadline,
+            notify=self.ctx.inbox,
             # distinct samples per slot when sampling (self-consistency), reproducible per slot
-            "seed": (int(tag[1:]) + 1 if tag[1:].isdigit() else 0)
-            if plan.temperature > 0
-            else None,
-        }
+            seed=(int(tag[1:]) + 1 if tag[1:].isdigit() else 0) if plan.temperature > 0 else None,
+        )
         envelope = Envelope(
             kind=Kind.SLOT_CALL,
-            payload={"slot": f"{tag}@{attempt}", "call": call},
+            payload=payload(SlotCall(slot=f"{tag}@{attempt}", call=call)),
             query_id=run.activation.query_id,
             trace_id=run.activation.trace_id,
             span_id=new_id(),
@@ -209,38 +219,38 @@ class SupernodeActor(JoinActor):
             worker=self.ctx.worker_id,
         )
         self.ctx.traces.emit(event)
-        output: dict[str, Any] = {
-            "node": self.node,
-            "role": node.role,
-            "status": event.status,
-            "text": text,
-            "answer": event.answer,
-            "answerless": answerless,
-            "error": event.error,
-            "failures": failures,
-            "models": event.models,
-            "calls": {
+        output = NodeOutputRecord(
+            node=self.node,
+            role=node.role,
+            status=event.status,
+            text=text,
+            answer=event.answer,
+            answerless=answerless,
+            error=event.error,
+            failures=failures,
+            models=event.models,
+            calls={
                 tag: {k: v for k, v in rec.items() if k != "text"} for tag, rec in run.calls.items()
             },
-            "vote": event.vote,
-            "proposals_used": event.proposals_used,
-            "started": run.started,
-            "finished": finished,
-            "latency_s": event.latency_s,
-            "cost_usd": event.cost_usd,
-            "prompt_tokens": event.prompt_tokens,
-            "completion_tokens": event.completion_tokens,
-            "worker": self.ctx.worker_id,
-        }
+            vote=event.vote,
+            proposals_used=event.proposals_used,
+            started=run.started,
+            finished=finished,
+            latency_s=event.latency_s,
+            cost_usd=event.cost_usd,
+            prompt_tokens=event.prompt_tokens,
+            completion_tokens=event.completion_tokens,
+            worker=self.ctx.worker_id,
+        )
         self.finish(run, output, [*node.succs, DECISION_NODE])
 
 
-def _predecessor_pairs(run: NodeRun) -> list[list[str]]:
+def _predecessor_pairs(run: NodeRun) -> list[tuple[str, str]]:
     pairs = []
     for pred in run.preds:
-        out = run.inputs.get(pred, {})
-        if out.get("status") == "ok" and out.get("text"):
-            pairs.append([str(out.get("role", pred)), str(out["text"])])
+        out = run.inputs.get(pred)
+        if out is not None and out.status == "ok" and out.text:
+            pairs.append((out.role or pred, out.text))
     return pairs
 
 
@@ -269,17 +279,16 @@ def _pseudo_record(how: str, proposals: list[str], index: int) -> dict[str, Any]
     return {**record, "outcome": "ok", "error": None, "text": proposals[index]}
 
 
-def _split(wire_tag: str) -> tuple[str, int]:
-    """``"p0@2"`` → ``("p0", 2)``."""
-    tag, _, attempt = wire_tag.partition("@")
-    return tag, int(attempt or 1)
-
-
 def _slot_record(done: RequestDone, tag: str) -> dict[str, Any]:
     result = done.result
+    if not isinstance(result, BaseException):
+        try:
+            read(result, SlotResult)  # every field checked; the record is kept as its map
+        except WireError as exc:
+            result = exc
     if isinstance(result, BaseException):
         return {"outcome": "error", "error": f"{type(result).__name__}: {result}", "slot": tag}
-    record = dict(result.payload.get("call") or {})  # the call's llm_call event, as a map
+    record = dict(result.payload["call"])  # the call's llm_call event, as a map
     record["text"] = str(result.payload.get("text") or "")
-    record.setdefault("outcome", str(result.payload.get("status")))
+    record.setdefault("outcome", str(result.payload["status"]))
     return record

@@ -58,11 +58,13 @@ class SlotCallTracker:
         else:
             self.bus.loop.call_soon_threadsafe(register)
 
-    def accepted(self, query_id: str, node: str, tag: str, attempt: int, worker: str) -> None:
-        """A worker announced it took the call."""
+    def accepted(self, query_id: str, node: str, tag: str, attempt: int, worker: str) -> bool:
+        """A worker announced it took the call; False if no such call is outstanding."""
         call = self._calls.get((query_id, node, tag))
         if call is not None and call.attempt == attempt:
             call.worker = worker
+            return True
+        return False
 
     def finished(self, query_id: str, node: str, tag: str, attempt: int) -> None:
         """The call's reply (or failure) arrived."""

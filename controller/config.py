@@ -7,6 +7,7 @@ with its location (``supernodes.critic.proposers[1]: unknown LLM 'gpt-9'``).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from typing import Any, Literal
 
@@ -17,6 +18,9 @@ from hieramas.llm.types import EndpointSpec, ModelSpec
 from hieramas.wire.subjects import DECISION_NODE, NODE_NAME
 
 __all__ = [
+    "DEFAULT_KEY_PATTERN",
+    "KEY_VARIABLE",
+    "NATS_VARIABLES",
     "PASS",
     "PSEUDO_LLMS",
     "SKIP",
@@ -39,6 +43,11 @@ VOTE = "vote"
 PASS = "pass"
 """As synthesizer: the supernode's output is its first successful proposal, without a call."""
 PSEUDO_LLMS = frozenset({SKIP, VOTE, PASS})
+DEFAULT_KEY_PATTERN = "HIERAMAS_KEY_*"
+"""The environment variables a worker reads API keys from, unless it is given other names."""
+NATS_VARIABLES = "HIERAMAS_NATS_"
+"""The prefix of the NATS connection settings and credentials: never an API key."""
+KEY_VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 
 
 class ConfigError(ValueError):
@@ -58,7 +67,11 @@ class EndpointConfig(_Strict):
 
     kind: Literal["openai", "emulator"] = "openai"
     base_url: str | None = None
-    api_key_env: str | None = Field(default=None, description="name of the env var holding the key")
+    api_key_env: str | None = Field(
+        default=None,
+        description="name of the env var holding the key; workers read only HIERAMAS_KEY_* "
+        "or the names they are given (--key-env)",
+    )
     timeout_s: float = Field(default=60.0, gt=0)
     max_concurrency: int = Field(default=16, ge=1)
     rate_limit_per_s: float | None = Field(default=None, gt=0)
@@ -211,6 +224,17 @@ def parse_config(text: str | bytes, *, roles: RoleCatalogue | None = None) -> Hi
 def validate(config: HieraConfig, *, roles: RoleCatalogue | None = None) -> list[str]:
     """Every semantic problem of ``config`` (empty when it is valid)."""
     problems: list[str] = []
+    for name, endpoint in config.endpoints.items():
+        if endpoint.api_key_env and not KEY_VARIABLE.match(endpoint.api_key_env):
+            problems.append(
+                f"endpoints.{name}.api_key_env: {endpoint.api_key_env!r} is not an environment "
+                "variable name (letters, digits and '_')"
+            )
+        elif endpoint.api_key_env and endpoint.api_key_env.startswith(NATS_VARIABLES):
+            problems.append(
+                f"endpoints.{name}.api_key_env: {endpoint.api_key_env!r} holds a NATS "
+                f"credential; workers never send one to an endpoint (use {DEFAULT_KEY_PATTERN})"
+            )
     for name, llm_cfg in config.llms.items():
         if name in PSEUDO_LLMS:
             problems.append(f"llms.{name}: '{name}' is reserved (skip, vote and pass are not LLMs)")

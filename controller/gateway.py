@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+import msgspec
 import structlog
 
 from hieramas.bus import Bus, BusError, RemoteError
@@ -41,6 +42,16 @@ from hieramas.liveness import Liveness
 from hieramas.traces import TraceEmitter
 from hieramas.wire import Envelope, Kind, Subjects, WireError, input_output, new_id
 from hieramas.wire.events import AssignmentRecord, QueryDone
+from hieramas.wire.messages import (
+    NodeActivate,
+    NodeArmed,
+    NodeInput,
+    NodeOutput,
+    NodeOutputRecord,
+    NodeRoutes,
+    payload,
+    read,
+)
 from hieramas.wire.subjects import DECISION_NODE
 
 __all__ = ["GATEWAY_QUEUE", "Gateway", "QueryFailed"]
@@ -90,7 +101,6 @@ class QueryRun:
     routes: dict[str, str] = field(default_factory=dict)
     workers: dict[str, str] = field(default_factory=dict)
     rearmed: set[str] = field(default_factory=set)
-    wire_plan: dict[str, Any] = field(default_factory=dict)
     done: asyncio.Future[dict[str, Any]] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -223,12 +233,22 @@ class Gateway:
         if envelope.kind is not Kind.NODE_OUTPUT:
             self.bus.reject(self.inbox, reply, "kind", f"gateway inbox got {envelope.kind.value}")
             return
+        try:
+            node = read(envelope, NodeOutput).output.node  # every field checked
+        except WireError as exc:
+            self.bus.reject(self.inbox, reply, exc.code, str(exc))
+            return
         run = self.runs.get(envelope.query_id)
         if run is None:
             self.bus.counters["gateway.late_output"] += 1
             return
+        if node != DECISION_NODE and node not in run.plan.nodes:  # never counted as progress
+            self.bus.counters["gateway.foreign_output"] += 1
+            self.bus.reject(
+                self.inbox, reply, "unknown_node", f"{node!r} is not a node of the plan"
+            )
+            return
         output = envelope.payload["output"]
-        node = str(output.get("node", ""))
         if node in run.outputs:  # a second run of the node (re-armed, or a retried arming):
             self.bus.counters["gateway.duplicate_output"] += 1  # the first output stands
             return
@@ -246,9 +266,10 @@ class Gateway:
         return tuple(run.plan.nodes) if node == DECISION_NODE else run.plan.nodes[node].preds
 
     def _send_input(self, run: QueryRun, target: str, output: dict[str, Any]) -> None:
-        payload = {"node": target, "output": input_output(output)}
+        forwarded = msgspec.convert(input_output(output), NodeOutputRecord)  # checked on arrival
+        body = payload(NodeInput(node=target, output=forwarded))
         self.bus.publish(
-            run.routes[target], run.envelope.reply(Kind.NODE_INPUT, payload, sender=self.gateway_id)
+            run.routes[target], run.envelope.reply(Kind.NODE_INPUT, body, sender=self.gateway_id)
         )
 
     def _on_worker_lost(self, worker: str) -> None:
@@ -335,7 +356,6 @@ class Gateway:
                 sender=self.gateway_id,
             ),
             started=started,
-            wire_plan=plan.to_wire(),
         )
         self.runs[query_id] = run
         return run
@@ -448,6 +468,8 @@ class Gateway:
             raise QueryFailed("corrupt_config", str(exc)) from None
         config = stored.config
         domain = str(payload.get("domain") or config.domain)
+        if domain != config.domain:  # the workers would refuse a plan they cannot prompt
+            _check_domain(domain, [node.role for node in config.supernodes.values()])
         spec = self._planner_spec(config)
         planner = self.planner if spec is None else await self._planner_of(spec)
         request = PlanRequest(
@@ -488,28 +510,30 @@ class Gateway:
     async def _arm_group(self, run: QueryRun, group: str | None, todo: list[str]) -> bool:
         started = False
         while todo:
-            armed = await self._activate(run, group, todo)
-            hosted = [str(n) for n in armed.payload.get("nodes") or [todo[0]]]
+            try:
+                armed = read(await self._activate(run, group, todo), NodeArmed)
+            except WireError as exc:
+                raise QueryFailed("arm_bad_reply", f"node {todo[0]!r}: {exc}") from None
+            hosted = armed.nodes or [todo[0]]
             if todo[0] not in hosted:
                 raise QueryFailed("arm_bad_reply", f"node {todo[0]!r}: the worker did not arm it")
-            inbox, worker = str(armed.payload["inbox"]), str(armed.payload.get("worker", ""))
+            inbox, worker = armed.inbox, armed.worker
             if self.liveness is not None:
                 self.liveness.expect(worker)
             for node in hosted:
                 if node in todo:
                     run.routes[node] = inbox
                     run.workers[node] = worker
-            started = started or armed.payload.get("started") is True
+            started = started or armed.started
             todo = [n for n in todo if n not in hosted]
         return started
 
     async def _activate(self, run: QueryRun, group: str | None, nodes: list[str]) -> Envelope:
         """One activation request for ``nodes``, to the queue group of the first of them."""
         plan, node = run.plan, nodes[0]
+        activation = NodeActivate(plan=run.plan, node=node, nodes=nodes, gateway=self.inbox)
         envelope = run.envelope.reply(
-            Kind.NODE_ACTIVATE,
-            {"plan": run.wire_plan, "node": node, "nodes": nodes, "gateway": self.inbox},
-            sender=self.gateway_id,
+            Kind.NODE_ACTIVATE, payload(activation), sender=self.gateway_id
         )
         subject = self.subjects.activate(node, group)
         for attempt in (1, 2):  # a worker that died holding the request never answers
@@ -537,9 +561,9 @@ class Gateway:
         for node in nodes:
             at.setdefault(run.routes[node], []).append(node)
         for inbox, hosted in at.items():
-            payload = {"node": hosted[0], "nodes": hosted, "routes": run.routes}
+            routes = payload(NodeRoutes(node=hosted[0], nodes=hosted, routes=run.routes))
             await self.bus.apublish(
-                inbox, run.envelope.reply(Kind.NODE_ROUTES, payload, sender=self.gateway_id)
+                inbox, run.envelope.reply(Kind.NODE_ROUTES, routes, sender=self.gateway_id)
             )
 
     def _result(self, run: QueryRun, status: str, *, error: str | None = None) -> dict[str, Any]:
@@ -630,6 +654,19 @@ def _policy_fields(run: QueryRun | None) -> dict[str, Any]:
         "temperature": run.assignment.temperature,
         "log_probs": list(log_probs) if log_probs is not None else None,
     }
+
+
+def _check_domain(domain: str, roles: list[str]) -> None:
+    """``QueryFailed`` (``bad_query``) unless ``domain`` is known and has all of ``roles``."""
+    from hieramas.tasks import prompts
+
+    try:
+        known = set(prompts.roles(domain))
+    except ValueError as exc:
+        raise QueryFailed("bad_query", str(exc)) from None
+    unknown = sorted(set(roles) - known)
+    if unknown:
+        raise QueryFailed("bad_query", f"domain {domain!r} has no role(s) {unknown}")
 
 
 def _item_id(asked: Envelope) -> str | None:

@@ -8,11 +8,17 @@ query started with, whatever is applied meanwhile.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Annotated, Any
 
-from hieramas.llm.types import EndpointSpec, ModelSpec
+import msgspec
 
-__all__ = ["NodePlan", "Plan"]
+from hieramas.llm.types import ModelSpec
+from hieramas.wire.subjects import NODE_NAME
+
+__all__ = ["NodeId", "NodePlan", "Plan"]
+
+NodeId = Annotated[str, msgspec.Meta(pattern=NODE_NAME.pattern)]
+"""A node id (or worker group name): a subject token, checked when a plan is decoded."""
 
 
 def _record(obj: Any) -> dict[str, Any]:
@@ -23,13 +29,13 @@ def _record(obj: Any) -> dict[str, Any]:
 class NodePlan:
     """One active supernode for one query. ``None`` in ``proposers`` is a skipped slot."""
 
-    node: str
+    node: NodeId
     role: str
     proposers: tuple[str | None, ...]
     synthesizer: str
-    preds: tuple[str, ...] = ()
-    succs: tuple[str, ...] = ()
-    group: str | None = None
+    preds: tuple[NodeId, ...] = ()
+    succs: tuple[NodeId, ...] = ()
+    group: NodeId | None = None
 
     @property
     def active_slots(self) -> list[int]:
@@ -39,24 +45,26 @@ class NodePlan:
 
 @dataclass(frozen=True, slots=True)
 class Plan:
-    """Everything a worker needs to run its part of one query, with no other lookup."""
+    """Everything a worker needs to run its part of one query but its LLMs' endpoints.
+
+    LLMs are named by their pool name; a worker looks up their endpoints (URLs and key
+    variables) in the stored config version ``config_version``, never in a message."""
 
     query_id: str
-    config_version: int
+    config_version: Annotated[int, msgspec.Meta(ge=1)]
     domain: str
     task_text: str
-    nodes: dict[str, NodePlan]
+    nodes: dict[NodeId, NodePlan]
     decision: str
     llms: dict[str, ModelSpec]
-    endpoints: dict[str, EndpointSpec]
-    max_tokens: int = 1024
-    temperature: float = 0.0
-    node_timeout_s: float = 60.0
+    max_tokens: Annotated[int, msgspec.Meta(ge=1)] = 1024
+    temperature: Annotated[float, msgspec.Meta(ge=0, le=2)] = 0.0
+    node_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 60.0
     deadline_unix: float = 0.0
     skipped_nodes: tuple[str, ...] = ()
     answerless_roles: tuple[str, ...] = ()
     emulated: bool = False
-    decision_group: str | None = None
+    decision_group: NodeId | None = None
     alone_prompt: str = "cot"
     meta: dict[str, Any] = field(default_factory=dict)
 
@@ -69,42 +77,11 @@ class Plan:
         data = {f.name: getattr(self, f.name) for f in fields(self)}
         data["nodes"] = {name: _record(node) for name, node in self.nodes.items()}
         data["llms"] = {name: _record(spec) for name, spec in self.llms.items()}
-        data["endpoints"] = {name: _record(spec) for name, spec in self.endpoints.items()}
         data["meta"] = dict(self.meta)
         return data
 
     @classmethod
-    def from_wire(cls, data: dict[str, Any]) -> Plan:
-        """Rebuild a plan from :meth:`to_wire` output; ``KeyError``/``TypeError`` if malformed."""
-        nodes = {
-            name: NodePlan(
-                node=n["node"],
-                role=n["role"],
-                proposers=tuple(n["proposers"]),
-                synthesizer=n["synthesizer"],
-                preds=tuple(n["preds"]),
-                succs=tuple(n["succs"]),
-                group=n.get("group"),
-            )
-            for name, n in data["nodes"].items()
-        }
-        return cls(
-            query_id=data["query_id"],
-            config_version=int(data["config_version"]),
-            domain=data["domain"],
-            task_text=data["task_text"],
-            nodes=nodes,
-            decision=data["decision"],
-            llms={k: ModelSpec(**v) for k, v in data["llms"].items()},
-            endpoints={k: EndpointSpec(**v) for k, v in data["endpoints"].items()},
-            max_tokens=int(data["max_tokens"]),
-            temperature=float(data["temperature"]),
-            node_timeout_s=float(data["node_timeout_s"]),
-            deadline_unix=float(data["deadline_unix"]),
-            skipped_nodes=tuple(data["skipped_nodes"]),
-            answerless_roles=tuple(data["answerless_roles"]),
-            emulated=bool(data["emulated"]),
-            decision_group=data.get("decision_group"),
-            alone_prompt=str(data.get("alone_prompt", "cot")),
-            meta=dict(data["meta"]),
-        )
+    def from_wire(cls, data: object) -> Plan:
+        """Rebuild a plan from :meth:`to_wire` output (or its msgpack form), every field's
+        type and every node id checked; ``msgspec.ValidationError`` names a bad field."""
+        return msgspec.convert(data, cls)

@@ -140,7 +140,8 @@ def build_plan(
     answerless_roles: tuple[str, ...] = (),
     meta: dict[str, object] | None = None,
 ) -> Plan:
-    """Freeze one query's plan: active nodes, active edges, the LLM and endpoint records it needs."""
+    """Freeze one query's plan: active nodes, active edges, the LLM records it needs (workers
+    look up their endpoints in the stored config version)."""
     nodes: dict[str, NodePlan] = {}
     skipped: list[str] = []
     for name, spec in config.supernodes.items():
@@ -173,7 +174,8 @@ def build_plan(
     used -= PSEUDO_LLMS
     llms = {name: config.model_spec(name) for name in sorted(used)}
     endpoint_names = {spec.endpoint for spec in llms.values()}
-    endpoints = {name: config.endpoint_spec(name, emulator_url) for name in sorted(endpoint_names)}
+    for name in sorted(endpoint_names):  # workers resolve them; an unusable one fails here, early
+        config.endpoint_spec(name, emulator_url)
     budget = timeout_s if timeout_s is not None else config.limits.query_timeout_s
     return Plan(
         query_id=query_id,
@@ -183,7 +185,6 @@ def build_plan(
         nodes=nodes,
         decision=config.decision,
         llms=llms,
-        endpoints=endpoints,
         max_tokens=config.limits.max_tokens,
         temperature=config.limits.temperature,
         node_timeout_s=min(config.limits.node_timeout_s, budget),

@@ -87,6 +87,8 @@ class Controller:
         await ensure_trace_stream(self.bus, self.subjects)
         self.traces.start()
         await self.store.open()
+        if self.gateway.emulator_url:  # workers resolve ``kind: emulator`` endpoints with it
+            await self.store.set_emulator_url(self.gateway.emulator_url)
         await self.store.watch()
         s = self.subjects
         for op, kind, work in (

@@ -1,7 +1,9 @@
 """Versioned configs in a JetStream key-value bucket.
 
-Keys: ``v.<N>`` holds the YAML text of version N (never rewritten) and
-``current`` holds the number of the version in force.  Applying is a
+Keys: ``v.<N>`` holds the YAML text of version N (never rewritten),
+``current`` holds the number of the version in force, and ``runtime.emulator_url``
+the base URL of the controller's emulator (for ``kind: emulator`` endpoints).
+Only the controller writes; workers read versions to resolve endpoints.  Applying is a
 compare-and-set on ``current``, so concurrent applies (a user, the learner)
 never lose a version.  Every process that cares watches ``current``.
 """
@@ -29,6 +31,7 @@ log = structlog.get_logger(__name__)
 
 CONFIG_BUCKET = "hieramas_configs"
 CURRENT = "current"
+EMULATOR_URL = "runtime.emulator_url"
 
 
 class CorruptConfigError(Exception):
@@ -69,6 +72,30 @@ class ConfigStore:
         self.current_version = 0
         self._watch_task: asyncio.Task[None] | None = None
         self._listeners: list[Callable[[StoredConfig], None]] = []
+
+    async def bind(self) -> ConfigStore:
+        """Bind the existing bucket, read-only use (a worker's: it never creates the bucket);
+        an exception if there is none yet."""
+        self._kv = await self.bus.js.key_value(self.bucket)
+        return self
+
+    @property
+    def bound(self) -> bool:
+        """Whether :meth:`open` or :meth:`bind` succeeded."""
+        return self._kv is not None
+
+    async def set_emulator_url(self, url: str) -> None:
+        """Record the embedded emulator's URL (the controller's), where workers find the base
+        URL of ``kind: emulator`` endpoints."""
+        await self.kv.put(EMULATOR_URL, url.encode())
+
+    async def emulator_url(self) -> str | None:
+        """The emulator URL the controller recorded, if any."""
+        try:
+            entry = await self.kv.get(EMULATOR_URL)
+        except KeyNotFoundError:
+            return None
+        return (entry.value or b"").decode("utf-8", errors="replace") or None
 
     async def open(self) -> ConfigStore:
         """Create or bind the bucket and load the current version."""

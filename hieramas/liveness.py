@@ -19,15 +19,14 @@ from typing import Any
 import structlog
 
 from hieramas.bus import Bus
-from hieramas.wire import Envelope, Kind, Subjects
+from hieramas.wire import Envelope, Kind, Subjects, WireError
+from hieramas.wire.messages import WorkerHello, read
 
-__all__ = ["HEARTBEAT_S", "HELLO_STATUSES", "Liveness"]
+__all__ = ["HEARTBEAT_S", "Liveness"]
 
 log = structlog.get_logger(__name__)
 
 HEARTBEAT_S = 1.0
-HELLO_STATUSES = ("alive", "bye")
-"""What a worker announcement may say (``alive`` when absent)."""
 
 
 class Liveness:
@@ -77,17 +76,23 @@ class Liveness:
                 await self._sub.unsubscribe()
 
     def _on_hello(self, envelope: Envelope, reply: str | None) -> None:
-        problem = _hello_problem(envelope)
-        if problem is not None:
-            code, reason = problem
-            self.bus.reject(self.subjects.worker_hello, reply, code, reason)
+        subject = self.subjects.worker_hello
+        if envelope.kind is not Kind.WORKER_HELLO:
+            kind = envelope.kind.value
+            self.bus.reject(
+                subject, reply, "kind", f"expected {Kind.WORKER_HELLO.value}, got {kind}"
+            )
             return
-        worker = str(envelope.payload["worker"])
-        if envelope.payload.get("status") == "bye":
-            self._lost(worker, "goodbye")
+        try:
+            hello = read(envelope, WorkerHello)
+        except WireError as exc:
+            self.bus.reject(subject, reply, exc.code, str(exc))
             return
-        self.last_seen[worker] = time.monotonic()
-        self.info[worker] = {"nodes": envelope.payload["nodes"], "last_seen": time.time()}
+        if hello.status == "bye":
+            self._lost(hello.worker, "goodbye")
+            return
+        self.last_seen[hello.worker] = time.monotonic()
+        self.info[hello.worker] = {"nodes": hello.nodes, "last_seen": time.time()}
 
     async def _check_loop(self) -> None:
         while True:
@@ -110,21 +115,3 @@ class Liveness:
                 listener(worker)
             except Exception:
                 log.exception("liveness.listener_failed")
-
-
-def _hello_problem(envelope: Envelope) -> tuple[str, str] | None:
-    """``(code, reason)`` if ``envelope`` is not a well-formed worker announcement."""
-    if envelope.kind is not Kind.WORKER_HELLO:
-        return "kind", f"expected {Kind.WORKER_HELLO.value}, got {envelope.kind.value}"
-    payload = envelope.payload
-    worker, nodes, status = payload["worker"], payload["nodes"], payload.get("status", "alive")
-    if not isinstance(worker, str) or not worker:
-        return "payload", f"{Kind.WORKER_HELLO.value}: 'worker' must be a non-empty string"
-    if not isinstance(nodes, list) or not all(isinstance(n, str) for n in nodes):
-        return "payload", f"{Kind.WORKER_HELLO.value}: 'nodes' must be a list of node ids"
-    if status not in HELLO_STATUSES:
-        return "payload", (
-            f"{Kind.WORKER_HELLO.value}: 'status' must be one of {', '.join(HELLO_STATUSES)},"
-            f" not {status!r}"
-        )
-    return None

@@ -65,6 +65,14 @@ class Subjects:
     def gateway_inbox(self, instance_id: str) -> str:
         return f"{self.prefix}.gwi.{instance_id}"
 
+    def is_instance(self, subject: str) -> bool:
+        """Is ``subject`` some worker's inbox (where routes may point)?"""
+        return _one_token_after(subject, f"{self.prefix}.inst.")
+
+    def is_gateway_inbox(self, subject: str) -> bool:
+        """Is ``subject`` some gateway's inbox (where node outputs may go)?"""
+        return _one_token_after(subject, f"{self.prefix}.gwi.")
+
     @property
     def worker_hello(self) -> str:
         return f"{self.prefix}.worker.hello"
@@ -95,3 +103,8 @@ class Subjects:
     def slot_of(subject: str) -> int:
         """The slot index at the end of a ``….propose.<slot>`` subject."""
         return int(subject.rsplit(".", 1)[1])
+
+
+def _one_token_after(subject: str, prefix: str) -> bool:
+    rest = subject[len(prefix) :]
+    return subject.startswith(prefix) and bool(NODE_NAME.match(rest))

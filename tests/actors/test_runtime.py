@@ -14,7 +14,7 @@ from hieramas.llm.loopback import LoopbackLLM
 from hieramas.natsserver import NatsServer
 from hieramas.stack import Stack
 from hieramas.wire import Envelope, Kind, Subjects
-from support import config_yaml, node
+from support import apply_config, config_yaml, node
 
 
 def ask(
@@ -389,6 +389,7 @@ def test_a_stale_whole_query_activation_waits_for_routes_instead_of_starting(
 ) -> None:
     with LoopbackLLM(record=False) as llm:
         cfg = config_yaml(llm.base_url, {"expert": node("Critic", ["fixed:A"], "fixed:A")})
+        assert apply_config(stack, cfg) == 1  # workers find the version's endpoints in the store
         assert stack.bus is not None
         subject = Subjects().activate("expert")
         stale = stack.bus.call(stack.bus.arequest(subject, _activation(cfg, age_s=10), 5), 10)
