@@ -1,4 +1,4 @@
-"""The ``hieramas`` command: ``up``, ``worker``, ``controller``, ``ask``, ``config``, ``traces``.
+"""The ``hieramas`` command: ``up``, ``worker``, ``controller``, ``learner``, ``ask``, ``config``, ``traces``.
 
 Every command that talks to NATS takes ``--nats URL`` (or ``$HIERAMAS_NATS_URL``);
 without it, ``up`` and ``ask`` start an embedded stack, and ``demo`` always
@@ -28,6 +28,7 @@ from hieramas.bus import Bus, BusError, RemoteError
 from hieramas.controller.client import HieraClient
 from hieramas.controller.config import ConfigError, PlannerConfig, parse_config
 from hieramas.emulator.cli import app as emulator_app
+from hieramas.learnercli import feedback, learner, policy_app
 from hieramas.llm.local.cli import app as local_app
 from hieramas.logs import configure_logging
 from hieramas.natsconn import NatsSettings, redact_url
@@ -45,7 +46,10 @@ app.add_typer(traces_app, name="traces")
 app.add_typer(local_app, name="local")
 app.add_typer(emulator_app, name="emulator")
 app.add_typer(data_app, name="data")
+app.add_typer(policy_app, name="policy")
 app.command("bench")(bench)
+app.command("learner")(learner)
+app.command("feedback")(feedback)
 out = Console()
 err = Console(stderr=True)
 
@@ -104,8 +108,11 @@ def up(
     emulator_seed: int = 0,
     latency_scale: Annotated[float, typer.Option(help="Emulated latency factor.")] = 0.0,
     planner: PlannerOpt = None,
+    learner: Annotated[
+        bool, typer.Option(help="Start a learner process (its state: <state-dir>/learner).")
+    ] = True,
 ) -> None:
-    """Start NATS (embedded unless --nats), the emulator, the controller and workers; run until Ctrl-C."""
+    """Start NATS (embedded unless --nats), the emulator, the controller, workers and a learner; run until Ctrl-C."""
     from hieramas.stack import Stack
 
     stop = stop_on_signals()
@@ -118,6 +125,7 @@ def up(
         emulator_seed=emulator_seed,
         emulator_latency_scale=latency_scale,
         planner=_planner_spec(planner),
+        learner=learner,
     )
     with _planner_errors(), stack:
         assert stack.bus is not None
@@ -126,6 +134,8 @@ def up(
         if stack.emulator_url:
             out.print(f"emulator {stack.emulator_url} (emulated LLMs)")
         out.print(f"config version {version}; Ctrl-C to stop", highlight=False)
+        if stack.learner is not None:
+            out.print(f"learner run dir {stack.learner.run_dir.path}", highlight=False)
         sys.stdout.flush()
         stop.wait()
     out.print("stopped")

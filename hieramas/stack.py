@@ -1,9 +1,11 @@
-"""The embedded stack: nats-server, emulator, controller and workers on one machine.
+"""The embedded stack: nats-server, emulator, controller, workers and a learner on one machine.
 
 ``hieramas up`` and a ``hieramas ask`` without ``--nats`` run one of these.
 Every part can also point at an existing NATS (``nats_url``), in which case no
-server is started.  :meth:`Stack.stop` stops everything it started, in
-reverse order, so no process outlives it.
+server is started.  The learner (``learner=True``) is a child process of its
+own (:class:`~hieramas.learner.process.LearnerProcess`), joined to the rest only
+by NATS.  :meth:`Stack.stop` stops everything it started, in reverse order, so
+no process outlives it.
 """
 
 from __future__ import annotations
@@ -11,9 +13,12 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -24,6 +29,7 @@ from hieramas.actors.worker import Worker
 from hieramas.bus import Bus
 from hieramas.controller.config import PlannerConfig
 from hieramas.controller.service import Controller
+from hieramas.learner.process import LearnerProcess
 from hieramas.llm.client import OpenAIChatClient
 from hieramas.llm.transports import default_transport_factory
 from hieramas.natsconn import NatsSettings
@@ -103,6 +109,9 @@ class Stack:
         emulator_latency_scale: float = 0.0,
         settings: NatsSettings | None = None,
         planner: PlannerConfig | None = None,
+        learner: bool = False,
+        learner_run_dir: str | Path | None = None,
+        learner_options: Sequence[str] = (),
     ) -> None:
         self._nats_url = nats_url
         self._state_dir = state_dir
@@ -116,6 +125,11 @@ class Stack:
         self._emulator_latency = emulator_latency_scale
         self._settings = settings or NatsSettings.from_env(name="hieramas")
         self._planner = planner
+        self._want_learner = learner
+        self._learner_dir = learner_run_dir
+        self._learner_options = list(learner_options)
+        self._learner_tmp: str | None = None
+        self.learner: LearnerProcess | None = None
         self.nats: NatsServer | None = None
         self.emulator: EmulatorProcess | None = None
         self.bus: Bus | None = None
@@ -152,6 +166,10 @@ class Stack:
                     self.workers.append(
                         Worker(self.bus, self._llm, nodes=self._nodes, group=self._group).start()
                     )
+            if self._want_learner:
+                self.learner = LearnerProcess(
+                    self.url, self._learner_run_dir(), self._learner_options
+                ).start(wait="connecting")  # it loads its model while the config is applied
         except BaseException:
             self.stop()
             raise
@@ -163,12 +181,27 @@ class Stack:
         gc.freeze()
         return self
 
+    def _learner_run_dir(self) -> Path:
+        """``<state-dir>/learner``, or a temporary directory removed at stop."""
+        if self._learner_dir is not None:
+            return Path(self._learner_dir)
+        if self._state_dir is not None:
+            return Path(self._state_dir) / "learner"
+        self._learner_tmp = tempfile.mkdtemp(prefix="hieramas-learner-")
+        return Path(self._learner_tmp)
+
     def stop(self) -> None:
         """Stop the parts in order; the child processes are stopped whatever happens first
         (they run in process groups of their own, so nothing else would stop them)."""
         try:
+            if self.learner is not None:  # first: it saves its state while NATS still runs
+                self.learner.stop()
+                self.learner = None
             self._stop_parts()
         finally:
+            if self._learner_tmp is not None:
+                shutil.rmtree(self._learner_tmp, ignore_errors=True)
+                self._learner_tmp = None
             if self.emulator is not None:
                 self.emulator.stop()
                 self.emulator = None
