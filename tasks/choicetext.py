@@ -73,8 +73,17 @@ _AFTER_A = frozenset({
 })  # fmt: skip
 _NEXT_WORD = re.compile(r"\s+([a-z]+)")
 _LOWER_END = re.compile(r"[.!;]?[*_]*[ \t]*(?:$|\n)|[.!;]\s", re.MULTILINE)
-# words before a keyword that make the statement about a wrong answer ("the wrong answer is C")
-_BAD_BEFORE = ("wrong", "incorrect", "false", "tempting", "distractor", "worst", "bad", "not the")
+# a word right before "answer" that makes it some other answer ("the wrong answer is C")
+_OTHER_ANSWER = frozenset({
+    "wrong", "incorrect", "false", "tempting", "distractor", "worst", "bad", "first", "second",
+    "third", "fourth", "fifth", "other", "another", "each", "every", "any", "its", "his", "her",
+    "their", "possible", "an", "one", "common", "alternative", "partial", "plausible",
+})  # fmt: skip
+# the words that make "option"/"choice" the reply's own ("the best option is D", "my choice")
+_CHOSEN = frozenset({
+    "correct", "right", "best", "final", "my", "our", "appropriate", "accurate", "likely",
+    "preferred", "only", "true", "valid", "chosen", "selected", "answer",
+})  # fmt: skip
 
 # --- what follows a stated letter: a negation, or a second option -------------------------
 
@@ -247,16 +256,18 @@ def _clause(text: str, start: int) -> str:
     return segment[: stop.start()] if stop else segment
 
 
-def _after_bad_word(text: str, start: int) -> bool:
-    """Whether the keyword at ``start`` follows a word like "wrong" ("the wrong answer is C")."""
-    before = text[max(0, start - 24) : start].rstrip(" \t\n*_").lower()
-    if not before.endswith(_BAD_BEFORE):
-        return False
-    before = " ".join(before.split())
-    return any(
-        before.endswith(word) and not before[-len(word) - 1 : -len(word)].isalpha()
-        for word in _BAD_BEFORE
-    )
+def _qualified(text: str, start: int, keyword: str) -> bool:
+    """Whether the keyword at ``start`` names the reply's own answer: "the answer", "the best
+    option", "Answer:" -- not "the wrong answer", "the first option", "one possible answer"."""
+    before = text[max(0, start - 24) : start].rstrip(" \t*_")
+    if not before or before[-1] in "\n.!?:;,([>#-":
+        return True  # it opens a sentence, a line or a heading
+    words = before.lower().split()
+    if keyword != "answer":
+        return words[-1] in _CHOSEN  # "option" and "choice" alone name any option
+    if words[-1] == "the" and len(words) > 1 and words[-2] == "not":
+        return False  # "not the answer: C"
+    return words[-1] not in _OTHER_ANSWER
 
 
 def _backward(text: str, start: int, keyword: str) -> _Found:
@@ -290,7 +301,7 @@ def _keyword_statement(text: str, start: int, word: str, choices: Sequence[str])
     if word != "correct" and nxt and nxt in _AFTER_KEYWORD:
         found = _forward(text, end, choices)
         if found is not None:
-            return None if _after_bad_word(text, start) else found
+            return found if _qualified(text, start, word) else None
     return _backward(text, start, word)
 
 

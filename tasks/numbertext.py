@@ -52,8 +52,12 @@ _LEAD = re.compile(
 )
 # a statement that is not one: "the answer is not 17", "... larger than 17", "at least 17"
 _GAP_BAD = re.compile(r"(?i:\b(?:not|never|than|no|nor)\b|n't|n\u2019t|\bat\s+(?:least|most)\b)")
-_BAD_WORDS = ("wrong", "incorrect", "false", "tempting", "mistaken", "bad", "the")
-_BAD_BEFORE = re.compile(r"(?i:wrong|incorrect|false|tempting|mistaken|bad|not\s+the)[*_\s]*\Z")
+# a word right before "answer" that makes it some other answer ("the wrong answer is 12")
+_OTHER_ANSWER = frozenset({
+    "wrong", "incorrect", "false", "tempting", "mistaken", "worst", "bad", "first", "second",
+    "third", "fourth", "fifth", "other", "another", "each", "every", "any", "its", "his", "her",
+    "their", "possible", "an", "one", "common", "alternative", "partial", "plausible",
+})  # fmt: skip
 # "<number> is the (final) answer", matched at the end of the text before "answer"
 _BACKWARD = re.compile(
     _NUMBER_SRC + r"[*_$%]*\s+(?i:is|would\s+be|will\s+be|must\s+be|should\s+be)\s+"
@@ -153,6 +157,18 @@ def _last_number(text: str) -> re.Match[str] | None:
     return found[0] if found else None
 
 
+def _qualified(text: str, start: int) -> bool:
+    """Whether "answer" at ``start`` is the reply's own: not "the wrong answer", "the third
+    answer", "not the answer"."""
+    before = text[max(0, start - 24) : start].rstrip(" \t*_")
+    if not before or before[-1] in "\n.!?:;,([>#-":
+        return True  # it opens a sentence, a line or a heading
+    words = before.lower().split()
+    if words[-1] == "the" and len(words) > 1 and words[-2] == "not":
+        return False
+    return words[-1] not in _OTHER_ANSWER
+
+
 def _keyword_starts(text: str) -> list[int]:
     if text.isascii():  # str.find on the lowered text is far faster than a regex scan
         low = text.lower()
@@ -187,9 +203,8 @@ def _boxed_number(text: str, brace: int) -> tuple[int, Fraction | None] | None:
 def _statements(text: str) -> list[tuple[int, Fraction | None]]:
     out: list[tuple[int, Fraction | None]] = []
     for start in _keyword_starts(text):
-        before = text[max(0, start - 24) : start]
-        if before.rstrip(" \t\n*_").lower().endswith(_BAD_WORDS) and _BAD_BEFORE.search(before):
-            continue  # "a common wrong answer is 12"
+        if not _qualified(text, start):
+            continue  # "a common wrong answer is 12", "the third answer was 1400"
         lead = _LEAD.match(text, start + 6)
         if lead is not None and not _GAP_BAD.search(lead.group("gap")):
             m = _number_at(text, lead.end())

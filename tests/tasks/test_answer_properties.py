@@ -4,8 +4,9 @@ any of the accepted spellings read back as their value.
 
 Filler text is drawn from a fixed vocabulary, not arbitrary strings: arbitrary text can state
 an answer of its own ("answer: c"), which would make the property false for a good reason.
-Not covered, on purpose: counterfactual statements ("if it were X, the answer would be C"),
-which are read as statements.
+Each statement ends its sentence (see _sentence_end).  Not covered, on purpose:
+counterfactual statements ("if it were X, the answer would be C"), which are read as
+statements.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ def mcq_statement(draw: st.DrawFn, letter: str) -> str:
         f"Final answer: {letter}", f"\n**{letter}**\n", f"\n({letter})\n",
         f"The answer is {CHOICES[LETTERS.index(letter)]}.",
     ]  # fmt: skip
-    return draw(st.sampled_from(forms))
+    return _sentence_end(draw(st.sampled_from(forms)))
 
 
 @st.composite
@@ -74,8 +75,16 @@ def mcq_mention(draw: st.DrawFn) -> str:
         f"Option {x} would mean {words}.", f"{x} and {y} are similar.",
         f"({x}) {text} is wrong.", f"**{x}** is wrong.", f"Answer choice {x} is incorrect.",
         "The options are A, B, C and D.", "Which option is correct?", f"Option {x}: {text}.",
+        f"The first option is {text}.", f"The third choice is ({x}) {text}.",
+        f"One possible answer is {x}.",
     ]  # fmt: skip
     return draw(st.sampled_from(forms))
+
+
+def _sentence_end(statement: str) -> str:
+    """The statement as a sentence of its own: "Answer: A" then "Is not." would read as
+    "A is not", and "#### 72" then "100% of them" as 72 100."""
+    return statement if statement.endswith((".", "\n")) else statement + "."
 
 
 def _discussion(draw: st.DrawFn) -> str:
@@ -198,6 +207,7 @@ def number_mention(draw: st.DrawFn) -> str:
         f"We had {a} before step {k}.", f"{words} {a} {words}.",
         f"The answer must be at least {a}.", f"The answer should be larger than {a}.",
         f"The answer to step {k} is not {a}.", f"Answer check: {a} is too small.",
+        f"The first answer was {a}.", f"Its answer is {a}.", f"One possible answer is {b}.",
     ]  # fmt: skip
     return draw(st.sampled_from(forms))
 
@@ -209,7 +219,7 @@ def number_statement(draw: st.DrawFn, text: str) -> str:
         f"So {text} is the final answer.", f"The final answer is **{text}**.",
         f"Therefore, the answer is $\\boxed{{{text}}}$.",
     ]  # fmt: skip
-    return draw(st.sampled_from(forms))
+    return _sentence_end(draw(st.sampled_from(forms)))
 
 
 def _number_discussion(draw: st.DrawFn) -> str:

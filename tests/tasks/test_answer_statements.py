@@ -32,6 +32,8 @@ MORAL = ("Wrong, Wrong", "Wrong, Not wrong", "Not wrong, Wrong", "Not wrong, Not
         "Options A, C and D can be ruled out.",
         "Choice D would only fit another question.",
         "One might pick option C at first sight.",
+        "The first option is London, the third option is (C) Rome.",
+        "One possible answer is D.",
     ],
 )
 @pytest.mark.parametrize(
@@ -174,6 +176,8 @@ def test_thousands_separators(text: str, key: str) -> None:
         ("The answer is not 17; she has 19.", "19"),
         ("A common wrong answer is 12. She has 19.", "19"),
         ("So 19 is the final answer. It is not 21.", "19"),
+        ("The third answer was 1800 - 400 = 1400.\nSo she has 3200 left.", "3200"),
+        ("The answer is 19. The first answer was 12.", "19"),
         ("The answer is 48 + 24 = 72.", "72"),
         ("The answer is \\boxed{\\frac{3}{4}}", "0.75"),
         ("The answer is 4 1/2 hours.", "4.5"),
