@@ -5,6 +5,9 @@ Each figure comes with a baseline measured in the same run:
 * MCQ: ``extract_choice`` on realistic replies (reasoning, then the answer
   in one of six styles) vs one naive regex (``answer is (X)``), which misses
   most styles.
+* GSM8K: ``extract_number`` on GSM8K's reference solutions ending in one of
+  four styles, with the share graded correct, vs the last number found by one
+  naive regex.
 * MATH: ``grade_math`` on the gold answer, an equivalent rewrite and a wrong
   answer per MATH-500 item; replies that needed the sympy worker (and the
   symbolic pairs of the curated test data) are reported separately, with
@@ -39,8 +42,9 @@ from pathlib import Path
 from typing import Any
 
 from hieramas.tasks import datasets as ds
-from hieramas.tasks.answers import extract_choice
+from hieramas.tasks.answers import extract_choice, extract_number
 from hieramas.tasks.graders import humaneval_program, run_humaneval
+from hieramas.tasks.graders.gsm8k import numbers_equal
 from hieramas.tasks.graders.math import grade_math, math_equivalent
 from hieramas.tasks.mathtext import last_boxed, normalize_math
 from hieramas.tasks.sandbox import Sandbox, SandboxLimits, SandboxResult, describe
@@ -115,6 +119,51 @@ def bench_mcq(seconds: float) -> dict[str, Any]:
         "baseline_items_per_s": rate(baseline, seconds),
         "parsed": parsed,
         "baseline_parsed": parsed_naive,
+    }
+
+
+def gsm8k_replies(items: Sequence[ds.Item]) -> list[tuple[str, str]]:
+    """(reply, gold): each reference solution, calculator notes removed, with its final line
+    in one of four styles (the last one states no answer: its last number counts)."""
+    out = []
+    for n, item in enumerate(items):
+        body, _, answer = re.sub(r"<<[^>]*>>", "", str(item.meta["solution"])).rpartition("####")
+        answer = answer.strip()
+        tail = (
+            f"The answer is {answer}",
+            f"#### {answer}",
+            f"So the answer is $\\boxed{{{answer}}}$.",
+            f"So she has {answer} left.",
+        )[n % 4]
+        out.append((f"{body.strip()}\n{tail}", item.answer))
+    return out
+
+
+def bench_gsm8k(seconds: float) -> dict[str, Any]:
+    replies = gsm8k_replies(ds.load("gsm8k"))
+    naive = re.compile(r"-?\d+(?:\.\d+)?")
+
+    def ours() -> int:
+        for reply, _ in replies:
+            extract_number(reply)
+        return len(replies)
+
+    def baseline() -> int:
+        for reply, _ in replies:
+            naive.findall(reply)
+        return len(replies)
+
+    def right(key: str | None, gold: str) -> bool:
+        return key is not None and numbers_equal(key, gold)
+
+    correct = sum(right(extract_number(r), g) for r, g in replies) / len(replies)
+    naive_correct = sum(right((naive.findall(r) or [None])[-1], g) for r, g in replies)
+    return {
+        "items": len(replies),
+        "items_per_s": rate(ours, seconds),
+        "baseline_items_per_s": rate(baseline, seconds),
+        "correct": correct,
+        "baseline_correct": naive_correct / len(replies),
     }
 
 
@@ -589,6 +638,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"naive regex {mcq['baseline_items_per_s']:,.0f}/s, "
         f"ratio {mcq['items_per_s'] / mcq['baseline_items_per_s']:.2f}; "
         f"parsed {mcq['parsed']:.1%} vs naive {mcq['baseline_parsed']:.1%} of {mcq['items']}"
+    )
+    gsm = bench_gsm8k(args.seconds)
+    print(
+        f"GSM8K    {gsm['items_per_s']:>10,.0f} items/s  naive last-number regex "
+        f"{gsm['baseline_items_per_s']:,.0f}/s, ratio "
+        f"{gsm['items_per_s'] / gsm['baseline_items_per_s']:.2f}; "
+        f"correct {gsm['correct']:.1%} vs naive {gsm['baseline_correct']:.1%} of {gsm['items']}"
     )
     math = bench_math(args.seconds)
     print(
