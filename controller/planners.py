@@ -14,6 +14,7 @@ from collections.abc import Callable
 from hieramas.controller.config import PlannerConfig
 from hieramas.controller.learned import DEFAULT_PROVIDER, LearnedPlanner, load_provider
 from hieramas.controller.planner import Planner, StaticPlanner
+from hieramas.controller.randomplan import RandomPlanner
 
 __all__ = [
     "PLANNERS",
@@ -41,7 +42,15 @@ def _learned(spec: PlannerConfig) -> Planner:
     return LearnedPlanner(provider)
 
 
-PLANNERS: dict[str, PlannerFactory] = {"static": _static, "learned": _learned}
+def _random(spec: PlannerConfig) -> Planner:
+    options = spec.options
+    unknown = set(options) - {"seed"}
+    if unknown:
+        raise ValueError(f"unknown random planner option(s): {', '.join(sorted(unknown))}")
+    return RandomPlanner(seed=int(options.get("seed", 0)))
+
+
+PLANNERS: dict[str, PlannerFactory] = {"static": _static, "learned": _learned, "random": _random}
 """Planner kind -> factory."""
 
 
