@@ -104,7 +104,19 @@ class JoinActor(LoopActor):
     def on_crash(self, message: object, error: BaseException) -> None:
         """Fail every query this node holds now, explicitly, rather than at its deadline."""
         reason = f"node {self.node} crashed: {type(error).__name__}: {error}"
-        for run in list(self.runs.values()):
+        runs = list(self.runs.values())
+        if isinstance(message, Arm) and message.activation.query_id not in self.runs:
+            runs.append(  # it crashed while arming: that query is held too
+                NodeRun(
+                    plan=message.plan,
+                    activation=message.activation,
+                    gateway=message.gateway,
+                    preds=(),
+                    config=message.config,
+                    routes=message.routes,
+                )
+            )
+        for run in runs:
             try:
                 self.fail(run, reason)
             except Exception:

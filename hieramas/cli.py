@@ -150,13 +150,32 @@ def worker(
     group: Annotated[
         str | None, typer.Option(help="Serve the nodes a config's placement puts in this group.")
     ] = None,
+    key_env: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--key-env",
+            help="An environment variable this worker may read API keys from, besides "
+            "HIERAMAS_KEY_* (repeatable; or $HIERAMAS_KEY_ENV, comma-separated).",
+        ),
+    ] = None,
+    emulator_url: Annotated[
+        str | None,
+        typer.Option(help="Base URL for 'kind: emulator' (default: the controller's)."),
+    ] = None,
 ) -> None:
     """Host supernode/proposer/synthesizer/decision actors against an existing NATS."""
     from hieramas.stack import Stack
 
     stop = stop_on_signals()
     wanted = {n.strip() for n in nodes.split(",") if n.strip()} if nodes else None
-    with Stack(nats_url=_require(nats), controller=False, nodes=wanted, group=group) as stack:
+    with Stack(
+        nats_url=_require(nats),
+        controller=False,
+        nodes=wanted,
+        group=group,
+        key_env=key_env or (),
+        emulator_url=emulator_url,
+    ) as stack:
         where = f" in group {group}" if group else ""
         out.print(f"worker {stack.workers[0].worker_id} serving {sorted(wanted or {'*'})}{where}")
         sys.stdout.flush()

@@ -25,6 +25,7 @@ from types import TracebackType
 import httpx
 import structlog
 
+from hieramas.actors.trusted import KeyPolicy
 from hieramas.actors.worker import Worker
 from hieramas.bus import Bus
 from hieramas.controller.config import PlannerConfig
@@ -109,6 +110,7 @@ class Stack:
         emulator_latency_scale: float = 0.0,
         settings: NatsSettings | None = None,
         planner: PlannerConfig | None = None,
+        key_env: Sequence[str] = (),
         learner: bool = False,
         learner_run_dir: str | Path | None = None,
         learner_options: Sequence[str] = (),
@@ -125,6 +127,7 @@ class Stack:
         self._emulator_latency = emulator_latency_scale
         self._settings = settings or NatsSettings.from_env(name="hieramas")
         self._planner = planner
+        self._key_env = tuple(key_env)  # further API key variables the workers may read
         self._want_learner = learner
         self._learner_dir = learner_run_dir
         self._learner_options = list(learner_options)
@@ -164,7 +167,14 @@ class Stack:
                 self._llm = OpenAIChatClient(transport_factory=default_transport_factory())
                 for _ in range(self._n_workers):
                     self.workers.append(
-                        Worker(self.bus, self._llm, nodes=self._nodes, group=self._group).start()
+                        Worker(
+                            self.bus,
+                            self._llm,
+                            nodes=self._nodes,
+                            group=self._group,
+                            key_policy=KeyPolicy.from_env(self._key_env),
+                            emulator_url=self.emulator_url,
+                        ).start()
                     )
             if self._want_learner:
                 self.learner = LearnerProcess(

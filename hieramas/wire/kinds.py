@@ -32,16 +32,16 @@ class Kind(StrEnum):
     ERROR = "error"
 
 
-REQUIRED_KEYS: dict[Kind, frozenset[str]] = {
+REQUIRED_KEYS: dict[Kind, frozenset[str]] = {  # the records' required fields (test_messages.py)
     Kind.QUERY: frozenset({"text"}),
     Kind.QUERY_RESULT: frozenset({"status"}),
     Kind.NODE_ACTIVATE: frozenset({"plan", "node", "gateway"}),
-    Kind.NODE_ARMED: frozenset({"node", "inbox"}),
+    Kind.NODE_ARMED: frozenset({"node", "nodes", "inbox", "worker"}),
     Kind.NODE_ROUTES: frozenset({"node", "routes"}),
     Kind.NODE_INPUT: frozenset({"node", "output"}),
     Kind.NODE_OUTPUT: frozenset({"output"}),
     Kind.SLOT_CALL: frozenset({"slot", "call"}),
-    Kind.SLOT_RESULT: frozenset({"slot", "status"}),
+    Kind.SLOT_RESULT: frozenset({"slot", "status", "call"}),
     Kind.SLOT_ACCEPTED: frozenset({"node", "slot", "worker"}),
     Kind.CONFIG_APPLY: frozenset({"yaml"}),
     Kind.CONFIG_GET: frozenset(),
