@@ -32,6 +32,7 @@ from hieramas.learnercli import feedback, learner, policy_app
 from hieramas.llm.local.cli import app as local_app
 from hieramas.logs import configure_logging
 from hieramas.natsconn import NatsSettings, redact_url
+from hieramas.traincli import compare, train, trap
 from hieramas.processes import stop_on_signals, unwind_on_signals
 from hieramas.tasks.download import app as data_app
 from hieramas.wire import WireError
@@ -50,6 +51,9 @@ app.add_typer(policy_app, name="policy")
 app.command("bench")(bench)
 app.command("learner")(learner)
 app.command("feedback")(feedback)
+app.command("train")(train)
+app.command("compare")(compare)
+app.command("trap")(trap)
 out = Console()
 err = Console(stderr=True)
 

@@ -1,0 +1,309 @@
+"""``hieramas train --stage 1`` (the training driver, with a progress display) and ``hieramas compare``.
+
+torch is imported only when a command runs, not when the CLI loads.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+__all__ = ["compare", "train", "trap"]
+
+out = Console(width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True)
+
+
+def _fmt(value: Any, spec: str) -> str:
+    return "–" if value is None else format(value, spec)
+
+
+class _Display:
+    """A rich progress bar over the query budget with the run's live figures."""
+
+    def __init__(self, total: int) -> None:
+        self.progress = Progress(
+            TextColumn("[bold]{task.fields[phase]}[/bold]"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn(
+                "it {task.fields[iteration]}  reward {task.fields[reward]}  "
+                "acc {task.fields[accuracy]}  $/q {task.fields[cost]}  "
+                "policy v{task.fields[version]}  val {task.fields[val]}  best {task.fields[best]}"
+            ),
+            TimeElapsedColumn(),
+            console=err,
+            transient=False,
+        )
+        self.task = self.progress.add_task(
+            "train", total=total, phase="starting", iteration=0, reward="–", accuracy="–",
+            cost="–", version="–", val="–", best="–",
+        )  # fmt: skip
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        fields: dict[str, Any] = {
+            "phase": event["phase"],
+            "iteration": event["iteration"],
+        }
+        if event.get("version") is not None:
+            fields["version"] = event["version"]
+        if "mean_reward" in event:
+            fields["reward"] = _fmt(event["mean_reward"], "+.3f")
+        if "accuracy" in event:
+            fields["accuracy"] = _fmt(event["accuracy"], ".3f")
+        if "cost" in event:
+            fields["cost"] = _fmt(event["cost"], ".2e")
+        if "eval_accuracy" in event:
+            fields["val"] = f"{event['eval_accuracy']:.3f}@v{event['eval_version']}"
+        best = event.get("best")
+        if best:
+            fields["best"] = f"v{best['version']} {best['accuracy']:.3f}"
+        self.progress.update(self.task, completed=event["counted"], **fields)
+
+
+def train(
+    stage: Annotated[int, typer.Option(help="Training stage (only 1 exists).")] = 1,
+    dataset: Annotated[str, typer.Option(help="mmlu, math, gsm8k or humaneval.")] = "mmlu",
+    queries: Annotated[int, typer.Option(min=1, help="Training queries (the budget).")] = 2000,
+    batch: Annotated[int, typer.Option(min=1, help="Queries per iteration and update.")] = 16,
+    concurrency: Annotated[int, typer.Option(min=1, help="Queries in flight.")] = 8,
+    seed: Annotated[int, typer.Option(help="Split, item order, emulator, policy seed.")] = 0,
+    reward: Annotated[str, typer.Option(help="multi (multi-level) or final (ablation).")] = "multi",
+    run_dir: Annotated[
+        Path, typer.Option(help="State, metrics and checkpoints; resumable.")
+    ] = Path("runs/train"),
+    config: Annotated[
+        Path | None, typer.Option(help="Config YAML (default: the dataset's, see below).")
+    ] = None,
+    eval_every: Annotated[
+        int, typer.Option(min=0, help="Evaluate every K iterations (0: at the end only).")
+    ] = 5,
+    eval_items: Annotated[int, typer.Option(min=1, help="Validation items per evaluation.")] = 100,
+    nats: Annotated[
+        str | None,
+        typer.Option(
+            "--nats", envvar="HIERAMAS_NATS_URL", help="A running system (else embedded)."
+        ),
+    ] = None,
+    embedder: Annotated[str, typer.Option(help="Embedder (hash-<dim> for smoke runs).")] = (
+        "all-MiniLM-L6-v2"
+    ),
+    profiles: Annotated[
+        Path | None, typer.Option(help="Emulator profile file (embedded stack).")
+    ] = None,
+    models: Annotated[str | None, typer.Option(help="Comma-separated pool subset.")] = None,
+    roles: Annotated[int | None, typer.Option(min=1, help="Only the first N roles.")] = None,
+    edges: Annotated[str, typer.Option(help="full (complete DAG) or none.")] = "full",
+    alpha: Annotated[float, typer.Option(min=0.0, max=1.0)] = 0.5,
+    lam: Annotated[float, typer.Option(min=0.0, help="Cost shaping λ.")] = 300.0,
+    data_dir: Annotated[Path | None, typer.Option(envvar="HIERAMAS_DATA_DIR")] = None,
+    learner_wait: Annotated[
+        float, typer.Option(help="Seconds to wait for the learner's version per iteration.")
+    ] = 60.0,
+) -> None:
+    """Train the Stage-1 policy online: training queries through the live runtime, a learner
+    process learning from their traces, greedy validation, the best version kept.
+
+    The default config of a dataset is every role of its domain, two proposers each, the
+    complete DAG, the whole emulated pool, and the pool's strongest model as the decision
+    LLM (see hieramas.learner.trainconfig).  Without --nats the LLMs are EMULATED.
+    """
+    from hieramas.learner.driver import DriverError, TrainOptions
+    from hieramas.learner.trainrun import run_training
+    from hieramas.processes import unwind_on_signals
+    from hieramas.tasks.datasets import DatasetError
+
+    if stage != 1:
+        err.print("[red]only stage 1 (LLM selection) exists; stage 2 is not built yet[/red]")
+        raise typer.Exit(2)
+    if reward not in ("multi", "final"):
+        err.print(f"[red]--reward must be multi or final, not {reward!r}[/red]")
+        raise typer.Exit(2)
+    if dataset not in ("mmlu", "math", "gsm8k", "humaneval"):
+        err.print(f"[red]unknown dataset {dataset!r}[/red]")
+        raise typer.Exit(2)
+    options = TrainOptions(
+        dataset=dataset,
+        run_dir=run_dir,
+        queries=queries,
+        batch=batch,
+        concurrency=concurrency,
+        seed=seed,
+        reward=reward,
+        eval_every=eval_every,
+        eval_items=eval_items,
+        config=config,
+        nats=nats,
+        embedder=embedder,
+        profiles=str(profiles) if profiles else None,
+        models=tuple(m.strip() for m in models.split(",") if m.strip()) if models else None,
+        roles=roles,
+        edges=edges,
+        alpha=alpha,
+        lam=lam,
+        data_dir=data_dir,
+        learner_wait_s=learner_wait,
+    )
+    unwind_on_signals()  # SIGTERM/SIGHUP stop the embedded stack (the learner saves) like Ctrl-C
+    display = _Display(queries)
+    try:
+        with display.progress:
+            summary = run_training(options, display)
+    except (DriverError, DatasetError, OSError, ValueError) as exc:
+        err.print(f"[red]{exc}[/red]", highlight=False)
+        raise typer.Exit(2) from None
+    best = summary.get("best") or {}
+    out.print(
+        f"{summary['queries']} training queries in {summary['iterations']} iterations; "
+        f"best version v{best.get('version')} (validation accuracy "
+        f"{_fmt(best.get('accuracy'), '.3f')}, ${_fmt(best.get('cost_per_query_usd'), '.3g')}"
+        f"/query) is current; run dir {run_dir}",
+        highlight=False,
+    )
+    if nats is None:
+        out.print("EMULATED: these figures describe the emulator, not real models.")
+
+
+def compare(
+    run_dir: Annotated[Path, typer.Argument(help="A finished training run (its best.ckpt).")],
+    ablation: Annotated[
+        Path | None,
+        typer.Option(help="The final-reward-only run with the same budget and seed."),
+    ] = None,
+    split: Annotated[str, typer.Option(help="test, validation or train.")] = "test",
+    limit: Annotated[int, typer.Option(min=1, help="First N items of the split.")] = 500,
+    concurrency: Annotated[int, typer.Option(min=1)] = 8,
+    k: Annotated[int, typer.Option(min=1, help="Self-consistency samples.")] = 5,
+    out_dir: Annotated[
+        Path | None, typer.Option(help="Where compare.json/.jsonl/.png go (RUN_DIR/compare).")
+    ] = None,
+    profiles: Annotated[
+        Path | None, typer.Option(help="Emulator profiles (default: the run's).")
+    ] = None,
+    data_dir: Annotated[Path | None, typer.Option(envvar="HIERAMAS_DATA_DIR")] = None,
+) -> None:
+    """Evaluate a run's best policy version against the baselines on the same items:
+    random slot assignment, every slot on the strongest / cheapest model, self-consistency on
+    the strongest, and (--ablation) the final-reward-only policy.  Resumable; EMULATED."""
+    from rich.table import Table
+
+    from hieramas.learner.compare import CompareOptions, run_compare
+    from hieramas.learner.driver import DriverError
+    from hieramas.processes import unwind_on_signals
+    from hieramas.tasks.datasets import DatasetError
+
+    options = CompareOptions(
+        run_dir=run_dir,
+        ablation=ablation,
+        split=split,
+        limit=limit,
+        concurrency=concurrency,
+        k=k,
+        out_dir=out_dir,
+        profiles=str(profiles) if profiles else None,
+        data_dir=data_dir,
+    )
+    unwind_on_signals()
+    step = max(1, limit // 10)
+
+    def progress(label: str, n: int, total: int) -> None:
+        if n % step == 0 or n == total:
+            err.print(f"  {label}: {n}/{total}", highlight=False)
+
+    try:
+        doc = run_compare(options, progress)
+    except (DriverError, DatasetError, OSError, ValueError) as exc:
+        err.print(f"[red]{exc}[/red]", highlight=False)
+        raise typer.Exit(2) from None
+    table = Table("method", "n", "accuracy", "95% CI", "cost $/query", "errors", "Pareto")
+    for s in doc["summaries"]:
+        low, high = s["ci95"]
+        table.add_row(
+            s["method"], str(s["n"]), f"{s['accuracy']:.3f}", f"{low:.3f}-{high:.3f}",
+            f"{s['cost_per_query_usd']:.3g}", str(s["errors"]),
+            "*" if s["method"] in doc["pareto_front"] else "",
+        )  # fmt: skip
+    out.print(table)
+    where = options.out
+    out.print(f"{where}/compare.json, {where}/compare.png", highlight=False)
+    out.print(
+        f"EMULATED: these figures describe the emulator ({doc['profiles']}, seed "
+        f"{doc['emulator_seed']}), not real models.",
+        highlight=False,
+    )
+
+
+def trap(
+    out_dir: Annotated[Path, typer.Option(help="One run directory per (reward, seed) inside.")] = (
+        Path("runs/trap")
+    ),
+    seeds: Annotated[str, typer.Option(help="Comma-separated seeds (at least 3).")] = "0,1,2",
+    queries: Annotated[int, typer.Option(min=1, help="Training queries per run.")] = 400,
+    batch: Annotated[int, typer.Option(min=1)] = 16,
+    concurrency: Annotated[int, typer.Option(min=1)] = 8,
+    roles: Annotated[int, typer.Option(min=1, help="MMLU roles, in parallel.")] = 4,
+    eval_items: Annotated[int, typer.Option(min=1, help="Validation items of the final eval.")] = (
+        100
+    ),
+    embedder: Annotated[str, typer.Option(help="Embedder (hash-<dim> for smoke runs).")] = (
+        "all-MiniLM-L6-v2"
+    ),
+    data_dir: Annotated[Path | None, typer.Option(envvar="HIERAMAS_DATA_DIR")] = None,
+) -> None:
+    """The credit-assignment trap: train multi-level and final-only policies on a pool with a
+    cheap, weak model beside strong ones, for each seed, and report how often each final
+    policy still picks the weak model.  Resumable; EMULATED."""
+    from rich.table import Table
+
+    from hieramas.learner.driver import DriverError
+    from hieramas.learner.trap import TrapOptions, format_rows, run_trap
+    from hieramas.processes import unwind_on_signals
+
+    try:
+        seed_list = tuple(int(s) for s in seeds.split(",") if s.strip())
+    except ValueError:
+        err.print(f"[red]--seeds must be comma-separated integers, not {seeds!r}[/red]")
+        raise typer.Exit(2) from None
+    options = TrapOptions(
+        out_dir=out_dir, seeds=seed_list, queries=queries, batch=batch,
+        concurrency=concurrency, roles=roles, eval_items=eval_items, embedder=embedder,
+        data_dir=data_dir,
+    )  # fmt: skip
+    unwind_on_signals()
+    display = _Display(queries)
+
+    def on_run(reward: str, seed: int) -> None:
+        err.print(f"trap run: reward {reward}, seed {seed}", highlight=False)
+
+    try:
+        with display.progress:
+            report = run_trap(options, on_run, display)
+    except (DriverError, OSError, ValueError) as exc:
+        err.print(f"[red]{exc}[/red]", highlight=False)
+        raise typer.Exit(2) from None
+    table = Table(
+        "reward", "seed", "weak synth", "weak proposer", "weak all", "sampled first",
+        "sampled last", "val acc", "val $/query",
+        title=f"share of slots on {report['weak_model']} (greedy, final version)",
+    )  # fmt: skip
+    for row in format_rows(report):
+        table.add_row(*row)
+    out.print(table)
+    uniform = report["uniform_share"]
+    out.print(
+        f"uniform policy: {uniform['synthesizer']:.3f} of synthesizer, "
+        f"{uniform['proposer']:.3f} of proposer slots.  {out_dir}/trap.json",
+        highlight=False,
+    )
+    out.print("EMULATED: these figures describe the emulator, not real models.")
