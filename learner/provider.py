@@ -146,7 +146,7 @@ class NatsPolicyProvider:
         if self._store is not None:
             await self._store.close()
 
-    async def _follow(self, version: int) -> None:
+    async def _follow(self, version: int, revision: int = 0) -> None:
         """Load ``version`` (off the loop) and make it current, unless a newer one came."""
         self._wanted = version
         async with self._load_lock:  # one load at a time, newest wins

@@ -146,8 +146,7 @@ class LearnerService:
         self._pending_row: dict[str, Any] | None = None  # an update's metrics, until published
         self._window: Counter[str] = Counter()  # greedy (eval) episodes since the last version
         self._fits: dict[int, bool] = {}  # config version -> fits the lineage's layout
-        self._mine: set[int] = set()  # versions this learner published
-        self._rollback_to: int | None = None
+        self._rollback_to: tuple[int, int] | None = None  # (version, KV revision) to judge
         self._config_moved = False
         self._started = time.monotonic()
         self._read_at_start = 0
@@ -431,16 +430,10 @@ class LearnerService:
         }
         record = await self._published_before() if adopt else None
         if record is None:
-
-            def encode(version: int) -> tuple[bytes, Mapping[str, Any]]:
-                self._mine.add(version)
-                return lineage.encode_version(version, metrics)
-
-            record = await store.publish(encode)
+            record = await store.publish(lambda version: lineage.encode_version(version, metrics))
         else:
             log.info("learner.adopted_version", version=record.version, step=lineage.step)
         lineage.published(record.version)
-        self._mine.add(record.version)
         if self._pending_row is not None:
             row = {**self._pending_row, "version": record.version, "parent": record.parent}
             self.history.append(row)
@@ -525,23 +518,26 @@ class LearnerService:
             return
         with contextlib.suppress(PolicyStoreError):
             if current and (await store.record(current)).lineage == lineage.id:
-                self._rollback_to = current
-                return
+                return  # a rollback made while we were down: the watch hands it to the loop
         log.warning("learner.republish", head=lineage.head, store_current=current)
         lineage.changed()
         await self._publish()
 
-    async def _on_current(self, version: int) -> None:
-        """The policy store's ``current`` moved (on the loop): note a rollback to follow."""
-        lineage = self.lineage
-        if version in self._mine or (lineage is not None and version == lineage.head):
-            return
-        self._rollback_to = version
+    async def _on_current(self, version: int, revision: int) -> None:
+        """The policy store's ``current`` moved (on the loop): judged between two steps of
+        the main loop, when no publish of ours is half done (:meth:`_follow_rollback`)."""
+        if self._rollback_to is None or revision > self._rollback_to[1]:
+            self._rollback_to = (version, revision)
 
     async def _follow_rollback(self) -> None:
-        version, self._rollback_to = self._rollback_to, None
+        """Follow a move of ``current`` that is not ours: our own publishes come back
+        through the watch too (anything up to the revision we last wrote is an echo)."""
+        assert self._rollback_to is not None
+        (version, revision), self._rollback_to = self._rollback_to, None
         lineage, store = self.lineage, self._policies
-        assert version is not None and lineage is not None and store is not None
+        assert lineage is not None and store is not None
+        if revision <= store.last_revision or version == lineage.head:
+            return
         try:
             record = await store.record(version)
             if record.lineage != lineage.id:
@@ -611,7 +607,6 @@ class LearnerService:
                 "bad_events": stats.bad_events,
                 "codes": dict(stats.codes),
             },
-            "mine": sorted(self._mine),
         }
 
     def _restore(self, state: Mapping[str, Any]) -> None:
@@ -638,7 +633,6 @@ class LearnerService:
             bad_events=int(rs.get("bad_events", 0)),
             codes=Counter(rs.get("codes") or {}),
         )
-        self._mine = set(state.get("mine") or ())
         self.counters["restarts"] += 1
         log.info(
             "learner.restored",

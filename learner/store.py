@@ -129,6 +129,8 @@ class PolicyStore:
         self._kv: KeyValue | None = None
         self._obj: ObjectStore | None = None
         self._watch_task: asyncio.Task[None] | None = None
+        self.last_revision = 0
+        """The KV revision of the last ``current`` this store wrote (its watch echoes it)."""
 
     async def open(self) -> PolicyStore:
         """Bind (or create) the bucket and the object store; safe from several processes."""
@@ -191,7 +193,7 @@ class PolicyStore:
                 continue
             await self.obj.put(f"v.{version}", blob)
             if make_current:
-                await self.kv.put(CURRENT, str(version).encode())
+                self.last_revision = await self.kv.put(CURRENT, str(version).encode())
             log.info(
                 "policy.published",
                 version=version,
@@ -206,7 +208,7 @@ class PolicyStore:
         """Make stored ``version`` current again; :class:`PolicyStoreError` if it is unusable."""
         record = await self.record(version)
         await self.blob(version)  # proves the blob is there and whole before it goes live
-        await self.kv.put(CURRENT, str(version).encode())
+        self.last_revision = await self.kv.put(CURRENT, str(version).encode())
         log.info("policy.rollback", version=version)
         return record
 
@@ -267,8 +269,9 @@ class PolicyStore:
 
     # -- following ---------------------------------------------------------------------
 
-    async def watch(self, listener: Callable[[int], Awaitable[None]]) -> None:
-        """Call ``listener(version)`` (on the loop) for the current version and each new one.
+    async def watch(self, listener: Callable[[int, int], Awaitable[None]]) -> None:
+        """Call ``listener(version, revision)`` (on the loop) for the current version and each
+        new one; ``revision`` is the KV revision of that ``current`` value.
 
         A bad ``current`` value is logged and counted; a failing listener does not end
         the watch.
@@ -285,7 +288,7 @@ class PolicyStore:
                     log.error("policy.bad_current", value=entry.value[:40])
                     continue
                 try:
-                    await listener(version)
+                    await listener(version, int(entry.revision or 0))
                 except Exception:
                     self.bus.counters["policy.listener_failed"] += 1
                     log.exception("policy.listener_failed", version=version)

@@ -155,3 +155,40 @@ def test_a_message_of_garbage_alone_never_blocks_the_stream(bus: Bus, tmp_path: 
     with running_learner(bus, tmp_path) as learner:
         wait(lambda: learner.status()["stream_seq"] == 1, what="the garbage to be read")
         assert learner.status()["bad_messages"] == 1
+
+
+def test_stale_samples_are_not_trained_on_and_a_rollback_is_followed(
+    bus: Bus, tmp_path: Path
+) -> None:
+    run(bus, apply(bus, config_yaml()))
+    items = mmlu_items(7)
+    with running_learner(bus, tmp_path, batch=2, max_lag=1) as learner:
+        wait(lambda: learner.phase == "running", what="the learner to run")
+        root = learner.lineage.head  # type: ignore[union-attr]
+        for version, pair in ((root, items[0:2]), (root + 1, items[2:4])):
+            run(
+                bus,
+                publish(bus, [e for it in pair for e in query_events(it, policy_version=version)]),
+            )
+            wait(lambda v=version: learner.lineage.head == v + 1, what=f"version {version + 1}")  # type: ignore[union-attr,misc]
+        # two versions after it, the root's samples are stale (max_lag 1)
+        run(bus, publish(bus, query_events(items[4], policy_version=root)))
+        wait(lambda: _counters(learner).get("episodes_stale") == 1, what="a stale episode")
+
+        async def roll_back() -> None:
+            store = await PolicyStore(bus).open()
+            await store.rollback(root + 1)
+
+        run(bus, roll_back())
+        wait(lambda: learner.lineage.head == root + 1, what="the rollback to be followed")  # type: ignore[union-attr]
+        pair = items[5:7]
+        run(
+            bus, publish(bus, [e for it in pair for e in query_events(it, policy_version=root + 1)])
+        )
+        wait(lambda: learner.lineage.step == 3, what="an update after the rollback")  # type: ignore[union-attr]
+        wait(lambda: learner.lineage.head == root + 3, what="its version")  # type: ignore[union-attr]
+        records = run(bus, _records(bus))
+    counters = _counters(learner)
+    assert counters["rollbacks_followed"] == 1 and counters["episodes_stale"] == 1
+    assert [r.parent for r in records] == [None, root, root + 1, root + 1]  # trained on from v2
+    assert learner.lineage.heads == [root, root + 1, root + 2, root + 1, root + 3]  # type: ignore[union-attr]
