@@ -195,7 +195,8 @@ def throughput(args: argparse.Namespace) -> None:
         f"{args.queries} queries, {n} events in {last} messages; sampled={args.sampled} "
         f"embedder={args.embedder} batch={args.batch}: {elapsed:.2f} s from consumer open to "
         f"all reflected: {n / elapsed:,.0f} events/s, {args.queries / elapsed:,.0f} queries/s; "
-        f"updates {status['step']}, saves {status['counters'].get('saves')}"
+        f"updates {status['step']}, saves {status['counters'].get('saves')}; "
+        f"seconds by phase {status['seconds']}"
     )
 
 

@@ -118,6 +118,8 @@ class LearnerService:
         self.subjects = subjects or Subjects()
         self.run_dir = RunDir(options.run_dir)
         self.counters: Counter[str] = Counter()
+        self.seconds: Counter[str] = Counter()
+        """Wall seconds this process spent reading, grading, training, publishing, saving."""
         self.read_stats = ReadStats()
         self.assembler = Assembler(
             grace_s=options.grace_s, orphan_s=options.orphan_s, max_pending=options.max_pending
@@ -127,6 +129,8 @@ class LearnerService:
         self.lineage: Lineage | None = None
         self.buffer: list[Episode] = []
         self.ungraded: OrderedDict[str, Episode] = OrderedDict()
+        self._json: dict[str, dict[str, Any]] = {}  # query id -> its buffered/ungraded episode's
+        # JSON, made once: a backlog leaves hundreds buffered, and every save writes them all
         self.history: list[dict[str, Any]] = []
         self.phase = "starting"
         self._train = options.train_config()
@@ -242,6 +246,7 @@ class LearnerService:
         opts = self.options
         while not self._stop.is_set():
             msgs = await self.consumer.fetch(opts.fetch_batch, timeout=0.25)
+            started = time.perf_counter()
             now = time.time()
             ready: list[Assembled] = []
             late: list[Feedback] = []
@@ -258,8 +263,11 @@ class LearnerService:
             if expired:
                 ready.extend(expired)
                 self._dirty = True
+            self.seconds["read"] += time.perf_counter() - started
             if ready or late:
+                started = time.perf_counter()
                 await self._handle(ready, late)
+                self.seconds["grade"] += time.perf_counter() - started
             if self._config_moved:
                 self._config_moved = False
                 assert self._configs is not None
@@ -349,10 +357,13 @@ class LearnerService:
         self.counters[f"episodes_{disposition}"] += 1
         if disposition == "train":
             self.buffer.append(episode)
+            self._json[episode.query_id] = episode.to_json()
         elif disposition == "awaiting_feedback":
             self.ungraded[episode.query_id] = episode
+            self._json[episode.query_id] = episode.to_json()
             while len(self.ungraded) > self.options.max_ungraded:
-                self.ungraded.popitem(last=False)
+                evicted, _ = self.ungraded.popitem(last=False)
+                self._json.pop(evicted, None)
                 self.counters["ungraded_evicted"] += 1
         elif disposition == "eval":
             self._window["eval_n"] += 1
@@ -383,6 +394,7 @@ class LearnerService:
 
     def _late_feedback(self, fb: Feedback) -> None:
         episode = self.ungraded.pop(fb.query_id, None)
+        self._json.pop(fb.query_id, None)
         if episode is None:
             self.counters["feedback_unmatched"] += 1
             log.warning(
@@ -406,7 +418,11 @@ class LearnerService:
         lineage = self.lineage
         assert lineage is not None
         batch, self.buffer = self.buffer[: self.options.batch], self.buffer[self.options.batch :]
+        for episode in batch:
+            self._json.pop(episode.query_id, None)
+        started = time.perf_counter()
         stats = await asyncio.to_thread(lineage.trainer.update, batch)
+        self.seconds["train"] += time.perf_counter() - started
         lineage.changed()
         row: dict[str, Any] = {"ts": time.time(), "lineage": lineage.id, **asdict(stats)}
         n = self._window["eval_n"]
@@ -430,7 +446,9 @@ class LearnerService:
         }
         record = await self._published_before() if adopt else None
         if record is None:
+            started = time.perf_counter()
             record = await store.publish(lambda version: lineage.encode_version(version, metrics))
+            self.seconds["publish"] += time.perf_counter() - started
         else:
             log.info("learner.adopted_version", version=record.version, step=lineage.step)
         lineage.published(record.version)
@@ -486,6 +504,7 @@ class LearnerService:
             self.counters["dropped_lineage_change"] += dropped
             self.buffer.clear()
             self.ungraded.clear()
+            self._json.clear()
         assert self._embedder is not None
         self.lineage = await asyncio.to_thread(
             Lineage.create,
@@ -570,7 +589,9 @@ class LearnerService:
         episode_rows, self._episode_rows = self._episode_rows, []
         metric_rows, self._metric_rows = self._metric_rows, []
         seq, ack = self._seq, self._ack_msg
+        started = time.perf_counter()
         await asyncio.to_thread(self._write, episode_rows, metric_rows)
+        self.seconds["save"] += time.perf_counter() - started
         self._saved_seq = seq
         self._dirty = False
         self._last_save = time.monotonic()
@@ -593,8 +614,8 @@ class LearnerService:
         return {
             "stream": {"created": self._stream_created, "seq": self._seq},
             "assembler": self.assembler.to_json(),
-            "buffer": [e.to_json() for e in self.buffer],
-            "ungraded": [e.to_json() for e in self.ungraded.values()],
+            "buffer": [self._json[e.query_id] for e in self.buffer],
+            "ungraded": [self._json[q] for q in self.ungraded],
             "lineage": self.lineage.to_state() if self.lineage is not None else None,
             "history": self.history,
             "pending_row": self._pending_row,
@@ -619,6 +640,7 @@ class LearnerService:
         self.ungraded = OrderedDict(
             (e.query_id, e) for e in (Episode.from_json(x) for x in state.get("ungraded") or ())
         )
+        self._json = {e.query_id: e.to_json() for e in (*self.buffer, *self.ungraded.values())}
         if state.get("lineage") is not None:
             self.lineage = Lineage.from_state(state["lineage"], self._embedder, self._train)
         self.history = list(state.get("history") or ())
@@ -665,6 +687,7 @@ class LearnerService:
             "bad_events": stats.bad_events,
             "bad_codes": dict(stats.codes),
             "counters": {**self.assembler.counters, **self.counters},
+            "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
             "updated_unix": time.time(),
         }
 
