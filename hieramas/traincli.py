@@ -70,6 +70,14 @@ class _Display:
         if best:
             fields["best"] = f"v{best['version']} {best['accuracy']:.3f}"
         self.progress.update(self.task, completed=event["counted"], **fields)
+        if not err.is_terminal:  # a log file: one plain line per event instead of a live bar
+            task = self.progress.tasks[0].fields
+            err.print(
+                f"{event['phase']} {event['counted']}/{event['total']} it {task['iteration']} "
+                f"reward {task['reward']} acc {task['accuracy']} $/q {task['cost']} "
+                f"policy v{task['version']} val {task['val']} best {task['best']}",
+                highlight=False,
+            )
 
 
 def train(
