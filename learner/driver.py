@@ -17,9 +17,12 @@ corrects).  A query counts against the budget only when a policy sampled its
 plan; one planned before any version loaded is asked again later.
 
 Every ``eval_every`` iterations, and at the end, the current version is
-**evaluated greedily** on the first ``eval_items`` validation items, through a
-config pinned to that version (:mod:`.pinned`), so nothing the learner publishes
-meanwhile changes what is measured.  The best version (accuracy, then cost) is
+**evaluated greedily** on the first ``eval_items`` validation items, with the
+training config (greedy queries are never trained on, so the learner publishes
+nothing meanwhile; each result names the version that planned it, and a row
+counts any that another version planned).  The training config stays the current
+one throughout: a learner follows the current config, and must not be made to
+switch.  The best version (accuracy, then cost) is
 kept; at the end the policy store is rolled back to it, so it is what the
 controller plans with and what the learner continues from.
 
@@ -56,7 +59,6 @@ from hieramas.controller.client import HieraClient
 from hieramas.controller.config import parse_config
 from hieramas.evaluation import EvalReport
 from hieramas.learner.embeddings import DEFAULT_MODEL
-from hieramas.learner.pinned import pinned_planner
 from hieramas.learner.querying import Asked, Selection, ask_graded
 from hieramas.learner.store import PolicyStore, PolicyStoreError
 from hieramas.learner.trainconfig import DOMAIN_OF, to_yaml, training_config, with_planner
@@ -150,8 +152,6 @@ class DriverState:
     unplanned: int = 0
     evals: list[dict[str, Any]] = field(default_factory=list)
     best: dict[str, Any] | None = None
-    eval_configs: dict[str, int] = field(default_factory=dict)
-    """Policy version -> the config version pinned to it."""
     finished: bool = False
     final_version: int | None = None
     wall_s: float = 0.0
@@ -172,7 +172,8 @@ class DriverState:
             raise DriverError(f"unknown driver state format {data.get('format')!r}")
         data = {k: v for k, v in data.items() if k != "format"}
         data["done"] = set(int(i) for i in data.get("done") or ())
-        data["eval_configs"] = {str(k): int(v) for k, v in (data.get("eval_configs") or {}).items()}
+        known = set(cls.__dataclass_fields__)
+        data = {k: v for k, v in data.items() if k in known}  # e.g. a dropped field
         return cls(**data)
 
     @classmethod
@@ -346,7 +347,6 @@ class TrainingDriver:
             except Exception:  # a fresh NATS (another --nats, a lost store): apply it again
                 pass
             log.warning("train.config_reapplied", old_version=known)
-            self.state.eval_configs.clear()
         self.state.config_version = await self.client.apply_config(self.config_text, source="train")
         self._save()
 
@@ -494,16 +494,19 @@ class TrainingDriver:
 
     # -- evaluations -------------------------------------------------------------------------
 
-    async def _eval_config(self, version: int) -> int:
-        known = self.state.eval_configs.get(str(version))
-        if known:
-            return known
-        doc = with_planner(self.doc, pinned_planner(version))
-        doc["name"] = f"{self.doc.get('name', 'stage1')}-v{version}"
-        config_version = await self.client.apply_config(to_yaml(doc), source="train-eval")
-        self.state.eval_configs[str(version)] = config_version
-        self._save()
-        return config_version
+    async def _await_planner(self, version: int) -> None:
+        """Wait (10 s at most) until the controller plans with ``version``: greedy probes of
+        the first validation item, which the learner grades but never trains on."""
+        deadline = time.monotonic() + 10.0
+        while time.monotonic() < deadline:
+            probe = await ask_graded(
+                self.client, self.val_items[0], config_version=self.state.config_version,
+                explore=False, proposers=self.proposers, timeout_s=self.options.timeout_s,
+                sandbox=self.sandbox,
+            )  # fmt: skip
+            if probe.row.policy_version == version:
+                return
+            await asyncio.sleep(0.05)
 
     async def _evaluate(self, version: int) -> None:
         """Greedy accuracy of ``version`` on the validation items; keep its checkpoint."""
@@ -512,8 +515,10 @@ class TrainingDriver:
             return
         self._emit("evaluating", version=version)
         started = time.monotonic()
-        config_version = await self._eval_config(version)
-        asked = await self._ask_all(self.val_items, config_version=config_version, explore=False)
+        await self._await_planner(version)
+        asked = await self._ask_all(
+            self.val_items, config_version=self.state.config_version, explore=False
+        )
         report = EvalReport(
             method=f"v{version}",
             dataset=f"{self.options.dataset}/validation",
