@@ -4,16 +4,12 @@ planning time, training queries per second.
 Four measurements (each a sub-command; ``all`` runs them in turn):
 
 ``consume``
-    A real nats-server; the default MMLU training config (8 supernodes, 24 slots) in
-    its config store; ``--queries`` synthetic but valid queries published into the
-    trace stream through :class:`hieramas.traces.TraceEmitter` (as the runtime's
-    processes do: batches by event kind), each with its ``query`` event (a sampled
-    plan of policy version 1 naming a real MMLU-Redux item), 8 ``supernode``, 25
-    ``llm_call`` and one ``decision`` event: 35 events per query.  Then a real
-    ``hieramas learner`` process (``--embedder hash-32``, batch 16, ``--max-lag`` high
-    so every episode trains) is started and timed from the moment it consumes
-    (phase ``running``) until its durable state covers the stream's last sequence
-    and every query is reflected (assembled, graded, trained on, saved, acknowledged).
+    Trace events consumed and reflected per second, end to end from JetStream: runs
+    ``bench/learner_service.py throughput --sampled`` (a backlog of synthetic, valid
+    MMLU queries in a real nats-server's trace stream, a real learner process timed
+    until every message is read, assembled, graded, trained on, saved and
+    acknowledged).  ``bench/learner_service.py latency`` measures the provider side
+    of a publish at 1 ms resolution; ``publish`` below measures it through the gateway.
 ``publish``
     An embedded stack (controller with the learned planner, worker, the emulator at
     latency 0) and a loop of one-at-a-time queries on a one-node config; a new policy
@@ -47,25 +43,9 @@ from pathlib import Path
 from typing import Any
 
 from hieramas.bus import Bus
-from hieramas.controller.config import HieraConfig, parse_config
-from hieramas.controller.store import ConfigStore
-from hieramas.learner.process import LearnerProcess
-from hieramas.learner.slots import SlotLayout
+from hieramas.controller.config import parse_config
 from hieramas.learner.trainconfig import to_yaml, training_config
-from hieramas.natsconn import NatsSettings
 from hieramas.natsserver import NatsServer
-from hieramas.tasks.datasets import load
-from hieramas.traces import TraceEmitter, ensure_trace_stream
-from hieramas.wire import Subjects, new_id
-from hieramas.wire.events import (
-    AssignmentRecord,
-    DecisionRun,
-    Event,
-    LlmCall,
-    NodeModels,
-    QueryDone,
-    SupernodeRun,
-)
 
 HERE = Path(__file__).resolve().parent
 
@@ -75,188 +55,25 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-# -- consume -----------------------------------------------------------------------------
+def _sibling(name: str) -> Any:
+    """Another script of bench/ as a module."""
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", HERE / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-def synthetic_query(config: HieraConfig, item: Any, version: int, n_slots: int) -> list[Event]:
-    """The trace events of one sampled query of ``config`` on ``item`` (35 for MMLU)."""
-    qid, tid = new_id(), new_id()
-    now = time.time()
-    llms = list(config.llms)
-    events: list[Event] = []
-    proposers: dict[str, list[str]] = {}
-    synths: dict[str, str] = {}
-    for i, (name, spec) in enumerate(config.supernodes.items()):
-        props = [llms[(i + j) % len(llms)] for j in range(len(spec.proposers))]
-        synth = llms[(i + 3) % len(llms)]
-        proposers[name], synths[name] = props, synth
-        for slot, model in [*((f"p{j}", m) for j, m in enumerate(props)), ("synth", synth)]:
-            events.append(
-                LlmCall(
-                    query_id=qid,
-                    trace_id=tid,
-                    span_id=new_id(),
-                    config_version=1,
-                    node=name,
-                    role=spec.role,
-                    slot=slot,
-                    worker="w-bench",
-                    model=model,
-                    model_id=model,
-                    endpoint="emulator",
-                    started=now,
-                    finished=now,
-                    outcome="ok",
-                    prompt_tokens=400,
-                    completion_tokens=200,
-                    cost_usd=0.0001,
-                )
-            )
-        answer = item.answer if i % 3 else "ABCD".replace(item.answer, "")[0]
-        events.append(
-            SupernodeRun(
-                query_id=qid,
-                trace_id=tid,
-                span_id=new_id(),
-                config_version=1,
-                node=name,
-                role=spec.role,
-                status="ok",
-                answer=answer,
-                models=NodeModels(proposers=list(props), synthesizer=synth),
-                proposals_used=len(props),
-                finished=now,
-                cost_usd=0.0003,
-            )
-        )
-    events.append(
-        LlmCall(
-            query_id=qid,
-            trace_id=tid,
-            span_id=new_id(),
-            config_version=1,
-            node="decision",
-            role="decision",
-            slot="decision",
-            worker="w-bench",
-            model=config.decision,
-            model_id=config.decision,
-            endpoint="emulator",
-            started=now,
-            finished=now,
-            outcome="ok",
-            prompt_tokens=900,
-            completion_tokens=100,
-            cost_usd=0.0004,
-        )
+# -- consume (bench/learner_service.py) -------------------------------------------------------
+
+
+def bench_consume(n_queries: int, batch: int, embedder: str) -> None:
+    """Events reflected per second: ``bench/learner_service.py throughput --sampled``."""
+    service = _sibling("learner_service")
+    args = argparse.Namespace(
+        queries=n_queries, sampled=True, embedder=embedder, batch=batch, per_message=256
     )
-    events.append(
-        DecisionRun(
-            query_id=qid,
-            trace_id=tid,
-            span_id=new_id(),
-            config_version=1,
-            status="ok",
-            answer=item.answer,
-            decided_by="llm",
-            model=config.decision,
-            finished=now,
-        )
-    )
-    events.append(
-        QueryDone(
-            query_id=qid,
-            trace_id=tid,
-            span_id=new_id(),
-            config_version=1,
-            status="ok",
-            answer=item.answer,
-            text=f"The answer is ({item.answer}).",
-            domain="mmlu",
-            item_id=item.id,
-            emulated=True,
-            cost_usd=0.0003 * len(config.supernodes) + 0.0004,
-            planner="learned",
-            policy_version=version,
-            sampled=True,
-            assignment=AssignmentRecord(
-                proposers=proposers, synthesizers=synths, decision=config.decision
-            ),
-            edges=list(config.edges),
-            task_text=item.question,
-            temperature=1.0,
-            log_probs=[-2.4] * n_slots,
-        )
-    )
-    return events
-
-
-async def _publish_backlog(bus: Bus, config_text: str, n_queries: int) -> tuple[int, int]:
-    subjects = Subjects()
-    await ensure_trace_stream(bus, subjects)
-    store = await ConfigStore(bus).open()
-    await store.apply(config_text, source="bench")
-    config = parse_config(config_text)
-    layout = SlotLayout.from_config(config)
-    items = load("mmlu_redux")
-    emitter = TraceEmitter(bus, subjects)
-    emitter.start()
-    events = 0
-    for i in range(n_queries):
-        for event in synthetic_query(config, items[i % len(items)], 1, len(layout.slots)):
-            emitter.emit(event)
-            events += 1
-        if i % 100 == 99:
-            await emitter.flush(60)
-    await emitter.flush(60)
-    info = await bus.js.stream_info("HIERAMAS_TRACES")
-    return events, int(info.state.last_seq)
-
-
-def bench_consume(n_queries: int, batch: int) -> dict[str, Any]:
-    config_text = to_yaml(training_config("mmlu", embedder="hash-32"))
-    with NatsServer() as server, tempfile.TemporaryDirectory() as tmp:
-        bus = Bus(NatsSettings.from_env(server.url, name="bench-learner")).start()
-        try:
-            t0 = time.monotonic()
-            events, last_seq = bus.call(_publish_backlog(bus, config_text, n_queries), 600)
-            publish_s = time.monotonic() - t0
-            learner = LearnerProcess(
-                server.url,
-                Path(tmp) / "learner",
-                ["--embedder", "hash-32", "--batch", str(batch), "--max-lag", "1000000"],
-                log_level="warning",
-            )
-            learner.start(wait="running", timeout=120)
-            started = time.monotonic()
-            try:
-                status = learner.wait_for(
-                    lambda s: (
-                        s.get("stream_seq", 0) >= last_seq
-                        and s.get("queries_done", 0) >= n_queries
-                        and s.get("buffered", 1) < batch
-                    ),
-                    timeout=1800,
-                    poll_s=0.02,
-                )
-                elapsed = time.monotonic() - started
-            finally:
-                learner.stop()
-        finally:
-            bus.stop()
-    counters = status.get("counters", {})
-    return {
-        "queries": n_queries,
-        "events": events,
-        "messages": last_seq,
-        "publish_s": publish_s,
-        "reflect_s": elapsed,
-        "events_per_s": events / elapsed,
-        "queries_per_s": n_queries / elapsed,
-        "updates": status.get("step"),
-        "episodes_train": counters.get("episodes_train"),
-        "rejected": {k: v for k, v in counters.items() if k.startswith("rejected")},
-    }
+    service.throughput(args)
 
 
 # -- publish -> first plan ------------------------------------------------------------------
@@ -349,10 +166,7 @@ def bench_publish(trials: int) -> dict[str, Any]:
 def bench_planning_times(n: int) -> None:
     import torch
 
-    spec = importlib.util.spec_from_file_location("bench_embeddings", HERE / "embeddings.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = _sibling("embeddings")
     from hieramas.learner.embeddings import SentenceEmbedder
 
     torch.set_num_threads(1)
@@ -408,7 +222,7 @@ def main() -> None:
     args = parser.parse_args()
     print(f"load average {os.getloadavg()[0]:.1f} (2 cores shared)", file=sys.stderr)
     if args.what in ("consume", "all"):
-        print("consume", json.dumps(bench_consume(args.queries or 2000, args.batch), indent=1))
+        bench_consume(args.queries or 2000, args.batch, "hash-32")
     if args.what in ("publish", "all"):
         print("publish", json.dumps(bench_publish(args.trials), indent=1))
     if args.what in ("planning", "all"):
