@@ -18,7 +18,6 @@ from typing import Any
 
 import structlog
 from nats.aio.msg import Msg
-from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from hieramas.bus import Bus
@@ -90,7 +89,7 @@ class TraceConsumer:
         """Up to ``batch`` messages, waiting at most ``timeout`` for the first (``[]`` if none)."""
         try:
             msgs: list[Msg] = await self._sub.fetch(batch, timeout=timeout)
-        except NatsTimeoutError:
+        except TimeoutError:  # nats' own, or a bare asyncio one (nats-py raises both)
             return []
         return msgs
 

@@ -41,7 +41,7 @@ import asyncio
 import contextlib
 import os
 import time
-from collections import Counter, OrderedDict
+from collections import Counter, OrderedDict, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -117,28 +117,38 @@ class LearnerService:
         self.options = options
         self.subjects = subjects or Subjects()
         self.run_dir = RunDir(options.run_dir)
-        self.counters: Counter[str] = Counter()
-        self.seconds: Counter[str] = Counter()
+        self.seconds: defaultdict[str, float] = defaultdict(float)
         """Wall seconds this process spent reading, grading, training, publishing, saving."""
-        self.read_stats = ReadStats()
-        self.assembler = Assembler(
-            grace_s=options.grace_s, orphan_s=options.orphan_s, max_pending=options.max_pending
-        )
         self.items = ItemIndex(options.data_dir)
         self.consumer = TraceConsumer(bus, self.subjects)
-        self.lineage: Lineage | None = None
-        self.buffer: list[Episode] = []
-        self.ungraded: OrderedDict[str, Episode] = OrderedDict()
-        self._json: dict[str, dict[str, Any]] = {}  # query id -> its buffered/ungraded episode's
-        # JSON, made once: a backlog leaves hundreds buffered, and every save writes them all
-        self.history: list[dict[str, Any]] = []
         self.phase = "starting"
+        self.recoveries = 0
+        """Times an unexpected error made this process reload its last saved state."""
         self._train = options.train_config()
         self._embedder: CachedEmbedder | None = None
         self._sandbox: Sandbox | None = None
         self._configs: ConfigStore | None = None
         self._policies: PolicyStore | None = None
         self._stop: asyncio.Event | None = None
+        self._rollback_to: tuple[int, int] | None = None  # (version, KV revision) to judge
+        self._config_moved = False
+        self._started = time.monotonic()
+        self._reset_memory()
+
+    def _reset_memory(self) -> None:
+        """The in-memory state of a process that has loaded nothing yet."""
+        opts = self.options
+        self.counters: Counter[str] = Counter()
+        self.read_stats = ReadStats()
+        self.assembler = Assembler(
+            grace_s=opts.grace_s, orphan_s=opts.orphan_s, max_pending=opts.max_pending
+        )
+        self.lineage: Lineage | None = None
+        self.buffer: list[Episode] = []
+        self.ungraded: OrderedDict[str, Episode] = OrderedDict()
+        self._json: dict[str, dict[str, Any]] = {}  # query id -> its buffered/ungraded episode's
+        # JSON, made once: a backlog leaves hundreds buffered, and every save writes them all
+        self.history: list[dict[str, Any]] = []
         self._seq = 0  # the last stream sequence applied to the in-memory state
         self._saved_seq = 0  # ... and the last one the saved state covers
         self._ack_msg: Msg | None = None
@@ -150,9 +160,6 @@ class LearnerService:
         self._pending_row: dict[str, Any] | None = None  # an update's metrics, until published
         self._window: Counter[str] = Counter()  # greedy (eval) episodes since the last version
         self._fits: dict[int, bool] = {}  # config version -> fits the lineage's layout
-        self._rollback_to: tuple[int, int] | None = None  # (version, KV revision) to judge
-        self._config_moved = False
-        self._started = time.monotonic()
         self._read_at_start = 0
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -166,15 +173,33 @@ class LearnerService:
             self._stop.set()
 
     async def run(self) -> None:
-        """Start, consume until :meth:`request_stop`, save and stop."""
+        """Start, consume until :meth:`request_stop`, save and stop.
+
+        An unexpected error (a NATS request timing out under load, a bug) does not end
+        the learner: it drops its in-memory state, reloads the last saved one as a
+        restarted process would, and reads on from there (with a growing pause).
+        """
         self._stop = asyncio.Event()
         try:
-            if await self._start():
-                await self._loop()
+            await self._setup()
+            while not self._stop.is_set():
+                try:
+                    if await self._resume():
+                        await self._loop()
+                    return
+                except Exception as exc:
+                    self.recoveries += 1
+                    self._set_phase("recovering")
+                    log.exception("learner.recovering", error=repr(exc), recoveries=self.recoveries)
+                    await self.consumer.close()
+                    pause = min(0.5 * 2 ** min(self.recoveries, 6), 30.0)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._stop.wait(), pause)
         finally:
             await self._shutdown()
 
-    async def _start(self) -> bool:
+    async def _setup(self) -> None:
+        """What a process does once: connect the stores, watch them, load the embedder."""
         self._set_phase("connecting")
         await wait_for_jetstream(self.bus)
         await ensure_trace_stream(self.bus, self.subjects)
@@ -182,9 +207,15 @@ class LearnerService:
         await self._configs.watch()
         self._configs.on_change(self._on_config)
         self._policies = await PolicyStore(self.bus).open()
+        await self._policies.watch(self._on_current)
+        self._embedder = await asyncio.to_thread(embedder_for, self.options.embedder)
+
+    async def _resume(self) -> bool:
+        """Load the saved state (if any), fit the lineage to the config, and open the
+        consumer after the last sequence the state covers; False if stopped first."""
+        self._reset_memory()
         state = self.run_dir.load_state()
         self.run_dir.restore_logs(state)
-        self._embedder = await asyncio.to_thread(embedder_for, self.options.embedder)
         if state is not None:
             await asyncio.to_thread(self._restore, state)
         position = await self.consumer.position()
@@ -198,7 +229,6 @@ class LearnerService:
             self._seq = self._saved_seq = 0
         self._stream_created = position.created
         self._read_at_start = self.read_stats.events
-        await self._policies.watch(self._on_current)
         self._set_phase("waiting_config")
         stored = await self._wait_config()
         if stored is None:
@@ -687,6 +717,7 @@ class LearnerService:
             "bad_events": stats.bad_events,
             "bad_codes": dict(stats.codes),
             "counters": {**self.assembler.counters, **self.counters},
+            "recoveries": self.recoveries,
             "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
             "updated_unix": time.time(),
         }

@@ -192,3 +192,36 @@ def test_stale_samples_are_not_trained_on_and_a_rollback_is_followed(
     assert counters["rollbacks_followed"] == 1 and counters["episodes_stale"] == 1
     assert [r.parent for r in records] == [None, root, root + 1, root + 1]  # trained on from v2
     assert learner.lineage.heads == [root, root + 1, root + 2, root + 1, root + 3]  # type: ignore[union-attr]
+
+
+def test_an_unexpected_error_reloads_the_saved_state_and_counts_nothing_twice(
+    bus: Bus, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hieramas.learner.reinforce import Trainer
+
+    real_update = Trainer.update
+    calls = []
+
+    def flaky_update(self: Trainer, episodes):  # type: ignore[no-untyped-def]
+        calls.append(len(episodes))
+        stats = real_update(self, episodes)  # the weights moved...
+        if len(calls) == 1:
+            raise RuntimeError("injected: the first update fails after it changed the weights")
+        return stats
+
+    monkeypatch.setattr(Trainer, "update", flaky_update)
+    run(bus, apply(bus, config_yaml()))
+    items = mmlu_items(4)
+    with capture_logs() as logs, running_learner(bus, tmp_path, batch=2) as learner:
+        wait(lambda: learner.phase == "running", what="the learner to run")
+        root = learner.lineage.head  # type: ignore[union-attr]
+        run(bus, publish(bus, [e for it in items for e in query_events(it, policy_version=root)]))
+        wait(lambda: learner.lineage.step == 2 and learner.phase == "running", what="two updates")  # type: ignore[union-attr]
+        wait(lambda: len(learner.history) == 2, what="their versions")
+        status = learner.status()
+    assert learner.recoveries == 1 and status["recoveries"] == 1 and len(calls) == 3
+    assert any(e["event"] == "learner.recovering" for e in logs)
+    rows = RunDir(tmp_path).read_log(EPISODES_LOG)
+    assert sorted(r["item_id"] for r in rows) == sorted(i.id for i in items)  # each once
+    assert status["counters"]["episodes"] == 4 and status["counters"]["episodes_train"] == 4
+    assert [m["step"] for m in RunDir(tmp_path).read_log(METRICS_LOG)] == [1, 2]
