@@ -149,7 +149,9 @@ def feedback(
         raise typer.Exit(1) from None
     finally:
         bus.stop()
-    out.print(f"feedback {score:g} for query {query_id} ({source}), stream seq {seq}", highlight=False)
+    out.print(
+        f"feedback {score:g} for query {query_id} ({source}), stream seq {seq}", highlight=False
+    )
 
 
 def _records(nats: str | None) -> tuple[list[Any], int]:
@@ -187,7 +189,15 @@ def policy_list(nats: NatsOpt = None, as_json: JsonOpt = False) -> None:
         out.print_json(json.dumps(rows))
         return
     table = Table(
-        "version", "parent", "lineage", "config", "step", "accuracy", "reward", "published", "current"
+        "version",
+        "parent",
+        "lineage",
+        "config",
+        "step",
+        "accuracy",
+        "reward",
+        "published",
+        "current",
     )
     for r in records:
         if not isinstance(r, PolicyRecord):
