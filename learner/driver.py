@@ -11,20 +11,20 @@ two meet only on NATS.
 One **iteration** sends ``batch`` training queries (``concurrency`` at a time),
 grades the answers itself (for the progress display and the metrics log; the
 learner grades them again for its rewards), then waits until the learner has
-published the version trained on them (``learner_wait_s`` at most: a learner that
-batches differently only makes the next iteration a little off-policy, which it
-corrects).  A query counts against the budget only when a policy sampled its
+trained on every query counted so far (its published step reaches a bound
+calibrated while it was quiet; ``learner_wait_s`` at most, then it is calibrated
+anew), so the next iteration samples from the version trained on this one.  A query counts against the budget only when a policy sampled its
 plan; one planned before any version loaded is asked again later.
 
 Every ``eval_every`` iterations, and at the end, the current version is
-**evaluated greedily** on the first ``eval_items`` validation items, with the
-training config (greedy queries are never trained on, so the learner publishes
-nothing meanwhile; each result names the version that planned it, and a row
-counts any that another version planned).  The training config stays the current
-one throughout: a learner follows the current config, and must not be made to
-switch.  The best version (accuracy, then cost) is
-kept; at the end the policy store is rolled back to it, so it is what the
-controller plans with and what the learner continues from.
+**evaluated greedily**, once the learner is quiet, on the first ``eval_items``
+validation items, with the training config (greedy queries are never trained on,
+so the learner publishes nothing meanwhile; each result names the version that
+planned it, and a row counts any that another version planned).  The training
+config stays the current one throughout: a learner follows the current config, and
+must not be made to switch.  The best version (accuracy, then cost) is kept; at
+the end the policy store is rolled back to it, so it is what the controller plans
+with and what the learner continues from.
 
 **Run directory** (``--run-dir``): ``driver.json`` (the driver's state: items done,
 the config version, evaluations, the best version), ``metrics.jsonl`` (one line
@@ -265,6 +265,7 @@ class TrainingDriver:
         self._started = time.monotonic()
         self._wall_before = state.wall_s
         self._idle = 0
+        self._calib: tuple[int, int] | None = None
 
     # -- files ---------------------------------------------------------------------------
 
@@ -299,14 +300,15 @@ class TrainingDriver:
         await self._config_version()
         version = await self._first_version()
         self._emit("training", version=version)
+        await self._calibrate()
         while self.state.counted < self.options.queries:
             if not await self._iteration():
                 continue
             every = self.options.eval_every
             if every and self.state.iteration % every == 0:
-                await self._evaluate(await self.store.current_version())
-        final = await self.store.current_version()
+                await self._evaluate(await self._quiesce())
         if not self.state.finished:
+            final = await self._quiesce()
             await self._evaluate(final)
             self.state.final_version = final
             await self._keep_best()
@@ -401,7 +403,6 @@ class TrainingDriver:
         n_train = len(self.train_items)
         items = [self.train_items[item_order(n_train, self.options.seed, p)] for p in positions]
         before = await self.store.current_version()
-        step_before = await self._step(before)
         asked = await self._ask_all(items, config_version=self.state.config_version, explore=True)
         counted = [(p, a) for p, a in zip(positions, asked, strict=True) if a.sampled]
         unplanned = len(asked) - len(counted)
@@ -420,7 +421,7 @@ class TrainingDriver:
         self.state.done.update(p for p, _ in counted)
         self.state.unplanned += unplanned
         self.state.iteration += 1
-        waited, version = await self._wait_update(before, step_before, len(counted))
+        waited, version = await self._wait_update()
         record_metrics: dict[str, float] = {}
         step = None
         if version:
@@ -472,24 +473,49 @@ class TrainingDriver:
         except PolicyStoreError:
             return -1
 
-    async def _wait_update(self, before: int, step_before: int, counted: int) -> tuple[float, int]:
-        """Wait for a version trained past ``step_before`` (the learner's update on this batch).
-
-        Waits only when a whole batch was counted (a part-batch waits in the learner's buffer
-        for the next iteration); gives up after ``learner_wait_s``.
-        """
+    async def _quiesce(self, quiet_s: float = 3.0) -> int:
+        """The current version once no new one has come for ``quiet_s`` (``learner_wait_s`` at
+        most): the learner has worked off what it was sent."""
         assert self.store is not None
+        deadline = time.monotonic() + self.options.learner_wait_s
+        version = await self.store.current_version()
+        since = time.monotonic()
+        while time.monotonic() < deadline and time.monotonic() - since < quiet_s:
+            await asyncio.sleep(0.05)
+            now = await self.store.current_version()
+            if now != version:
+                version, since = now, time.monotonic()
+        return version
+
+    async def _calibrate(self) -> None:
+        """Pair the learner's step with the queries counted, once the learner is quiet.
+
+        From then on ``step0 + (counted - counted0) // batch`` is a lower bound of the
+        updates the learner must have made once it has reflected every counted query
+        (its buffer held fewer than ``batch`` episodes when calibrated).
+        """
+        version = await self._quiesce()
+        self._calib = (await self._step(version), self.state.counted)
+
+    async def _wait_update(self) -> tuple[float, int]:
+        """Wait until the learner has trained on the counted queries (see :meth:`_calibrate`).
+
+        A learner that trains on fewer of them than expected (it rejected some as stale,
+        say) is waited for ``learner_wait_s``, then calibrated anew.
+        """
+        assert self.store is not None and self._calib is not None
         started = time.monotonic()
-        if counted < self.options.batch:
-            return 0.0, await self.store.current_version()
+        step0, counted0 = self._calib
+        target = step0 + (self.state.counted - counted0) // self.options.batch
         deadline = started + self.options.learner_wait_s
         while time.monotonic() < deadline:
             version = await self.store.current_version()
-            if version != before and await self._step(version) > step_before:
+            if await self._step(version) >= target:
                 return time.monotonic() - started, version
             await asyncio.sleep(0.02)
         self.counters["learner_timeout"] += 1
-        log.warning("train.learner_slow", waited_s=self.options.learner_wait_s, version=before)
+        log.warning("train.learner_slow", waited_s=self.options.learner_wait_s, target_step=target)
+        await self._calibrate()
         return time.monotonic() - started, await self.store.current_version()
 
     # -- evaluations -------------------------------------------------------------------------
