@@ -63,7 +63,13 @@ _BACKWARD = re.compile(
     _NUMBER_SRC + r"[*_$%]*\s+(?i:is|would\s+be|will\s+be|must\s+be|should\s+be)\s+"
     r"(?i:the|my|our)\s+(?i:(?:correct|final|right|true)\s+)?\Z"
 )
-_BACK_LAST = ("the", "my", "our", "correct", "final", "right", "true")
+# how the text right before "answer" ends in "N is the (final) answer" (a test before the regex)
+_BACK_ENDS = tuple(
+    f"{verb} {det}{adj}"
+    for verb in ("is", "be")
+    for det in ("the", "my", "our")
+    for adj in ("", " correct", " final", " right", " true")
+)
 # "48 + 24 = 72": an arithmetic chain on the same line, up to its last "="
 _CHAIN = re.compile(
     r"(?:[ \t]*(?:[-+*/\u00d7\u00f7\u00b7^()\u2212]|\d+(?:[.,]\d+)*|\$))*[ \t]*=[ \t]*"
@@ -75,24 +81,29 @@ _FRAC = re.compile(r"\\[dt]?frac\s*\{([^{}]*)\}\s*\{([^{}]*)\}|\\[dt]?frac(\d)(\
 
 def number_value(m: re.Match[str]) -> Fraction | None:
     """Exact value of a match of the number pattern (None for a zero denominator)."""
-    if m.group("dec0") is not None:
-        value = Fraction(m.group("dec0"))
-    elif m.group("whole") is not None:
-        num, den = int(m.group("fn")), int(m.group("fd"))
-        if not num < den:
-            return None  # "3 7/4" is not a mixed number (see _number_at)
-        value = int(m.group("whole")) + Fraction(num, den)
-    else:
-        value = Fraction(m.group("int").translate(_GROUP_SEPARATORS) + (m.group("dec") or ""))
-        if m.group("den") is not None:
-            den = int(m.group("den"))
-            if den == 0:
-                return None
-            value /= den
-    return -value if m.group("neg") else value
+    # built from integers: Fraction("1.5") parses its argument with a regex, ~10x slower
+    whole, digits, den = m.group("int", "dec", "den")
+    if whole is None:
+        if m.group("dec0") is not None:
+            whole, digits = "0", m.group("dec0")
+        else:  # a mixed number
+            num, den_ = int(m.group("fn")), int(m.group("fd"))
+            if not num < den_:
+                return None  # "3 7/4" is not a mixed number (see _number_at)
+            value = int(m.group("whole")) + Fraction(num, den_)
+            return -value if m.group("neg") else value
+    numerator = int(whole.translate(_GROUP_SEPARATORS) + (digits[1:] if digits else ""))
+    denominator = 10 ** (len(digits) - 1) if digits else 1
+    if den is not None:
+        if int(den) == 0:
+            return None
+        denominator *= int(den)
+    return Fraction(-numerator if m.group("neg") else numerator, denominator)
 
 
 def _format(value: Fraction) -> str:
+    if value.denominator == 1:
+        return str(value.numerator)
     den = value.denominator
     while den % 2 == 0:
         den //= 2
@@ -212,8 +223,8 @@ def _statements(text: str) -> list[tuple[int, Fraction | None]]:
                 m = _after(text, m)
                 out.append((m.start(), number_value(m)))
         lo = max(0, start - 64)
-        before = text[lo:start].rstrip(" \t*_").lower()
-        if before.endswith(_BACK_LAST):  # a cheap test before the regex search
+        before = " ".join(text[lo:start].lower().split()).rstrip("*_ ")
+        if before.endswith(_BACK_ENDS):  # a cheap test before the regex search
             back = _BACKWARD.search(text, lo, start)
             if back is not None and (back.start() > lo or lo == 0):  # not cut by the window
                 if _improper(back):  # "3 7/4 is the answer": 7/4
