@@ -15,8 +15,12 @@ Policy, in order (the first tier that finds something decides):
 
 A *mention* is never a statement: "option C is wrong", "(A) is a distractor",
 "A: incorrect", "the answer is not C", "C is not the answer", "the wrong answer
-is C".  A mention of an option after the stated answer therefore cannot change
-the grade.  Lowercase letters count only where nothing else is meant: inside
+is C", "the first option is A", "one possible answer is D", "the answer was B"
+(a report of an earlier belief).  "Option"/"choice" state an answer only when
+qualified ("the best option is D", "my choice: D") or opening a sentence.  A
+mention of an option after the stated answer therefore cannot change the grade.
+A choice's whole text, verbatim, is read as that choice before any letter in it
+("the answer is A B and C" when that is choice D's text).  Lowercase letters count only where nothing else is meant: inside
 brackets ("the answer is (b)") or ending the clause ("answer: b"); the article
 "a" in prose is never choice A, nor is "A" in "the answer is A combination of".
 A bare letter right after a capitalised word is a name, not a choice ("Vitamin
@@ -44,7 +48,7 @@ _Found = tuple[int, str | None] | None
 
 # what "answer"/"option"/"choice" must be followed by to start a statement: a copula or a colon
 _LEAD = (
-    r"[*_]*(?:\s+(?i:is|was|would\s+be|should\s+be|must\s+be|will\s+be|has\s+to\s+be|"
+    r"[*_]*(?:\s+(?i:is|would\s+be|should\s+be|must\s+be|will\s+be|has\s+to\s+be|"
     r"seems\s+to\s+be)\b[*_]*\s*:?|\s*[:=]|\s+[-\u2013\u2014](?=\s))[*_\s]*"
     r"(?i:(?:therefore|thus|clearly|definitely|probably|likely|most\s+likely|indeed|obviously|"
     r"certainly|actually|still)\s+)?"
@@ -225,6 +229,11 @@ def _letter(text: str, m: re.Match[str]) -> str | None:
 
 def _forward(text: str, end: int, choices: Sequence[str]) -> _Found:
     """The statement after the keyword ending at ``end`` ("... is (B)")."""
+    lead = _FORWARD_LEAD.match(text, end) if choices else None
+    if lead is not None:  # a choice's text, verbatim: "the answer is A B and C" is not A
+        exact = _choice_verbatim(text, lead.end(), choices)
+        if exact is not None:
+            return lead.end(), exact
     m = _FORWARD.match(text, end)
     if m is not None and m.start("l") - end <= _REACH:
         letter = m.group("l")
@@ -239,12 +248,35 @@ def _forward(text: str, end: int, choices: Sequence[str]) -> _Found:
             if _quotes_choice(text, m.end(), letter, choices):
                 return m.start("l"), letter
             return None  # "Answer: B is incorrect"
-    if choices:  # "the answer is <choice text>"
-        lead = _FORWARD_LEAD.match(text, end)
-        if lead is not None:
-            quoted = _choice_in(_clause(text, lead.end()), choices)
-            if quoted is not None:
-                return lead.end(), quoted
+    if lead is not None:  # "the answer is <choice text>, ..."
+        quoted = _choice_in(_clause(text, lead.end()), choices)
+        if quoted is not None:
+            return lead.end(), quoted
+    return None
+
+
+def _verbatim(s: str) -> str:
+    return " ".join(s.casefold().split()).strip(" .!*_")
+
+
+@lru_cache(maxsize=4096)
+def _verbatim_choices(choices: tuple[str, ...]) -> list[str]:
+    return [_verbatim(c) for c in choices]
+
+
+def _choice_verbatim(text: str, start: int, choices: Sequence[str]) -> str | None:
+    """Letter of the one choice whose whole text, symbols and all, follows ``start`` to the end
+    of the line or sentence ("240 ÷ 12", "ax = 0; ay = g"); a single character is left to the
+    letter reading ("the answer is c" is C even when choice D reads "c")."""
+    line_end = text.find("\n", start)
+    line = text[start:] if line_end == -1 else text[start:line_end]
+    verbatim = _verbatim_choices(tuple(choices))
+    for segment in (line, _clause(text, start)):
+        target = _verbatim(segment)
+        if len(target) > 1:
+            found = [i for i, c in enumerate(verbatim) if c == target]
+            if len(found) == 1 and found[0] < len(LETTERS):
+                return LETTERS[found[0]]
     return None
 
 

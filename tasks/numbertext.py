@@ -4,8 +4,9 @@ Policy: the *last* explicit answer statement wins -- "the answer is N",
 "Answer: N", "N is the final answer", ``#### N`` or ``\\boxed{N}`` -- so a
 reply that corrects itself ("the answer is 17 ... wait, the answer is 19") is
 read as 19; numbers merely mentioned after it (checks, other steps, "not 12")
-cannot change it.  "The answer is not 17" and "the wrong answer is 17" are not
-statements.  "The answer is 48 + 24 = 72" states 72.  With no statement, the
+cannot change it.  "The answer is not 17", "the answer is at least 17", "the
+wrong answer is 17", "the third answer is 17" and the past "the answer was 17"
+(a narrative) are not statements.  "The answer is 48 + 24 = 72" states 72.  With no statement, the
 last number in the text counts.
 
 A number is read whole: a sign (``-``, the unicode minus ``−``, or an en dash
@@ -47,7 +48,7 @@ _GROUP_SEPARATORS = str.maketrans("", "", "," + "_" + _SPACES)
 
 # after "answer": a copula or a colon, then (lazily) anything but digits and sentence ends
 _LEAD = re.compile(
-    r"[*_]*(?:\s+(?i:is|was|would\s+be|will\s+be|should\s+be|comes\s+to|equals)\b|\s*[:=])"
+    r"[*_]*(?:\s+(?i:is|would\s+be|will\s+be|should\s+be|comes\s+to|equals)\b|\s*[:=])"
     r"[*_]*\s*(?P<gap>[^\d\n.;!?]{0,30}?)(?=[" + _MINUS + r"$]?\$?\.?\d)"
 )
 # a statement that is not one: "the answer is not 17", "... larger than 17", "at least 17"

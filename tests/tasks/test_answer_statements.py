@@ -114,6 +114,27 @@ def test_quoting_the_choice_text_is_not_a_negation() -> None:
     assert extract_choice("A: incorrect.\nB. Not wrong, Wrong", MORAL) == "B"
 
 
+@pytest.mark.parametrize(
+    ("choices", "text", "letter"),
+    [
+        (("Impacts", "Erosion", "Volcanism", "A B and C"), "The answer is A B and C", "D"),
+        (("B = 0", "B is normal.", "B is tangential.", "B is constant."), "The answer is B is tangential.", "C"),
+        (("240 \u00f7 12", "240 \u2013 12", "240 + 12", "240 \u00d7 12"), "The answer is 240 \u00f7 12", "A"),
+        (("ax = 0; ay < g", "ax = 0; ay = g", "ax < g; ay < g", "ax < g; ay = g"), "The answer is ax = 0; ay = g", "B"),
+        (("Error", "a", "b", "c"), "The answer is c", "C"),  # one character: the letter
+    ],
+)  # fmt: skip
+def test_a_choice_text_stated_verbatim_is_that_choice(
+    choices: tuple[str, ...], text: str, letter: str
+) -> None:
+    assert extract_choice(text, choices) == letter
+
+
+def test_past_tense_reports_no_answer() -> None:
+    assert extract_choice("I thought the answer was B, but the answer is C.") == "C"
+    assert extract_choice("At first my answer was D.\nC is correct.") == "C"
+
+
 def test_grading_uses_the_stated_answer() -> None:
     item = next(i for i in ds.load("mmlu") if i.id == "abstract_algebra/2")
     assert item.answer == "B"
@@ -178,6 +199,7 @@ def test_thousands_separators(text: str, key: str) -> None:
         ("So 19 is the final answer. It is not 21.", "19"),
         ("The third answer was 1800 - 400 = 1400.\nSo she has 3200 left.", "3200"),
         ("The answer is 19. The first answer was 12.", "19"),
+        ("The second problem's answer was 600*2 = 1200.\nSo she has 3200 left.", "3200"),
         ("The answer is 48 + 24 = 72.", "72"),
         ("The answer is \\boxed{\\frac{3}{4}}", "0.75"),
         ("The answer is 4 1/2 hours.", "4.5"),
