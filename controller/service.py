@@ -12,7 +12,12 @@ from hieramas.bus import Bus, Handler, error_envelope
 from hieramas.controller.config import ConfigError, PlannerConfig
 from hieramas.controller.gateway import Gateway
 from hieramas.controller.planner import Planner
-from hieramas.controller.store import ConfigStore, CorruptConfigError, StoredConfig
+from hieramas.controller.store import (
+    ConfigStore,
+    ContendedError,
+    CorruptConfigError,
+    StoredConfig,
+)
 from hieramas.liveness import Liveness
 from hieramas.traces import TraceEmitter, ensure_trace_stream, wait_for_jetstream
 from hieramas.wire import Envelope, Kind, Subjects, WireError
@@ -168,6 +173,8 @@ class Controller:
         except ConfigError as exc:
             self.bus.counters["config.rejected"] += 1
             raise _Refused("invalid_config", str(exc)) from None
+        except ContendedError as exc:
+            raise _Refused("busy", str(exc)) from None
         return {"status": "ok", "version": stored.version}
 
     async def _get(self, envelope: Envelope) -> dict[str, Any]:
@@ -189,7 +196,7 @@ class Controller:
         """The requested version (the current one when none is given), or ``_Refused``."""
         try:
             wanted = int(version) if version else None
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # e.g. a map, "x", or infinity
             raise _Refused("bad_request", f"'version' must be a number, not {version!r}") from None
         try:
             return await self.store.get(wanted)

@@ -25,13 +25,17 @@ from nats.js.kv import KeyValue
 from hieramas.bus import Bus
 from hieramas.controller.config import ConfigError, HieraConfig, parse_config
 
-__all__ = ["CONFIG_BUCKET", "ConfigStore", "CorruptConfigError", "StoredConfig"]
+__all__ = ["CONFIG_BUCKET", "ConfigStore", "ContendedError", "CorruptConfigError", "StoredConfig"]
 
 log = structlog.get_logger(__name__)
 
 CONFIG_BUCKET = "hieramas_configs"
 CURRENT = "current"
 EMULATOR_URL = "runtime.emulator_url"
+
+
+class ContendedError(RuntimeError):
+    """An apply that lost every compare-and-set to other writers: try again later."""
 
 
 class CorruptConfigError(Exception):
@@ -206,7 +210,7 @@ class ConfigStore:
             self.current_version = version
             log.info("config.applied", version=version, name=config.name, source=source)
             return stored
-        raise RuntimeError("could not apply the config: too many concurrent writers")
+        raise ContendedError("could not apply the config: too many concurrent writers")
 
     async def get(self, version: int | None = None) -> StoredConfig:
         """A stored version (the current one by default); ``KeyError`` if there is none."""

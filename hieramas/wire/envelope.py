@@ -161,7 +161,8 @@ def _diagnose(data: bytes, failure: Exception | None) -> WireError:
             "version",
             f"unsupported schema version {version!r} (this build speaks {SCHEMA_VERSION})",
         )
-    kind = _KINDS.get(raw.get("k"))
+    tag = raw.get("k")
+    kind = _KINDS.get(tag) if isinstance(tag, str) else None  # a list tag is unhashable
     if kind is None:
         return WireError("kind", f"unknown message kind {raw.get('k')!r}")
     payload = raw.get("p")
