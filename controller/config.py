@@ -117,8 +117,8 @@ class PlannerConfig(BaseModel):
 class LimitsConfig(_Strict):
     """Per-query budgets and sampling settings."""
 
-    query_timeout_s: float = Field(default=120.0, gt=0)
-    node_timeout_s: float = Field(default=60.0, gt=0)
+    query_timeout_s: float = Field(default=120.0, gt=0, le=86_400)
+    node_timeout_s: float = Field(default=60.0, gt=0, le=86_400)
     max_tokens: int = Field(default=1024, ge=1)
     temperature: float = Field(default=0.0, ge=0, le=2)
 

@@ -27,7 +27,7 @@ import structlog
 
 from hieramas.bus import Bus, BusError, RemoteError
 from hieramas.controller.config import ConfigError, HieraConfig, PlannerConfig
-from hieramas.controller.plan import Plan
+from hieramas.controller.plan import MAX_TIMEOUT_S, Plan
 from hieramas.controller.planner import (
     Assignment,
     Planner,
@@ -452,8 +452,12 @@ class Gateway:
             raise QueryFailed("bad_query", "a query needs a non-empty 'text' string")
         version = payload.get("config_version") or None
         timeout = payload.get("timeout_s")
-        if timeout is not None and (not isinstance(timeout, int | float) or timeout <= 0):
-            raise QueryFailed("bad_query", "'timeout_s' must be a positive number")
+        if timeout is not None and (
+            not isinstance(timeout, int | float) or not 0 < timeout <= MAX_TIMEOUT_S
+        ):  # NaN and infinity too: no timer can wait that long
+            raise QueryFailed(
+                "bad_query", f"'timeout_s' must be a positive number of at most {MAX_TIMEOUT_S:.0f}"
+            )
         item_id = payload.get("item_id")
         if item_id is not None and not isinstance(item_id, str):
             raise QueryFailed("bad_query", "'item_id' must be a string")

@@ -15,10 +15,14 @@ import msgspec
 from hieramas.llm.types import ModelSpec
 from hieramas.wire.subjects import NODE_NAME
 
-__all__ = ["NodeId", "NodePlan", "Plan"]
+__all__ = ["MAX_TIMEOUT_S", "NodeId", "NodePlan", "Plan", "Unix"]
 
 NodeId = Annotated[str, msgspec.Meta(pattern=NODE_NAME.pattern)]
 """A node id (or worker group name): a subject token, checked when a plan is decoded."""
+MAX_TIMEOUT_S = 86_400.0
+"""The longest deadline a query may have (a day): timers beyond that are refused."""
+Unix = Annotated[float, msgspec.Meta(ge=0, le=1e11)]
+"""A point in time, Unix seconds (finite: NaN and infinity are refused)."""
 
 
 def _record(obj: Any) -> dict[str, Any]:
@@ -59,8 +63,8 @@ class Plan:
     llms: dict[str, ModelSpec]
     max_tokens: Annotated[int, msgspec.Meta(ge=1)] = 1024
     temperature: Annotated[float, msgspec.Meta(ge=0, le=2)] = 0.0
-    node_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 60.0
-    deadline_unix: float = 0.0
+    node_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=MAX_TIMEOUT_S)] = 60.0
+    deadline_unix: Unix = 0.0
     skipped_nodes: tuple[str, ...] = ()
     answerless_roles: tuple[str, ...] = ()
     emulated: bool = False

@@ -33,7 +33,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 
-from hieramas.controller.plan import NodeId, Plan
+from hieramas.controller.plan import NodeId, Plan, Unix
 from hieramas.wire.envelope import Envelope, WireError
 from hieramas.wire.events import LlmCall, NodeModels
 from hieramas.wire.kinds import INPUT_OUTPUT_KEYS, Kind
@@ -177,7 +177,7 @@ class SlotCallSpec(_Payload, kw_only=True, frozen=True, gc=False):
     """The LLM's name in the pool of the envelope's config version."""
     max_tokens: Annotated[int, msgspec.Meta(ge=1)] = 1024
     temperature: Annotated[float, msgspec.Meta(ge=0, le=2)] = 0.0
-    deadline_unix: float
+    deadline_unix: Unix
     notify: Subject | None = None
     """The supernode's worker inbox: a call still running after a moment is announced there."""
     seed: int | None = None
