@@ -76,3 +76,28 @@ def test_a_crashed_node_fails_its_queries_at_once_and_is_replaced(
     after = ask(stack)  # the replacement serves the next query normally
     assert (after["status"], after["decided_by"]) == ("ok", "agreement")
     assert counters["actor.crashed"] == 1
+
+
+def test_idle_actors_retire_and_the_actor_count_has_a_ceiling(stack: Stack, llm_url: str) -> None:
+    apply_config(
+        stack, config_yaml(llm_url, {"expert": node("Critic", ["fixed:A", "fixed:B"], "fixed:A")})
+    )
+    worker = stack.workers[0]
+    assert ask(stack)["status"] == "ok"
+    assert worker.actor_count == 5  # supernode, two proposers, synthesizer, decision
+    assert worker.evict_idle(older_than_s=0) == 5
+    deadline = time.monotonic() + 5
+    while worker.actor_count:  # each retires on its own loop turn
+        assert time.monotonic() < deadline, worker.actor_count
+        time.sleep(0.01)
+    assert worker.counters["actor.evicted"] == 5
+    assert ask(stack)["status"] == "ok"  # fresh actors serve the next query
+    worker.max_actors = 1  # the activation arms the supernode, then finds no room for the decision
+    worker.evict_idle(older_than_s=0)
+    while worker.actor_count:
+        time.sleep(0.01)
+    refused = ask(stack)
+    assert refused["status"] == "overloaded", refused
+    assert worker.counters["actor.ceiling"] >= 1
+    worker.max_actors = 5
+    assert ask(stack)["status"] == "ok"
