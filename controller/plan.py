@@ -33,12 +33,12 @@ def _record(obj: Any) -> dict[str, Any]:
 class NodePlan:
     """One active supernode for one query. ``None`` in ``proposers`` is a skipped slot."""
 
-    node: NodeId
+    node: str  # the key it is under in ``Plan.nodes`` (a worker checks; keys are NodeIds)
     role: str
     proposers: tuple[str | None, ...]
     synthesizer: str
-    preds: tuple[NodeId, ...] = ()
-    succs: tuple[NodeId, ...] = ()
+    preds: tuple[str, ...] = ()  # nodes of the plan (a worker checks)
+    succs: tuple[str, ...] = ()
     group: NodeId | None = None
 
     @property
