@@ -32,9 +32,9 @@ from hieramas.learnercli import feedback, learner, policy_app
 from hieramas.llm.local.cli import app as local_app
 from hieramas.logs import configure_logging
 from hieramas.natsconn import NatsSettings, redact_url
-from hieramas.traincli import compare, train, trap
 from hieramas.processes import stop_on_signals, unwind_on_signals
 from hieramas.tasks.download import app as data_app
+from hieramas.traincli import compare, train, trap
 from hieramas.wire import WireError
 
 __all__ = ["app", "main"]
