@@ -229,12 +229,14 @@ def _letter(text: str, m: re.Match[str]) -> str | None:
 
 def _forward(text: str, end: int, choices: Sequence[str]) -> _Found:
     """The statement after the keyword ending at ``end`` ("... is (B)")."""
-    lead = _FORWARD_LEAD.match(text, end) if choices else None
-    if lead is not None:  # a choice's text, verbatim: "the answer is A B and C" is not A
-        exact = _choice_verbatim(text, lead.end(), choices)
-        if exact is not None:
-            return lead.end(), exact
     m = _FORWARD.match(text, end)
+    lead = None
+    if choices and (m is None or not (m.group("close") or _LOWER_END.match(text, m.end()))):
+        # not a letter ending its clause: maybe a choice's text, verbatim ("A B and C")
+        lead = _FORWARD_LEAD.match(text, end)
+        exact = None if lead is None else _choice_verbatim(text, lead.end(), choices)
+        if lead is not None and exact is not None:
+            return lead.end(), exact
     if m is not None and m.start("l") - end <= _REACH:
         letter = m.group("l")
         if letter not in "BCD":  # lowercase letters and "A" may be words
@@ -248,6 +250,8 @@ def _forward(text: str, end: int, choices: Sequence[str]) -> _Found:
             if _quotes_choice(text, m.end(), letter, choices):
                 return m.start("l"), letter
             return None  # "Answer: B is incorrect"
+    if choices and lead is None:
+        lead = _FORWARD_LEAD.match(text, end)
     if lead is not None:  # "the answer is <choice text>, ..."
         quoted = _choice_in(_clause(text, lead.end()), choices)
         if quoted is not None:
