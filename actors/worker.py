@@ -467,8 +467,14 @@ class Worker:
         except WireError as exc:
             self.ctx.bus.reject(kind, reply, exc.code, str(exc))
             return
-        tag = split_slot(body.slot)[0]
         call = body.call
+        try:
+            tag = split_slot(body.slot)[0]
+            if call.notify is not None and not self.subjects.is_instance(call.notify):
+                raise ValueError(f"notify {call.notify!r} is not a worker inbox")
+        except ValueError as exc:
+            self.ctx.bus.reject(kind, reply, "payload", f"{Kind.SLOT_CALL.value}: {exc}")
+            return
         if call.kind != kind or (tag == "synth") != (kind == "synthesize"):
             reason = f"a {kind} subject got a {call.kind} call for slot {tag}"
             self.ctx.bus.reject(kind, reply, "bad_call", reason)
@@ -531,7 +537,12 @@ class Worker:
             self.ctx.bus.reject(inbox, reply, exc.code, str(exc))
             return
         if isinstance(body, SlotAccepted):  # bookkeeping only: no actor hand-off
-            self._on_accepted(envelope, body)
+            try:
+                tag, attempt = split_slot(body.slot)
+            except ValueError as exc:
+                self.ctx.bus.reject(inbox, reply, "payload", f"{kind.value}: {exc}")
+                return
+            self._on_accepted(envelope, body, tag, attempt)
             return
         if isinstance(body, NodeRoutes):
             foreign = [r for r in body.routes.values() if not self.subjects.is_instance(r)]
@@ -545,14 +556,13 @@ class Worker:
             except Refused as exc:
                 self.ctx.bus.reject(inbox, reply, exc.code, str(exc))
 
-    def _on_accepted(self, envelope: Envelope, body: SlotAccepted) -> None:
+    def _on_accepted(self, envelope: Envelope, body: SlotAccepted, tag: str, attempt: int) -> None:
         """Record which worker took one of our slot calls: only a worker whose heartbeats we
         hear, and only for a call we have outstanding (a forged one changes nothing)."""
         if not self.liveness.alive(body.worker):
             self.counters["slot.accepted_unknown_worker"] += 1
             log.warning("slot.accepted_unknown_worker", worker=body.worker, node=body.node)
             return
-        tag, attempt = split_slot(body.slot)
         if not self.ctx.tracker.accepted(envelope.query_id, body.node, tag, attempt, body.worker):
             self.counters["slot.accepted_unknown_call"] += 1
 

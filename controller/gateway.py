@@ -518,6 +518,8 @@ class Gateway:
                 armed = read(await self._activate(run, group, todo), NodeArmed)
             except WireError as exc:
                 raise QueryFailed("arm_bad_reply", f"node {todo[0]!r}: {exc}") from None
+            if not self.subjects.is_instance(armed.inbox):
+                raise QueryFailed("arm_bad_reply", f"{armed.inbox!r} is not a worker inbox")
             hosted = armed.nodes or [todo[0]]
             if todo[0] not in hosted:
                 raise QueryFailed("arm_bad_reply", f"node {todo[0]!r}: the worker did not arm it")

@@ -195,7 +195,7 @@ def _wrong_typed(llm_url: str) -> list[tuple[str, Kind, dict[str, Any], str]]:
         (activate, Kind.NODE_ACTIVATE, {**activation, "plan": [1, 2]}, "bad_plan"),
         (activate, Kind.NODE_ACTIVATE, {**activation, "node": 5}, "payload"),
         (activate, Kind.NODE_ACTIVATE, {**activation, "nodes": "expert"}, "payload"),
-        (activate, Kind.NODE_ACTIVATE, {**activation, "gateway": "$KV.hieramas_configs.current"}, "payload"),
+        (activate, Kind.NODE_ACTIVATE, {**activation, "gateway": "$KV.hieramas_configs.current"}, "bad_plan"),
         (activate, Kind.NODE_ACTIVATE, {**activation, "plan": {**plan, "nodes": {"a.b": {}}}}, "bad_plan"),
         (SUBJECTS.activate("decision"), Kind.NODE_ACTIVATE, {**activation, "plan": "x"}, "bad_plan"),
         (propose, Kind.SLOT_CALL, {"slot": "p0@1", "call": "not a map"}, "payload"),

@@ -27,6 +27,7 @@ from hieramas.wire.messages import (
     WorkerHello,
     payload,
     read,
+    split_slot,
 )
 from support import config_yaml, node
 
@@ -97,11 +98,11 @@ def test_a_node_input_carries_the_input_keys_only() -> None:
     ("record", "data", "where"),
     [
         (NodeRoutes, {"node": "a", "routes": "x"}, "$.routes"),
-        (NodeRoutes, {"node": "a.b", "routes": {}}, "$.node"),
+        (NodeRoutes, {"node": ["a"], "routes": {}}, "$.node"),
         (NodeInput, {"node": "a", "output": {"node": "a", "status": "maybe"}}, "$.output.status"),
-        (SlotCall, {"slot": "p0", "call": {}}, "$.slot"),
-        (SlotAccepted, {"node": "a", "slot": "p0@1", "worker": "w x"}, "$.worker"),
-        (NodeArmed, {"node": "a", "nodes": [], "inbox": "hm.inst.*", "worker": "w"}, "$.inbox"),
+        (SlotCall, {"slot": 0, "call": {}}, "$.slot"),
+        (SlotAccepted, {"node": "a", "slot": "p0@1", "worker": None}, "$.worker"),
+        (NodeArmed, {"node": "a", "nodes": [], "inbox": 5, "worker": "w"}, "$.inbox"),
     ],
 )
 def test_a_bad_field_is_a_payload_error_naming_it(
@@ -111,6 +112,19 @@ def test_a_bad_field_is_a_payload_error_naming_it(
     with pytest.raises(WireError) as info:
         read(Envelope(kind=kind, payload=data), record)
     assert info.value.code == "payload" and where in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "tag", ["p0", "p@1", "px@1", "synth", "synth@", "p0@x", "p12345@1", "q0@1", "p0@1@2", "p-1@1"]
+)
+def test_split_slot_refuses_anything_but_a_slot_tag(tag: str) -> None:
+    with pytest.raises(ValueError, match="is not a slot tag"):
+        split_slot(tag)
+
+
+def test_split_slot_reads_a_tag() -> None:
+    assert split_slot("p0@2") == ("p0", 2)
+    assert split_slot("synth@1") == ("synth", 1)
 
 
 def test_unknown_extra_fields_are_ignored() -> None:
