@@ -120,8 +120,10 @@ class NodeOutputRecord(_Payload, kw_only=True, frozen=True, gc=False):
     error: str | None = None
     failures: list[str] = []
     models: NodeModels | None = None
-    calls: dict[str, dict[str, Any]] = {}
-    """A supernode's calls by slot tag (each an ``llm_call`` record without its text)."""
+    calls: dict[str, Any] = {}
+    """A supernode's calls by slot tag (each an ``llm_call`` record without its text, or a
+    ``vote``/``pass`` record).  Only carried to the query's result: nothing computes on them,
+    so their contents are not converted (that was most of the cost of reading an output)."""
     vote: dict[str, Any] | None = None
     proposals_used: int = 0
     decided_by: str | None = None
