@@ -277,6 +277,7 @@ def trap(
     from hieramas.learner.driver import DriverError
     from hieramas.learner.trap import TrapOptions, format_rows, run_trap
     from hieramas.processes import unwind_on_signals
+    from hieramas.tasks.datasets import DatasetError
 
     try:
         seed_list = tuple(int(s) for s in seeds.split(",") if s.strip())
@@ -297,11 +298,12 @@ def trap(
     try:
         with display.progress:
             report = run_trap(options, on_run, display)
-    except (DriverError, OSError, ValueError) as exc:
+    except (DriverError, DatasetError, OSError, ValueError) as exc:
         err.print(f"[red]{exc}[/red]", highlight=False)
         raise typer.Exit(2) from None
     table = Table(
-        "reward", "seed", "weak synth", "weak proposer", "weak all", "sampled first",
+        "reward", "seed", "weak synth", "weak proposer", "weak all", "weak / LLM slots",
+        "sampled first",
         "sampled last", "val acc", "val $/query",
         title=f"share of slots on {report['weak_model']} (greedy, final version)",
     )  # fmt: skip

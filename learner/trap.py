@@ -11,7 +11,8 @@ reward only.
 What is reported per run is the **share of slots the weak model fills**:
 
 - ``greedy``: in the plans of the final version on the validation items (the policy
-  as it would be used), for synthesizer slots, proposer slots and all slots;
+  as it would be used), for synthesizer slots, proposer slots, all slots, and the
+  slots filled by an LLM (not ``skip``/``vote``/``pass``): the share of the calls;
 - ``sampled_first`` / ``sampled_last``: in the training plans of the first and the
   last fifth of the iterations (what exploration was doing);
 - beside the validation accuracy and cost of that final version.
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import json
 import statistics
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -38,6 +40,7 @@ __all__ = ["TRAP_PROFILES", "TrapOptions", "run_trap", "trap_report", "uniform_s
 
 TRAP_PROFILES = str(resources.files("hieramas.emulator").joinpath("trap_profiles.yaml"))
 WEAK = "llama-8b"
+PSEUDO = frozenset({"skip", "vote", "pass"})
 
 
 @dataclass(frozen=True)
@@ -84,10 +87,14 @@ def _train_options(options: TrapOptions, seed: int, reward: str) -> TrainOptions
 
 
 def _shares(sel: Selection, weak: str) -> dict[str, float]:
+    calls = Counter(
+        {a: n for c in (sel.synthesizer, sel.proposer) for a, n in c.items() if a not in PSEUDO}
+    )
     return {
         "synthesizer": sel.share(weak, "synthesizer"),
         "proposer": sel.share(weak, "proposer"),
         "all": sel.share(weak),
+        "of_llm_slots": calls[weak] / sum(calls.values()) if calls else 0.0,
     }
 
 
@@ -122,7 +129,7 @@ def trap_report(runs: dict[str, list[dict[str, Any]]], options: TrapOptions) -> 
     means = {
         mode: {
             key: statistics.fmean(r["greedy"][key] for r in rows)
-            for key in ("synthesizer", "proposer", "all")
+            for key in ("synthesizer", "proposer", "all", "of_llm_slots")
         }
         | {"val_accuracy": statistics.fmean(r["val_accuracy"] for r in rows)}
         | {"val_cost_per_query_usd": statistics.fmean(r["val_cost_per_query_usd"] for r in rows)}
@@ -132,9 +139,9 @@ def trap_report(runs: dict[str, list[dict[str, Any]]], options: TrapOptions) -> 
     per_seed = [
         {
             "seed": seed,
-            "multi_all": m["greedy"]["all"],
-            "final_all": f["greedy"]["all"],
-            "multi_fewer": m["greedy"]["all"] < f["greedy"]["all"],
+            "multi_of_llm_slots": m["greedy"]["of_llm_slots"],
+            "final_of_llm_slots": f["greedy"]["of_llm_slots"],
+            "multi_fewer": m["greedy"]["of_llm_slots"] < f["greedy"]["of_llm_slots"],
         }
         for seed, m, f in zip(
             options.seeds, runs.get("multi", []), runs.get("final", []), strict=False
@@ -184,7 +191,8 @@ def format_rows(report: dict[str, Any]) -> Sequence[list[str]]:
             rows.append(
                 [
                     mode, str(seed), f"{g['synthesizer']:.3f}", f"{g['proposer']:.3f}",
-                    f"{g['all']:.3f}", f"{run['sampled_first']['all']:.3f}",
+                    f"{g['all']:.3f}", f"{g['of_llm_slots']:.3f}",
+                    f"{run['sampled_first']['all']:.3f}",
                     f"{last['all']:.3f}", f"{run['val_accuracy']:.3f}",
                     f"{run['val_cost_per_query_usd']:.3g}",
                 ]
