@@ -480,6 +480,10 @@ class LearnerService:
             record = await store.publish(lambda version: lineage.encode_version(version, metrics))
             self.seconds["publish"] += time.perf_counter() - started
         else:
+            # A run killed between storing the version and moving 'current' left 'current' on
+            # the parent: move it now, as our own write, so that the watch's replay of the old
+            # value is an echo and not taken for a rollback to the parent.
+            await store.make_current(record.version)
             log.info("learner.adopted_version", version=record.version, step=lineage.step)
         lineage.published(record.version)
         if self._pending_row is not None:

@@ -204,6 +204,10 @@ class PolicyStore:
             return record
         raise RuntimeError("could not publish the policy: too many concurrent writers")
 
+    async def make_current(self, version: int) -> None:
+        """Point ``current`` at ``version`` (already stored), as this writer's own move."""
+        self.last_revision = await self.kv.put(CURRENT, str(version).encode())
+
     async def rollback(self, version: int) -> PolicyRecord:
         """Make stored ``version`` current again; :class:`PolicyStoreError` if it is unusable."""
         record = await self.record(version)
