@@ -53,6 +53,7 @@ class SlotWork:
     envelope: Envelope
     reply: str | None
     request: SlotCall
+    attempt: int
     model: ModelSpec
     endpoint: EndpointSpec
 

@@ -21,7 +21,7 @@ from hieramas.actors.messages import CallDone, SlotWork
 from hieramas.bus import error_envelope
 from hieramas.llm.types import Message, ModelSpec
 from hieramas.wire import Envelope, Kind
-from hieramas.wire.messages import SlotAccepted, SlotCallSpec, SlotResult, payload, split_slot
+from hieramas.wire.messages import SlotAccepted, SlotCallSpec, SlotResult, payload
 
 __all__ = ["ProposerActor", "SlotActor", "SynthesizerActor"]
 
@@ -58,7 +58,7 @@ class SlotActor(LoopActor):
     def _on_call(self, message: SlotWork) -> None:
         envelope, call = message.envelope, message.request.call
         slot_tag = message.request.slot
-        attempt = split_slot(slot_tag)[1]
+        attempt = message.attempt
         try:
             messages = self.messages(call)
         except ValueError as exc:  # a domain or role the task catalogue does not know

@@ -26,7 +26,6 @@ from hieramas.wire.messages import (
     SlotResult,
     payload,
     read,
-    split_slot,
 )
 from hieramas.wire.subjects import DECISION_NODE
 
@@ -82,7 +81,8 @@ class SupernodeActor(JoinActor):
 
     def _on_slot_done(self, message: RequestDone) -> None:
         run = self.runs.get(message.query_id)
-        tag, attempt = split_slot(message.tag)
+        tag, _, attempt_text = message.tag.partition("@")  # our own tag: no checks needed
+        attempt = int(attempt_text)
         if run is None or tag not in run.waiting or run.attempts.get(tag) != attempt:
             return  # finished already, or superseded by a retry elsewhere
         run.waiting.discard(tag)

@@ -469,7 +469,7 @@ class Worker:
             return
         call = body.call
         try:
-            tag = split_slot(body.slot)[0]
+            tag, attempt = split_slot(body.slot)
             if call.notify is not None and not self.subjects.is_instance(call.notify):
                 raise ValueError(f"notify {call.notify!r} is not a worker inbox")
         except ValueError as exc:
@@ -484,11 +484,15 @@ class Worker:
                 kind, reply, "not_hosted", f"{self.worker_id} does not host {call.node}"
             )
             return
+        config = self.ctx.configs.get(envelope.config_version)
+        if config is not None:  # the hot path: no closure
+            self._slot_work(envelope, reply, body, tag, attempt, config)
+            return
         self._with_config(
             envelope.config_version,
             kind,
             reply,
-            lambda config: self._slot_work(envelope, reply, body, tag, config),
+            lambda config: self._slot_work(envelope, reply, body, tag, attempt, config),
         )
 
     def _slot_work(
@@ -497,6 +501,7 @@ class Worker:
         reply: str | None,
         body: SlotCall,
         tag: str,
+        attempt: int,
         config: ResolvedConfig,
     ) -> None:
         call = body.call
@@ -512,7 +517,7 @@ class Worker:
                 if tag == "synth"
                 else ("proposer", call.node, tag)
             )
-            self._tell(key, SlotWork(envelope, reply, body, model, endpoint))
+            self._tell(key, SlotWork(envelope, reply, body, attempt, model, endpoint))
         except Refused as exc:
             self._refuse(call.kind, reply, exc)
 
