@@ -24,6 +24,7 @@ from nats.js.kv import KeyValue
 
 from hieramas.bus import Bus
 from hieramas.controller.config import ConfigError, HieraConfig, parse_config
+from hieramas.natsconn import jetstream_replicas
 
 __all__ = ["CONFIG_BUCKET", "ConfigStore", "ContendedError", "CorruptConfigError", "StoredConfig"]
 
@@ -107,7 +108,12 @@ class ConfigStore:
             self._kv = await self.bus.js.key_value(self.bucket)
         except Exception:
             self._kv = await self.bus.js.create_key_value(
-                KeyValueConfig(bucket=self.bucket, history=16, description="HieraMAS configs")
+                KeyValueConfig(
+                    bucket=self.bucket,
+                    history=16,
+                    description="HieraMAS configs",
+                    replicas=jetstream_replicas(),
+                )
             )
         self.current_version = await self._read_current()
         return self

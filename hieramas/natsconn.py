@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-__all__ = ["NatsSettings", "redact_url"]
+__all__ = ["NatsSettings", "jetstream_replicas", "redact_url"]
 
 ENV_URL = "HIERAMAS_NATS_URL"
 ENV_USER = "HIERAMAS_NATS_USER"
@@ -23,6 +23,7 @@ ENV_NKEY_SEED = "HIERAMAS_NATS_NKEY_SEED_FILE"
 ENV_TLS_CA = "HIERAMAS_NATS_TLS_CA"
 ENV_TLS_CERT = "HIERAMAS_NATS_TLS_CERT"
 ENV_TLS_KEY = "HIERAMAS_NATS_TLS_KEY"
+ENV_REPLICAS = "HIERAMAS_JS_REPLICAS"
 
 
 def redact_url(url: str) -> str:
@@ -38,6 +39,15 @@ def redact_url(url: str) -> str:
             parts = parts._replace(netloc=netloc)
         redacted.append(urlunsplit(parts))
     return ",".join(redacted)
+
+
+def jetstream_replicas() -> int:
+    """How many servers keep each stream and bucket this process creates: ``$HIERAMAS_JS_REPLICAS``
+    (1 by default; 3 on a three-server cluster, so that losing one server loses nothing)."""
+    raw = os.environ.get(ENV_REPLICAS, "").strip() or "1"
+    if not raw.isdigit() or not 1 <= int(raw) <= 5:
+        raise ValueError(f"${ENV_REPLICAS} must be a whole number from 1 to 5, not {raw[:20]!r}")
+    return int(raw)
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ from nats.js.api import (
 )
 
 from hieramas.bus import Bus
+from hieramas.natsconn import jetstream_replicas
 from hieramas.wire import Envelope, Kind, Subjects, WireError
 from hieramas.wire.events import Event, decode_trace_message
 
@@ -76,6 +77,7 @@ async def ensure_trace_stream(
         discard=DiscardPolicy.OLD,
         max_age=max_age_s,
         max_bytes=max_bytes,
+        num_replicas=jetstream_replicas(),
     )
     try:
         await bus.js.add_stream(config)

@@ -35,6 +35,7 @@ from nats.js.kv import KeyValue
 from nats.js.object_store import ObjectStore
 
 from hieramas.bus import Bus
+from hieramas.natsconn import jetstream_replicas
 
 __all__ = [
     "POLICY_BLOBS",
@@ -140,7 +141,12 @@ class PolicyStore:
         except Exception:
             try:
                 self._kv = await js.create_key_value(
-                    KeyValueConfig(bucket=self.bucket, history=16, description="HieraMAS policies")
+                    KeyValueConfig(
+                        bucket=self.bucket,
+                        history=16,
+                        description="HieraMAS policies",
+                        replicas=jetstream_replicas(),
+                    )
                 )
             except Exception:  # another process created it meanwhile
                 self._kv = await js.key_value(self.bucket)
@@ -148,7 +154,9 @@ class PolicyStore:
             self._obj = await js.object_store(self.blobs)
         except Exception:
             config = ObjectStoreConfig(
-                description="HieraMAS policy checkpoints", storage=StorageType.FILE
+                description="HieraMAS policy checkpoints",
+                storage=StorageType.FILE,
+                replicas=jetstream_replicas(),
             )
             try:
                 self._obj = await js.create_object_store(self.blobs, config=config)
