@@ -20,7 +20,8 @@ into text).  All methods run through the same runtime; what differs is the DAG:
   aggregator synthesizer, layers chained, decision ``vote``.
 - ``hieramas-full``: every role of the domain, complete forward DAG, a seeded mixture.
 - ``hieramas-random``: a seeded random DAG over the roles (random topological order,
-  a spanning tree, extra forward edges with probability ``density``), seeded mixture.
+  a spanning tree, extra forward edges up to ``density`` of all forward pairs), seeded
+  mixture.
 - ``hieramas-fixed``: the full DAG with every slot on one LLM.
 """
 
@@ -310,20 +311,17 @@ def _node_ids(roles: Sequence[str]) -> dict[str, str]:
 
 
 def random_dag(nodes: Sequence[str], *, seed: int, density: float) -> list[tuple[str, str]]:
-    """A seeded connected DAG: random order, a spanning tree, extra forward edges w.p. ``density``."""
+    """A seeded connected DAG: random order, a spanning tree, then extra forward edges up to
+    ``density`` of all ``n(n-1)/2`` forward pairs (the Stage-2 generator,
+    :func:`hieramas.learner.dags.generate_dags`, with ``d_min = d_max = density``)."""
+    from hieramas.learner.dags import edges_of, generate_dags
+
     if not 0 <= density <= 1:
         raise BaselineError(f"density must be in [0, 1], got {density}")
-    rng = random.Random(f"hieramas-random-dag:{seed}")
-    order = list(nodes)
-    rng.shuffle(order)
-    edges = [(order[rng.randrange(i)], order[i]) for i in range(1, len(order))]
-    tree = set(edges)
-    for j in range(1, len(order)):
-        for i in range(j):
-            pair = (order[i], order[j])
-            if pair not in tree and rng.random() < density:
-                edges.append(pair)
-    return edges
+    if not nodes:
+        return []
+    [adj] = generate_dags(len(nodes), 1, seed=seed, d_min=density, d_max=density)
+    return edges_of(adj, list(nodes))
 
 
 def _mixture(
