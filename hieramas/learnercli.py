@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from hieramas.bus import Bus, BusError
+from hieramas.learner.hyper import Hyper
 from hieramas.natsconn import NatsSettings
 from hieramas.processes import stop_on_signals
 
@@ -26,6 +27,8 @@ __all__ = ["feedback", "learner", "policy_app"]
 
 out = Console()
 err = Console(stderr=True)
+
+_HYPER = Hyper()
 
 policy_app = typer.Typer(no_args_is_help=True, help="List, show and roll back policy versions.")
 
@@ -72,6 +75,19 @@ def learner(
     grace: Annotated[
         float, typer.Option(help="Seconds to wait for a query's missing supernode events.")
     ] = 10.0,
+    entropy_coef: Annotated[
+        float, typer.Option(min=0.0, help="Weight of the entropy bonus (β).")
+    ] = _HYPER.entropy_coef,
+    lr: Annotated[float, typer.Option(min=0.0, help="Adam's learning rate.")] = _HYPER.lr,
+    temp_start: Annotated[
+        float, typer.Option(min=0.0, help="Sampling temperature at the first update.")
+    ] = _HYPER.temp_start,
+    temp_end: Annotated[
+        float, typer.Option(min=0.0, help="Sampling temperature after --temp-updates updates.")
+    ] = _HYPER.temp_end,
+    temp_updates: Annotated[
+        int, typer.Option(min=1, help="Updates of the cosine decay from start to end.")
+    ] = _HYPER.temp_updates,
 ) -> None:
     """Consume the trace stream, grade, train the policy and publish its versions."""
     from hieramas.learner.service import LearnerOptions, LearnerService
@@ -80,6 +96,17 @@ def learner(
     if reward not in ("multi", "final"):
         err.print(f"[red]--reward must be multi or final, not {reward!r}[/red]")
         raise typer.Exit(2)
+    try:
+        hyper = Hyper(
+            entropy_coef=entropy_coef,
+            lr=lr,
+            temp_start=temp_start,
+            temp_end=temp_end,
+            temp_updates=temp_updates,
+        )
+    except ValueError as exc:
+        err.print(f"[red]{exc}[/red]", highlight=False)
+        raise typer.Exit(2) from None
     stop = stop_on_signals()
     set_torch_threads(1)  # tiny batches: more threads only wait for a busy core
     options = LearnerOptions(
@@ -93,6 +120,7 @@ def learner(
         embedder=embedder,
         max_lag=max_lag,
         grace_s=grace,
+        hyper=hyper,
     )
     bus = _connect(nats, "hieramas-learner")
     service = LearnerService(bus, options)
@@ -253,6 +281,11 @@ def policy_show(
     table.add_row("config", f"{meta.get('config_name')} v{meta.get('config_version')}")
     for key in ("step", "seed", "embedder", "temperature", "slots"):
         table.add_row(key, str(meta.get(key)))
+    for key, value in sorted((meta.get("hyper") or {}).items()):
+        if not isinstance(value, dict):  # the reward settings are a map of their own
+            table.add_row(f"hyper.{key}", str(value))
+    for key, value in sorted(((meta.get("hyper") or {}).get("reward") or {}).items()):
+        table.add_row(f"hyper.reward.{key}", str(value))
     table.add_row("size", f"{record.size} bytes")
     table.add_row("published", _when(record.published_unix))
     for key, value in sorted(record.metrics.items()):

@@ -19,10 +19,24 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
+from hieramas.learner.hyper import Hyper
+
 __all__ = ["compare", "train", "trap"]
 
 out = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True)
+
+_HYPER = Hyper()
+
+
+def _hyper(entropy_coef: float, lr: float, start: float, end: float, updates: int) -> Hyper:
+    try:
+        return Hyper(
+            entropy_coef=entropy_coef, lr=lr, temp_start=start, temp_end=end, temp_updates=updates
+        )
+    except ValueError as exc:
+        err.print(f"[red]{exc}[/red]", highlight=False)
+        raise typer.Exit(2) from None
 
 
 def _fmt(value: Any, spec: str) -> str:
@@ -119,6 +133,19 @@ def train(
     learner_wait: Annotated[
         float, typer.Option(help="Seconds to wait for the learner's version per iteration.")
     ] = 60.0,
+    entropy_coef: Annotated[
+        float, typer.Option(min=0.0, help="The learner's entropy bonus weight (β).")
+    ] = _HYPER.entropy_coef,
+    lr: Annotated[float, typer.Option(min=0.0, help="The learner's learning rate.")] = _HYPER.lr,
+    temp_start: Annotated[
+        float, typer.Option(min=0.0, help="Sampling temperature at the first update.")
+    ] = _HYPER.temp_start,
+    temp_end: Annotated[
+        float, typer.Option(min=0.0, help="Sampling temperature after --temp-updates updates.")
+    ] = _HYPER.temp_end,
+    temp_updates: Annotated[
+        int, typer.Option(min=1, help="Updates of the temperature's cosine decay.")
+    ] = _HYPER.temp_updates,
 ) -> None:
     """Train the Stage-1 policy online: training queries through the live runtime, a learner
     process learning from their traces, greedy validation, the best version kept.
@@ -162,6 +189,7 @@ def train(
         lam=lam,
         data_dir=data_dir,
         learner_wait_s=learner_wait,
+        hyper=_hyper(entropy_coef, lr, temp_start, temp_end, temp_updates),
     )
     unwind_on_signals()  # SIGTERM/SIGHUP stop the embedded stack (the learner saves) like Ctrl-C
     display = _Display(queries)

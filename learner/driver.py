@@ -59,6 +59,7 @@ from hieramas.controller.client import HieraClient
 from hieramas.controller.config import parse_config
 from hieramas.evaluation import EvalReport
 from hieramas.learner.embeddings import DEFAULT_MODEL
+from hieramas.learner.hyper import Hyper
 from hieramas.learner.querying import Asked, Selection, ask_graded
 from hieramas.learner.store import PolicyStore, PolicyStoreError
 from hieramas.learner.trainconfig import DOMAIN_OF, to_yaml, training_config, with_planner
@@ -116,6 +117,8 @@ class TrainOptions:
     edges: str = "full"
     alpha: float = 0.5
     lam: float = 300.0
+    hyper: Hyper = field(default_factory=Hyper)
+    """The learner's entropy coefficient, learning rate and temperature schedule."""
     data_dir: Path | None = None
     timeout_s: float = 120.0
     learner_wait_s: float = 60.0
@@ -130,6 +133,7 @@ class TrainOptions:
             "embedder": self.embedder,
             "alpha": self.alpha,
             "lam": self.lam,
+            **self.hyper.to_json(),
             "eval_items": self.eval_items,
             "profiles": _digest_file(self.profiles),
             "config_sha256": hashlib.sha256(config_text.encode()).hexdigest(),

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -35,27 +35,41 @@ import torch
 
 from hieramas.learner.embeddings import TextEmbedder
 from hieramas.learner.episode import Episode
+from hieramas.learner.hyper import Hyper
 from hieramas.learner.policy import Policy
 from hieramas.learner.rewards import RewardConfig, final_reward, slot_rewards
 
 __all__ = ["TrainConfig", "Trainer", "UpdateStats", "cosine_temperature"]
 
+_DEFAULT = Hyper()
+
 
 @dataclass(frozen=True, slots=True)
 class TrainConfig:
-    """Hyper-parameters of the REINFORCE trainer."""
+    """Hyper-parameters of the REINFORCE trainer (the user-set ones default to :class:`Hyper`'s)."""
 
-    lr: float = 3e-3
+    lr: float = _DEFAULT.lr
     weight_decay: float = 1e-5
     grad_clip: float = 1.0
-    entropy_coef: float = 0.01
+    entropy_coef: float = _DEFAULT.entropy_coef
     baseline_momentum: float = 0.9
     normalize_advantages: bool = True
     max_ratio: float = 2.0
-    t0: float = 3.0
-    t1: float = 0.8
-    schedule_updates: int = 100
+    t0: float = _DEFAULT.temp_start
+    t1: float = _DEFAULT.temp_end
+    schedule_updates: int = _DEFAULT.temp_updates
     reward: RewardConfig = field(default_factory=RewardConfig)
+
+    def with_hyper(self, hyper: Hyper) -> TrainConfig:
+        """This config with the user-set settings of ``hyper``."""
+        return replace(
+            self,
+            lr=hyper.lr,
+            entropy_coef=hyper.entropy_coef,
+            t0=hyper.temp_start,
+            t1=hyper.temp_end,
+            schedule_updates=hyper.temp_updates,
+        )
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready map (stored with checkpoints)."""

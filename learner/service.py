@@ -58,6 +58,7 @@ from hieramas.learner.embedder_names import embedder_for
 from hieramas.learner.embeddings import DEFAULT_MODEL, CachedEmbedder
 from hieramas.learner.episode import Episode
 from hieramas.learner.grading import ItemIndex, Rejected, grade_episode, with_feedback
+from hieramas.learner.hyper import Hyper
 from hieramas.learner.lineage import Lineage
 from hieramas.learner.reinforce import TrainConfig
 from hieramas.learner.rewards import RewardConfig, RewardMode, final_reward
@@ -96,15 +97,18 @@ class LearnerOptions:
     max_ungraded: int = 2_000
     save_every_s: float = 1.0
     fetch_batch: int = 256
+    hyper: Hyper = field(default_factory=Hyper)
+    """Entropy coefficient, learning rate, temperature schedule (they replace ``train``'s)."""
     train: TrainConfig = field(default_factory=TrainConfig)
-    """Other hyper-parameters; its reward settings are replaced by reward/alpha/lam."""
+    """Other hyper-parameters; its reward settings are replaced by reward/alpha/lam, and
+    its user-set ones by ``hyper``."""
 
     def train_config(self) -> TrainConfig:
         """The trainer's configuration."""
         reward = RewardConfig(
             alpha=self.alpha, lam=self.lam, lam_unsolved=self.lam, mode=self.reward
         )
-        return replace(self.train, reward=reward)
+        return replace(self.train, reward=reward).with_hyper(self.hyper)
 
 
 class LearnerService:

@@ -32,6 +32,7 @@ from hieramas.learner.driver import (
     TrainOptions,
     load_config_doc,
 )
+from hieramas.learner.hyper import LEGACY
 from hieramas.learner.trainconfig import to_yaml
 from hieramas.tasks import datasets
 
@@ -45,7 +46,7 @@ def learner_options(options: TrainOptions) -> list[str]:
     return [
         "--reward", options.reward, "--batch", str(options.batch), "--seed", str(options.seed),
         "--embedder", options.embedder, "--alpha", str(options.alpha), "--lam", str(options.lam),
-        "--data-dir", str(datasets.data_dir(options.data_dir)),
+        "--data-dir", str(datasets.data_dir(options.data_dir)), *options.hyper.args(),
     ]  # fmt: skip
 
 
@@ -55,6 +56,8 @@ def _state(options: TrainOptions, config_text: str) -> DriverState:
     state = DriverState.load(path)
     if state is None:
         return DriverState(identity=identity)
+    # a run made before the trainer's settings were options used the settings of then
+    state.identity = {**LEGACY.to_json(), **state.identity}
     differ = sorted(
         k for k in set(identity) | set(state.identity) if identity.get(k) != state.identity.get(k)
     )
@@ -78,6 +81,7 @@ def _run_json(options: TrainOptions) -> dict[str, Any]:
         data["profiles"] = str(Path(options.profiles).resolve())
     if options.models:
         data["models"] = list(options.models)
+    data["hyper"] = options.hyper.to_json()
     return data
 
 

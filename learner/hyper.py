@@ -1,0 +1,60 @@
+"""The trainer's hyper-parameters a user sets: the defaults, and how they reach the learner.
+
+One record, :class:`Hyper`, is what ``hieramas learner`` and ``hieramas train`` expose
+as options (``--entropy-coef``, ``--lr``, ``--temp-start``, ``--temp-end``,
+``--temp-updates``); the training driver hands it to its learner process as those
+options (:meth:`Hyper.args`), and the learner's trainer records it in every checkpoint's
+``hyper`` metadata.  torch-free, so the CLI can read the defaults without loading it.
+
+``LEGACY`` is what runs made before these options existed were trained with: a run
+directory whose saved identity lacks a field is taken to have used that value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+__all__ = ["LEGACY", "Hyper"]
+
+
+@dataclass(frozen=True, slots=True)
+class Hyper:
+    """REINFORCE settings beside the reward's α and λ (see :mod:`.reinforce`)."""
+
+    entropy_coef: float = 0.01
+    """β, the weight of the entropy bonus (the paper's code used 1.0)."""
+    lr: float = 3e-3
+    """Adam's learning rate."""
+    temp_start: float = 3.0
+    """Sampling temperature of the first update's queries."""
+    temp_end: float = 0.8
+    """... and after ``temp_updates`` updates (cosine in between, then constant)."""
+    temp_updates: int = 100
+    """Updates the temperature takes to decay from ``temp_start`` to ``temp_end``."""
+
+    def __post_init__(self) -> None:
+        if self.entropy_coef < 0:
+            raise ValueError("the entropy coefficient must be non-negative")
+        if self.lr <= 0:
+            raise ValueError("the learning rate must be positive")
+        if self.temp_start <= 0 or self.temp_end <= 0:
+            raise ValueError("temperatures must be positive")
+        if self.temp_updates < 1:
+            raise ValueError("the temperature schedule takes at least one update")
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready map (a run's identity, its ``run.json``)."""
+        return asdict(self)
+
+    def args(self) -> list[str]:
+        """The same settings as ``hieramas learner`` options."""
+        return [
+            "--entropy-coef", repr(self.entropy_coef), "--lr", repr(self.lr),
+            "--temp-start", repr(self.temp_start), "--temp-end", repr(self.temp_end),
+            "--temp-updates", str(self.temp_updates),
+        ]  # fmt: skip
+
+
+LEGACY = Hyper()
+"""The settings every run used before they were options (the defaults until then)."""

@@ -1,0 +1,82 @@
+"""The trainer's hyper-parameters: the CLI options reach the learner, its trainer and its
+checkpoints, and a run directory remembers them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import typer
+from learner_support import toy_config
+
+from hieramas.cli import app
+from hieramas.learner.driver import DriverError, TrainOptions
+from hieramas.learner.embeddings import HashEmbedder
+from hieramas.learner.hyper import LEGACY, Hyper
+from hieramas.learner.lineage import Lineage
+from hieramas.learner.service import LearnerOptions
+from hieramas.learner.trainrun import _state, learner_options
+
+HYPER = Hyper(entropy_coef=1.0, lr=0.01, temp_start=2.5, temp_end=1.2, temp_updates=40)
+
+
+def _learner_params(args: list[str]) -> dict[str, object]:
+    """What ``hieramas learner ARGS`` parses them to (the real command, not run)."""
+    group = typer.main.get_command(app)
+    command = group.commands["learner"]  # type: ignore[attr-defined]
+    return dict(command.make_context("learner", list(args)).params)
+
+
+def test_the_driver_hands_its_settings_to_the_learner_command() -> None:
+    options = TrainOptions(dataset="mmlu", run_dir=Path("unused"), hyper=HYPER, lam=30.0)
+    params = _learner_params(learner_options(options))
+    assert params["entropy_coef"] == 1.0
+    assert params["lr"] == 0.01
+    assert params["temp_start"] == 2.5
+    assert params["temp_end"] == 1.2
+    assert params["temp_updates"] == 40
+    assert params["lam"] == 30.0
+    defaults = _learner_params([])
+    assert defaults["entropy_coef"] == Hyper().entropy_coef
+    assert defaults["temp_updates"] == Hyper().temp_updates
+
+
+def test_the_trainer_uses_them_and_every_checkpoint_records_them() -> None:
+    train = LearnerOptions(run_dir=Path("unused"), alpha=0.3, lam=50.0, hyper=HYPER).train_config()
+    assert (train.entropy_coef, train.lr, train.t0, train.t1, train.schedule_updates) == (
+        1.0, 0.01, 2.5, 1.2, 40,
+    )  # fmt: skip
+    assert (train.reward.alpha, train.reward.lam) == (0.3, 50.0)
+    lineage = Lineage.create(
+        toy_config({"x": ("Solver", 2)}, {"a": 0.1, "b": 1.0}), 1, HashEmbedder(8), train, seed=0
+    )
+    assert lineage.trainer.temperature == 2.5  # the schedule's start
+    _, record = lineage.encode_version(1, {})
+    hyper = record["hyper"]
+    assert hyper["entropy_coef"] == 1.0 and hyper["lr"] == 0.01
+    assert (hyper["t0"], hyper["t1"], hyper["schedule_updates"]) == (2.5, 1.2, 40)
+    assert hyper["reward"]["alpha"] == 0.3 and hyper["reward"]["lam"] == 50.0
+
+
+def test_a_run_directory_refuses_other_settings_and_older_runs_resume(tmp_path: Path) -> None:
+    options = TrainOptions(dataset="mmlu", run_dir=tmp_path, hyper=HYPER)
+    _state(options, "config").save(tmp_path / "driver.json")
+    with pytest.raises(DriverError, match="entropy_coef"):
+        _state(TrainOptions(dataset="mmlu", run_dir=tmp_path), "config")
+    # a run directory from before the options: its identity lacks them, and it ran with LEGACY
+    legacy = TrainOptions(dataset="mmlu", run_dir=tmp_path, hyper=LEGACY)
+    (tmp_path / "driver.json").unlink()
+    state = _state(legacy, "config")
+    data = state.to_json()
+    data["identity"] = {k: v for k, v in data["identity"].items() if k not in LEGACY.to_json()}
+    (tmp_path / "driver.json").write_text(json.dumps(data))
+    assert _state(legacy, "config").identity["entropy_coef"] == LEGACY.entropy_coef
+    with pytest.raises(DriverError, match="entropy_coef"):
+        _state(options, "config")
+
+
+def test_bad_settings_are_refused() -> None:
+    for bad in ({"entropy_coef": -1.0}, {"lr": 0.0}, {"temp_end": 0.0}, {"temp_updates": 0}):
+        with pytest.raises(ValueError):
+            Hyper(**bad)  # type: ignore[arg-type]
