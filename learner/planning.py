@@ -10,6 +10,7 @@ query's trace must carry for the learner).  It also satisfies the controller's
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -67,7 +68,7 @@ class PolicyPlanner:
         mode: DecodeMode = "greedy",
         temperature: float = 1.0,
         version: int | None = None,
-        seed: int | None = None,
+        seed: int | Sequence[int] | None = None,
     ) -> None:
         if mode == "sample":
             raise ValueError("mode is the non-exploring decoder: 'greedy' or 'rotation'")

@@ -9,7 +9,8 @@ a query already planned keeps its plan.  Configs name it as the default
 provider of ``planner: {kind: learned}``; its options:
 
 - ``mode``: ``greedy`` (default) or ``rotation`` for non-exploring queries;
-- ``seed``: the sampling RNG's seed (default: fresh entropy);
+- ``seed``: the sampling RNG's seed (default: fresh entropy); each version's RNG is
+  seeded with ``(seed, version)``, so a new version does not replay the old one's draws;
 - ``embedder``: an embedder name to load at start (e.g. ``all-MiniLM-L6-v2``), so
   the first version does not wait for the model.
 
@@ -71,7 +72,8 @@ class LoadedPolicy:
             mode=mode,
             temperature=meta.temperature,
             version=meta.version,
-            seed=seed,
+            # one stream per version: seeded alike, every version would sample the same draws
+            seed=None if seed is None else (seed, meta.version),
         )
         self._fits: dict[int, tuple[HieraConfig, bool]] = {}  # id -> (config kept alive, fits)
         self._lock = threading.Lock()

@@ -124,8 +124,8 @@ def training_config(
         raise ValueError(f"edges must be 'full' or 'none', not {edges!r}")
     doc["name"] = f"stage1-{dataset}"
     doc["llms"] = {n: dict(v) for n, v in pool.llms.items()}  # the whole pool is the vocabulary
-    # no sampling seed: the provider seeds each version's RNG with it alike, so every
-    # version would replay the same uniform draws (correlated exploration across updates)
+    # no sampling seed: each controller samples from fresh entropy (a seed would make the
+    # draws reproducible per version, see hieramas.learner.provider, but change the config)
     planner: dict[str, Any] = {"kind": "learned"}
     if embedder:
         planner["embedder"] = embedder
