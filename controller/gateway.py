@@ -37,7 +37,7 @@ from hieramas.controller.planner import (
     build_plan,
 )
 from hieramas.controller.planners import PlannerError, make_planner
-from hieramas.controller.store import ConfigStore, CorruptConfigError
+from hieramas.controller.store import ConfigStore, CorruptConfigError, StoredConfig
 from hieramas.liveness import Liveness
 from hieramas.traces import TraceEmitter
 from hieramas.wire import Envelope, Kind, Subjects, WireError, input_output, new_id
@@ -141,6 +141,7 @@ class Gateway:
         self.liveness = liveness
         if liveness is not None:
             liveness.on_lost(self._on_worker_lost)
+        store.on_change(self._prebuild)
 
     async def start(self) -> None:
         """Subscribe to queries and to this gateway's inbox."""
@@ -174,6 +175,24 @@ class Gateway:
                 await self._planner_of(self.planner_spec)
             except QueryFailed as exc:
                 raise PlannerError(str(exc)) from None
+
+    def _prebuild(self, stored: StoredConfig) -> None:
+        """A config became current: build and start its planner now, not at its first query
+        (a learned planner then loads the current policy version before any query needs it)."""
+        spec = self._planner_spec(stored.config)
+        if spec is None:
+            return
+
+        async def build() -> None:
+            try:
+                await self._planner_of(spec)
+            except QueryFailed as exc:  # its queries will try again and fail explicitly
+                self.bus.counters["gateway.planner_prebuild_failed"] += 1
+                log.warning("planner.prebuild_failed", version=stored.version, error=str(exc))
+
+        task = asyncio.get_running_loop().create_task(build())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _planner_spec(self, config: HieraConfig) -> PlannerConfig | None:
         """The spec of the planner for ``config``'s queries: the config's own, else the

@@ -22,6 +22,7 @@ import concurrent.futures
 import functools
 import itertools
 import os
+import re
 import threading
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine, Generator
@@ -49,6 +50,14 @@ ReplyCallback = Callable[[Envelope | BaseException], None]
 """Gets a request's reply envelope, or the error (:class:`BusError`, :class:`RemoteError`,
 :class:`WireError`). Runs on the loop."""
 NO_RESPONDERS = "503"  # the status header the server puts on a request nobody subscribes to
+RESEND_AFTER_RECONNECT_S = 1.0
+"""A request marked ``resend`` goes out again this long after a reconnect (by then the other
+processes have reconnected and subscribed again, most likely)."""
+_VIOLATION = re.compile(
+    r'permissions violation for (publish|subscription)(?: with reply of)?(?: to)? "([^"]*)"'
+)
+"""nats-server's ``-ERR`` for a refused publish, subscription or reply subject (nats-py
+lower-cases it and hands it to the error callback; the connection stays up)."""
 
 
 class _Waiting(NamedTuple):
@@ -58,10 +67,13 @@ class _Waiting(NamedTuple):
     timer: asyncio.TimerHandle
     subject: str
     timeout: float
+    resend: bytes | None = None
+    """The request's bytes, kept to send it again after a reconnect (``resend=True``)."""
 
 
 class BusError(RuntimeError):
-    """A request that could not be delivered or answered (no responders, timeout, closed)."""
+    """A request that could not be delivered or answered (no responders, timeout, closed,
+    permission_denied: the server refused this login the subject)."""
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
@@ -188,10 +200,36 @@ class Bus:
 
     async def _on_error(self, exc: Exception) -> None:
         self._last_error = str(exc)
+        denied = _VIOLATION.search(self._last_error)
+        if denied is not None:
+            self._permission_denied(denied.group(1), denied.group(2), self._last_error)
+            return
         if _is_auth_failure(exc):
             self._auth_error = self._last_error
         self.counters[f"nats_error.{type(exc).__name__}"] += 1
         log.warning("bus.nats_error", error=type(exc).__name__, detail=str(exc))
+
+    def _permission_denied(self, action: str, subject: str, text: str) -> None:
+        """A refused publish or subscription: one clear error naming the subject and the
+        login, and every request waiting on that subject fails now, not at its timeout."""
+        user = self.settings.user or "(no user)"
+        with_reply = "with reply of" in text
+        self.counters["permission_denied"] += 1
+        log.error(
+            "bus.permission_denied",
+            action="reply subject" if with_reply else action,
+            subject=subject,
+            user=user,
+            component=self.sender,
+        )
+        if action != "publish":
+            return
+        for token, entry in list(self._pending.items()):
+            refused = (self._reply_prefix + token) if with_reply else entry.subject
+            if refused.lower() == subject:  # nats-py lower-cases the server's text
+                what = "receive replies on" if with_reply else "publish to"
+                reason = f"NATS user {user!r} may not {what} {refused} (request to {entry.subject})"
+                self._resolve(token, BusError("permission_denied", reason))
 
     async def _on_disconnected(self) -> None:
         if self._closing:
@@ -203,6 +241,16 @@ class Bus:
     async def _on_reconnected(self) -> None:
         self.counters["reconnected"] += 1
         log.info("bus.reconnected")
+        self.loop.call_later(RESEND_AFTER_RECONNECT_S, self._resend_pending)
+
+    def _resend_pending(self) -> None:
+        """Send again every request marked ``resend`` that still waits: it, or its reply, may
+        have been lost while the connection was down (its reply comes to the same token, and
+        only the first reply counts)."""
+        for token, entry in list(self._pending.items()):
+            if entry.resend is not None:
+                self.counters["request.resent"] += 1
+                self.spawn_eager(self._publish_request(entry.subject, entry.resend, token))
 
     # -- properties ----------------------------------------------------------------
     @property
@@ -327,13 +375,21 @@ class Bus:
         await self.nc.publish(subject, self.encode(envelope))
 
     def request(
-        self, subject: str, envelope: Envelope, timeout: float, done: ReplyCallback
+        self,
+        subject: str,
+        envelope: Envelope,
+        timeout: float,
+        done: ReplyCallback,
+        *,
+        resend: bool = False,
     ) -> None:
         """Request/reply from any thread; ``done`` gets the outcome on the loop, exactly once.
 
         The outcome is the reply envelope, or :class:`BusError` ("timeout",
-        "no_responders", "closed"), :class:`RemoteError` (an ``error`` reply) or
+        "no_responders", "closed", "permission_denied"), :class:`RemoteError` (an ``error`` reply) or
         :class:`WireError` (a garbled reply, or a request over the payload limit).
+        ``resend``: if the connection drops and comes back while it waits, send it again
+        (for requests the other side handles idempotently, or can afford to do twice).
         """
         data: bytes | WireError
         try:
@@ -342,15 +398,24 @@ class Bus:
             data = exc
         token = str(next(self._reply_seq))
         if self.in_loop():
-            self._send_request(subject, data, token, timeout, done)
+            self._send_request(subject, data, token, timeout, done, resend)
         else:
-            self.loop.call_soon_threadsafe(self._send_request, subject, data, token, timeout, done)
+            self.loop.call_soon_threadsafe(
+                self._send_request, subject, data, token, timeout, done, resend
+            )
 
     def _send_request(
-        self, subject: str, data: bytes | WireError, token: str, timeout: float, done: ReplyCallback
+        self,
+        subject: str,
+        data: bytes | WireError,
+        token: str,
+        timeout: float,
+        done: ReplyCallback,
+        resend: bool = False,
     ) -> None:
         timer = self.loop.call_later(timeout, self._timed_out, token)
-        self._pending[token] = _Waiting(done, timer, subject, timeout)
+        kept = data if resend and isinstance(data, bytes) else None
+        self._pending[token] = _Waiting(done, timer, subject, timeout, kept)
         if isinstance(data, WireError):
             self._resolve(token, data)
             return
@@ -399,8 +464,11 @@ class Bus:
         entry.timer.cancel()
         self._deliver(entry.done, result)
 
-    async def arequest(self, subject: str, envelope: Envelope, timeout: float) -> Envelope:
-        """Request/reply from the loop; raises :class:`BusError` or :class:`RemoteError`."""
+    async def arequest(
+        self, subject: str, envelope: Envelope, timeout: float, *, resend: bool = False
+    ) -> Envelope:
+        """Request/reply from the loop; raises :class:`BusError` or :class:`RemoteError`
+        (``resend``: see :meth:`request`)."""
         future: asyncio.Future[Envelope] = self.loop.create_future()
 
         def done(result: Envelope | BaseException) -> None:
@@ -411,7 +479,7 @@ class Bus:
             else:
                 future.set_result(result)
 
-        self.request(subject, envelope, timeout, done)
+        self.request(subject, envelope, timeout, done, resend=resend)
         return await future
 
     async def asubscribe(self, subject: str, handler: Handler, *, queue: str = "") -> Any:

@@ -7,6 +7,7 @@ arguments, and :meth:`NatsSettings.redacted_url` is the only form logged.
 from __future__ import annotations
 
 import os
+import re
 import ssl
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -23,6 +24,9 @@ ENV_NKEY_SEED = "HIERAMAS_NATS_NKEY_SEED_FILE"
 ENV_TLS_CA = "HIERAMAS_NATS_TLS_CA"
 ENV_TLS_CERT = "HIERAMAS_NATS_TLS_CERT"
 ENV_TLS_KEY = "HIERAMAS_NATS_TLS_KEY"
+ENV_INBOX_PREFIX = "HIERAMAS_NATS_INBOX_PREFIX"
+
+_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 ENV_REPLICAS = "HIERAMAS_JS_REPLICAS"
 
 
@@ -64,6 +68,7 @@ class NatsSettings:
     tls_ca: str | None = None
     tls_cert: str | None = None
     tls_key: str | None = None
+    inbox_prefix: str | None = None
     connect_timeout_s: float = 5.0
 
     @classmethod
@@ -81,6 +86,7 @@ class NatsSettings:
             tls_ca=env.get(ENV_TLS_CA) or None,
             tls_cert=env.get(ENV_TLS_CERT) or None,
             tls_key=env.get(ENV_TLS_KEY) or None,
+            inbox_prefix=env.get(ENV_INBOX_PREFIX) or None,
         )
 
     def with_url(self, url: str) -> NatsSettings:
@@ -91,6 +97,20 @@ class NatsSettings:
         """The URL with any embedded password or token masked."""
         return redact_url(self.url)
 
+    def inbox(self) -> str:
+        """Where replies to this connection go: ``$HIERAMAS_NATS_INBOX_PREFIX`` if set, else
+        ``_INBOX.<user>`` for a user name that is one subject token, else ``_INBOX``.
+
+        A per-user inbox lets the server's permissions (``deploy/nats/users.conf``) give
+        each component its own replies only: with one shared ``_INBOX.>`` any user could
+        subscribe to another's answers.
+        """
+        if self.inbox_prefix:
+            return self.inbox_prefix
+        if self.user and _TOKEN.match(self.user):
+            return f"_INBOX.{self.user}"
+        return "_INBOX"
+
     def connect_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``nats.connect``."""
         kwargs: dict[str, Any] = {
@@ -99,6 +119,7 @@ class NatsSettings:
             "connect_timeout": self.connect_timeout_s,
             "max_reconnect_attempts": -1,
             "reconnect_time_wait": 0.5,
+            "inbox_prefix": self.inbox(),
         }
         if self.user:
             kwargs["user"] = self.user

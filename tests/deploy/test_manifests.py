@@ -3,8 +3,9 @@
 No container engine runs here, so nothing is built or started in a container. What is
 checked instead: every YAML file parses; every ``hieramas`` command line in the Dockerfile,
 compose file and pods parses against the real CLI; every ``HIERAMAS_*`` variable is one the
-code reads; the NATS configs pass ``nats-server -t`` and really enforce the login; Kubernetes
-objects are well formed and wired (selectors, services, ports, secrets); no secret is inline.
+code reads; the NATS configs pass ``nats-server -t`` and really enforce the logins (one per
+component; what each may do is tests/core/test_nats_accounts.py); Kubernetes objects are well
+formed and wired (selectors, services, ports, secrets); no secret is inline.
 """
 
 from __future__ import annotations
@@ -28,8 +29,7 @@ import yaml
 from hieramas import natsconn
 from hieramas.bus import Bus, BusError
 from hieramas.cli import app
-from hieramas.natsconn import NatsSettings
-from hieramas.natsserver import NatsServer, find_nats_server
+from hieramas.natsserver import find_nats_server
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -40,6 +40,11 @@ IMAGE = "hieramas"
 SECRET_NAME = re.compile(r"PASSWORD|TOKEN|SECRET|API_KEY")
 URL_WITH_LOGIN = re.compile(r"://[^/@\s]+:[^/@\s]+@")
 CONF_VAR = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
+SERVER_ONLY = re.compile(r"HIERAMAS_NATS_(PASSWORD_[A-Z]+|SERVER_(CERT|KEY))")
+"""Variables only nats-server reads (its users' passwords, its certificate), via its config."""
+INTERPOLATED = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*(:?[?-][^}]*)?\}")
+NATS = DEPLOY / "nats"
+ROLES = ("controller", "worker", "learner", "client")
 PLACEHOLDERS = {"change-me"}
 WORKLOADS = {"Deployment", "StatefulSet", "DaemonSet", "Job"}
 
@@ -198,10 +203,20 @@ def package_roots() -> dict[str, str]:
     raise AssertionError("setup.py has no PACKAGE_ROOTS")
 
 
-def k8s_nats_conf() -> str:
+def k8s_nats_conf(key: str = "nats.conf") -> str:
     (config,) = [o for o in k8s_objects() if o["kind"] == "ConfigMap" and "nats.conf" in o["data"]]
-    text: str = config["data"]["nats.conf"]
+    text: str = config["data"][key]
     return text
+
+
+def conf_variables(conf: Path) -> set[str]:
+    """The variables a NATS config and the files it includes use (quoted text and comments,
+    such as ``"$KV.>"`` subjects, are not references)."""
+    text = conf.read_text()
+    found = set(CONF_VAR.findall(re.sub(r'"[^"]*"|#.*', "", text)))
+    for name in re.findall(r"^\s*include\s+(\S+)", text, flags=re.M):
+        found |= conf_variables(conf.parent / name)
+    return found
 
 
 def container_env(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -265,11 +280,14 @@ def test_every_hieramas_env_var_is_read_by_the_code() -> None:
     for generator in kustomization().get("secretGenerator", []):
         for env in generator.get("envs", []):
             used.update((k, f"{env}.example") for k in env_file_keys(example_of(K8S / env)))
-    for text in ((DEPLOY / "nats" / "compose.conf").read_text(), k8s_nats_conf()):
+    for text in (*(c.read_text() for c in NATS.glob("*.conf")), k8s_nats_conf()):
         used.update((v, "nats conf") for v in CONF_VAR.findall(text))
     ours = {k: where for k, where in used.items() if k.startswith("HIERAMAS_")}
     assert len(ours) >= 4, ours
-    unknown = {k: where for k, where in ours.items() if k not in known}
+    assert {f"HIERAMAS_NATS_PASSWORD_{r.upper()}" for r in ROLES} <= set(ours)
+    unknown = {
+        k: where for k, where in ours.items() if k not in known and not SERVER_ONLY.fullmatch(k)
+    }
     assert not unknown, f"variables no code reads: {unknown}"
 
 
@@ -361,7 +379,8 @@ def test_compose_services_and_wiring() -> None:
 def test_compose_keeps_secrets_in_ignored_env_files() -> None:
     for name, service in compose()["services"].items():
         for key, value in (service.get("environment") or {}).items():
-            assert not SECRET_NAME.search(key), f"{name}: {key} inline"
+            if SECRET_NAME.search(key):  # only by reference to the git-ignored env file
+                assert INTERPOLATED.fullmatch(str(value)), f"{name}: {key} inline"
             assert not URL_WITH_LOGIN.search(str(value)), f"{name}: {key} has a login"
         for path in compose_env_files(service):
             ignored = subprocess.run(["git", "check-ignore", "-q", str(path)], cwd=REPO)
@@ -374,8 +393,21 @@ def test_compose_nats_gets_the_variables_its_config_uses() -> None:
     given: set[str] = set(nats.get("environment", {}))
     for path in compose_env_files(nats):
         given |= set(env_file_keys(example_of(path)))
-    needed = set(CONF_VAR.findall((DEPLOY / "nats" / "compose.conf").read_text()))
+    needed = conf_variables(NATS / "compose.conf")
     assert needed and needed <= given, needed - given
+
+
+def test_compose_gives_each_component_its_own_login() -> None:
+    """Each HieraMAS service logs in as its role, with that role's password only."""
+    given = set(env_file_keys(example_of(DEPLOY / "hieramas.env")))
+    roles = {"controller": "controller", "worker": "worker", "config": "controller"}
+    for name, role in roles.items():
+        env = compose()["services"][name]["environment"]
+        assert env["HIERAMAS_NATS_USER"] == role, name
+        (variable,) = re.findall(r"\$\{(\w+)", env["HIERAMAS_NATS_PASSWORD"])
+        assert variable == f"HIERAMAS_NATS_PASSWORD_{role.upper()}" and variable in given
+    for name, service in compose_hieramas_services().items():
+        assert "env_file" not in service, f"{name} would get every component's password"
 
 
 # ---------------------------------------------------------------- NATS configs
@@ -388,38 +420,44 @@ def _nats_config_test(conf: Path, env: dict[str, str]) -> subprocess.CompletedPr
 
 
 def test_nats_configs_are_valid(tmp_path: Path) -> None:
-    k8s_conf = tmp_path / "k8s.conf"
+    (tmp_path / "k8s").mkdir()
+    k8s_conf = tmp_path / "k8s" / "nats.conf"
     k8s_conf.write_text(k8s_nats_conf())
-    for conf in (DEPLOY / "nats" / "compose.conf", k8s_conf):
-        env = {v: "x" for v in CONF_VAR.findall(conf.read_text())}
+    (tmp_path / "k8s" / "users.conf").write_text(k8s_nats_conf("users.conf"))
+    # tls.conf needs a real certificate: tests/core/test_nats_tls.py runs it
+    for conf in (NATS / "compose.conf", NATS / "cluster-a.conf", k8s_conf):
+        env = {v: "x" for v in conf_variables(conf)}
         result = _nats_config_test(conf, env)
         assert result.returncode == 0, result.stderr
-        if env:  # the variables really are needed
-            assert _nats_config_test(conf, {}).returncode != 0
+        assert env  # the variables really are needed
+        assert _nats_config_test(conf, {}).returncode != 0
 
 
-def test_compose_nats_config_enforces_the_login(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The real compose.conf (store and monitor lines dropped) on loopback."""
-    text = (DEPLOY / "nats" / "compose.conf").read_text()
-    local, n = re.subn(r"^\s*(store_dir|http_port):.*$", "", text, flags=re.M)
-    assert n == 2
-    conf = tmp_path / "nats.conf"
-    conf.write_text(local)
-    monkeypatch.setenv("HIERAMAS_NATS_USER", "hieramas")
-    monkeypatch.setenv("HIERAMAS_NATS_PASSWORD", "s3cret-compose")
-    with NatsServer(store_dir=tmp_path / "js", extra_args=["-c", str(conf)]) as server:
-        bus = Bus(NatsSettings.from_env(server.url)).start()
-        try:
-            assert bus.nc.is_connected
-        finally:
-            bus.stop()
-        monkeypatch.setenv("HIERAMAS_NATS_PASSWORD", "wrong")
+def test_every_nats_config_has_the_same_users() -> None:
+    assert k8s_nats_conf("users.conf") == (NATS / "users.conf").read_text()
+    for text in (*(c.read_text() for c in NATS.glob("*.conf")), k8s_nats_conf()):
+        assert not re.search(r"^\s*(user|password):", text, flags=re.M) or "users: [" in text
+    for text in ((NATS / "compose.conf").read_text(), (NATS / "cluster-a.conf").read_text()):
+        assert re.search(r"^include users\.conf$", text, flags=re.M)
+    assert re.search(r"^\s*include users\.conf$", k8s_nats_conf(), flags=re.M)
+    users = re.findall(r"^\s*user: (\w+)$", (NATS / "users.conf").read_text(), flags=re.M)
+    assert users == list(ROLES)
+
+
+def test_compose_nats_config_enforces_the_logins(tmp_path: Path) -> None:
+    """The real compose.conf (store and monitor lines dropped) and users.conf on loopback."""
+    from accounts_support import accounts_server
+
+    with accounts_server(tmp_path) as accounts:
+        for role in ROLES:
+            bus = Bus(accounts.login(role)).start()
+            try:
+                assert bus.nc.is_connected
+            finally:
+                bus.stop()
         with pytest.raises(BusError):  # the client sees a violation or a reset: racy
-            Bus(NatsSettings.from_env(server.url)).start(timeout=3)
-        log = (server.store_dir / "nats-server.log").read_text()
-        assert 'authentication error - User "hieramas"' in log
+            Bus(accounts.login("worker", password="wrong")).start(timeout=3)
+        assert 'authentication error - User "worker"' in accounts.server_log()
 
 
 # ---------------------------------------------------------------- Kubernetes
@@ -533,7 +571,7 @@ def test_k8s_secrets_only_by_reference() -> None:
     for container in containers():
         for name, entry in container_env(container).items():
             assert not URL_WITH_LOGIN.search(str(entry.get("value", ""))), name
-            if SECRET_NAME.search(name) or name == "HIERAMAS_NATS_USER":
+            if SECRET_NAME.search(name):
                 assert "value" not in entry, f"{container['name']}: {name} inline"
                 ref = entry["valueFrom"]["secretKeyRef"]
                 keys: set[str] = set()
@@ -542,6 +580,22 @@ def test_k8s_secrets_only_by_reference() -> None:
                 assert ref["key"] in keys, (name, ref)
                 checked += 1
     assert checked >= 5
+
+
+def test_k8s_pods_have_their_own_login() -> None:
+    """A pod's HIERAMAS_NATS_PASSWORD is its own role's; only the NATS pods get them all."""
+    logins = {}
+    for container in containers():
+        env = container_env(container)
+        if "HIERAMAS_NATS_USER" in env:
+            user = env["HIERAMAS_NATS_USER"]["value"]
+            key = env["HIERAMAS_NATS_PASSWORD"]["valueFrom"]["secretKeyRef"]["key"]
+            assert key == f"HIERAMAS_NATS_PASSWORD_{user.upper()}", container["name"]
+            assert not any(n.startswith("HIERAMAS_NATS_PASSWORD_") for n in env)
+            logins[container["name"]] = user
+        elif container["name"] == "nats":
+            assert {f"HIERAMAS_NATS_PASSWORD_{r.upper()}" for r in ROLES} <= set(env)
+    assert logins == {"controller": "controller", "worker": "worker", "worker-gpu": "worker"}
 
 
 def test_example_env_files_hold_placeholders_only() -> None:
