@@ -5,8 +5,12 @@ learner package, which keeps torch out of the controller) loads policy
 versions as they are published and hands out the newest one;
 :class:`LearnedPlanner` asks it for the current :class:`Policy` once per query,
 so a new version plans the next query and an in-flight query keeps the plan it
-started with.  Before any version is loaded, queries are planned statically
-(``policy_version`` ``None`` in their trace) and counted.
+started with.  The gateway builds the planner when a config naming it becomes
+current, and the provider's ``start`` returns once the current version is loaded,
+so queries do not race the first load.  A training (exploring) query that still
+finds no version loaded waits up to ``first_wait_s`` for one; after that, or for
+other queries, it is planned statically (``policy_version`` ``None`` in its trace)
+and counted.
 
 A provider is named in the config by an import path, ``"module:factory"``,
 where ``factory(options) -> PolicyProvider`` gets the planner's options::
@@ -25,7 +29,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import structlog
 
@@ -42,6 +46,7 @@ __all__ = [
     "Policy",
     "PolicyMismatch",
     "PolicyProvider",
+    "WaitingProvider",
     "load_provider",
 ]
 
@@ -85,22 +90,48 @@ class PolicyProvider(Protocol):
     async def stop(self) -> None: ...
 
 
+@runtime_checkable
+class WaitingProvider(Protocol):
+    """A provider that can wait for its first version (optional for a :class:`PolicyProvider`)."""
+
+    def wait_current(self, timeout: float) -> Policy | None:
+        """The current version, waiting up to ``timeout`` s for the first one to load
+        (called from a planning thread, never on the loop)."""
+        ...
+
+
 class LearnedPlanner:
     """A :class:`Planner` that asks the provider's current policy; static until one loads."""
 
     kind = "learned"
 
     def __init__(
-        self, provider: PolicyProvider, *, heavy: bool = True, fallback: Planner | None = None
+        self,
+        provider: PolicyProvider,
+        *,
+        heavy: bool = True,
+        fallback: Planner | None = None,
+        first_wait_s: float = 5.0,
     ) -> None:
         self.provider = provider
         self.heavy = heavy
         self.fallback = fallback or StaticPlanner()
+        self.first_wait_s = first_wait_s
         self.counters: Counter[str] = Counter()
         self._lock = threading.Lock()  # counters are bumped from the planning threads
 
     def assign(self, config: HieraConfig, request: PlanRequest) -> Assignment:
-        policy = self.provider.current()
+        provider = self.provider
+        policy = provider.current()
+        # heavy: this runs in a planning thread, where a training query may wait for a version
+        if (
+            policy is None
+            and request.explore
+            and self.heavy
+            and isinstance(provider, WaitingProvider)
+        ):
+            policy = provider.wait_current(self.first_wait_s)
+            self._count("waited_first" if policy is not None else "waited_in_vain")
         if policy is None:
             self._count("no_policy")
             return replace(self.fallback.assign(config, request), policy_version=None)

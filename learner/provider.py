@@ -133,16 +133,26 @@ class NatsPolicyProvider:
         self._policy: LoadedPolicy | None = None
         self._wanted = 0  # the newest version 'current' named: an older load must not win
         self._load_lock = asyncio.Lock()
+        self._ready = threading.Event()  # set once a version is loaded
 
     def current(self) -> LoadedPolicy | None:
         return self._policy
 
+    def wait_current(self, timeout: float) -> LoadedPolicy | None:
+        """The current version, waiting up to ``timeout`` s for the first (a planning thread)."""
+        self._ready.wait(timeout)
+        return self._policy
+
     async def start(self, bus: Bus) -> None:
+        """Watch the store; if a version is current already, return once it is loaded."""
         loop = asyncio.get_running_loop()
         if self.preload:
             await loop.run_in_executor(None, embedder_for, self.preload)
         self._store = await self._store_factory(bus).open()
         await self._store.watch(self._follow)
+        current = await self._store.current_version()
+        if current:
+            await self._follow(current)
 
     async def stop(self) -> None:
         if self._store is not None:
@@ -168,6 +178,7 @@ class NatsPolicyProvider:
                 log.error("policy.load_failed", version=version, error="numbered differently")
                 return
             self._policy = loaded
+            self._ready.set()
             self.loaded[version] = time.monotonic()
             self.counters["loaded"] += 1
             log.info("policy.loaded", version=version, parent=loaded.meta.parent)
