@@ -11,7 +11,13 @@ oldest is evicted.  Both are counted.
 
 Processing is idempotent by query id: a query handed out once is remembered
 (:attr:`Assembler.done`), and its later events are dropped and counted, except
-``feedback``, which is handed to the caller.  The whole state round-trips
+``feedback``, which is handed to the caller.  The memory is a window: an id is
+forgotten ``done_keep_s`` after it was handed out, or sooner when more than
+``max_done`` are held (oldest first; counted as ``done_forgotten``).  That bounds a
+long-running learner's state; it does not weaken exactly-once across restarts,
+since a restarted learner reads on after its saved position, never before it.  It
+only means a *duplicate* ``query`` event arriving more than the window after the
+first would be taken as new (its late ``supernode`` events merely orphan).  The whole state round-trips
 through :meth:`Assembler.to_json` so the learner can checkpoint partial
 episodes.  ``llm_call`` and ``decision`` events carry nothing an episode needs
 beyond the ``query`` and ``supernode`` events; they are counted only.
@@ -70,13 +76,22 @@ class Assembler:
     """Partial episodes by query id (see the module docstring).  Not thread-safe."""
 
     def __init__(
-        self, *, grace_s: float = 10.0, orphan_s: float = 600.0, max_pending: int = 20_000
+        self,
+        *,
+        grace_s: float = 10.0,
+        orphan_s: float = 600.0,
+        max_pending: int = 20_000,
+        done_keep_s: float = 3600.0,
+        max_done: int = 100_000,
     ) -> None:
         self.grace_s = grace_s
         self.orphan_s = orphan_s
         self.max_pending = max_pending
+        self.done_keep_s = done_keep_s
+        self.max_done = max_done
         self.counters: Counter[str] = Counter()
-        self.done: set[str] = set()
+        self.done: OrderedDict[str, float] = OrderedDict()
+        """Query ids handed out, with when (oldest first): the idempotency window."""
         self._pending: OrderedDict[str, _Partial] = OrderedDict()  # in order of first sight
         self._waiting: OrderedDict[str, float] = OrderedDict()  # query seen: its grace deadline
 
@@ -115,7 +130,7 @@ class Assembler:
             self._waiting[qid] = now + self.grace_s
         query = partial.query
         if query is not None and all(n in partial.nodes for n in active_nodes(query)):
-            return [self._finish(qid, partial, ())]
+            return [self._finish(qid, partial, (), now)]
         return []
 
     def expire(self, now: float) -> list[Assembled]:
@@ -129,7 +144,7 @@ class Assembler:
             assert partial.query is not None
             missing = tuple(n for n in active_nodes(partial.query) if n not in partial.nodes)
             self.counters["completed_by_grace"] += 1
-            out.append(self._finish(qid, partial, missing))
+            out.append(self._finish(qid, partial, missing, now))
         orphans = []
         for qid, partial in self._pending.items():  # oldest first: stop at the first young one
             if partial.first_seen + self.orphan_s > now:
@@ -138,17 +153,29 @@ class Assembler:
                 orphans.append(qid)
         for qid in orphans:
             self._drop(qid, "orphaned")
+        self._forget(now)
         return out
 
-    def _finish(self, qid: str, partial: _Partial, missing: tuple[str, ...]) -> Assembled:
+    def _finish(
+        self, qid: str, partial: _Partial, missing: tuple[str, ...], now: float
+    ) -> Assembled:
         del self._pending[qid]
         self._waiting.pop(qid, None)
-        self.done.add(qid)
+        self.done[qid] = now
+        if len(self.done) > self.max_done:
+            self._forget(now)
         self.counters["assembled"] += 1
         assert partial.query is not None
         return Assembled(
             partial.query, partial.nodes, missing, tuple(partial.feedback), partial.query_seq
         )
+
+    def _forget(self, now: float) -> None:
+        """Trim the idempotency window: ids older than ``done_keep_s``, beyond ``max_done``."""
+        done, horizon = self.done, now - self.done_keep_s
+        while done and (len(done) > self.max_done or next(iter(done.values())) < horizon):
+            done.popitem(last=False)
+            self.counters["done_forgotten"] += 1
 
     def _bound(self) -> None:
         while len(self._pending) > self.max_pending:
@@ -184,7 +211,7 @@ class Assembler:
                 }
                 for qid, p in self._pending.items()
             ],
-            "done": sorted(self.done),
+            "done": [[qid, t] for qid, t in self.done.items()],  # oldest first
             "counters": dict(self.counters),
         }
 
@@ -194,7 +221,11 @@ class Assembler:
         a restarted learner has not read again yet."""
         self._pending.clear()
         self._waiting.clear()
-        self.done = set(data.get("done") or ())
+        # [id, when] pairs; a bare id (a state saved before the window) counts from now
+        self.done = OrderedDict(
+            (str(d), now) if isinstance(d, str) else (str(d[0]), float(d[1]))
+            for d in data.get("done") or ()
+        )
         self.counters = Counter(data.get("counters") or {})
         for row in data.get("pending") or ():
             partial = _Partial(first_seen=float(row["first_seen"]))

@@ -94,6 +94,10 @@ class LearnerOptions:
     grace_s: float = 10.0
     orphan_s: float = 600.0
     max_pending: int = 20_000
+    done_keep_s: float = 3600.0
+    """How long a handed-out query id is remembered against duplicates of its events."""
+    max_done: int = 100_000
+    """... and how many at most (the oldest are forgotten first)."""
     max_ungraded: int = 2_000
     save_every_s: float = 1.0
     fetch_batch: int = 256
@@ -145,7 +149,11 @@ class LearnerService:
         self.counters: Counter[str] = Counter()
         self.read_stats = ReadStats()
         self.assembler = Assembler(
-            grace_s=opts.grace_s, orphan_s=opts.orphan_s, max_pending=opts.max_pending
+            grace_s=opts.grace_s,
+            orphan_s=opts.orphan_s,
+            max_pending=opts.max_pending,
+            done_keep_s=opts.done_keep_s,
+            max_done=opts.max_done,
         )
         self.lineage: Lineage | None = None
         self.buffer: list[Episode] = []
@@ -718,7 +726,8 @@ class LearnerService:
             "pending": len(self.assembler),
             "buffered": len(self.buffer),
             "awaiting_feedback": len(self.ungraded),
-            "queries_done": len(self.assembler.done),
+            "queries_done": self.assembler.counters["assembled"],
+            "queries_remembered": len(self.assembler.done),
             "events_read": stats.events,
             "events_per_s": (stats.events - self._read_at_start) / elapsed,
             "bad_messages": stats.bad_messages,

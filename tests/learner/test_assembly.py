@@ -24,7 +24,7 @@ def test_a_query_completes_once_whatever_the_order_of_its_events() -> None:
         done = _feed(assembler, order)
         assert len(done) == 1 and isinstance(done[0], Assembled)
         assert set(done[0].nodes) == {"a", "b"} and done[0].missing == ()
-        assert len(assembler) == 0 and assembler.done == {"q1"}
+        assert len(assembler) == 0 and set(assembler.done) == {"q1"}
         # the same events again (a redelivery, a duplicate publish): nothing new
         assert _feed(assembler, order) == []
         assert assembler.counters["duplicate_query"] == 1 and assembler.counters["late_event"] == 2
@@ -94,8 +94,30 @@ def test_the_partial_state_round_trips_for_a_restart() -> None:
     restored = Assembler(grace_s=5.0)
     restored.load_json(assembler.to_json(), now=50.0)
     assert restored.expire(54.0) == []  # a full grace period after the restart
-    assert restored.done == {"q6"} and len(restored) == 1
+    assert set(restored.done) == {"q6"} and len(restored) == 1
     [done] = restored.add(nodes[1], 11.0)
     assert isinstance(done.query, QueryDone) and isinstance(done.nodes["b"], SupernodeRun)
     assert len(done.feedback) == 1
     assert restored.counters["assembled"] == 2  # its counters came along
+
+
+def test_the_done_ids_are_a_bounded_window_that_survives_a_restart() -> None:
+    assembler = Assembler(done_keep_s=100.0, max_done=3)
+    for i in range(5):  # five queries handed out at t = 0..4
+        _feed(assembler, query_events(None, query_id=f"w{i}"), now=float(i))
+    assert list(assembler.done) == ["w2", "w3", "w4"]  # at most 3, oldest forgotten first
+    assert assembler.counters["done_forgotten"] == 2
+    # within the window a duplicate is still refused, after a restart too
+    restored = Assembler(done_keep_s=100.0, max_done=3)
+    restored.load_json(assembler.to_json(), now=5.0)
+    assert _feed(restored, query_events(None, query_id="w3"), now=5.0) == []
+    assert restored.counters["duplicate_query"] == 1
+    # ids older than done_keep_s are forgotten as time passes
+    restored.expire(102.5)  # w2 was handed out at 2.0
+    assert list(restored.done) == ["w3", "w4"]
+    restored.expire(200.0)
+    assert not restored.done and restored.counters["done_forgotten"] == 5
+    # a state saved before the window (bare ids) still loads, the ids counted from now
+    legacy = Assembler(done_keep_s=100.0)
+    legacy.load_json({"done": ["old1", "old2"]}, now=7.0)
+    assert legacy.done == {"old1": 7.0, "old2": 7.0}
