@@ -129,6 +129,12 @@ def train(
     edges: Annotated[str, typer.Option(help="full (complete DAG) or none.")] = "full",
     alpha: Annotated[float, typer.Option(min=0.0, max=1.0)] = 0.5,
     lam: Annotated[float, typer.Option(min=0.0, help="Cost shaping λ.")] = 300.0,
+    local: Annotated[
+        bool, typer.Option(help="REAL local llama.cpp models (a small config; NOTIONAL prices).")
+    ] = False,
+    holdout: Annotated[
+        int, typer.Option(min=0, help="Train and validate without the dataset's first N items.")
+    ] = 0,
     data_dir: Annotated[Path | None, typer.Option(envvar="HIERAMAS_DATA_DIR")] = None,
     learner_wait: Annotated[
         float, typer.Option(help="Seconds to wait for the learner's version per iteration.")
@@ -152,7 +158,9 @@ def train(
 
     The default config of a dataset is every role of its domain, two proposers each, the
     complete DAG, the whole emulated pool, and the pool's strongest model as the decision
-    LLM (see hieramas.learner.trainconfig).  Without --nats the LLMs are EMULATED.
+    LLM (see hieramas.learner.trainconfig).  Without --nats the LLMs are EMULATED;
+    with --local they are the REAL local llama.cpp models, on a config small enough for a
+    CPU (see hieramas.learner.localtrain).
     """
     from hieramas.learner.driver import DriverError, TrainOptions
     from hieramas.learner.trainrun import run_training
@@ -188,6 +196,9 @@ def train(
         alpha=alpha,
         lam=lam,
         data_dir=data_dir,
+        local=local,
+        holdout=holdout,
+        timeout_s=900.0 if local else 120.0,
         learner_wait_s=learner_wait,
         hyper=_hyper(entropy_coef, lr, temp_start, temp_end, temp_updates),
     )
@@ -207,7 +218,9 @@ def train(
         f"/query) is current; run dir {run_dir}",
         highlight=False,
     )
-    if nats is None:
+    if local:
+        out.print("REAL local models; costs use NOTIONAL prices (proportional to parameters).")
+    elif nats is None:
         out.print("EMULATED: these figures describe the emulator, not real models.")
 
 
@@ -228,6 +241,9 @@ def compare(
         Path | None, typer.Option(help="Emulator profiles (default: the run's).")
     ] = None,
     data_dir: Annotated[Path | None, typer.Option(envvar="HIERAMAS_DATA_DIR")] = None,
+    rotation: Annotated[
+        bool, typer.Option(help="Also evaluate the learned versions with top-n rotation.")
+    ] = False,
 ) -> None:
     """Evaluate a run's best policy version against the baselines on the same items:
     random slot assignment, every slot on the strongest / cheapest model, self-consistency on
@@ -249,6 +265,7 @@ def compare(
         out_dir=out_dir,
         profiles=str(profiles) if profiles else None,
         data_dir=data_dir,
+        rotation=rotation,
     )
     unwind_on_signals()
     step = max(1, limit // 10)

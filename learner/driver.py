@@ -122,6 +122,10 @@ class TrainOptions:
     data_dir: Path | None = None
     timeout_s: float = 120.0
     learner_wait_s: float = 60.0
+    local: bool = False
+    """REAL local llama.cpp models instead of the emulator (:mod:`.localtrain`)."""
+    holdout: int = 0
+    """The dataset's first N items are neither trained nor validated on (:mod:`.localtrain`)."""
 
     def identity(self, config_text: str) -> dict[str, Any]:
         """What a resumed run must share with the run it continues."""
@@ -137,6 +141,9 @@ class TrainOptions:
             "eval_items": self.eval_items,
             "profiles": _digest_file(self.profiles),
             "config_sha256": hashlib.sha256(config_text.encode()).hexdigest(),
+            # only when set, so runs from before these options still resume
+            **({"local": True} if self.local else {}),
+            **({"holdout": self.holdout} if self.holdout else {}),
         }
 
 
@@ -221,6 +228,12 @@ def load_config_doc(options: TrainOptions) -> dict[str, Any]:
         if not doc.get("planner") or doc["planner"].get("kind") != "learned":
             doc = with_planner(doc, {"kind": "learned"})
         return dict(doc)
+    if options.local:
+        from hieramas.learner.localtrain import local_training_config
+
+        return local_training_config(
+            options.dataset, models=options.models, embedder=options.embedder
+        )
     return training_config(
         options.dataset,
         seed=options.seed,
@@ -339,7 +352,7 @@ class TrainingDriver:
             "best": self.state.best,
             "final_version": self.state.final_version,
             "wall_s": self.state.wall_s,
-            "emulated": True if self.options.nats is None else None,
+            "emulated": not self.options.local and (True if self.options.nats is None else None),
         }
 
     async def _config_version(self) -> None:

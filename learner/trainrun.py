@@ -15,6 +15,7 @@ options, the run continues from it (the options that define the run must match;
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
@@ -33,8 +34,16 @@ from hieramas.learner.driver import (
     load_config_doc,
 )
 from hieramas.learner.hyper import LEGACY
+from hieramas.learner.localtrain import (
+    LOCAL_CHILD,
+    eval_config,
+    local_server,
+    training_items,
+    with_base_url,
+)
 from hieramas.learner.trainconfig import to_yaml
 from hieramas.tasks import datasets
+from hieramas.tasks.datasets import Item
 
 __all__ = ["learner_options", "run_training"]
 
@@ -101,13 +110,18 @@ def run_training(options: TrainOptions, on_progress: Progress | None = None) -> 
         state = _state(options, config_text)
         (run_dir / "config.yaml").write_text(config_text)
         (run_dir / "run.json").write_text(json.dumps(_run_json(options), indent=1))
-        train_items, _ = load_items(options.dataset, "train", None, options.seed, options.data_dir)
-        val_items, _ = load_items(
-            options.dataset, "validation", options.eval_items, options.seed, options.data_dir
-        )
+        train_items, val_items = _items(options)
         emulator: EmulatorProcess | None = None
+        llms = contextlib.ExitStack()  # the local llama.cpp server of a --local run
+        local_url, local_pid = (
+            llms.enter_context(local_server(run_dir, options.models))
+            if options.local
+            else (None, None)
+        )
         try:
-            if options.nats is None:
+            if local_url is not None:
+                doc = with_base_url(doc, local_url)
+            elif options.nats is None:
                 emulator = EmulatorProcess(
                     seed=options.seed, latency_scale=0.0, profiles=options.profiles
                 ).start()
@@ -131,6 +145,7 @@ def run_training(options: TrainOptions, on_progress: Progress | None = None) -> 
                         if stack.nats and stack.nats.process
                         else None,
                         "learner": stack.learner.pid if stack.learner else None,
+                        LOCAL_CHILD: local_pid,
                     },
                 )
                 assert stack.bus is not None
@@ -144,13 +159,30 @@ def run_training(options: TrainOptions, on_progress: Progress | None = None) -> 
                     on_progress=on_progress,
                 )
                 summary: dict[str, Any] = stack.bus.call(driver.run(), timeout=None)
+            if options.local and (run_dir / "best.ckpt").exists():
+                (run_dir / "eval.yaml").write_text(eval_config(config_text, run_dir / "best.ckpt"))
             return summary
         finally:
             if emulator is not None:
                 emulator.stop()
+            llms.close()
             (run_dir / "children.json").unlink(missing_ok=True)
     finally:
         lock.release()
+
+
+def _items(options: TrainOptions) -> tuple[list[Item], list[Item]]:
+    """The run's training and validation items (``--holdout``: without the held-out ones)."""
+    if options.holdout:
+        return training_items(
+            options.dataset, holdout=options.holdout, seed=options.seed,
+            eval_items=options.eval_items, data_dir=options.data_dir,
+        )  # fmt: skip
+    train_items, _ = load_items(options.dataset, "train", None, options.seed, options.data_dir)
+    val_items, _ = load_items(
+        options.dataset, "validation", options.eval_items, options.seed, options.data_dir
+    )
+    return train_items, val_items
 
 
 def read_run(run_dir: Path) -> dict[str, Any]:
