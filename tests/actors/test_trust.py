@@ -1,7 +1,9 @@
 """Workers trust nothing on the wire: forged endpoints, wrong field types, forged bookkeeping.
 
 Everything runs on a real nats-server with the real controller and worker; the "attacker"
-is this test publishing on the subjects any NATS client could publish on.
+is this test publishing on the subjects any NATS client could publish on.  The exfiltration
+test also runs under the shipped per-component logins (deploy/nats/users.conf), where the
+attacker holds a worker's login, the only one that may publish on node subjects.
 """
 
 from __future__ import annotations
@@ -9,12 +11,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import msgspec
 import pytest
+from accounts_support import accounts_server
 
-from hieramas.bus import RemoteError
+from hieramas.bus import Bus, BusError, RemoteError
 from hieramas.controller.config import parse_config
 from hieramas.controller.planner import PlanRequest, StaticPlanner, build_plan
 from hieramas.llm.loopback import LoopbackLLM
@@ -26,6 +30,30 @@ SUBJECTS = Subjects()
 NATS_SECRET = "nats-password-that-must-never-leave"
 OPENAI_SECRET = "sk-openai-that-must-never-leave"
 ALLOWED_KEY = "sk-allowed-key"
+
+
+@pytest.fixture(params=["one_user", "per_component_users"])
+def deployment(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Stack, Stack]]:
+    """(the controller's stack, the attacker's stack with the worker): one stack on an open
+    server, or a controller and a worker each with its own login from deploy/nats/users.conf.
+    With the logins, a client's login cannot even send the forged call."""
+    if request.param == "one_user":
+        with Stack(nats_url=request.getfixturevalue("nats_server").url) as running:
+            yield running, running
+        return
+    with accounts_server(tmp_path / "nats") as accounts:
+        client = Bus(accounts.login("client")).start()
+        try:
+            with pytest.raises(BusError) as refused:
+                client.call(client.arequest(SUBJECTS.propose("expert", 0), _slot_call({}), 5), 10)
+            assert refused.value.code == "permission_denied"
+        finally:
+            client.stop()
+        with (
+            Stack(nats_url=accounts.url, workers=0, settings=accounts.login("controller")) as ctl,
+            Stack(nats_url=accounts.url, controller=False, settings=accounts.login("worker")) as w,
+        ):
+            yield ctl, w
 
 
 @pytest.fixture
@@ -96,14 +124,18 @@ def _authorizations(listener: LoopbackLLM) -> list[str]:
 
 
 def test_a_forged_call_cannot_send_a_secret_to_its_own_url(
-    stack: Stack, llm_url: str, listener: LoopbackLLM, monkeypatch: pytest.MonkeyPatch
+    deployment: tuple[Stack, Stack],
+    llm_url: str,
+    listener: LoopbackLLM,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The exfiltration of issue 17: a call naming the forger's URL and the NATS password's
     variable.  The forger gets a typed error each time; its listener gets nothing."""
+    stack, attacker = deployment
     monkeypatch.setenv("HIERAMAS_NATS_PASSWORD", NATS_SECRET)
     monkeypatch.setenv("OPENAI_API_KEY", OPENAI_SECRET)
-    assert stack.bus is not None and stack.controller is not None
-    counters = stack.bus.counters
+    assert stack.bus is not None and stack.controller is not None and attacker.bus is not None
+    counters = attacker.bus.counters  # the worker's
     assert (
         apply_config(
             stack, config_yaml(llm_url, {"expert": node("Critic", ["fixed:A"], "fixed:A")})
@@ -118,15 +150,15 @@ def test_a_forged_call_cannot_send_a_secret_to_its_own_url(
     subject = SUBJECTS.propose("expert", 0)
 
     # the old wire format (URL and key variable in the call): a typed error, nothing sent
-    assert _refused(stack, subject, _slot_call(_call(**evil))).code == "payload"
+    assert _refused(attacker, subject, _slot_call(_call(**evil))).code == "payload"
     # an LLM the config version does not have, or a version the store does not have
-    assert _refused(stack, subject, _slot_call(_call("evil", **evil))).code == "unknown_llm"
-    assert _refused(stack, subject, _slot_call(_call("fixed:A"), version=99)).code == (
+    assert _refused(attacker, subject, _slot_call(_call("evil", **evil))).code == "unknown_llm"
+    assert _refused(attacker, subject, _slot_call(_call("fixed:A"), version=99)).code == (
         "unknown_config"
     )
     # a real LLM with the forger's endpoint record riding along: the record is ignored and
     # the call goes to the endpoint the stored config names
-    served = _request(stack, subject, _slot_call(_call("fixed:A", **evil)))
+    served = _request(attacker, subject, _slot_call(_call("fixed:A", **evil)))
     assert served.kind is Kind.SLOT_RESULT and served.payload["status"] == "ok"
     assert served.payload["call"]["endpoint"] == "scripted"
 
@@ -138,7 +170,7 @@ def test_a_forged_call_cannot_send_a_secret_to_its_own_url(
     p0 = result["nodes"]["expert"]["calls"]["p0"]
     assert p0["outcome"] == "error" and "key_not_allowed" in p0["error"]
     assert "OPENAI_API_KEY" in p0["error"] and OPENAI_SECRET not in str(result)
-    assert _refused(stack, subject, _slot_call(_call("remote"), version=2)).code == (
+    assert _refused(attacker, subject, _slot_call(_call("remote"), version=2)).code == (
         "key_not_allowed"
     )
 
@@ -152,7 +184,7 @@ def test_a_forged_call_cannot_send_a_secret_to_its_own_url(
     record = {"yaml": nats_keyed, "applied_at": time.time(), "source": "forger"}
     store = stack.controller.store
     stack.bus.call(store.kv.create("v.50", msgspec.msgpack.encode(record)), 10)
-    refused = _refused(stack, subject, _slot_call(_call("remote"), version=50))
+    refused = _refused(attacker, subject, _slot_call(_call("remote"), version=50))
     assert refused.code == "unknown_config" and "NATS credential" in refused.detail
 
     assert listener.requests == []  # the forger's endpoint never heard from the worker
