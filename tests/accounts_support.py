@@ -31,12 +31,14 @@ def password_variable(role: str) -> str:
 
 
 def server_conf(directory: Path, *, extra: str = "") -> Path:
-    """compose.conf (container paths dropped, ``extra`` appended) and users.conf, in ``directory``."""
+    """compose.conf (container paths dropped, ``extra`` appended, e.g. ``include tls.conf``)
+    beside copies of users.conf and tls.conf, in ``directory``."""
     text = (NATS_DEPLOY / "compose.conf").read_text()
     local, n = re.subn(r"^\s*(store_dir|http_port):.*$", "", text, flags=re.M)
     assert n == 2, "compose.conf changed shape"
     directory.mkdir(parents=True, exist_ok=True)
-    shutil.copy(NATS_DEPLOY / "users.conf", directory / "users.conf")
+    for name in ("users.conf", "tls.conf"):  # what compose.conf includes, or may
+        shutil.copy(NATS_DEPLOY / name, directory / name)
     conf = directory / "nats.conf"
     conf.write_text(local + extra)
     return conf
