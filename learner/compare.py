@@ -3,9 +3,13 @@
 ``hieramas compare RUN_DIR [--ablation RUN_DIR]`` evaluates, on the first ``limit``
 items of the test split of the run's dataset (the run's split seed):
 
-- ``learned:multi`` the run's best version (``best.ckpt``), greedy;
+- ``learned:multi`` the run's best version (``best.ckpt``), decoded as the run
+  evaluated it (greedy, or top-n rotation after ``train --decode rotation``);
 - ``learned:final`` the best version of the final-reward-only run given by
   ``--ablation`` (trained with the same budget and seed);
+- with ``--rotation``, also ``learned:multi/rotation`` (and ``learned:final/rotation``):
+  the same versions decoding with the paper's top-n rotation instead of greedily
+  (each synthesizer its best LLM, the proposers of a supernode the top n in turn);
 - ``random-slots`` the same config, each slot's LLM drawn uniformly per query
   (planner kind ``random``, the run's seed);
 - ``all-slots@BEST`` / ``all-slots@CHEAPEST`` the same config with every proposer and
@@ -44,6 +48,7 @@ from hieramas.evaluation import EvalReport, ItemResult
 from hieramas.learner.checkpoint import decode_checkpoint, encode_checkpoint
 from hieramas.learner.driver import DRIVER_STATE, DriverError, DriverState
 from hieramas.learner.pinned import pinned_planner
+from hieramas.learner.policy import DecodeMode
 from hieramas.learner.querying import Asked, Selection, ask_graded
 from hieramas.learner.store import PolicyStore
 from hieramas.learner.trainconfig import (
@@ -85,6 +90,8 @@ class CompareOptions:
     timeout_s: float = 120.0
     profiles: str | None = None
     """Emulator profiles (default: the run's, from its ``--profiles``; else the package's)."""
+    rotation: bool = False
+    """Also evaluate each learned version with the top-n rotation decoder."""
 
     @property
     def out(self) -> Path:
@@ -98,6 +105,14 @@ class Method:
     label: str
     doc: dict[str, Any]
     checkpoint: Path | None = None
+    mode: DecodeMode = "greedy"
+    """How a learned method decodes (``greedy`` or ``rotation``)."""
+
+
+def _mode(doc: dict[str, Any]) -> DecodeMode:
+    """How a run's learned planner decoded its evaluations (``train --decode``)."""
+    mode = (doc.get("planner") or {}).get("mode", "greedy")
+    return "rotation" if mode == "rotation" else "greedy"
 
 
 def _run_info(run_dir: Path) -> tuple[DriverState, dict[str, Any]]:
@@ -131,7 +146,7 @@ def plan_methods(options: CompareOptions, profiles_path: str | None) -> list[Met
     pool = pool_of(profiles, list(doc["llms"]))
     best, cheap = best_model(profiles, domain, pool), cheapest_model(profiles, pool)
     reward = str(state.identity.get("reward", "multi"))
-    methods = [Method(f"learned:{reward}", doc, options.run_dir / "best.ckpt")]
+    methods = [Method(f"learned:{reward}", doc, options.run_dir / "best.ckpt", _mode(doc))]
     if options.ablation is not None:
         other, other_doc = _run_info(options.ablation)
         same = {k: v for k, v in other.identity.items() if k != "reward"} == {
@@ -147,10 +162,17 @@ def plan_methods(options: CompareOptions, profiles_path: str | None) -> list[Met
                 f"learned:{other.identity.get('reward', '?')}",
                 other_doc,
                 options.ablation / "best.ckpt",
+                _mode(other_doc),
             )
         )
     random_doc = with_planner(json.loads(json.dumps(doc)), {"kind": "random", "seed": seed})
     random_doc["name"] = "random-slots"
+    if options.rotation:
+        methods += [
+            replace(m, label=f"{m.label}/rotation", mode="rotation")
+            for m in methods
+            if m.checkpoint and m.mode != "rotation"
+        ]
     methods.append(Method("random-slots", random_doc))
     methods.append(Method(f"all-slots@{best}", _all_slots(doc, best)))
     methods.append(Method(f"all-slots@{cheap}", _all_slots(doc, cheap)))
@@ -211,7 +233,7 @@ async def _compare(
         doc = method.doc
         if method.checkpoint is not None:
             version = await _publish(store, method.checkpoint)
-            doc = with_planner(doc, pinned_planner(version))
+            doc = with_planner(doc, pinned_planner(version, method.mode))
             doc["name"] = f"{doc.get('name', 'policy')}-pinned"
         config = parse_config(to_yaml(doc))
         proposers = {n: len(s.proposers) for n, s in config.supernodes.items()}

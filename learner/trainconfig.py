@@ -98,12 +98,15 @@ def training_config(
     edges: str = "full",
     roles: int | None = None,
     embedder: str | None = None,
+    decode: str = "greedy",
 ) -> dict[str, Any]:
     """The default training config document of ``dataset`` (see the module docstring).
 
     ``edges``: ``full`` (complete forward DAG) or ``none`` (supernodes in parallel, the
     decision reads them all).  ``roles``: keep only the domain's first ``roles`` roles.
-    ``embedder``: preloaded by the controller's planner.
+    ``embedder``: preloaded by the controller's planner.  ``decode``: how the planner
+    decodes non-exploring (evaluation) queries, ``greedy`` or ``rotation`` (the paper's
+    top-n rotation).
     """
     domain = DOMAIN_OF[dataset]
     profiles = load_profiles(profiles_path)
@@ -129,6 +132,8 @@ def training_config(
     planner: dict[str, Any] = {"kind": "learned"}
     if embedder:
         planner["embedder"] = embedder
+    if decode != "greedy":  # the default is left out: the config of older runs stays the same
+        planner["mode"] = decode
     return with_planner(doc, planner)
 
 

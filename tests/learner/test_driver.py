@@ -131,10 +131,10 @@ def test_a_run_killed_with_sigkill_resumes_where_it_stopped(run_dir: Path) -> No
     ).read_bytes()
 
     # the comparison of this tiny run: every method on the same items, a table and a plot
-    doc = run_compare(CompareOptions(run_dir=run_dir, limit=6, concurrency=4))
+    doc = run_compare(CompareOptions(run_dir=run_dir, limit=6, concurrency=4, rotation=True))
     methods = [s["method"] for s in doc["summaries"]]
     assert methods == [
-        "learned:multi", "random-slots", "all-slots@gpt-5-mini", "all-slots@llama-8b",
+        "learned:multi", "learned:multi/rotation", "random-slots", "all-slots@gpt-5-mini", "all-slots@llama-8b",
         "self-consistency@gpt-5-mini",
     ]  # fmt: skip
     for s in doc["summaries"]:
@@ -151,3 +151,6 @@ def test_a_run_killed_with_sigkill_resumes_where_it_stopped(run_dir: Path) -> No
     assert {r["item_id"] for r in learned} == {
         r["item_id"] for r in rows_cmp if r["method"] == "random-slots"
     }
+    # the same version, decoded with the top-n rotation
+    rotated = [r for r in rows_cmp if r["method"] == "learned:multi/rotation"]
+    assert len(rotated) == 6 and all(r["policy_version"] is not None for r in rotated)

@@ -46,3 +46,14 @@ def test_selection_counts_every_slot_and_a_dropped_node_as_skips() -> None:
     assert sel.share("x") == 3 / 10 and sel.share("skip", "proposer") == 4 / 7
     total = Selection.total([sel, Selection.from_json(sel.to_json())])
     assert total.proposer["x"] == 6
+
+
+def test_decode_rotation_is_the_planner_mode_of_evaluations_and_compare_follows_it() -> None:
+    from hieramas.learner.compare import _mode
+
+    greedy = training_config("mmlu")
+    rotation = training_config("mmlu", decode="rotation")
+    assert "mode" not in greedy["planner"]  # older runs' configs (and their digests) unchanged
+    assert rotation["planner"]["mode"] == "rotation"
+    assert parse_config(to_yaml(rotation)).planner.options["mode"] == "rotation"  # type: ignore[union-attr]
+    assert (_mode(greedy), _mode(rotation)) == ("greedy", "rotation")
