@@ -139,6 +139,9 @@ def train(
     learner_wait: Annotated[
         float, typer.Option(help="Seconds to wait for the learner's version per iteration.")
     ] = 60.0,
+    decode: Annotated[
+        str, typer.Option(help="How evaluations decode: greedy or rotation (top-n rotation).")
+    ] = "greedy",
     entropy_coef: Annotated[
         float, typer.Option(min=0.0, help="The learner's entropy bonus weight (β).")
     ] = _HYPER.entropy_coef,
@@ -173,6 +176,9 @@ def train(
     if reward not in ("multi", "final"):
         err.print(f"[red]--reward must be multi or final, not {reward!r}[/red]")
         raise typer.Exit(2)
+    if decode not in ("greedy", "rotation"):
+        err.print(f"[red]--decode must be greedy or rotation, not {decode!r}[/red]")
+        raise typer.Exit(2)
     if dataset not in ("mmlu", "math", "gsm8k", "humaneval"):
         err.print(f"[red]unknown dataset {dataset!r}[/red]")
         raise typer.Exit(2)
@@ -201,6 +207,7 @@ def train(
         timeout_s=900.0 if local else 120.0,
         learner_wait_s=learner_wait,
         hyper=_hyper(entropy_coef, lr, temp_start, temp_end, temp_updates),
+        decode=decode,
     )
     unwind_on_signals()  # SIGTERM/SIGHUP stop the embedded stack (the learner saves) like Ctrl-C
     display = _Display(queries)

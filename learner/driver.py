@@ -119,6 +119,8 @@ class TrainOptions:
     lam: float = 300.0
     hyper: Hyper = field(default_factory=Hyper)
     """The learner's entropy coefficient, learning rate and temperature schedule."""
+    decode: str = "greedy"
+    """How evaluations (and the kept version) decode: ``greedy`` or ``rotation``."""
     data_dir: Path | None = None
     timeout_s: float = 120.0
     learner_wait_s: float = 60.0
@@ -242,6 +244,7 @@ def load_config_doc(options: TrainOptions) -> dict[str, Any]:
         roles=options.roles,
         edges=options.edges,
         embedder=options.embedder,
+        decode=options.decode,
     )
 
 
