@@ -8,7 +8,10 @@ as the emitters batch them), then starts a learner process on it and times it fr
 the moment it runs (consumer open) until every message is reflected (read, assembled,
 graded, trained on if sampled, saved and acknowledged).  ``--sampled`` makes every
 query a training episode of the learner's root version (then updates of ``--batch``
-run too); ``--embedder`` picks the learner's embedder.
+run too); ``--embedder`` picks the learner's embedder.  ``--carry`` gives each sampled
+query event the query embedding its planner made (``query_embedding``, float16, by the
+same embedder, computed before the clock starts: the controller pays for it when it
+plans), so the learner trains on it instead of embedding the text again.
 
 ``latency``: a provider (as the controller runs it) follows the policy store on one
 NATS connection; a publisher on another publishes MMLU-config policies (MiniLM-sized
@@ -56,7 +59,14 @@ from hieramas.wire.events import (
 CONFIG = resources.files("hieramas").joinpath("configs/mmlu.yaml").read_text()
 
 
-def _query(item: Any, cfg: Any, version: int, sampled: bool, rng: random.Random) -> list[Event]:
+def _query(
+    item: Any,
+    cfg: Any,
+    version: int,
+    sampled: bool,
+    rng: random.Random,
+    carried: tuple[bytes, str] | None = None,
+) -> list[Event]:
     qid = f"{rng.getrandbits(64):016x}"
     events: list[Event] = []
     for name, spec in cfg.supernodes.items():
@@ -121,9 +131,21 @@ def _query(item: Any, cfg: Any, version: int, sampled: bool, rng: random.Random)
             task_text=item.question,
             temperature=2.0 if sampled else None,
             log_probs=[-1.0] * slots if sampled else None,
+            query_embedding=carried[0] if carried else None,
+            embedder=carried[1] if carried else None,
         )
     )
     return events
+
+
+def _carried(texts: list[str], embedder_name: str) -> list[tuple[bytes, str]]:
+    """What the planner would attach to each sampled query: its embedding and embedder."""
+    from hieramas.learner.embedder_names import embedder_for
+    from hieramas.learner.planning import pack_embedding
+
+    embedder = embedder_for(embedder_name)
+    vectors = embedder.embed(texts).numpy()
+    return [(pack_embedding(v) or b"", embedder.name) for v in vectors]
 
 
 async def _fill(bus: Bus, events: list[Event], per_message: int) -> int:
@@ -169,9 +191,15 @@ def throughput(args: argparse.Namespace) -> None:
             learner = LearnerProcess(server.url, Path(tmp) / "run", options, log_level="warning")
             root = int(learner.start(wait="running").wait_phase("running", 300)["version"])
             learner.stop()  # stopped while the stream fills: then timed on a backlog
+            asked = [items[i % len(items)] for i in range(args.queries)]
+            carried = (
+                _carried([item.question for item in asked], args.embedder)
+                if args.carry and args.sampled
+                else [None] * len(asked)
+            )
             events: list[Event] = []
-            for i in range(args.queries):
-                events += _query(items[i % len(items)], cfg, root, args.sampled, rng)
+            for item, carry in zip(asked, carried, strict=True):
+                events += _query(item, cfg, root, args.sampled, rng, carry)
             window = 8 * 38  # interleave the events of 8 queries, as concurrent queries do
             for start in range(0, len(events), window):
                 chunk = events[start : start + window]
@@ -193,10 +221,13 @@ def throughput(args: argparse.Namespace) -> None:
     n = len(events)
     print(
         f"{args.queries} queries, {n} events in {last} messages; sampled={args.sampled} "
-        f"embedder={args.embedder} batch={args.batch}: {elapsed:.2f} s from consumer open to "
+        f"carry={args.carry} embedder={args.embedder} batch={args.batch}: "
+        f"{elapsed:.2f} s from consumer open to "
         f"all reflected: {n / elapsed:,.0f} events/s, {args.queries / elapsed:,.0f} queries/s; "
         f"updates {status['step']}, saves {status['counters'].get('saves')}; "
-        f"seconds by phase {status['seconds']}"
+        f"seconds by phase {status['seconds']}; query embeddings carried "
+        f"{status['counters'].get('embeddings_carried', 0)}, embedded "
+        f"{status['counters'].get('embeddings_computed', 0)}"
     )
 
 
@@ -278,6 +309,7 @@ def main() -> None:
     tp = sub.add_parser("throughput")
     tp.add_argument("--queries", type=int, default=2000)
     tp.add_argument("--sampled", action="store_true")
+    tp.add_argument("--carry", action="store_true", help="events carry the query embedding")
     tp.add_argument("--embedder", default="hash-32")
     tp.add_argument("--batch", type=int, default=16)
     tp.add_argument("--per-message", type=int, default=256)

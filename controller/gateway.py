@@ -670,7 +670,8 @@ def _query_event(result: dict[str, Any], run: QueryRun | None, asked: Envelope) 
 
 def _policy_fields(run: QueryRun | None) -> dict[str, Any]:
     """What a learner needs of a policy-planned query: the text it read and, for a sampled
-    plan, the temperature and per-slot log-probabilities it was drawn with."""
+    plan, the temperature and per-slot log-probabilities it was drawn with and the query
+    embedding the policy read."""
     if run is None or run.assignment.policy_version is None:
         return {}
     log_probs = run.assignment.log_probs
@@ -678,6 +679,8 @@ def _policy_fields(run: QueryRun | None) -> dict[str, Any]:
         "task_text": run.plan.task_text,
         "temperature": run.assignment.temperature,
         "log_probs": list(log_probs) if log_probs is not None else None,
+        "query_embedding": run.assignment.query_embedding,
+        "embedder": run.assignment.embedder,
     }
 
 

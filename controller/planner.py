@@ -65,6 +65,10 @@ class Assignment:
     sampled: bool = False
     temperature: float | None = None
     log_probs: tuple[float, ...] | None = None
+    query_embedding: bytes | None = None
+    """A sampled choice's query embedding (float16, little-endian), for the learner."""
+    embedder: str | None = None
+    """The embedder that made ``query_embedding``."""
 
 
 class Planner(Protocol):

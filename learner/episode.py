@@ -8,6 +8,7 @@ stored and replayed.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -89,6 +90,10 @@ class Episode:
     explore: bool
     temperature: float | None = None
     slot_log_probs: tuple[float, ...] | None = None
+    query_embedding: bytes | None = None
+    """The embedding the planner read (float16), when the trace carried one."""
+    embedder: str | None = None
+    """The embedder that made ``query_embedding``."""
 
     @property
     def graded(self) -> bool:
@@ -112,6 +117,10 @@ class Episode:
             "explore": self.explore,
             "temperature": self.temperature,
             "slot_log_probs": None if self.slot_log_probs is None else list(self.slot_log_probs),
+            "query_embedding": None
+            if self.query_embedding is None
+            else base64.b64encode(self.query_embedding).decode(),
+            "embedder": self.embedder,
         }
 
     @classmethod
@@ -122,6 +131,8 @@ class Episode:
         pv = data.get("policy_version")
         fc = data.get("final_correct")
         item = data.get("item_id")
+        packed = data.get("query_embedding")
+        embedder = data.get("embedder")
         return cls(
             query_id=str(data["query_id"]),
             item_id=None if item is None else str(item),
@@ -137,4 +148,6 @@ class Episode:
             explore=bool(data["explore"]),
             temperature=None if temp is None else float(temp),
             slot_log_probs=None if logps is None else tuple(float(x) for x in logps),
+            query_embedding=None if packed is None else base64.b64decode(str(packed)),
+            embedder=None if embedder is None else str(embedder),
         )

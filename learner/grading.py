@@ -204,6 +204,8 @@ async def grade_episode(
         explore=query.sampled,
         temperature=query.temperature,
         slot_log_probs=logps if logps is not None and len(logps) == len(layout.slots) else None,
+        query_embedding=query.query_embedding,
+        embedder=query.embedder,
     )
     return episode, item_error
 

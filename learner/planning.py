@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
+import numpy.typing as npt
 
 from hieramas.controller.config import HieraConfig
 from hieramas.controller.planner import Assignment
@@ -22,7 +23,23 @@ from hieramas.learner.embeddings import TextEmbedder
 from hieramas.learner.policy import Decision, DecodeMode, Policy
 from hieramas.learner.slots import SlotAssignment
 
-__all__ = ["PlanRequestLike", "PlannedQuery", "PolicyPlanner"]
+__all__ = ["PlanRequestLike", "PlannedQuery", "PolicyPlanner", "pack_embedding", "unpack_embedding"]
+
+
+def pack_embedding(vector: npt.NDArray[np.float32] | None) -> bytes | None:
+    """A query embedding as it rides in a trace: float16, little-endian (768 bytes for
+    MiniLM's 384 dimensions; the rounding is ~1e-3 of an L2-normalised vector)."""
+    return None if vector is None else np.asarray(vector, dtype="<f2").tobytes()
+
+
+def unpack_embedding(data: bytes | None, dim: int) -> npt.NDArray[np.float32] | None:
+    """:func:`pack_embedding`'s vector as float32; ``None`` if absent, not ``dim`` long, or
+    not the L2-normalised vector an embedder makes (it came over the wire)."""
+    if data is None or len(data) != 2 * dim:
+        return None
+    vector = np.frombuffer(data, dtype="<f2").astype(np.float32)
+    norm = float(np.linalg.norm(vector))
+    return vector if 0.99 <= norm <= 1.01 else None  # NaN and inf fail this too
 
 
 class PlanRequestLike(Protocol):
@@ -46,6 +63,8 @@ class PlannedQuery:
     assignment: SlotAssignment
     decision: Decision
     policy_version: int | None
+    embedding: npt.NDArray[np.float32] | None = None
+    """The query embedding the policy read."""
 
     @property
     def explore(self) -> bool:
@@ -83,6 +102,7 @@ class PolicyPlanner:
     def plan(self, task_text: str, *, explore: bool = False) -> PlannedQuery:
         """The assignment for ``task_text``; sampled at :attr:`temperature` if ``explore``."""
         query = self.embedder.embed([task_text])[0]
+        embedding = query.numpy()
         if explore:
             with self._lock:
                 decision = self.policy.decide(
@@ -90,7 +110,7 @@ class PolicyPlanner:
                 )
         else:
             decision = self.policy.decide(query, self.mode)
-        return PlannedQuery(self.policy.assignment(decision), decision, self.version)
+        return PlannedQuery(self.policy.assignment(decision), decision, self.version, embedding)
 
     def assign(self, config: HieraConfig, request: str | PlanRequestLike) -> Assignment:
         """The controller's planning call: the config's edges, sampled if the request explores
@@ -104,6 +124,7 @@ class PolicyPlanner:
             text, explore = request.task_text, request.explore
         planned = self.plan(text, explore=explore)
         a = planned.assignment
+        carried = planned.explore and planned.embedding is not None
         return Assignment(
             proposers={n: list(p) for n, p in a.proposers.items()},
             synthesizers=dict(a.synthesizers),
@@ -112,4 +133,7 @@ class PolicyPlanner:
             sampled=planned.explore,
             temperature=planned.decision.temperature if planned.explore else None,
             log_probs=planned.decision.slot_log_probs if planned.explore else None,
+            # a training query carries its embedding to the learner, which need not redo it
+            query_embedding=pack_embedding(planned.embedding) if carried else None,
+            embedder=self.embedder.name if carried else None,
         )

@@ -36,6 +36,7 @@ import torch
 from hieramas.learner.embeddings import TextEmbedder
 from hieramas.learner.episode import Episode
 from hieramas.learner.hyper import Hyper
+from hieramas.learner.planning import unpack_embedding
 from hieramas.learner.policy import Policy
 from hieramas.learner.rewards import RewardConfig, final_reward, slot_rewards
 
@@ -102,8 +103,11 @@ class UpdateStats:
 class Trainer:
     """Updates a :class:`Policy` from batches of sampled :class:`Episode` records.
 
-    ``embedder`` re-embeds the episodes' query texts (give it a cache: the planner
-    embedded the same texts).  Not thread-safe: one trainer, one thread.
+    An episode whose trace carried the planner's query embedding, made by an embedder
+    of the same name as ``embedder``, is trained on that vector; the others' query
+    texts are embedded again by ``embedder`` (give it a cache), in one batch.
+    :attr:`carried` / :attr:`embedded` count each.  Not thread-safe: one trainer, one
+    thread.
     """
 
     def __init__(
@@ -113,6 +117,8 @@ class Trainer:
         self.embedder = embedder
         self.config = config or TrainConfig()
         self.step = 0
+        self.carried = 0
+        self.embedded = 0
         self.baseline = np.full(len(policy.layout.slots), np.nan)
         self.optimizer = torch.optim.Adam(
             policy.net.parameters(), lr=self.config.lr, weight_decay=self.config.weight_decay
@@ -161,7 +167,7 @@ class Trainer:
             adv = (adv - sel.mean()) / (sel.std() + 1e-6)
 
         policy.net.train()
-        query = self.embedder.embed([e.query_text for e in batch])
+        query = self._queries(batch)
         logits = policy.net(query)
         logp, entropy = policy.log_probs(logits, actions, masks, temps)
         ratio = torch.ones_like(logp)
@@ -199,6 +205,26 @@ class Trainer:
             mean_ratio=float((ratio * weight).sum() / n_free),
             temperature=temperature,
         )
+
+    def _queries(self, batch: Sequence[Episode]) -> torch.Tensor:
+        """``[B, dim]`` query embeddings: carried by the episode if its embedder is ours."""
+        name, dim = self.embedder.name, self.embedder.dim
+        out = np.empty((len(batch), dim), dtype=np.float32)
+        missing: list[int] = []
+        for i, episode in enumerate(batch):
+            vector = (
+                unpack_embedding(episode.query_embedding, dim) if episode.embedder == name else None
+            )
+            if vector is None:
+                missing.append(i)
+            else:
+                out[i] = vector
+        if missing:
+            texts = [batch[i].query_text for i in missing]
+            out[missing] = self.embedder.embed(texts).numpy()
+        self.carried += len(batch) - len(missing)
+        self.embedded += len(missing)
+        return torch.from_numpy(out)
 
     def state_dict(self) -> dict[str, Any]:
         """Trainer state beside the policy weights (optimizer, baseline, step), for resuming."""

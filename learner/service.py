@@ -413,6 +413,7 @@ class LearnerService:
             self._window["eval_cost_usd_x1e9"] += round(episode.total_cost_usd * 1e9)
         row = episode.to_json()
         row.pop("query_text")
+        row.pop("query_embedding")  # the log says what happened; the state keeps the inputs
         row["disposition"] = disposition
         row["feedback"] = fed
         row["seq"] = seq  # the stream message of its query event (0: graded by late feedback)
@@ -463,8 +464,12 @@ class LearnerService:
         for episode in batch:
             self._json.pop(episode.query_id, None)
         started = time.perf_counter()
-        stats = await asyncio.to_thread(lineage.trainer.update, batch)
+        trainer = lineage.trainer
+        carried, embedded = trainer.carried, trainer.embedded
+        stats = await asyncio.to_thread(trainer.update, batch)
         self.seconds["train"] += time.perf_counter() - started
+        self.counters["embeddings_carried"] += trainer.carried - carried
+        self.counters["embeddings_computed"] += trainer.embedded - embedded
         lineage.changed()
         row: dict[str, Any] = {"ts": time.time(), "lineage": lineage.id, **asdict(stats)}
         n = self._window["eval_n"]

@@ -253,6 +253,12 @@ class QueryDone(_Event, kw_only=True, frozen=True, gc=False, tag="query"):
     """The temperature a ``sampled`` assignment was drawn at."""
     log_probs: list[float] | None = None
     """A ``sampled`` assignment's per-slot log-probabilities, in the policy's slot order."""
+    query_embedding: bytes | None = None
+    """A ``sampled`` assignment's query embedding as the policy read it (float16,
+    little-endian): a learner whose embedder is ``embedder`` trains on it instead of
+    embedding ``task_text`` again (the planner already paid for that embedding)."""
+    embedder: str | None = None
+    """The embedder that made ``query_embedding``."""
 
 
 class Feedback(_Event, kw_only=True, frozen=True, gc=False, tag="feedback"):

@@ -7,14 +7,20 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
+
 from hieramas.controller.config import parse_config
 from hieramas.controller.learned import LearnedPlanner
 from hieramas.learner.checkpoint import CheckpointMeta, encode_checkpoint
 from hieramas.learner.embeddings import HashEmbedder
+from hieramas.learner.planning import unpack_embedding
 from hieramas.learner.policy import Policy
 from hieramas.learner.store import PolicyStore
 from hieramas.natsserver import NatsServer
 from hieramas.stack import Stack
+from hieramas.traces import replay
+from hieramas.wire import Subjects
+from hieramas.wire.events import QueryDone
 from support import apply_config, ask, client_of, config_yaml, node
 
 
@@ -72,6 +78,15 @@ def test_the_planner_is_built_with_the_current_version_before_the_first_query(
         first = ask(stack, explore=True)
         assert (first["policy_version"], first["sampled"]) == (version, True)
         assert planner.counters == {"sampled": 1}
+        assert stack.bus is not None and stack.controller is not None
+        stack.bus.call(stack.controller.traces.flush(), 10)
+        events = stack.bus.call(replay(stack.bus, Subjects()), 10)
+    [traced] = [e for e in events if isinstance(e, QueryDone)]
+    # the training query's trace carries the embedding the policy read, for the learner
+    assert traced.embedder == "hash-16"
+    vector = unpack_embedding(traced.query_embedding, 16)
+    assert vector is not None
+    assert np.allclose(vector, HashEmbedder(16).embed([traced.task_text or ""])[0], atol=1e-3)
 
 
 def test_a_training_query_before_the_first_version_waits_for_it(
