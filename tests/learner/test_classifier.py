@@ -3,6 +3,8 @@ the query, both losses, per-query metrics, checkpoints, and batched scoring for 
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -15,6 +17,7 @@ from hieramas.learner.dagcheckpoint import (
     decode_classifier,
     encode_classifier,
 )
+from hieramas.learner.dagplanning import TopologyChooser
 from hieramas.learner.dags import generate_dags, longest_path
 from hieramas.learner.dagtrain import (
     DagTrainConfig,
@@ -250,3 +253,13 @@ def test_scoring_a_query_in_one_batch_matches_training_scores_and_ignores_droppe
     cut[:, :, 2] = False
     assert np.allclose(net.score_numpy(data.query[0], dropped, adj),
                        net.score_numpy(data.query[0], dropped, cut), atol=1e-6)  # fmt: skip
+
+    chooser = TopologyChooser(net, candidates=200, top_k=3)
+    flat = [layout.action_index("fixed:A")] * len(layout.slots)
+    choice = chooser.choose(data.query[0], flat, seed=9)
+    assert len(choice.candidates) == 200 and len(choice.ranked) == 3
+    assert choice.scores[choice.best] == choice.scores.max()
+    assert list(choice.scores[list(choice.ranked)]) == sorted(choice.scores, reverse=True)[:3]
+    assert choice.edges == choice.candidates.edges(choice.best)
+    again = chooser.choose(data.query[0], flat, seed=9)
+    assert again.edges == choice.edges and not math.isnan(float(choice.scores.sum()))
