@@ -121,6 +121,7 @@ class Bus:
         self._reply_prefix = ""
         self._reply_seq = itertools.count()
         self._pending: dict[str, _Waiting] = {}
+        self._refusable: dict[str, set[asyncio.Future[None]]] = {}  # nats-py requests
         self._loop_ident: int | None = None  # the loop thread's id, once it runs
 
     # -- lifecycle -----------------------------------------------------------------
@@ -176,6 +177,7 @@ class Bus:
             reconnected_cb=self._on_reconnected,
             **self.settings.connect_kwargs(),
         )
+        self._nc.request = self._refusable_request(self._nc.request)  # type: ignore[method-assign]
         self._js = self._nc.jetstream()
         self._reply_prefix = self._nc.new_inbox() + "."  # honours a configured inbox prefix
         replies = await self._nc.subscribe(
@@ -224,12 +226,46 @@ class Bus:
         )
         if action != "publish":
             return
+        for waiting in self._refusable.get(subject, ()):
+            if not waiting.done():
+                waiting.set_result(None)
         for token, entry in list(self._pending.items()):
             refused = (self._reply_prefix + token) if with_reply else entry.subject
             if refused.lower() == subject:  # nats-py lower-cases the server's text
                 what = "receive replies on" if with_reply else "publish to"
                 reason = f"NATS user {user!r} may not {what} {refused} (request to {entry.subject})"
                 self._resolve(token, BusError("permission_denied", reason))
+
+    def _refusable_request(
+        self, request: Callable[..., Awaitable[Msg]]
+    ) -> Callable[..., Coroutine[Any, Any, Msg]]:
+        """nats-py's own requests (every JetStream API call, KV and object store write) made to
+        fail at once with ``permission_denied`` when the server refuses their subject, as
+        :meth:`request` does, instead of waiting out their timeout."""
+
+        async def refusable(subject: str, *args: Any, **kwargs: Any) -> Msg:
+            key = subject.lower()  # how nats-py hands the server's error text over
+            refused: asyncio.Future[None] = self.loop.create_future()
+            self._refusable.setdefault(key, set()).add(refused)
+            attempt = asyncio.ensure_future(request(subject, *args, **kwargs))
+            try:
+                either: set[asyncio.Future[Any]] = {attempt, refused}
+                await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+                if attempt.done():
+                    return attempt.result()
+                user = self.settings.user or "(no user)"
+                raise BusError(
+                    "permission_denied", f"NATS user {user!r} may not publish to {subject}"
+                )
+            finally:
+                attempt.cancel()  # refused, or the caller was cancelled: stop waiting
+                waiting = self._refusable.get(key)
+                if waiting is not None:
+                    waiting.discard(refused)
+                    if not waiting:
+                        del self._refusable[key]
+
+        return refusable
 
     async def _on_disconnected(self) -> None:
         if self._closing:

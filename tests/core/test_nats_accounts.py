@@ -8,6 +8,7 @@ still holds what it held).  The allowed acts of each role work under the same fi
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,8 +17,10 @@ from typing import Any
 import pytest
 from accounts_support import Accounts, accounts_server
 from nats.js.errors import KeyNotFoundError
+from typer.testing import CliRunner
 
 from hieramas.bus import Bus, BusError
+from hieramas.cli import app
 from hieramas.controller.client import HieraClient
 from hieramas.controller.store import CONFIG_BUCKET, ConfigStore
 from hieramas.learner.store import POLICY_BLOBS, POLICY_BUCKET, PolicyStore
@@ -99,15 +102,18 @@ def refused_subscription(accounts: Accounts, bus: Bus, role: str, subject: str) 
 
 
 def refused_js(accounts: Accounts, bus: Bus, role: str, subject: str, act: Any) -> None:
-    """A JetStream act (a coroutine function of a JetStream context) raises; the server logged
-    the refused API or store subject for ``role``."""
-    js = bus.nc.jetstream(timeout=1.0)
+    """A JetStream act (a coroutine function of a JetStream context) fails at once with
+    ``permission_denied`` (not by its 30 s timeout); the server logged the refused API or
+    store subject for ``role``."""
+    js = bus.nc.jetstream(timeout=30.0)
 
     async def attempt() -> None:
         await act(js)
 
-    with pytest.raises(Exception):  # noqa: B017 - nats-py raises a timeout for a refused request
-        bus.call(attempt(), 10)
+    with pytest.raises(BusError) as info:
+        bus.call(attempt(), 35)
+    assert info.value.code == "permission_denied"
+    assert f"NATS user {role!r} may not publish to {subject}" in str(info.value)
     server_logged(accounts, role, "Publish", subject)
 
 
@@ -326,3 +332,33 @@ def test_the_controller_writes_configs_but_not_policies(
         assert learner.call(no_meta_9(), 10)
     finally:
         learner.stop()
+
+
+def test_the_learner_login_runs_the_trace_and_policy_commands(
+    accounts: Accounts, runtime: tuple[Stack, Stack], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`hieramas feedback`, `traces tail` and `policy list|rollback` need only the learner's
+    login; a client's login gets a clear error from them."""
+    runner = CliRunner()
+    learner = connect(accounts, "learner")
+    try:
+        assert publish_policy(learner) == 1 and publish_policy(learner) == 2
+    finally:
+        learner.stop()
+    for name, value in accounts.env("learner").items():
+        monkeypatch.setenv(name, value)
+    url = ["--nats", accounts.url]
+    scored = runner.invoke(app, ["feedback", "q-1", "--score", "1", *url])
+    assert scored.exit_code == 0, scored.output
+    tail = runner.invoke(app, ["traces", "tail", "--last", "5", *url])
+    assert tail.exit_code == 0 and '"query_id":"q-1"' in tail.output.replace(" ", ""), tail.output
+    listed = runner.invoke(app, ["policy", "list", "--json", *url])
+    assert [r["version"] for r in json.loads(listed.output)] == [1, 2]
+    assert runner.invoke(app, ["policy", "rollback", "1", *url]).exit_code == 0
+
+    monkeypatch.setenv("HIERAMAS_NATS_USER", "client")
+    monkeypatch.setenv("HIERAMAS_NATS_PASSWORD", accounts.passwords["client"])
+    assert runner.invoke(app, ["feedback", "q-1", "--score", "0", *url]).exit_code == 1
+    asked = runner.invoke(app, ["config", "show", *url])
+    assert asked.exit_code == 1 and "permission_denied" in asked.output, asked.output
+    server_logged(accounts, "client", "Publish", S.config("get"))
