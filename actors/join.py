@@ -6,14 +6,21 @@ its inbox), then told where every other node of the query runs (routes) —
 unless this worker armed the whole query, in which case the routes come with
 the arming.  It starts once it has the routes and the outputs of all its
 active predecessors, and forgets the query at its deadline whatever happens.
+
+Messages may be lost (a nats-server restart) or come twice (sent again).  A node keeps
+the first input of each predecessor and starts once.  It keeps what it sent for its last
+:data:`FINISHED_KEEP` finished queries until their deadline, so that when the gateway
+probes a quiet query (:class:`~hieramas.wire.messages.NodeProbe`) it can send its output
+again; it answers every probe with where it stands (:class:`~hieramas.wire.messages.NodeState`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 import structlog
@@ -29,13 +36,18 @@ from hieramas.wire.messages import (
     NodeInput,
     NodeOutput,
     NodeOutputRecord,
+    NodeProbe,
     NodeRoutes,
+    NodeState,
     payload,
 )
 
-__all__ = ["JoinActor", "NodeRun"]
+__all__ = ["FINISHED_KEEP", "JoinActor", "NodeRun"]
 
 log = structlog.get_logger(__name__)
+
+FINISHED_KEEP = 256
+"""Finished queries whose output a node keeps (until their deadline) to send it again."""
 
 
 @dataclass
@@ -73,6 +85,9 @@ class JoinActor(LoopActor):
         self.ctx = ctx
         self.node = node
         self.runs: dict[str, NodeRun] = {}
+        self.finished: OrderedDict[str, tuple[NodeRun, NodeOutputRecord, list[str]]] = (
+            OrderedDict()
+        )  # query id -> the run, the output it sent and to which nodes
 
     # -- subclass hooks --------------------------------------------------------------
     def predecessors(self, plan: Plan) -> tuple[str, ...]:
@@ -152,6 +167,8 @@ class JoinActor(LoopActor):
                 self._on_routes(message.envelope, body)
             elif isinstance(body, NodeInput):
                 self._on_input(message, body)
+            elif isinstance(body, NodeProbe):
+                self._on_probe(message, body)
             else:
                 self.on_other(message)
         elif isinstance(message, Arm):
@@ -201,8 +218,38 @@ class JoinActor(LoopActor):
                 message, "not_a_predecessor", f"{output.node!r} is not an input of {self.node}"
             )
             return
+        if output.node in run.inputs:  # sent again (a probe), or by a second run of it:
+            self.ctx.bus.counters["node.duplicate_input"] += 1  # the first one stands
+            return
         run.inputs[output.node] = output
         self._maybe_start(run)
+
+    def _on_probe(self, message: Inbound, body: NodeProbe) -> None:
+        """Say where this node stands in the query; mend what the probe can mend here."""
+        query_id = message.envelope.query_id
+        run = self.runs.get(query_id)
+        missing: list[str] = []
+        state: Literal["waiting", "running", "finished", "unknown"]
+        if run is not None:
+            if run.routes is None:  # the routes were lost: the probe brings them
+                run.routes = body.routes
+                self._maybe_start(run)
+            state = "running" if run.started is not None else "waiting"
+            missing = [p for p in run.preds if p not in run.inputs]
+        elif query_id in self.finished:
+            run, output, targets = self.finished[query_id]
+            run.routes = body.routes  # a successor may have moved since
+            self.ctx.bus.counters["node.output_resent"] += 1
+            log.warning("node.output_resent", node=self.node, query_id=query_id)
+            self._deliver(run, output, targets)
+            state = "finished"
+        else:
+            state = "unknown"
+        if message.reply:
+            answer = NodeState(node=self.node, state=state, missing=missing)
+            self.ctx.bus.publish(
+                message.reply, self.ctx.envelope(Kind.NODE_STATE, payload(answer), message.envelope)
+            )
 
     def _maybe_start(self, run: NodeRun) -> None:
         if run.ready:
@@ -216,12 +263,33 @@ class JoinActor(LoopActor):
         The gateway's copy goes first: if it is over the payload limit, the node has failed
         (see :meth:`_send`), and its successors get that failure instead of its text.
         """
-        self.runs.pop(run.activation.query_id, None)
+        query_id = run.activation.query_id
+        self.runs.pop(query_id, None)
         if run.expiry is not None:
             run.expiry.cancel()
-        sent = self._send(run, run.gateway, Kind.NODE_OUTPUT, None, output)
+        sent = self._deliver(run, output, targets)
         if sent is None:
             return  # nothing fits: the query ends at its deadline
+        self._keep(query_id, (run, sent, targets))
+
+    def _keep(self, query_id: str, done: tuple[NodeRun, NodeOutputRecord, list[str]]) -> None:
+        """Remember a finished query's output until its deadline (at most FINISHED_KEEP)."""
+        finished = self.finished
+        finished[query_id] = done
+        now = time.time()
+        while finished:
+            oldest = next(iter(finished.values()))[0]
+            if len(finished) <= FINISHED_KEEP and oldest.plan.deadline_unix > now:
+                break
+            finished.popitem(last=False)
+
+    def _deliver(
+        self, run: NodeRun, output: NodeOutputRecord, targets: list[str]
+    ) -> NodeOutputRecord | None:
+        """Send ``output`` to the gateway and to ``targets``; what went out (see :meth:`finish`)."""
+        sent = self._send(run, run.gateway, Kind.NODE_OUTPUT, None, output)
+        if sent is None:
+            return None
         routes = run.routes or {}
         at: dict[str, list[str]] = {}  # one message per worker inbox, not per target
         for target in targets:
@@ -230,6 +298,7 @@ class JoinActor(LoopActor):
         forwarded = sent.as_input()
         for inbox, hosted in at.items():
             self._send(run, inbox, Kind.NODE_INPUT, hosted, forwarded)
+        return sent
 
     def _send(
         self,

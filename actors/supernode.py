@@ -177,7 +177,8 @@ class SupernodeActor(JoinActor):
             ref.tell(RequestDone(query_id=qid, tag=f"{tag}@{attempt}", result=result))
 
         tracker.sent(qid, node, tag, attempt, ref)
-        self.ctx.bus.request(subject, envelope, timeout, done)
+        # resent after a reconnect: its reply may have been lost (a second reply is ignored)
+        self.ctx.bus.request(subject, envelope, timeout, done, resend=True)
 
     def _finish(self, run: NodeRun) -> None:
         plan = run.plan

@@ -48,6 +48,7 @@ from hieramas.wire.messages import (
     NodeActivate,
     NodeArmed,
     NodeInput,
+    NodeProbe,
     NodeRoutes,
     SlotAccepted,
     SlotCall,
@@ -526,13 +527,15 @@ class Worker:
 
     def _on_inbox(self, envelope: Envelope, reply: str | None) -> None:
         inbox, kind = self.ctx.inbox, envelope.kind
-        record: type[NodeRoutes | NodeInput | SlotAccepted]
+        record: type[NodeRoutes | NodeInput | SlotAccepted | NodeProbe]
         if kind is Kind.NODE_ROUTES:
             record = NodeRoutes
         elif kind is Kind.NODE_INPUT:
             record = NodeInput
         elif kind is Kind.SLOT_ACCEPTED:
             record = SlotAccepted
+        elif kind is Kind.NODE_PROBE:
+            record = NodeProbe
         else:
             self.ctx.bus.reject(inbox, reply, "kind", f"inbox got {kind.value}")
             return
@@ -549,13 +552,14 @@ class Worker:
                 return
             self._on_accepted(envelope, body, tag, attempt)
             return
-        if isinstance(body, NodeRoutes):
+        if isinstance(body, NodeRoutes | NodeProbe):
             foreign = [r for r in body.routes.values() if not self.subjects.is_instance(r)]
             if foreign:
                 self.ctx.bus.reject(inbox, reply, "payload", f"routes to non-inbox {foreign[:3]}")
                 return
         message = Inbound(envelope, reply, body)
-        for target in dict.fromkeys(body.nodes or [body.node]):  # every node it is for here
+        targets = [body.node] if isinstance(body, NodeProbe) else body.nodes or [body.node]
+        for target in dict.fromkeys(targets):  # every node it is for here
             try:
                 self._tell(self._node_key(target), message, create=False)
             except Refused as exc:

@@ -1,13 +1,37 @@
-"""Client calls to a running HieraMAS: ask a query, apply / read configs."""
+"""Client calls to a running HieraMAS: ask a query, apply / read configs.
+
+A request that finds nobody serving its subject ("no responders": no controller is up, or
+one is restarting, or the client's NATS server has just come back and the controllers have
+not subscribed again yet) reached no one, so it is safe to send again: it is retried with
+exponential backoff and jitter within the request's own time budget.  Any other failure is
+not retried (the query may be running).
+"""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
-from hieramas.bus import Bus, RemoteError
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    wait_exponential,
+    wait_random,
+)
+
+from hieramas.bus import Bus, BusError, RemoteError
 from hieramas.wire import Envelope, Kind, Subjects, new_id
 
 __all__ = ["HieraClient"]
+
+RETRY_FIRST_S = 0.05
+RETRY_MAX_S = 2.0
+"""Backoff between sends of a request nobody served: 50 ms doubling up to 2 s, plus jitter."""
+
+
+def _nobody_served(exc: BaseException) -> bool:
+    return isinstance(exc, BusError) and exc.code == "no_responders"
 
 
 class HieraClient:
@@ -54,7 +78,9 @@ class HieraClient:
             sender=self.sender,
         )
         try:
-            reply = await self.bus.arequest(self.subjects.query, envelope, timeout=timeout_s + 5.0)
+            # a query asked again joins its run at the gateway: resending it after a
+            # reconnect (the request or its answer may have been lost) costs nothing
+            reply = await self._request(self.subjects.query, envelope, timeout_s + 5.0, resend=True)
         except RemoteError as exc:
             return {
                 "status": exc.code,
@@ -88,5 +114,33 @@ class HieraClient:
             op
         ]
         envelope = Envelope(kind=kind, payload=payload, sender=self.sender)
-        reply = await self.bus.arequest(self.subjects.config(op), envelope, timeout=15.0)
+        reply = await self._request(self.subjects.config(op), envelope, 15.0)
         return dict(reply.payload)
+
+    async def _request(
+        self, subject: str, envelope: Envelope, budget_s: float, *, resend: bool = False
+    ) -> Envelope:
+        """One request, sent again while nobody serves ``subject``, all within ``budget_s``:
+        the reply, or the last error (``BusError`` "no_responders" once the budget is spent).
+        ``resend``: also send it again after a reconnect (:meth:`Bus.request`)."""
+        deadline = time.monotonic() + budget_s
+
+        def out_of_time(state: RetryCallState) -> bool:
+            return time.monotonic() + RETRY_FIRST_S >= deadline
+
+        retrying = AsyncRetrying(
+            retry=retry_if_exception(_nobody_served),
+            wait=wait_exponential(multiplier=RETRY_FIRST_S, max=RETRY_MAX_S)
+            + wait_random(0, RETRY_FIRST_S),
+            stop=out_of_time,
+            reraise=True,
+            before_sleep=self._count_retry,
+        )
+        async for attempt in retrying:
+            with attempt:
+                timeout = max(deadline - time.monotonic(), 0.01)
+                return await self.bus.arequest(subject, envelope, timeout, resend=resend)
+        raise AssertionError("unreachable")  # tenacity re-raises the last error
+
+    def _count_retry(self, state: RetryCallState) -> None:
+        self.bus.counters["client.no_responders_retried"] += 1

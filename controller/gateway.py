@@ -10,6 +10,17 @@ routes (unless one worker armed the whole query and started it at once), and
 answer, or an explicit error (``no_worker``, ``timeout``, ...) within its
 deadline; a bug in the gateway is an ``internal`` error, and a result too big
 for NATS a brief ``oversize`` one, never a reply that does not come.
+
+Faults on the way are repaired, not waited out.  A worker that dies has its nodes armed
+again elsewhere.  A query that makes no progress for :data:`STALL_S` (doubling up to
+:data:`STALL_MAX_S` while it stays quiet) has each unfinished node probed
+(:class:`~hieramas.wire.messages.NodeProbe`): the probe carries the routes (lost routes
+arrive), a node that finished sends its output again, a node that waits for an input gets
+it again from the gateway, and a node that holds nothing of the query (its activation or
+its worker's state was lost) is armed again.  Receivers keep the first copy of each node's
+output, so whatever is sent twice changes nothing.  And each query's state is kept in
+NATS, so that another controller's gateway finishes it if this one dies
+(:mod:`hieramas.controller.failover`).
 """
 
 from __future__ import annotations
@@ -27,6 +38,7 @@ import structlog
 
 from hieramas.bus import Bus, BusError, RemoteError
 from hieramas.controller.config import ConfigError, HieraConfig, PlannerConfig
+from hieramas.controller.failover import Failover, QueryState
 from hieramas.controller.plan import MAX_TIMEOUT_S, Plan
 from hieramas.controller.planner import (
     Assignment,
@@ -48,7 +60,9 @@ from hieramas.wire.messages import (
     NodeInput,
     NodeOutput,
     NodeOutputRecord,
+    NodeProbe,
     NodeRoutes,
+    NodeState,
     payload,
     read,
 )
@@ -65,6 +79,18 @@ BRIEF_RESULT_KEYS = (
     "sampled", "emulated", "cost_usd", "prompt_tokens", "completion_tokens", "latency_s",
 )  # fmt: skip
 """What a result too big to send keeps: ids and totals, no texts."""
+STALL_S = 2.0
+"""A query with no node output for this long has its unfinished nodes probed."""
+STALL_MAX_S = 8.0
+"""The probe interval doubles while a query stays quiet (a long LLM call), up to this."""
+PROBE_TIMEOUT_S = 2.0
+NO_WORKER_FIRST_WAIT_S = 0.1
+NO_WORKER_LAST_WAIT_S = 0.4
+"""A node nobody serves is asked for again after 0.1, 0.2 and 0.4 s (0.7 s in all) before
+the query fails with ``no_worker``: its workers may be subscribing again after a reconnect."""
+MIN_RESUME_S = 1.0
+"""An adopted query with less time than this left fails at once (``gateway_lost``) rather
+than being run again."""
 PLANNER_THREADS = 2
 """Threads for heavy planners (and for building planners): a torch forward pass releases
 the GIL, so two plan at once on two cores while the loop runs on."""
@@ -104,6 +130,19 @@ class QueryRun:
     done: asyncio.Future[dict[str, Any]] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
+    key: str | None = None
+    """Its failover record's key, if it has one."""
+    request: dict[str, Any] = field(default_factory=dict)
+    """The query's payload as asked."""
+    replies: list[str] = field(default_factory=list)
+    """More subjects to send the result to: the same query asked again while it runs."""
+    routed: bool = False
+    """Every node has its routes: from now on, silence is a stall."""
+    progress: float = 0.0
+    """When it last made progress (an output, a probe round; monotonic)."""
+    stall_s: float = STALL_S
+    probes: int = 0
+    rearming: set[str] = field(default_factory=set)
 
 
 class Gateway:
@@ -121,6 +160,7 @@ class Gateway:
         emulator_url: str | None = None,
         answerless_roles: Callable[[str], Iterable[str]] | None = None,
         liveness: Liveness | None = None,
+        failover: bool = False,
     ) -> None:
         self.bus = bus
         self.store = store
@@ -142,18 +182,32 @@ class Gateway:
         if liveness is not None:
             liveness.on_lost(self._on_worker_lost)
         store.on_change(self._prebuild)
+        self.failover = (
+            Failover(bus, self.subjects, self.gateway_id, self.inbox, self.resume)
+            if failover
+            else None
+        )
+        self._watch: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        """Subscribe to queries and to this gateway's inbox."""
-        self._subs = [
-            await self.bus.asubscribe(self.subjects.query, self._on_query, queue=GATEWAY_QUEUE),
-            await self.bus.asubscribe(self.inbox, self._on_inbox),
-        ]
+        """Subscribe to this gateway's inbox, then (failover on) greet the other gateways,
+        then take queries."""
+        self._subs = [await self.bus.asubscribe(self.inbox, self._on_inbox)]
+        if self.failover is not None:
+            await self.failover.start()
+        self._subs.append(
+            await self.bus.asubscribe(self.subjects.query, self._on_query, queue=GATEWAY_QUEUE)
+        )
+        self._watch = asyncio.get_running_loop().create_task(self._watch_loop())
 
     async def stop(self) -> None:
         for sub in self._subs:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
+        if self._watch is not None:
+            self._watch.cancel()
+        if self.failover is not None:
+            await self.failover.stop()  # its goodbye: a peer adopts what is still in flight
         for pending in self._planners.values():
             if pending.done() and pending.exception() is None:
                 try:
@@ -244,6 +298,14 @@ class Gateway:
                 self.subjects.query, reply, "kind", f"expected query, got {envelope.kind}"
             )
             return
+        running = self.runs.get(envelope.query_id) if envelope.query_id else None
+        if running is not None and running.request == envelope.payload:
+            # the same query again (its client resent it after a reconnect, or retried
+            # it): it joins the run, which answers every subject it was asked on
+            self.bus.counters["gateway.query_joined"] += 1
+            if reply and reply not in running.replies:
+                running.replies.append(reply)
+            return
         task = asyncio.get_running_loop().create_task(self._answer(envelope, reply))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -268,10 +330,11 @@ class Gateway:
             )
             return
         output = envelope.payload["output"]
-        if node in run.outputs:  # a second run of the node (re-armed, or a retried arming):
-            self.bus.counters["gateway.duplicate_output"] += 1  # the first output stands
-            return
+        if node in run.outputs:  # a second run of the node (re-armed, or a retried arming),
+            self.bus.counters["gateway.duplicate_output"] += 1  # or a resent output: the
+            return  # first one stands
         run.outputs[node] = output
+        run.progress, run.stall_s = time.monotonic(), STALL_S
         if node == DECISION_NODE and not run.done.done():
             run.done.set_result(output)
             return
@@ -295,14 +358,21 @@ class Gateway:
         for run in list(self.runs.values()):
             lost = [n for n, w in run.workers.items() if w == worker and n not in run.outputs]
             if lost and not run.done.done():
-                task = asyncio.get_running_loop().create_task(self._rearm(run, lost, worker))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                self._spawn(self._rearm(run, lost, f"worker {worker} lost"))
 
-    async def _rearm(self, run: QueryRun, nodes: list[str], worker: str) -> None:
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _rearm(self, run: QueryRun, nodes: list[str], reason: str) -> None:
         """Arm ``nodes`` again on live workers, re-route the query, replay their inputs."""
+        nodes = [n for n in nodes if n not in run.rearming]
+        if not nodes:
+            return  # already being armed again
         self.bus.counters["gateway.rearmed"] += len(nodes)
-        log.warning("query.rearm", query_id=run.envelope.query_id, nodes=nodes, lost_worker=worker)
+        log.warning("query.rearm", query_id=run.envelope.query_id, nodes=nodes, reason=reason)
+        run.rearming.update(nodes)
         try:
             await self._arm(run, nodes)
             run.rearmed.update(nodes)
@@ -318,22 +388,115 @@ class Gateway:
             self._end(
                 run, QueryFailed("internal", f"re-arming failed: {type(exc).__name__}: {exc}")
             )
+        finally:
+            run.rearming.difference_update(nodes)
+
+    # -- stalls ----------------------------------------------------------------------
+    async def _watch_loop(self) -> None:
+        """Probe the unfinished nodes of every query that has been quiet too long."""
+        while True:
+            await asyncio.sleep(STALL_S / 4)
+            now = time.monotonic()
+            for run in list(self.runs.values()):
+                if run.routed and not run.done.done() and now - run.progress >= run.stall_s:
+                    run.progress, run.stall_s = now, min(run.stall_s * 2, STALL_MAX_S)
+                    run.probes += 1
+                    for node in (*run.plan.nodes, DECISION_NODE):
+                        if node not in run.outputs and node in run.routes:
+                            self._spawn(self._probe(run, node))
+
+    async def _probe(self, run: QueryRun, node: str) -> None:
+        """Ask ``node`` how it is, and mend what it says is missing (see the module doc)."""
+        probe = NodeProbe(node=node, routes=dict(run.routes), round=run.probes)
+        envelope = run.envelope.reply(Kind.NODE_PROBE, payload(probe), sender=self.gateway_id)
+        self.bus.counters["gateway.probes"] += 1
+        try:
+            answer = read(
+                await self.bus.arequest(run.routes[node], envelope, PROBE_TIMEOUT_S), NodeState
+            )
+        except RemoteError as exc:  # its worker has no actor for it (evicted, restarted)
+            if exc.code != "unknown_node":
+                log.warning("query.probe_refused", node=node, code=exc.code, reason=exc.detail)
+                return
+            answer = NodeState(node=node, state="unknown")
+        except (BusError, WireError) as exc:  # the next round asks again; a dead worker's
+            log.info("query.probe_unanswered", node=node, error=str(exc))  # nodes are re-armed
+            return
+        if run.done.done() or node in run.outputs:
+            return
+        if answer.state == "unknown":
+            self.bus.counters["gateway.probe_rearmed"] += 1
+            await self._rearm(run, [node], "probed: the node holds nothing of the query")
+        elif answer.state == "waiting":
+            for pred in answer.missing:
+                if pred in run.outputs and pred in self._preds(run, node):
+                    self.bus.counters["gateway.input_resent"] += 1
+                    self._send_input(run, node, run.outputs[pred])
+        elif answer.state == "finished":
+            self.bus.counters["gateway.output_resent"] += 1
 
     @staticmethod
     def _end(run: QueryRun, exc: QueryFailed) -> None:
         if not run.done.done():
             run.done.set_exception(exc)
 
+    # -- adopted queries -------------------------------------------------------------
+    def resume(self, state: QueryState, key: str) -> None:
+        """Finish a query adopted from a gateway that died (on the loop): run it again, same
+        ids and config version, to the same deadline, and answer its client.  With less than
+        :data:`MIN_RESUME_S` left, fail it at once (``gateway_lost``)."""
+        remaining = state.deadline - time.time()
+        request = dict(state.request)
+        request["timeout_s"] = max(remaining, MIN_RESUME_S)
+        if state.config_version:
+            request["config_version"] = state.config_version
+        envelope = Envelope(
+            kind=Kind.QUERY,
+            payload=request,
+            query_id=state.query_id,
+            trace_id=state.trace_id,
+            sender=state.sender,
+        )
+        lost = state.adopted_from[-1] if state.adopted_from else "?"
+        failure = (
+            QueryFailed(
+                "gateway_lost",
+                f"gateway {lost} died running the query, {max(remaining, 0):.1f}s before its "
+                "deadline: too late to run it again",
+            )
+            if remaining < MIN_RESUME_S
+            else None
+        )
+        self._spawn(
+            self._answer(
+                envelope, state.reply, started=state.started, key=key,
+                adopted_from=state.adopted_from, failure=failure,
+            )
+        )  # fmt: skip
+
     # -- one query -------------------------------------------------------------------
-    async def _answer(self, envelope: Envelope, reply: str | None) -> None:
-        started = time.time()
+    async def _answer(
+        self,
+        envelope: Envelope,
+        reply: str | None,
+        *,
+        started: float | None = None,
+        key: str | None = None,
+        adopted_from: list[str] | None = None,
+        failure: QueryFailed | None = None,
+    ) -> None:
+        """Run one query and answer it; an adopted one (``key`` of its record, the gateways
+        that ``adopted_from``) keeps its start time, or fails at once with ``failure``."""
+        started = started or time.time()
         query_id = envelope.query_id or new_id()
         trace_id = envelope.trace_id or new_id()
         run: QueryRun | None = None
-        failed: QueryFailed | None = None
+        failed: QueryFailed | None = failure
         try:
-            run = await self._start_run(envelope, query_id, trace_id, started)
-            result = await self._run(run)
+            if failed is None:
+                run = await self._start_run(envelope, query_id, trace_id, started, reply, key)
+                key = run.key
+                result = await self._run(run)
         except QueryFailed as exc:
             failed = exc
         except Exception as exc:  # a bug: the client still gets an answer, not a timeout
@@ -344,21 +507,35 @@ class Gateway:
         if failed is not None:
             self._record_failure(failed, query_id)
             result = self._failure_result(failed, query_id, trace_id, started, run)
+        if adopted_from:
+            result["adopted_from"] = list(adopted_from)
+        replies = [s for s in dict.fromkeys([reply, *(run.replies if run else ())]) if s]
         data: bytes | None = None
-        if reply:
+        if replies:
             result, data = self._sendable(result)
         if self.traces is not None:
             self.traces.emit(_query_event(result, run, envelope))
-        if reply and data is not None:
+        for subject in replies:
+            if data is None:
+                break
             try:
-                await self.bus.nc.publish(reply, data)
+                await self.bus.nc.publish(subject, data)
             except Exception as exc:
                 self._reply_failed(query_id, exc)
+        if key is not None and self.failover is not None:
+            self.failover.end(key)  # after the reply: a death before it leaves the record
 
     async def _start_run(
-        self, envelope: Envelope, query_id: str, trace_id: str, started: float
+        self,
+        envelope: Envelope,
+        query_id: str,
+        trace_id: str,
+        started: float,
+        reply: str | None = None,
+        key: str | None = None,
     ) -> QueryRun:
-        """Plan the query and register its run."""
+        """Plan the query, register its run, and record it for failover (unless adopted:
+        ``key`` is then its record already)."""
         plan, assignment, record, planner = await self._plan(envelope, query_id)
         run = QueryRun(
             plan=plan,
@@ -375,8 +552,25 @@ class Gateway:
                 sender=self.gateway_id,
             ),
             started=started,
+            key=key,
+            request=envelope.payload,
+            replies=[reply] if reply else [],
         )
         self.runs[query_id] = run
+        if key is None and self.failover is not None:
+            run.key = self.failover.begin(
+                QueryState(
+                    query_id=query_id,
+                    trace_id=trace_id,
+                    owner=self.gateway_id,
+                    reply=reply,
+                    request=envelope.payload,
+                    sender=envelope.sender,
+                    started=started,
+                    deadline=plan.deadline_unix,
+                    config_version=plan.config_version,
+                )
+            )
         return run
 
     async def _run(self, run: QueryRun) -> dict[str, Any]:
@@ -561,23 +755,29 @@ class Gateway:
             Kind.NODE_ACTIVATE, payload(activation), sender=self.gateway_id
         )
         subject = self.subjects.activate(node, group)
-        for attempt in (1, 2):  # a worker that died holding the request never answers
+        timeouts, pause = 0, NO_WORKER_FIRST_WAIT_S
+        while True:
             timeout = min(ARM_TIMEOUT_S, max(plan.deadline_unix - time.time(), 0.01))
             try:
                 return await self.bus.arequest(subject, envelope, timeout)
             except BusError as exc:
-                if exc.code == "timeout" and attempt == 1:
+                timeouts += exc.code == "timeout"
+                if exc.code == "timeout" and timeouts == 1:
+                    continue  # a worker that died holding the request never answers
+                if exc.code == "no_responders" and pause <= NO_WORKER_LAST_WAIT_S:
+                    await asyncio.sleep(pause)  # workers subscribing again after a reconnect
+                    pause *= 2
                     continue
                 code = "no_worker" if exc.code == "no_responders" else "arm_" + exc.code
                 raise QueryFailed(code, f"node {node!r}: {exc}") from None
             except RemoteError as exc:
                 raise QueryFailed(exc.code, f"node {node!r}: {exc.detail}") from None
-        raise AssertionError("unreachable")
 
     async def _execute(self, run: QueryRun) -> dict[str, Any]:
         started = await self._arm(run, [*run.plan.nodes, DECISION_NODE])
         if not started:
             await self._send_routes(run, list(run.routes))
+        run.routed, run.progress = True, time.monotonic()
         return await run.done
 
     async def _send_routes(self, run: QueryRun, nodes: list[str]) -> None:

@@ -76,6 +76,7 @@ class Controller:
             emulator_url=emulator_url,
             answerless_roles=_answerless_roles,
             liveness=self.liveness,
+            failover=True,  # other controllers' gateways finish its queries if it dies
         )
         self._subs: list[Any] = []
 

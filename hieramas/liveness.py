@@ -1,5 +1,8 @@
 """Which workers are alive: their heartbeats on ``<prefix>.worker.hello``.
 
+(Gateways use the same tracker for each other, on ``<prefix>.gw.hello``: see
+:mod:`hieramas.controller.failover`.)
+
 Workers announce themselves every second and say goodbye when they stop.
 A worker silent for ``dead_after_s`` is declared lost, and every listener
 (the gateway, the supernodes of other workers) is told, so work it held is
@@ -39,9 +42,14 @@ class Liveness:
         *,
         dead_after_s: float = 3.5 * HEARTBEAT_S,
         check_every_s: float = 0.25,
+        subject: str | None = None,
+        label: str = "worker",
     ) -> None:
         self.bus = bus
         self.subjects = subjects or Subjects()
+        self.subject = subject or self.subjects.worker_hello
+        """Where the heartbeats come (``worker.hello`` records): workers' by default."""
+        self.label = label  # what is tracked, in logs and counters ("gateway": ``gateways.lost``)
         self.dead_after_s = dead_after_s
         self.check_every_s = check_every_s
         self.last_seen: dict[str, float] = {}
@@ -65,7 +73,7 @@ class Liveness:
 
     async def start(self) -> None:
         """Subscribe to heartbeats and start the checker (on the loop)."""
-        self._sub = await self.bus.asubscribe(self.subjects.worker_hello, self._on_hello)
+        self._sub = await self.bus.asubscribe(self.subject, self._on_hello)
         self._task = asyncio.get_running_loop().create_task(self._check_loop())
 
     async def stop(self) -> None:
@@ -76,7 +84,7 @@ class Liveness:
                 await self._sub.unsubscribe()
 
     def _on_hello(self, envelope: Envelope, reply: str | None) -> None:
-        subject = self.subjects.worker_hello
+        subject = self.subject
         if envelope.kind is not Kind.WORKER_HELLO:
             kind = envelope.kind.value
             self.bus.reject(
@@ -106,9 +114,9 @@ class Liveness:
         if self.last_seen.pop(worker, None) is None and reason != "goodbye":
             return
         self.info.pop(worker, None)
-        self.bus.counters["workers.lost"] += 1
+        self.bus.counters[f"{self.label}s.lost"] += 1
         (log.info if reason == "goodbye" else log.warning)(
-            "worker.lost", worker=worker, reason=reason
+            f"{self.label}.lost", **{self.label: worker}, reason=reason
         )
         for listener in self._listeners:
             try:

@@ -20,6 +20,8 @@ class Kind(StrEnum):
     NODE_ROUTES = "node.routes"  # gateway -> armed instance: where every node of the query runs
     NODE_INPUT = "node.input"  # node -> successor instance: a predecessor's output
     NODE_OUTPUT = "node.output"  # node -> gateway: one node's finished output
+    NODE_PROBE = "node.probe"  # gateway -> worker inbox, a request: how is this stalled node?
+    NODE_STATE = "node.state"  # node -> gateway, the probe's reply
     SLOT_CALL = "slot.call"  # supernode -> proposer / synthesizer slot
     SLOT_RESULT = "slot.result"  # slot -> supernode
     SLOT_ACCEPTED = "slot.accepted"  # slot -> supernode's worker inbox: which worker took a call
@@ -40,6 +42,8 @@ REQUIRED_KEYS: dict[Kind, frozenset[str]] = {  # the records' required fields (t
     Kind.NODE_ROUTES: frozenset({"node", "routes"}),
     Kind.NODE_INPUT: frozenset({"node", "output"}),
     Kind.NODE_OUTPUT: frozenset({"output"}),
+    Kind.NODE_PROBE: frozenset({"node", "routes"}),
+    Kind.NODE_STATE: frozenset({"node", "state"}),
     Kind.SLOT_CALL: frozenset({"slot", "call"}),
     Kind.SLOT_RESULT: frozenset({"slot", "status", "call"}),
     Kind.SLOT_ACCEPTED: frozenset({"node", "slot", "worker"}),

@@ -21,10 +21,12 @@ kind                   record                 from -> to
 ``node.routes``        :class:`NodeRoutes`    gateway -> worker inbox
 ``node.input``         :class:`NodeInput`     worker or gateway -> worker inbox
 ``node.output``        :class:`NodeOutput`    worker -> gateway inbox
+``node.probe``         :class:`NodeProbe`     gateway -> worker inbox (a request)
+``node.state``         :class:`NodeState`     worker -> gateway (the probe's reply)
 ``slot.call``          :class:`SlotCall`      supernode -> proposer / synthesizer slot
 ``slot.result``        :class:`SlotResult`    slot -> supernode (the call's reply)
 ``slot.accepted``      :class:`SlotAccepted`  slot -> the supernode's worker inbox
-``worker.hello``       :class:`WorkerHello`   worker -> everyone
+``worker.hello``       :class:`WorkerHello`   worker -> everyone; gateway -> gateways
 ``error``              :class:`ErrorReply`    anyone, in reply to a request
 =====================  =====================  =========================================
 
@@ -52,7 +54,9 @@ __all__ = [
     "NodeInput",
     "NodeOutput",
     "NodeOutputRecord",
+    "NodeProbe",
     "NodeRoutes",
+    "NodeState",
     "SlotAccepted",
     "SlotCall",
     "SlotCallSpec",
@@ -167,6 +171,30 @@ class NodeOutput(_Payload, kw_only=True, frozen=True, gc=False):
     output: NodeOutputRecord
 
 
+class NodeProbe(_Payload, kw_only=True, frozen=True, gc=False):
+    """The gateway heard nothing of a query for a while: ``node``, where are you?
+
+    It carries the query's routes, so a node whose routes were lost starts now.  A node that
+    finished sends its output again (to the gateway and its successors); receivers keep the
+    first copy of each node's output, so a resent one changes nothing but a lost one."""
+
+    node: str
+    routes: dict[str, str]
+    round: int = 1
+    """The gateway's probe round for this query (1, 2, ...)."""
+
+
+class NodeState(_Payload, kw_only=True, frozen=True, gc=False):
+    """A node's answer to a :class:`NodeProbe`."""
+
+    node: str
+    state: Literal["waiting", "running", "finished", "unknown"]
+    """``waiting`` for inputs (``missing``), ``running`` its calls, ``finished`` (its output
+    was sent again), ``unknown``: it holds nothing of the query (the gateway arms it again)."""
+    missing: list[str] = []
+    """The predecessors whose output it still waits for."""
+
+
 class SlotCallSpec(_Payload, kw_only=True, frozen=True, gc=False):
     """What one slot call needs: the prompt's parts and the LLM, by its pool name."""
 
@@ -237,6 +265,8 @@ PAYLOADS: dict[Kind, type[_Payload]] = {
     Kind.NODE_ROUTES: NodeRoutes,
     Kind.NODE_INPUT: NodeInput,
     Kind.NODE_OUTPUT: NodeOutput,
+    Kind.NODE_PROBE: NodeProbe,
+    Kind.NODE_STATE: NodeState,
     Kind.SLOT_CALL: SlotCall,
     Kind.SLOT_RESULT: SlotResult,
     Kind.SLOT_ACCEPTED: SlotAccepted,

@@ -14,6 +14,7 @@ subject                             meaning
 ``hm.g.<group>.node.…``             the same, for nodes a config places in worker group ``<group>``
 ``hm.inst.<instance>``              one worker process's private inbox
 ``hm.gwi.<instance>``               one gateway's private inbox
+``hm.gw.hello``                     gateway heartbeats (failover between controllers)
 ``hm.worker.hello``                 worker announcements
 ``hm.trace.<kind>``                 trace events (JetStream stream)
 ==================================  =========================================
@@ -76,6 +77,10 @@ class Subjects:
     @property
     def worker_hello(self) -> str:
         return f"{self.prefix}.worker.hello"
+
+    @property
+    def gateway_hello(self) -> str:
+        return f"{self.prefix}.gw.hello"
 
     def trace(self, kind: str) -> str:
         return f"{self.prefix}.trace.{kind}"

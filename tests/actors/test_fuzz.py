@@ -92,6 +92,8 @@ def _templates(cfg: str, worker_inbox: str, gateway_inbox: str) -> dict[Kind, An
         Kind.NODE_ROUTES: {"node": "expert", "nodes": ["expert"], "routes": {"expert": worker_inbox, "doctor": worker_inbox, "decision": worker_inbox}},
         Kind.NODE_INPUT: {"node": "doctor", "nodes": ["doctor"], "output": output},
         Kind.NODE_OUTPUT: {"output": output},
+        Kind.NODE_PROBE: {"node": "doctor", "routes": {"expert": worker_inbox, "doctor": worker_inbox}, "round": 1},
+        Kind.NODE_STATE: {"node": "doctor", "state": "waiting", "missing": ["expert"]},
         Kind.SLOT_CALL: {"slot": "p0@1", "call": call},
         Kind.SLOT_RESULT: {"slot": "p0@1", "status": "ok", "call": llm_call, "text": "A"},
         Kind.SLOT_ACCEPTED: {"node": "expert", "slot": "p0@1", "worker": "w-x"},
@@ -113,7 +115,7 @@ KINDS_OF = {
     "gateway_inbox": Kind.NODE_OUTPUT, "query": Kind.QUERY, "config_apply": Kind.CONFIG_APPLY,
     "config_get": Kind.CONFIG_GET, "config_history": Kind.CONFIG_HISTORY,
 }  # fmt: skip
-INBOX_KINDS = [Kind.NODE_ROUTES, Kind.NODE_INPUT, Kind.SLOT_ACCEPTED]
+INBOX_KINDS = [Kind.NODE_ROUTES, Kind.NODE_INPUT, Kind.SLOT_ACCEPTED, Kind.NODE_PROBE]
 NOW = time.time()  # fixed: generated data must not depend on when it is drawn
 
 scalars = (
