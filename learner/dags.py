@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -81,19 +82,31 @@ def generate_dags(
     if not unique:
         return _sample(rng, n, count, d_min, d_max)
     kept = np.zeros((0, n, n), dtype=bool)
-    seen: set[bytes] = set()
+    kept_keys = _keys(kept)
     for _ in range(_ROUNDS):
         need = count - len(kept)
         if need <= 0:
             break
         fresh = _sample(rng, n, need + need // 4 + 8, d_min, d_max)
-        keys = np.packbits(fresh.reshape(len(fresh), -1), axis=1)
-        _, first = np.unique(keys, axis=0, return_index=True)
+        keys = np.concatenate([kept_keys, _keys(fresh)])
+        _, first = np.unique(keys, return_index=True)  # first occurrence of each DAG
         first.sort()  # generation order, so the result does not depend on sort order
-        take = [int(i) for i in first if keys[i].tobytes() not in seen][:need]
-        seen.update(keys[i].tobytes() for i in take)
+        take = first[first >= len(kept)][:need] - len(kept)
         kept = np.concatenate([kept, fresh[take]])
+        kept_keys = np.concatenate([kept_keys, keys[len(kept_keys) + take]])
     return kept
+
+
+def _keys(adj: BoolArray) -> npt.NDArray[Any]:
+    """One fixed-size key per adjacency (its bits packed), for ``np.unique``: a ``uint64``
+    when ``n² ≤ 64`` (fast to sort), else an opaque byte string."""
+    packed = np.packbits(adj.reshape(len(adj), adj.shape[1] ** 2), axis=1)
+    if packed.shape[1] <= 8:
+        wide = np.zeros((len(adj), 8), dtype=np.uint8)
+        wide[:, : packed.shape[1]] = packed
+        return wide.view(np.uint64).ravel()
+    packed = np.ascontiguousarray(packed)
+    return packed.view(np.dtype((np.void, packed.shape[1]))).ravel()
 
 
 def _sample(rng: np.random.Generator, n: int, m: int, d_min: float, d_max: float) -> BoolArray:
