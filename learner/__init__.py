@@ -26,7 +26,26 @@ them in modules of its own (imported by name, not re-exported here):
 - :mod:`.service`: the learner process itself; :mod:`.process`: it as a child process.
 
 Names are imported lazily, so ``hieramas.learner.store`` or ``.process`` can be used
-without loading torch.  The DAG generator and Stage-2 graph classifier are not built yet.
+without loading torch.
+
+Stage 2 (topology by graph classification), imported by name:
+
+- :mod:`.dags`: the candidate generator (``generate_dags``: random order, spanning tree,
+  forward edges up to a drawn density, deduplicated; numpy, seeded) and ``DagBatch``,
+  whose adjacency is over the layout's node order, so ``DagBatch.edges(c)`` is what goes
+  into the controller's ``Assignment`` and runs (no torch);
+- :mod:`.graphdata`: executed candidates as tensors (``CandidateSet``: query embeddings,
+  Stage-1 ``node_actions``, adjacencies, rewards, ``label_top_k`` labels) and PyG batches;
+- :mod:`.classifier`: ``DagClassifierNet`` (torch-geometric; messages along the edges);
+- :mod:`.dagtrain`: ``train_classifier`` (BCE or within-query ranking, per-query AUC and
+  top-1, early stopping); :mod:`.dagcheckpoint`: versioned classifier checkpoints;
+- :mod:`.dagplanning`: ``TopologyChooser``, M candidates of one query scored in one batch.
+
+A data-generation driver builds a ``CandidateSet`` from executed queries (query text
+embedded, the frozen policy's actions, each candidate's adjacency and reward), trains with
+``train_classifier`` and publishes ``encode_classifier`` bytes; a planner wraps a
+``TopologyChooser`` next to Stage 1's ``PolicyPlanner`` and puts ``choice.edges`` in the
+query's ``Assignment``.
 """
 
 from __future__ import annotations
