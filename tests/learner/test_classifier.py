@@ -108,6 +108,24 @@ def test_node_actions_and_labels() -> None:
     assert groups.dense(torch.tensor([1.0, 2.0, 3.0, 4.0])).tolist() == [[2, 0, 0], [1, 3, 4]]
 
 
+def test_a_candidate_set_splits_by_query_and_keeps_candidates_with_their_query() -> None:
+    adj = torch.from_numpy(generate_dags(4, 12, seed=0))
+    qi = torch.tensor([0, 0, 1, 1, 1, 2, 2, 3, 3, 3, 3, 0])
+    data = CandidateSet(
+        query=torch.arange(4.0)[:, None].expand(4, 8).contiguous(),
+        actions=torch.zeros(4, 4, 3, dtype=torch.long),
+        adjacency=adj, query_index=qi, reward=qi.float(), label=torch.zeros(12),
+    )  # fmt: skip
+    train, val = data.split(0.25, seed=1)
+    assert len(train) == 3 and len(val) == 1 and train.n_candidates + val.n_candidates == 12
+    for part in (train, val):  # a candidate's reward is its original query id here
+        assert torch.equal(part.query[part.query_index, 0], part.reward)
+    picked = data.subset([3, 1])
+    assert picked.query[:, 0].tolist() == [3.0, 1.0] and picked.n_candidates == 7
+    with pytest.raises(ValueError):
+        CandidateSet(data.query, data.actions, adj, qi + 4, data.reward, data.label)
+
+
 def test_per_query_metrics_and_rank_loss_on_known_values() -> None:
     scores = torch.tensor([0.9, 0.1, 0.5, 0.2, 0.8, 0.3, 0.3])
     labels = torch.tensor([1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0])

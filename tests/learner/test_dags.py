@@ -176,7 +176,7 @@ def test_the_runtime_executes_exactly_the_candidate_edges(
     SHARED.publish(_DagPolicy(edges))
     spec = PlannerConfig(kind="learned", provider=PROVIDER)
     with Stack(nats_url=nats_server.url, planner=spec) as stack:
-        apply_config(stack, _config(llm_url, names, llm="slow:0.4"))
+        apply_config(stack, _config(llm_url, names, llm="slow:0.6"))
         result = ask(stack)
         assert result["status"] == "ok"
         assert stack.bus is not None and stack.controller is not None
@@ -189,8 +189,8 @@ def test_the_runtime_executes_exactly_the_candidate_edges(
     for src, dst in edges:  # each edge is waited for ...
         assert runs[dst].started is not None and runs[dst].started >= runs[src].finished
     query_start = min(r.started or 0.0 for r in runs.values())
-    for name in names:  # ... and nothing else: a node starts as soon as its preds are done
+    for name in names:  # ... and nothing else: a node starts well before another node could end
         preds = [s for s, d in edges if d == name]
         ready = max((runs[p].finished for p in preds), default=query_start)
         started = runs[name].started
-        assert started is not None and started - ready < 0.3, (name, started - ready)
+        assert started is not None and started - ready < 0.45, (name, started - ready)
