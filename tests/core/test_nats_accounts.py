@@ -8,6 +8,7 @@ still holds what it held).  The allowed acts of each role work under the same fi
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -362,3 +363,39 @@ def test_the_learner_login_runs_the_trace_and_policy_commands(
     asked = runner.invoke(app, ["config", "show", *url])
     assert asked.exit_code == 1 and "permission_denied" in asked.output, asked.output
     server_logged(accounts, "client", "Publish", S.config("get"))
+
+
+def test_refused_jetstream_requests_fail_alone_and_a_cancel_stays_a_cancel(
+    accounts: Accounts, runtime: tuple[Stack, Stack]
+) -> None:
+    """Two writes refused at once both fail with ``permission_denied``; a read made at the
+    same time is answered; a request its caller cancels ends in ``CancelledError``."""
+    bus = connect(accounts, "worker")
+    js = bus.nc.jetstream(timeout=30.0)
+
+    async def put() -> None:
+        await (await js.key_value(CONFIG_BUCKET)).put("current", b"9")
+
+    async def get() -> bytes:
+        return (await (await js.key_value(CONFIG_BUCKET)).get("current")).value or b""
+
+    async def scenario() -> tuple[list[Any], bool]:
+        results = await asyncio.gather(put(), put(), get(), return_exceptions=True)
+        await bus.nc.subscribe(S.instance("sink"))  # takes requests, never answers
+        waiting = asyncio.ensure_future(bus.nc.request(S.instance("sink"), b"", timeout=30))
+        await asyncio.sleep(0.1)
+        waiting.cancel()
+        try:
+            await waiting
+        except asyncio.CancelledError:
+            return results, True
+        return results, False
+
+    try:
+        results, cancelled = bus.call(scenario(), 20)
+    finally:
+        bus.stop()
+    assert [getattr(r, "code", r) for r in results] == [
+        "permission_denied", "permission_denied", b"1"
+    ]  # fmt: skip
+    assert cancelled
