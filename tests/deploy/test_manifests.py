@@ -400,7 +400,10 @@ def test_compose_nats_gets_the_variables_its_config_uses() -> None:
 def test_compose_gives_each_component_its_own_login() -> None:
     """Each HieraMAS service logs in as its role, with that role's password only."""
     given = set(env_file_keys(example_of(DEPLOY / "hieramas.env")))
-    roles = {"controller": "controller", "worker": "worker", "config": "controller"}
+    roles = {
+        "controller": "controller", "worker": "worker", "config": "controller",
+        "learner": "learner",
+    }  # fmt: skip
     for name, role in roles.items():
         env = compose()["services"][name]["environment"]
         assert env["HIERAMAS_NATS_USER"] == role, name
@@ -595,7 +598,10 @@ def test_k8s_pods_have_their_own_login() -> None:
             logins[container["name"]] = user
         elif container["name"] == "nats":
             assert {f"HIERAMAS_NATS_PASSWORD_{r.upper()}" for r in ROLES} <= set(env)
-    assert logins == {"controller": "controller", "worker": "worker", "worker-gpu": "worker"}
+    assert logins == {
+        "controller": "controller", "worker": "worker", "worker-gpu": "worker",
+        "learner": "learner",
+    }  # fmt: skip
 
 
 def test_example_env_files_hold_placeholders_only() -> None:
