@@ -26,7 +26,6 @@ from hieramas.cluster import Cluster
 from hieramas.controller.client import HieraClient
 from hieramas.loadgen import Outcome, QueryLoad
 from hieramas.logs import configure_logging
-from hieramas.natsconn import NatsSettings
 from hieramas.netlab import NetLab, unavailable
 
 DEMO = Path(__file__).resolve().parent.parent / "hieramas" / "configs" / "default.yaml"
@@ -82,13 +81,14 @@ def main() -> None:
     configure_logging("error")
     workdir = Path(tempfile.mkdtemp(prefix="hm-soak-"))
     with NetLab(3) as lab, Cluster(lab, workdir, emulator_latency=args.latency_scale) as cluster:
-        settings = NatsSettings(
-            url=cluster.client_url, name="soak", user=cluster.user, password=cluster.password
-        )
-        bus = Bus(settings, sender="soak").start()
+        control = Bus(cluster.settings("controller", "soak-apply"), sender="soak").start()
+        try:  # the controller's login applies the config; the clients' may only ask
+            controller = HieraClient(control, sender="soak")
+            control.call(controller.apply_config(args.config.read_text(), source="soak"), 30)
+        finally:
+            control.stop()
+        bus = Bus(cluster.settings("client", "soak"), sender="soak").start()
         try:
-            client = HieraClient(bus, sender="soak")
-            bus.call(client.apply_config(args.config.read_text(), source="soak"), 30)
             warm = QueryLoad(bus, clients=args.clients, timeout_s=args.timeout)
             bus.call(warm.run(queries=2 * args.clients), 120)  # plans, connections, caches
             rss_start = cluster.rss()

@@ -26,6 +26,7 @@ from types import TracebackType
 import httpx
 import structlog
 
+from hieramas.natsconn import NatsSettings
 from hieramas.netlab import Host, NetLab
 
 __all__ = ["Cluster", "Part", "rss_mb"]
@@ -36,6 +37,31 @@ CLIENT_PORT = 4222
 ROUTE_PORT = 6222
 MONITOR_PORT = 8222
 EMULATOR_PORT = 18080
+
+
+ROLES = ("controller", "worker", "learner", "client", "observer")
+"""The logins: one per component, and ``observer`` (every right: the tests' own checks)."""
+
+
+def shipped_users_conf() -> Path | None:
+    """``deploy/nats/users.conf`` of this checkout (the per-component logins), if there."""
+    path = Path(__file__).resolve().parent.parent / "deploy" / "nats" / "users.conf"
+    return path if path.exists() else None
+
+
+def _logins(*, per_component: bool) -> dict[str, tuple[str, str]]:
+    """role -> (user, password): the shipped users, or one shared user for every role."""
+    if not per_component:
+        shared = ("hieramas", f"pw{secrets.token_hex(16)}")
+        return dict.fromkeys(ROLES, shared)
+    # hex after letters: the server parses an unquoted variable's value, and "5e3..." is a number
+    return {role: (role, f"pw{secrets.token_hex(16)}") for role in ROLES}
+
+
+def _role(name: str) -> str | None:
+    """The login a part uses (``None``: the emulator and the servers use none)."""
+    kind = name.split("-")[0]
+    return kind if kind in ("controller", "worker", "learner") else None
 
 
 def rss_mb(pid: int) -> float:
@@ -84,21 +110,19 @@ class Cluster:
         emulator_latency: float = 0.0,
         max_pending_mb: int = 16,
         log_level: str = "warning",
+        users_conf: Path | None = None,
     ) -> None:
         self.lab = lab
         self.workdir = workdir
         self.hosts = lab.hosts
         workdir.mkdir(parents=True, exist_ok=True)
-        # one login for every part; a per-component login is a matter of this map
-        self.user = "hieramas"
-        self.password = secrets.token_urlsafe(16)
+        self.users_conf = users_conf if users_conf is not None else shipped_users_conf()
+        self.logins = _logins(per_component=self.users_conf is not None)
         self.emulator_url = f"http://{lab.bridge_ip}:{EMULATOR_PORT}/v1"
         self.env: dict[str, str] = {  # every part's environment (a client may use it too)
             **os.environ,
             "HIERAMAS_JS_REPLICAS": str(min(3, len(self.hosts))),
             "HIERAMAS_LOG_LEVEL": log_level,
-            "HIERAMAS_NATS_USER": self.user,
-            "HIERAMAS_NATS_PASSWORD": self.password,
             "PYTHONUNBUFFERED": "1",
         }
         self.env.pop("HIERAMAS_NATS_URL", None)
@@ -137,6 +161,41 @@ class Cluster:
                 ],
                 "learner running",
             )
+
+    # -- logins ------------------------------------------------------------------------
+    def settings(
+        self, role: str, name: str = "hieramas", hosts: Sequence[int] | None = None
+    ) -> NatsSettings:
+        """Connection settings with ``role``'s login, for a client in the root namespace, to
+        the servers of ``hosts`` (default: all)."""
+        user, password = self.logins[role]
+        chosen = self.hosts if hosts is None else [self.hosts[i] for i in hosts]
+        url = ",".join(self.url(h) for h in chosen)
+        return NatsSettings(url=url, name=name, user=user, password=password)
+
+    def role_env(self, role: str | None) -> dict[str, str]:
+        """The environment of a process with ``role``'s login (the servers get every
+        password, as ``$HIERAMAS_NATS_PASSWORD_<ROLE>``)."""
+        if role is None:
+            return {
+                **self.env,
+                **{f"HIERAMAS_NATS_PASSWORD_{r.upper()}": p for r, (_, p) in self.logins.items()},
+            }
+        user, password = self.logins[role]
+        return {**self.env, "HIERAMAS_NATS_USER": user, "HIERAMAS_NATS_PASSWORD": password}
+
+    def _authorization(self) -> str:
+        """The servers' logins: the shipped per-component users plus the observer, or one
+        shared user."""
+        if self.users_conf is None:
+            return (
+                "authorization {\n  user: hieramas\n  password: $HIERAMAS_NATS_PASSWORD_CLIENT\n}\n"
+            )
+        text = self.users_conf.read_text()
+        end = text.rstrip().rfind("]")  # the end of the users list
+        observer = "    { user: observer, password: $HIERAMAS_NATS_PASSWORD_OBSERVER }\n  "
+        (self.workdir / "users.conf").write_text(text[:end] + observer + text[end:])
+        return "include users.conf\n"
 
     # -- layout ------------------------------------------------------------------------
     def url(self, host: Host) -> str:
@@ -189,7 +248,7 @@ class Cluster:
             # its servers would go on forwarding queue-group requests to it for minutes
             f"ping_interval: 1s\nping_max: 3\n"
             f"jetstream {{\n  store_dir: {store}\n}}\n"
-            "authorization {\n  user: $HIERAMAS_NATS_USER\n  password: $HIERAMAS_NATS_PASSWORD\n}\n"
+            f"{self._authorization()}"
             f"cluster {{\n  name: hm-chaos\n  listen: 0.0.0.0:{ROUTE_PORT}\n"
             f"  routes: [\n{routes}\n  ]\n}}\n"
         )
@@ -203,8 +262,8 @@ class Cluster:
 
     # -- life cycle ----------------------------------------------------------------------
     def start(self, timeout: float = 60.0) -> Cluster:
-        """Start everything: the emulator and the servers, one controller, then the rest in
-        parallel."""
+        """Start everything: the emulator and the servers; then the workers, the learner and
+        one controller; then the other controllers."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         try:
             first = ["emulator", *(f"nats-{h.index}" for h in self.hosts)]
@@ -215,15 +274,15 @@ class Cluster:
             self._wait_jetstream(timeout)
             # the first controller creates the R3 config bucket: a second one opening it while
             # its stream still elects a leader times out, so it starts once the first serves
-            controllers = [n for n in self.parts if n.startswith("controller-")]
-            if controllers:
-                self.restart(controllers[0], timeout)
-                first.append(controllers[0])
-            rest = [n for n in self.parts if n not in first]
-            for name in rest:
-                self.launch(name)
-            for name in rest:
-                self.wait_ready(name, timeout)
+            # the first controller creates the R3 config bucket: a second one opening it while
+            # its stream still elects a leader times out, so it starts once the first serves
+            later = [n for n in self.parts if n.startswith("controller-")][1:]
+            rest = [n for n in self.parts if n not in first and n not in later]
+            for group in (rest, later):
+                for name in group:
+                    self.launch(name)
+                for name in group:
+                    self.wait_ready(name, timeout)
         except BaseException:
             self.stop()
             raise
@@ -243,7 +302,7 @@ class Cluster:
             stdin=subprocess.DEVNULL,
             stdout=logfile,
             stderr=subprocess.STDOUT,
-            env=self.env,
+            env=self.role_env(_role(name)),
             cwd=str(self.workdir),
         )
         logfile.close()

@@ -55,18 +55,27 @@ ChaosFactory = Callable[..., "Chaos"]
 
 @dataclass
 class Chaos:
-    """A running lab and cluster, and a client bus in the root namespace."""
+    """A running lab and cluster, and clients in the root namespace: ``bus`` with the
+    observer's login (the checks), and one bus per component login in ``buses``."""
 
     lab: NetLab
     cluster: Cluster
     bus: Bus
-    client: HieraClient
+    buses: dict[str, Bus]
 
     def run(self, coro: Any, timeout: float = 120.0) -> Any:
+        """Run ``coro`` on the observer's loop."""
         return self.bus.call(coro, timeout)
 
+    @property
+    def client(self) -> HieraClient:
+        """A client with the ``client`` login (it may only ask the gateway)."""
+        return HieraClient(self.buses["client"], sender="chaos")
+
     def apply(self, text: str = CONFIG) -> int:
-        return int(self.run(self.client.apply_config(text, source="chaos"), 30))
+        """Apply a config with the controller's login (the only one that may)."""
+        controller = HieraClient(self.buses["controller"], sender="chaos")
+        return int(self.buses["controller"].call(controller.apply_config(text, source="chaos"), 30))
 
     def worker_ids(self) -> dict[str, str]:
         """worker id -> its part name (``worker-<host>``), from each worker's start line."""
@@ -77,6 +86,11 @@ class Chaos:
                     if line.startswith("worker "):
                         ids[line.split()[1]] = name
         return ids
+
+
+async def on(bus: Bus, coro: Any) -> Any:
+    """Await ``coro`` run on ``bus``'s own loop, from another bus's loop."""
+    return await asyncio.wrap_future(bus.run(coro))
 
 
 def assert_no_hang(outcomes: list[Outcome], *, at_least: int = 1) -> None:
@@ -172,7 +186,7 @@ async def scenario(
 ) -> tuple[QueryLoad, TraceLedger]:
     """Run a query stream and probes for ``duration_s``; call ``fault(load)`` (a coroutine
     function, run on the loop) ``fault_at_s`` in."""
-    load = QueryLoad(c.bus, clients=clients, timeout_s=TIMEOUT_S)
+    load = QueryLoad(c.buses["client"], clients=clients, timeout_s=TIMEOUT_S)
     ledger = TraceLedger(c.bus)
     probing = asyncio.ensure_future(ledger.probe())
 
@@ -181,7 +195,7 @@ async def scenario(
         await fault(load)
 
     try:
-        await asyncio.gather(load.run(duration_s=duration_s), later())
+        await asyncio.gather(on(load.bus, load.run(duration_s=duration_s)), later())
     finally:
         ledger.stop()
         await probing

@@ -13,8 +13,6 @@ from chaos_support import Chaos, ChaosFactory
 
 from hieramas.bus import Bus
 from hieramas.cluster import Cluster
-from hieramas.controller.client import HieraClient
-from hieramas.natsconn import NatsSettings
 from hieramas.netlab import NetLab, unavailable
 
 
@@ -29,29 +27,31 @@ def _needs_network_namespaces() -> None:
 def chaos(tmp_path: Path) -> Iterator[ChaosFactory]:
     """Start a lab and a cluster (options as for :class:`Cluster`); everything is torn down
     at the end of the test, whatever happened."""
-    started: list[tuple[NetLab, Cluster | None, Bus | None]] = []
+    started: list[tuple[NetLab, Cluster | None, list[Bus]]] = []
 
     def start(**options: Any) -> Chaos:
         lab = NetLab(3)
-        started.append((lab, None, None))
+        buses: list[Bus] = []
+        started.append((lab, None, buses))
         lab.start()
         cluster = Cluster(lab, tmp_path / "cluster", emulator_latency=0.05, **options)
-        started[-1] = (lab, cluster, None)
+        started[-1] = (lab, cluster, buses)
         cluster.start()
-        settings = NatsSettings(
-            url=cluster.client_url, name="chaos-client", user=cluster.user,
-            password=cluster.password,
-        )  # fmt: skip
-        bus = Bus(settings, sender="chaos").start()
-        started[-1] = (lab, cluster, bus)
-        return Chaos(lab, cluster, bus, HieraClient(bus, sender="chaos"))
+        for role in ("observer", "client", "controller", "worker"):
+            # through the servers of hosts 0 and 1: host 2 is the one cut off, and a client
+            # whose server is silently cut off waits out its own timeout (nats-py pings it
+            # every 2 minutes) -- a client-side limit, not what these scenarios test
+            settings = cluster.settings(role, f"chaos-{role}", hosts=(0, 1))
+            buses.append(Bus(settings, sender=f"chaos-{role}").start())
+        by_role = dict(zip(("observer", "client", "controller", "worker"), buses, strict=True))
+        return Chaos(lab, cluster, by_role["observer"], by_role)
 
     try:
         yield start
     finally:
-        for lab, cluster, bus in started:
+        for lab, cluster, buses in started:
             try:
-                if bus is not None:
+                for bus in buses:
                     bus.stop()
                 if cluster is not None:
                     cluster.stop()

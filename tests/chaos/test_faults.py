@@ -43,7 +43,7 @@ def test_worker_killed_mid_query_its_work_is_redone_by_a_replica(chaos: ChaosFac
         killed.append(name)
         c.cluster.kill(name)
 
-    load, ledger = c.run(scenario(c, kill_a_busy_worker, duration_s=14.0), 90)
+    load, ledger = c.run(scenario(c, kill_a_busy_worker, duration_s=12.0), 90)
     assert_no_hang(load.outcomes, at_least=20)
     assert killed and not c.cluster.parts[killed[0]].alive()
     assert load.kinds()["answer"] == len(load.outcomes), load.codes()  # a replica redid it
@@ -67,9 +67,9 @@ def test_nats_node_killed_and_restarted(chaos: ChaosFactory) -> None:
         await asyncio.sleep(5.0)
         await asyncio.get_running_loop().run_in_executor(None, c.cluster.restart, name)
 
-    load, ledger = c.run(scenario(c, kill_the_trace_leader, duration_s=16.0), 120)
+    load, ledger = c.run(scenario(c, kill_the_trace_leader, duration_s=14.0), 120)
     assert_no_hang(load.outcomes, at_least=20)
-    after = [o for o in load.outcomes if o.started > load.outcomes[0].started + 12.0]
+    after = [o for o in load.outcomes if o.started > load.outcomes[0].started + 10.0]
     assert after and all(o.kind == "answer" for o in after), load.codes()
     report = c.run(ledger.check())  # the restarted server caught up; nothing accepted is lost
     assert report["probes"] > 50
@@ -91,7 +91,7 @@ def test_host_partitioned_then_healed_its_worker_rejoins(chaos: ChaosFactory) ->
         await asyncio.sleep(4.0)
         c.lab.heal(host)
 
-    load, ledger = c.run(scenario(c, partition, duration_s=20.0), 120)
+    load, ledger = c.run(scenario(c, partition, duration_s=18.0), 120)
     assert_no_hang(load.outcomes, at_least=20)
     healed = load.outcomes[0].started + 3.0 + 6.0
     after = [o for o in load.outcomes if o.started > healed + 2.0]
@@ -112,7 +112,7 @@ def test_controller_killed_with_queries_in_flight(chaos: ChaosFactory) -> None:
     async def kill_a_controller(load: QueryLoad) -> None:
         c.cluster.kill("controller-0")
 
-    load, ledger = c.run(scenario(c, kill_a_controller, duration_s=14.0), 120)
+    load, ledger = c.run(scenario(c, kill_a_controller, duration_s=12.0), 120)
     try:
         assert_no_hang(load.outcomes, at_least=20)
     except AssertionError as exc:
@@ -141,7 +141,7 @@ def test_slow_consumer_is_cut_off_bounded_counted_and_rejoins(chaos: ChaosFactor
         c.cluster.signal("worker-2", signal.SIGCONT)
 
     before = c.cluster.rss()
-    load, ledger = c.run(scenario(c, stall_and_flood, duration_s=16.0), 120)
+    load, ledger = c.run(scenario(c, stall_and_flood, duration_s=14.0), 120)
     assert_no_hang(load.outcomes, at_least=20)
     slow = sum(int(c.cluster.varz(h).get("slow_consumers", 0)) for h in c.lab.hosts)  # type: ignore[call-overload]
     assert slow >= 1, "no server counted a slow consumer"

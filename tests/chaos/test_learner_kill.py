@@ -11,14 +11,14 @@ from collections import Counter
 from typing import Any
 
 import yaml
-from chaos_support import ChaosFactory, assert_no_hang
+from chaos_support import ChaosFactory, assert_no_hang, on
 from learner_traces import NODES, config_yaml, mmlu_items, publish, query_events
 
 from hieramas.learner.rundir import EPISODES_LOG, METRICS_LOG, RunDir
 from hieramas.loadgen import QueryLoad
 from hieramas.wire.events import Event, QueryDone
 
-QUERIES = 96
+QUERIES = 64
 OPTIONS = ["--embedder", "hash-32", "--batch", "4", "--grace", "2", "--max-lag", "1000"]
 
 
@@ -61,7 +61,7 @@ def test_learner_killed_mid_training_resumes_losing_and_doubling_nothing(
         rng.shuffle(window)
         events += window
     published: list[int] = []
-    load = QueryLoad(c.bus, clients=2, timeout_s=20.0)
+    load = QueryLoad(c.buses["client"], clients=2, timeout_s=20.0)
 
     async def feed() -> None:
         for chunk in range(0, len(events), 24):
@@ -70,7 +70,7 @@ def test_learner_killed_mid_training_resumes_losing_and_doubling_nothing(
 
     async def traffic() -> None:
         feeding = asyncio.ensure_future(feed())
-        await load.run(duration_s=25.0)
+        await on(load.bus, load.run(duration_s=20.0))
         await feeding
 
     running = c.bus.run(traffic())
