@@ -9,6 +9,7 @@ and the end, and the errors by type.  Needs root (``ip netns``).  Figures are EM
 
     sudo python bench/soak.py                 # 2 minutes, 8 clients
     sudo python bench/soak.py --quick         # 20 s (CI)
+    sudo python bench/soak.py --baseline      # the same load on one host first, and the ratios
 """
 
 from __future__ import annotations
@@ -72,6 +73,11 @@ def main() -> None:
     parser.add_argument("--config", type=Path, default=DEMO, help="config YAML to apply")
     parser.add_argument("--timeout", type=float, default=30.0, help="each query's deadline")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    parser.add_argument(
+        "--baseline",
+        action="store_true",
+        help="first the same load on one host (one server, R1, one worker, one controller)",
+    )
     args = parser.parse_args()
     duration = 20.0 if args.quick else args.duration
     interval = args.interval or (5.0 if args.quick else 10.0)
@@ -79,8 +85,42 @@ def main() -> None:
     if why is not None:
         sys.exit(f"soak needs network namespaces: {why}")
     configure_logging("error")
+    base = None
+    if args.baseline:
+        print("baseline: one host", flush=True)
+        base = soak(1, args, duration, interval)
+        print(flush=True)
+    print("three hosts", flush=True)
+    load, wall = soak(3, args, duration, interval)
+    if base is not None:
+        rate, base_rate = _rate(load, wall), _rate(*base)
+        p99, base_p99 = _p99(load), _p99(base[0])
+        print(
+            f"three hosts vs one: answers/s {rate:.2f} vs {base_rate:.2f} "
+            f"(x{rate / base_rate:.2f}), p99 {p99:.2f} s vs {base_p99:.2f} s (x{p99 / base_p99:.2f})"
+        )
+
+
+def _rate(load: QueryLoad, wall: float) -> float:
+    return sum(o.kind == "answer" for o in load.outcomes) / wall
+
+
+def _p99(load: QueryLoad) -> float:
+    return _quantile([o.latency_s for o in load.outcomes if o.kind == "answer"], 0.99)
+
+
+def soak(
+    hosts: int, args: argparse.Namespace, duration: float, interval: float
+) -> tuple[QueryLoad, float]:
+    """One soak on ``hosts`` hosts (controllers on the first two); reported as it ends."""
     workdir = Path(tempfile.mkdtemp(prefix="hm-soak-"))
-    with NetLab(3) as lab, Cluster(lab, workdir, emulator_latency=args.latency_scale) as cluster:
+    controllers = (0, 1) if hosts > 1 else (0,)
+    with (
+        NetLab(hosts) as lab,
+        Cluster(
+            lab, workdir, controllers=controllers, emulator_latency=args.latency_scale
+        ) as cluster,
+    ):
         control = Bus(cluster.settings("controller", "soak-apply"), sender="soak").start()
         try:  # the controller's login applies the config; the clients' may only ask
             controller = HieraClient(control, sender="soak")
@@ -101,7 +141,8 @@ def main() -> None:
             counters = dict(bus.counters)
         finally:
             bus.stop()
-    report(load, t0, wall, interval, rss_start, rss_end, args, duration, counters)
+    report(load, t0, wall, interval, rss_start, rss_end, args, duration, counters, hosts)
+    return load, wall
 
 
 def report(
@@ -114,6 +155,7 @@ def report(
     args: argparse.Namespace,
     duration: float,
     counters: dict[str, int],
+    hosts: int,
 ) -> None:
     outcomes = load.outcomes
     answers = [o.latency_s for o in outcomes if o.kind == "answer"]
@@ -140,9 +182,11 @@ def report(
         end = rss_end.get(name, 0.0)
         print(f"{name:<14} {rss_start[name]:>14.1f} {end:>12.1f} {end - rss_start[name]:>+8.1f}")
     if args.json is not None:
-        args.json.write_text(
+        path = args.json.with_suffix(f".{hosts}hosts.json")
+        path.write_text(
             json.dumps(
                 {
+                    "hosts": hosts,
                     "clients": args.clients,
                     "duration_s": duration,
                     "windows": windows,

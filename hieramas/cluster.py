@@ -249,9 +249,13 @@ class Cluster:
             f"ping_interval: 1s\nping_max: 3\n"
             f"jetstream {{\n  store_dir: {store}\n}}\n"
             f"{self._authorization()}"
-            f"cluster {{\n  name: hm-chaos\n  listen: 0.0.0.0:{ROUTE_PORT}\n"
-            f"  routes: [\n{routes}\n  ]\n}}\n"
         )
+        if len(self.hosts) > 1:  # a lone server (a baseline) runs JetStream unclustered
+            conf.write_text(
+                conf.read_text()
+                + f"cluster {{\n  name: hm-chaos\n  listen: 0.0.0.0:{ROUTE_PORT}\n"
+                + f"  routes: [\n{routes}\n  ]\n}}\n"
+            )
         self.parts[f"nats-{host.index}"] = Part(
             f"nats-{host.index}",
             host,
@@ -343,7 +347,8 @@ class Cluster:
             while True:
                 try:
                     jsz = httpx.get(f"{self.monitor_url(host)}/jsz", timeout=1).json()
-                    if (jsz.get("meta_cluster") or {}).get("leader"):
+                    lone = len(self.hosts) == 1 and "config" in jsz  # no cluster to lead
+                    if lone or (jsz.get("meta_cluster") or {}).get("leader"):
                         break
                 except (httpx.HTTPError, ValueError):
                     pass
