@@ -31,7 +31,7 @@ from nats.js.api import (
     StreamConfig,
 )
 
-from hieramas.bus import Bus
+from hieramas.bus import Bus, BusError
 from hieramas.natsconn import jetstream_replicas
 from hieramas.wire import Envelope, Kind, Subjects, WireError
 from hieramas.wire.events import Event, decode_trace_message
@@ -68,7 +68,10 @@ async def wait_for_jetstream(bus: Bus, timeout: float = 30.0) -> None:
 async def ensure_trace_stream(
     bus: Bus, subjects: Subjects, *, max_age_s: float = 7 * 86400, max_bytes: int = 1 << 30
 ) -> None:
-    """Create (or update) the trace stream; idempotent, safe from several processes."""
+    """Create (or update) the trace stream; idempotent, safe from several processes.
+
+    A login that may not update streams (none of ``deploy/nats/users.conf`` may: a stream's
+    config could republish into any subject) keeps an existing stream as it is."""
     config = StreamConfig(
         name=TRACE_STREAM,
         subjects=[subjects.trace_wildcard],
@@ -82,7 +85,13 @@ async def ensure_trace_stream(
     try:
         await bus.js.add_stream(config)
     except Exception:
-        await bus.js.update_stream(config)
+        try:
+            await bus.js.update_stream(config)
+        except BusError as exc:
+            if exc.code != "permission_denied":
+                raise
+            await bus.js.stream_info(TRACE_STREAM)  # it does exist: keep its settings
+            log.warning("traces.stream_kept", stream=TRACE_STREAM, reason=str(exc))
 
 
 class TraceEmitter:

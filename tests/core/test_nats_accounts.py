@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from accounts_support import Accounts, accounts_server
+from nats.js.api import RePublish, StreamConfig
 from nats.js.errors import KeyNotFoundError
 from typer.testing import CliRunner
 
@@ -399,3 +400,42 @@ def test_refused_jetstream_requests_fail_alone_and_a_cancel_stays_a_cancel(
         "permission_denied", "permission_denied", b"1"
     ]  # fmt: skip
     assert cancelled
+
+
+def test_no_login_can_make_the_server_write_for_it(
+    accounts: Accounts, runtime: tuple[Stack, Stack]
+) -> None:
+    """A stream's config can republish what it stores into any subject, past the publish
+    rules: a stream on ``hm.evil.>`` republished to ``$KV.hieramas_policies.>`` wrote the
+    policy in force when the controller had ``$JS.API.>``.  No login may create another
+    stream, or update any."""
+    control, _ = runtime
+    assert control.bus is not None
+    learner = connect(accounts, "learner")
+    try:
+        assert publish_policy(learner) == 1
+        evil = StreamConfig(
+            name="EVIL", subjects=["hm.evil.>"],
+            republish=RePublish(src="hm.evil.>", dest=f"$KV.{POLICY_BUCKET}.>"),
+        )  # fmt: skip
+        refused_js(
+            accounts, control.bus, "controller", "$JS.API.STREAM.CREATE.EVIL",
+            lambda js: js.add_stream(evil),
+        )  # fmt: skip
+        for stream, bus, role, dest in (
+            (f"KV_{CONFIG_BUCKET}", control.bus, "controller", f"$KV.{POLICY_BUCKET}.>"),
+            (TRACE_STREAM, control.bus, "controller", f"$KV.{POLICY_BUCKET}.>"),
+            (f"KV_{POLICY_BUCKET}", learner, "learner", f"$KV.{CONFIG_BUCKET}.>"),
+            (TRACE_STREAM, learner, "learner", f"$KV.{CONFIG_BUCKET}.>"),
+        ):
+
+            async def republish(js: Any, stream: str = stream, dest: str = dest) -> None:
+                config = (await js.stream_info(stream)).config
+                source = config.subjects[0]
+                config.republish = RePublish(src=source, dest=dest)
+                await js.update_stream(config)
+
+            refused_js(accounts, bus, role, f"$JS.API.STREAM.UPDATE.{stream}", republish)
+        assert current_policy(learner) == 1 and current_config(learner) == 1
+    finally:
+        learner.stop()
