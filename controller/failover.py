@@ -6,11 +6,13 @@ goes to one of them.  Each gateway
 
 * writes one record per query it runs to the JetStream key-value bucket
   ``hieramas_queries`` (key ``q.<run id>``): the query as asked, its ids, the client's reply
-  subject, its deadline, its config version and its owner (the gateway).  The write does not
-  delay the query (it runs beside it), the record carries a per-message TTL of its deadline
-  plus a margin (so one whose owner died with nobody to adopt it vanishes by itself), and a
-  finished query's record is purged with a marker that itself expires a second later:
-  nothing piles up.  That is two JetStream writes per query, and no read.
+  subject, its deadline, its config version and its owner (the gateway).  The record
+  carries a per-message TTL of its deadline plus a margin (so one whose owner died with
+  nobody to adopt it vanishes by itself), and a finished query's record is purged with a
+  marker that itself expires a second later: nothing piles up.  Both are plain publishes on
+  the bucket's subjects, without waiting for JetStream's acknowledgement: two messages per
+  query, no round trip, no read (a write that JetStream refuses, e.g. with no quorum, only
+  costs that query its failover).
 * announces itself every second on ``<prefix>.gw.hello`` and follows the others
   (:class:`~hieramas.liveness.Liveness`).
 * when a peer falls silent for :data:`DEAD_AFTER_S` (or says goodbye), and periodically for
@@ -35,7 +37,7 @@ import msgspec
 import structlog
 from nats.js.api import KeyValueConfig
 from nats.js.errors import KeyWrongLastSequenceError
-from nats.js.kv import KeyValue
+from nats.js.kv import KV_OP, KV_PURGE, KeyValue
 
 from hieramas.bus import Bus
 from hieramas.liveness import HEARTBEAT_S, Liveness
@@ -61,6 +63,7 @@ SWEEP_EVERY_S = 10.0
 """How often a gateway looks for records of owners it does not hear (after its first
 :data:`DEAD_AFTER_S`, by which time it has heard every live peer)."""
 WRITE_TIMEOUT_S = 5.0
+MSG_TTL, ROLLUP, ROLLUP_SUBJECT = "Nats-TTL", "Nats-Rollup", "sub"  # JetStream's headers
 
 Resume = Callable[["QueryState", str], None]
 """The gateway's hook: run an adopted query (its state and its record's key)."""
@@ -115,7 +118,6 @@ class Failover:
         self.peers.on_lost(self._on_peer_lost)
         self._resume = resume
         self._kv: KeyValue | None = None
-        self._writes: dict[str, asyncio.Task[int | None]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loops: list[asyncio.Task[None]] = []
         self._started = 0.0
@@ -150,26 +152,32 @@ class Failover:
 
     # -- records ---------------------------------------------------------------------
     def begin(self, state: QueryState) -> str:
-        """Record a query this gateway starts; returns its key (for :meth:`end`). On the loop.
-
-        The write runs beside the query; if it fails (JetStream unavailable), that is logged
-        and counted, and the query goes on without failover."""
+        """Record a query this gateway starts; returns its key (for :meth:`end`). On the loop."""
         key = f"q.{new_id()}"
-        self._writes[key] = self._spawn(self._write(key, state, None))
+        ttl = max(state.deadline - time.time(), 0.0) + TTL_MARGIN_S
+        self._publish(key, msgspec.msgpack.encode(state), {MSG_TTL: str(int(ttl))})
         return key
 
     def end(self, key: str) -> None:
-        """The query is answered: drop its record. On the loop."""
-        self._spawn(self._purge(key, self._writes.pop(key, None)))
+        """The query is answered: drop its record (and, a second later, the marker). On the
+        loop.  The same connection sent the record first, so the server has it by then."""
+        self._publish(key, b"", {KV_OP: KV_PURGE, ROLLUP: ROLLUP_SUBJECT, MSG_TTL: "1"})
 
-    def adopted(self, key: str, revision: int) -> None:
-        """``key`` was claimed by this gateway (at ``revision``): :meth:`end` purges it."""
-        self._writes[key] = self._spawn(_done(revision))
+    def _publish(self, key: str, data: bytes, headers: dict[str, str]) -> None:
+        self.bus.spawn_eager(self._send(f"$KV.{self.bucket}.{key}", data, headers))
 
-    async def _write(self, key: str, state: QueryState, last: int | None) -> int | None:
-        """Put (or, with ``last``, compare-and-set) a record; its revision, ``None`` if lost."""
+    async def _send(self, subject: str, data: bytes, headers: dict[str, str]) -> None:
+        try:
+            await self.bus.nc.publish(subject, data, headers=headers)
+        except Exception as exc:  # the connection is closing: that query goes without
+            self.bus.counters["failover.write_failed"] += 1
+            log.warning("failover.write_failed", subject=subject, error=str(exc))
+
+    async def _claim(self, key: str, state: QueryState, last: int) -> int | None:
+        """Compare-and-set ``key`` from revision ``last`` to ``state``: the new revision;
+        ``KeyWrongLastSequenceError`` if another survivor was first, ``None`` if it failed."""
         ttl = max(state.deadline - time.time(), 0.0) + TTL_MARGIN_S
-        headers = {"Nats-Expected-Last-Subject-Sequence": str(last or 0)}
+        headers = {"Nats-Expected-Last-Subject-Sequence": str(last)}
         try:
             ack = await self.bus.js.publish(
                 f"$KV.{self.bucket}.{key}",
@@ -179,21 +187,12 @@ class Failover:
                 msg_ttl=ttl,
             )
         except Exception as exc:
-            if last is not None and getattr(exc, "err_code", None) in (10071, 10164):
+            if getattr(exc, "err_code", None) in (10071, 10164):
                 raise KeyWrongLastSequenceError() from None  # another survivor claimed it
-            self.bus.counters["failover.write_failed"] += 1
-            log.warning("failover.write_failed", key=key, error=f"{type(exc).__name__}: {exc}")
+            self.bus.counters["failover.claim_failed"] += 1
+            log.warning("failover.claim_failed", key=key, error=f"{type(exc).__name__}: {exc}")
             return None
         return int(ack.seq)
-
-    async def _purge(self, key: str, written: asyncio.Task[int | None] | None) -> None:
-        if written is not None and await written is None:
-            return  # never written: nothing to drop
-        try:
-            await self.kv.purge(key, msg_ttl=1)  # the marker itself goes a second later
-        except Exception as exc:
-            self.bus.counters["failover.purge_failed"] += 1
-            log.warning("failover.purge_failed", key=key, error=f"{type(exc).__name__}: {exc}")
 
     @property
     def kv(self) -> KeyValue:
@@ -251,13 +250,11 @@ class Failover:
                 adopted_from=[*state.adopted_from, state.owner],
             )
             try:
-                new_revision = await self._write(key, claimed, revision)
+                if await self._claim(key, claimed, revision) is None:
+                    continue
             except KeyWrongLastSequenceError:
                 self.bus.counters["failover.claim_lost"] += 1  # another survivor has it
                 continue
-            if new_revision is None:
-                continue
-            self.adopted(key, new_revision)
             self.bus.counters["failover.adopted"] += 1
             log.warning("query.adopted", query_id=state.query_id, lost_gateway=state.owner, key=key)
             taken += 1
@@ -295,7 +292,3 @@ class Failover:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
-
-
-async def _done(value: int) -> int:
-    return value
