@@ -9,6 +9,7 @@ planner, write a factory ``(PlannerConfig) -> Planner`` and add it to
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 
 from hieramas.controller.config import PlannerConfig
@@ -50,7 +51,19 @@ def _random(spec: PlannerConfig) -> Planner:
     return RandomPlanner(seed=int(options.get("seed", 0)))
 
 
-PLANNERS: dict[str, PlannerFactory] = {"static": _static, "learned": _learned, "random": _random}
+def _stage2(spec: PlannerConfig) -> Planner:
+    # imported here: the Stage-2 planner loads torch, which a controller without it never needs
+    module = importlib.import_module("hieramas.learner.topologyplanner")
+    planner: Planner = module.planner(spec.options)
+    return planner
+
+
+PLANNERS: dict[str, PlannerFactory] = {
+    "static": _static,
+    "learned": _learned,
+    "random": _random,
+    "stage2": _stage2,
+}
 """Planner kind -> factory."""
 
 

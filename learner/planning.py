@@ -118,6 +118,13 @@ class PolicyPlanner:
 
         ``request`` is a task text or a ``PlanRequest``-like object.
         """
+        return self.plan_assignment(config, request)[1]
+
+    def plan_assignment(
+        self, config: HieraConfig, request: str | PlanRequestLike
+    ) -> tuple[PlannedQuery, Assignment]:
+        """:meth:`assign`, with the :class:`PlannedQuery` it came from (its actions and
+        query embedding, which Stage 2 scores DAGs with)."""
         if isinstance(request, str):
             text, explore = request, False
         else:
@@ -125,7 +132,7 @@ class PolicyPlanner:
         planned = self.plan(text, explore=explore)
         a = planned.assignment
         carried = planned.explore and planned.embedding is not None
-        return Assignment(
+        return planned, Assignment(
             proposers={n: list(p) for n, p in a.proposers.items()},
             synthesizers=dict(a.synthesizers),
             edges=list(config.edges),

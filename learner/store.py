@@ -8,6 +8,9 @@ controller can read it without loading a model):
 - KV bucket ``hieramas_policies``: ``meta.<N>`` holds its :class:`PolicyRecord`
   (JSON), and ``current`` the number of the version in force.
 
+Stage 2's classifier versions (:data:`CLASSIFIER_PREFIX`) are a second numbered series in
+the same buckets: ``dag.meta.<N>``, ``dag.v.<N>``, ``dag.current``.
+
 Versions are never rewritten: publishing first claims ``meta.<N>`` with a
 compare-and-set create, N one past every stored version (a writer that loses the
 race takes the next number), then writes the blob, then moves ``current``.  A
@@ -38,6 +41,7 @@ from hieramas.bus import Bus
 from hieramas.natsconn import jetstream_replicas
 
 __all__ = [
+    "CLASSIFIER_PREFIX",
     "POLICY_BLOBS",
     "POLICY_BUCKET",
     "PolicyRecord",
@@ -50,6 +54,8 @@ log = structlog.get_logger(__name__)
 POLICY_BUCKET = "hieramas_policies"
 POLICY_BLOBS = "hieramas_policy_blobs"
 CURRENT = "current"
+CLASSIFIER_PREFIX = "dag."
+"""The key prefix of Stage-2 classifier versions (``PolicyStore(bus, prefix=...)``)."""
 
 
 class PolicyStoreError(RuntimeError):
@@ -123,10 +129,22 @@ Encoder = Callable[[int], tuple[bytes, Mapping[str, Any]]]
 class PolicyStore:
     """Policy versions on one NATS (see the module docstring)."""
 
-    def __init__(self, bus: Bus, *, bucket: str = POLICY_BUCKET, blobs: str = POLICY_BLOBS) -> None:
+    def __init__(
+        self,
+        bus: Bus,
+        *,
+        bucket: str = POLICY_BUCKET,
+        blobs: str = POLICY_BLOBS,
+        prefix: str = "",
+    ) -> None:
         self.bus = bus
         self.bucket = bucket
         self.blobs = blobs
+        self.prefix = prefix
+        """Prepended to every key and blob name: another kind of version (Stage 2's
+        classifier, :data:`CLASSIFIER_PREFIX`) shares the buckets, and their permissions,
+        as a numbered series of its own with its own ``current``."""
+        self._current = f"{prefix}{CURRENT}"
         self._kv: KeyValue | None = None
         self._obj: ObjectStore | None = None
         self._watch_task: asyncio.Task[None] | None = None
@@ -195,13 +213,15 @@ class PolicyStore:
                 meta=dict(meta),
             )
             try:
-                await self.kv.create(f"meta.{version}", json.dumps(record.to_json()).encode())
+                await self.kv.create(
+                    f"{self.prefix}meta.{version}", json.dumps(record.to_json()).encode()
+                )
             except Exception:  # another writer took this number: try the next
                 await asyncio.sleep(0.005)
                 continue
-            await self.obj.put(f"v.{version}", blob)
+            await self.obj.put(f"{self.prefix}v.{version}", blob)
             if make_current:
-                self.last_revision = await self.kv.put(CURRENT, str(version).encode())
+                self.last_revision = await self.kv.put(self._current, str(version).encode())
             log.info(
                 "policy.published",
                 version=version,
@@ -214,13 +234,13 @@ class PolicyStore:
 
     async def make_current(self, version: int) -> None:
         """Point ``current`` at ``version`` (already stored), as this writer's own move."""
-        self.last_revision = await self.kv.put(CURRENT, str(version).encode())
+        self.last_revision = await self.kv.put(self._current, str(version).encode())
 
     async def rollback(self, version: int) -> PolicyRecord:
         """Make stored ``version`` current again; :class:`PolicyStoreError` if it is unusable."""
         record = await self.record(version)
         await self.blob(version)  # proves the blob is there and whole before it goes live
-        self.last_revision = await self.kv.put(CURRENT, str(version).encode())
+        self.last_revision = await self.kv.put(self._current, str(version).encode())
         log.info("policy.rollback", version=version)
         return record
 
@@ -229,7 +249,7 @@ class PolicyStore:
     async def current_version(self) -> int:
         """The version in force (0 before any, or when ``current`` is garbage)."""
         try:
-            entry = await self.kv.get(CURRENT)
+            entry = await self.kv.get(self._current)
         except KeyNotFoundError:
             return 0
         return _parse_version(entry.value)
@@ -240,12 +260,14 @@ class PolicyStore:
             keys = await self.kv.keys()
         except Exception:  # nats-py raises NoKeysError on an empty bucket
             return []
-        return sorted(int(k[5:]) for k in keys if k.startswith("meta.") and k[5:].isdigit())
+        head = f"{self.prefix}meta."
+        cut = len(head)
+        return sorted(int(k[cut:]) for k in keys if k.startswith(head) and k[cut:].isdigit())
 
     async def record(self, version: int) -> PolicyRecord:
         """The record of ``version``; :class:`PolicyStoreError` ``not_found`` or ``corrupt``."""
         try:
-            entry = await self.kv.get(f"meta.{version}")
+            entry = await self.kv.get(f"{self.prefix}meta.{version}")
         except KeyNotFoundError:
             raise PolicyStoreError("not_found", f"no policy version {version}") from None
         try:
@@ -269,7 +291,7 @@ class PolicyStore:
         """The checkpoint bytes of ``version``, checked against its record's digest."""
         record = await self.record(version)
         try:
-            result = await self.obj.get(f"v.{version}")
+            result = await self.obj.get(f"{self.prefix}v.{version}")
         except Exception as exc:  # ObjectNotFoundError, a digest mismatch, ...
             raise PolicyStoreError(
                 "missing", f"policy version {version}: no checkpoint: {type(exc).__name__} {exc}"
@@ -288,7 +310,7 @@ class PolicyStore:
         A bad ``current`` value is logged and counted; a failing listener does not end
         the watch.
         """
-        watcher = await self.kv.watch(CURRENT, include_history=False)
+        watcher = await self.kv.watch(self._current, include_history=False)
 
         async def follow() -> None:
             async for entry in watcher:

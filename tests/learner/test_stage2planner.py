@@ -1,0 +1,152 @@
+"""The Stage-2 planner: Stage 1's LLMs, the classifier's DAG, and the runtime runs exactly the
+scored edges; classifier versions come over NATS and a new one plans the next query."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+import torch
+import yaml
+
+from hieramas.controller.config import HieraConfig, PlannerConfig, parse_config
+from hieramas.controller.planners import make_planner
+from hieramas.learner.checkpoint import CheckpointMeta, decode_checkpoint, encode_checkpoint
+from hieramas.learner.classifier import DagClassifierNet
+from hieramas.learner.dagcheckpoint import ClassifierMeta, decode_classifier, encode_classifier
+from hieramas.learner.dagplanning import TopologyChooser
+from hieramas.learner.embeddings import HashEmbedder
+from hieramas.learner.policy import Policy
+from hieramas.learner.provider import LoadedPolicy
+from hieramas.learner.store import PolicyStore
+from hieramas.learner.topologyplanner import Stage2Planner, classifier_store
+from hieramas.natsserver import NatsServer
+from hieramas.stack import Stack
+from hieramas.traces import replay
+from hieramas.wire import Subjects
+from hieramas.wire.events import QueryDone
+from support import apply_config, ask, config_yaml, node
+
+NAMES = ["n0", "n1", "n2", "n3", "n4"]
+ROLES = ["Critic", "Doctor", "Lawyer", "Historian", "Economist"]
+M = 60
+
+
+def _config_text(url: str) -> str:
+    nodes = {n: node(ROLES[i], ["fixed:A", "fixed:B"], "fixed:C") for i, n in enumerate(NAMES)}
+    doc = yaml.safe_load(config_yaml(url, nodes, [], query_timeout_s=30))
+    doc["llms"] = {k: v for k, v in doc["llms"].items() if k.startswith("fixed:")}
+    return str(yaml.safe_dump(doc, sort_keys=False))
+
+
+def _policy_blob(config: HieraConfig) -> bytes:
+    policy = Policy.create(config, HashEmbedder(16), seed=1)
+    with torch.no_grad():  # not uniform: greedy would then skip every node but one
+        policy.net.score.weight.copy_(
+            torch.randn(policy.net.score.weight.shape, generator=torch.Generator().manual_seed(0))
+        )
+    meta = CheckpointMeta(
+        version=1, parent=None, config_name=config.name, config_version=1,
+        layout=policy.layout.to_json(), embedder="hash-16", dim=16,
+        hidden=policy.net.hidden, seed=1, temperature=1.0,
+    )  # fmt: skip
+    return encode_checkpoint(policy, meta)
+
+
+def _classifier_blob(config: HieraConfig, version: int, seed: int) -> bytes:
+    net = DagClassifierNet.create(config, HashEmbedder(16), hidden=16, seed=seed)
+    meta = ClassifierMeta(
+        version=version, parent=None, config_name=config.name, config_version=1,
+        layout=net.layout.to_json(), embedder="hash-16", dim=16, seed=seed,
+        net=net.hyper(), policy_version=1,
+    )  # fmt: skip
+    return encode_classifier(net, meta)
+
+
+def _expected_edges(
+    policy_blob: bytes, clf_blob: bytes, config: HieraConfig, text: str, seed: int
+) -> set[tuple[str, str]]:
+    """The top-1 DAG recomputed outside the controller from the published blobs."""
+    planned = LoadedPolicy(decode_checkpoint(policy_blob), seed=None).planner.plan(text)
+    assert planned.embedding is not None
+    chooser = TopologyChooser(decode_classifier(clf_blob).net(config=config), candidates=M)
+    choice = chooser.choose(
+        torch.from_numpy(planned.embedding), planned.decision.actions, seed=seed
+    )
+    return set(choice.edges)
+
+
+async def _publish(store: PolicyStore, blob: bytes) -> int:
+    record = await store.open()
+    return (await record.publish(lambda _v: (blob, {}), source="test")).version
+
+
+def _planner(stack: Stack) -> Stage2Planner:
+    assert stack.controller is not None
+    [pending] = stack.controller.gateway._planners.values()
+    planner = pending.result()
+    assert isinstance(planner, Stage2Planner)
+    return planner
+
+
+def _done_events(stack: Stack) -> list[QueryDone]:
+    assert stack.bus is not None and stack.controller is not None
+    stack.bus.call(stack.controller.traces.flush(), 10)
+    events: list[Any] = stack.bus.call(replay(stack.bus, Subjects()), 10)
+    return [e for e in events if isinstance(e, QueryDone)]
+
+
+def test_the_runtime_executes_the_chosen_dag_and_a_new_classifier_plans_the_next_query(
+    nats_server: NatsServer, llm_url: str
+) -> None:
+    text = _config_text(llm_url)
+    config = parse_config(text)
+    policy_blob = _policy_blob(config)
+    clf = {1: _classifier_blob(config, 1, seed=1), 2: _classifier_blob(config, 2, seed=2)}
+    spec = PlannerConfig(kind="stage2", candidates=M, dag_seed=3)
+    with Stack(nats_url=nats_server.url, planner=spec) as stack:
+        bus = stack.bus
+        assert bus is not None
+        assert bus.call(_publish(PolicyStore(bus), policy_blob), 10) == 1
+        assert bus.call(_publish(classifier_store(bus), clf[1]), 10) == 1
+        apply_config(stack, text)
+        questions = [f"Question {i}: which option is right?" for i in range(4)]
+        for q in questions:
+            assert ask(stack, q)["status"] == "ok"
+        planner = _planner(stack)
+        assert planner.heavy and planner.counters["chosen"] == 4
+        # a new classifier version is picked up live and plans the next query
+        assert bus.call(_publish(classifier_store(bus), clf[2]), 10) == 2
+        deadline = time.monotonic() + 10
+        while (cur := planner.classifiers.current()) is None or cur.version != 2:
+            assert time.monotonic() < deadline, "classifier v2 was not loaded"
+            time.sleep(0.05)
+        assert ask(stack, questions[0])["status"] == "ok"
+        done = _done_events(stack)
+    assert len(done) == 5
+    versions = [v for v, _ in planner.recent.values()]
+    assert versions == [1, 1, 1, 1, 2]
+    nonempty = 0
+    for event, (version, choice) in zip(done, planner.recent.values(), strict=True):
+        assert event.policy_version == 1 and event.planner == "stage2"
+        assert event.task_text is not None
+        executed = set(map(tuple, event.edges))
+        # the executed edges are the scored top-1's, recomputed independently from the blobs
+        assert executed == set(choice.edges)
+        seed = planner.seed_for(event.task_text)
+        assert executed == _expected_edges(policy_blob, clf[version], config, event.task_text, seed)
+        nonempty += bool(executed)
+    assert nonempty >= 3  # the DAGs are real ones, not the config's (empty) edges
+    # the same question under v1 and v2: same candidates, scored by different nets
+    chosen = [c for _, c in planner.recent.values()]
+    first, last = chosen[0], chosen[-1]
+    assert (first.candidates.adjacency == last.candidates.adjacency).all()
+    assert not (first.scores == last.scores).all()
+
+
+def test_without_a_classifier_it_keeps_stage_one_on_the_configs_edges() -> None:
+    planner = make_planner(PlannerConfig(kind="stage2", candidates=10, mode="greedy"))
+    assert isinstance(planner, Stage2Planner) and planner.heavy
+    with pytest.raises(Exception, match="unknown policy provider option"):
+        make_planner(PlannerConfig(kind="stage2", bogus=1))
