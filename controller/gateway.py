@@ -36,6 +36,7 @@ from typing import Any, NamedTuple
 import msgspec
 import structlog
 
+from hieramas import metrics
 from hieramas.bus import Bus, BusError, RemoteError
 from hieramas.controller.config import ConfigError, HieraConfig, PlannerConfig
 from hieramas.controller.failover import Failover, QueryState
@@ -175,6 +176,7 @@ class Gateway:
         self.gateway_id = f"gw-{new_id()[:8]}"
         self.inbox = self.subjects.gateway_inbox(self.gateway_id)
         self.runs: dict[str, QueryRun] = {}
+        metrics.track("gateway", self)  # queries in flight, read at scrape time
         self._answerless = answerless_roles
         self._subs: list[Any] = []
         self._tasks: set[asyncio.Task[None]] = set()

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import structlog
 
+from hieramas import metrics
 from hieramas.controller.config import HieraConfig
 from hieramas.controller.planner import Assignment, Planner, PlanRequest, StaticPlanner
 
@@ -119,6 +120,7 @@ class LearnedPlanner:
         self.first_wait_s = first_wait_s
         self.counters: Counter[str] = Counter()
         self._lock = threading.Lock()  # counters are bumped from the planning threads
+        metrics.track("planner", self)
 
     def assign(self, config: HieraConfig, request: PlanRequest) -> Assignment:
         provider = self.provider

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from hieramas.emulator.profiles import ProfileError
+from hieramas.metricscli import MetricsPortOpt, start_metrics
 
 __all__ = ["app"]
 
@@ -45,6 +46,7 @@ def serve(
     http: Annotated[
         str, typer.Option(help="HTTP parser: auto (httptools when installed), h11, httptools.")
     ] = "auto",
+    metrics_port: MetricsPortOpt = None,
 ) -> None:
     """Serve ``/v1/models`` and ``/v1/chat/completions`` (replies are labelled emulated)."""
     import uvicorn
@@ -60,6 +62,7 @@ def serve(
     except ProfileError as exc:
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
+    start_metrics(metrics_port, "emulator")
     err.print(f"emulated LLM pool on http://{host}:{port}/v1 (seed {seed})")
     uvicorn.run(application, host=host, port=port, log_level=log_level, access_log=False, http=http)
 

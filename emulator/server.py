@@ -22,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from hieramas import metrics
 from hieramas.emulator.api import (
     ApiError,
     ChatCompletionRequest,
@@ -30,6 +31,7 @@ from hieramas.emulator.api import (
     parse_request,
 )
 from hieramas.emulator.engine import Completion, Engine
+from hieramas.metrics import ServedCounts
 
 __all__ = ["EMULATED_HEADERS", "build_app", "create_app"]
 
@@ -57,6 +59,8 @@ def _error(err: ApiError) -> Response:
 
 def create_app(engine: Engine) -> Starlette:
     """The ASGI app serving ``engine``."""
+    served = ServedCounts()
+    metrics.track("emulator", served)  # read when /metrics is scraped
 
     async def models(request: Request) -> Response:
         return _json({"object": "list", "data": engine.model_cards()})
@@ -76,7 +80,9 @@ def create_app(engine: Engine) -> Starlette:
             req = parse_request(await request.body())
             completion = await engine.complete(req)
         except ApiError as err:
+            served.requests["", err.status] += 1  # no model label: the name may be anything
             return _error(err)
+        served.count(completion.model, completion.body.get("usage"))
         headers = {"X-Emulator-Seed": str(engine.seed)}
         delay = completion.latency_s * engine.latency_scale
         if req.stream:

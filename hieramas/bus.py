@@ -36,6 +36,7 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
+from hieramas import metrics
 from hieramas.natsconn import NatsSettings
 from hieramas.natsdelivery import deliver_directly
 from hieramas.wire import Envelope, Kind, WireError, decode, encode
@@ -108,6 +109,7 @@ class Bus:
         self.settings = settings
         self.sender = sender or settings.name
         self.counters: Counter[str] = Counter()
+        metrics.track("bus", self)  # read at scrape time
         self.loop = _new_loop()
         self._thread = threading.Thread(
             target=self._run_loop, name=f"bus-{self.sender}", daemon=True

@@ -31,6 +31,7 @@ from hieramas.emulator.cli import app as emulator_app
 from hieramas.learnercli import feedback, learner, policy_app
 from hieramas.llm.local.cli import app as local_app
 from hieramas.logs import configure_logging
+from hieramas.metricscli import MetricsPortOpt, start_metrics
 from hieramas.natsconn import NatsSettings, redact_url
 from hieramas.processes import stop_on_signals, unwind_on_signals
 from hieramas.tasks.download import app as data_app
@@ -166,11 +167,13 @@ def worker(
         str | None,
         typer.Option(help="Base URL for 'kind: emulator' (default: the controller's)."),
     ] = None,
+    metrics_port: MetricsPortOpt = None,
 ) -> None:
     """Host supernode/proposer/synthesizer/decision actors against an existing NATS."""
     from hieramas.stack import Stack
 
     stop = stop_on_signals()
+    start_metrics(metrics_port, "worker")
     wanted = {n.strip() for n in nodes.split(",") if n.strip()} if nodes else None
     with Stack(
         nats_url=_require(nats),
@@ -191,11 +194,13 @@ def controller(
     nats: NatsRequiredOpt = None,
     emulator_url: Annotated[str | None, typer.Option(help="Base URL for 'kind: emulator'.")] = None,
     planner: PlannerOpt = None,
+    metrics_port: MetricsPortOpt = None,
 ) -> None:
     """Run the controller (config store + gateway) against an existing NATS."""
     from hieramas.stack import Stack
 
     stop = stop_on_signals()
+    start_metrics(metrics_port, "controller")
     spec = _planner_spec(planner)
     with (
         _planner_errors(),

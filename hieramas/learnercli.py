@@ -20,6 +20,7 @@ from rich.table import Table
 
 from hieramas.bus import Bus, BusError
 from hieramas.learner.hyper import Hyper
+from hieramas.metricscli import MetricsPortOpt, start_metrics
 from hieramas.natsconn import NatsSettings
 from hieramas.processes import stop_on_signals
 
@@ -88,6 +89,7 @@ def learner(
     temp_updates: Annotated[
         int, typer.Option(min=1, help="Updates of the cosine decay from start to end.")
     ] = _HYPER.temp_updates,
+    metrics_port: MetricsPortOpt = None,
 ) -> None:
     """Consume the trace stream, grade, train the policy and publish its versions."""
     from hieramas.learner.service import LearnerOptions, LearnerService
@@ -124,6 +126,7 @@ def learner(
     )
     bus = _connect(nats, "hieramas-learner")
     service = LearnerService(bus, options)
+    start_metrics(metrics_port, "learner")
     running = bus.run(service.run())
     out.print(f"learner running (run dir {run_dir})", highlight=False)
     sys.stdout.flush()

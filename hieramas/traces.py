@@ -31,6 +31,7 @@ from nats.js.api import (
     StreamConfig,
 )
 
+from hieramas import metrics
 from hieramas.bus import Bus, BusError
 from hieramas.natsconn import jetstream_replicas
 from hieramas.wire import Envelope, Kind, Subjects, WireError
@@ -111,6 +112,7 @@ class TraceEmitter:
         self.bus = bus
         self.subjects = subjects
         self.counters: Counter[str] = Counter()
+        metrics.track("traces", self)
         self._queue: asyncio.Queue[Event] = asyncio.Queue(capacity)
         self._task: asyncio.Task[None] | None = None
 
@@ -152,6 +154,8 @@ class TraceEmitter:
             while len(batch) < self.max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             try:
+                if metrics.enabled():  # here, off the handlers that run the query
+                    metrics.observe(batch)
                 by_kind: dict[str, list[Event]] = {}
                 for event in batch:
                     by_kind.setdefault(event.event, []).append(event)

@@ -50,6 +50,7 @@ from typing import Any
 import structlog
 from nats.aio.msg import Msg
 
+from hieramas import metrics as prometheus
 from hieramas.bus import Bus
 from hieramas.controller.store import ConfigStore, CorruptConfigError, StoredConfig
 from hieramas.learner.assembly import Assembled, Assembler
@@ -122,6 +123,7 @@ class LearnerService:
         if options.batch < 1:
             raise ValueError("batch must be at least 1")
         self.bus = bus
+        prometheus.track("learner", self)  # its counters and last update, read at scrape time
         self.options = options
         self.subjects = subjects or Subjects()
         self.run_dir = RunDir(options.run_dir)

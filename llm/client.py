@@ -32,6 +32,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 from tenacity.wait import wait_base, wait_exponential, wait_random
 
 from hieramas import __version__
+from hieramas import metrics as prometheus
 from hieramas.llm.breaker import BreakerState, CircuitBreaker
 from hieramas.llm.cache import ResponseCache, cache_key
 from hieramas.llm.errors import AttemptError, ReplayMissError
@@ -180,6 +181,7 @@ class OpenAIChatClient:
         self._by_spec: dict[EndpointSpec, _Endpoint] = {}  # every settings seen, until aclose
         self.stream = stream
         self._closed = False
+        prometheus.track("llm", self)  # metrics() is read at scrape time
 
     def __repr__(self) -> str:
         return f"OpenAIChatClient(endpoints={sorted(self.endpoints)!r}, cache={self.cache!r})"
