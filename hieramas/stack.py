@@ -31,6 +31,7 @@ from hieramas.bus import Bus
 from hieramas.controller.config import PlannerConfig
 from hieramas.controller.service import Controller
 from hieramas.learner.process import LearnerProcess
+from hieramas.llm.cache import ResponseCache
 from hieramas.llm.client import OpenAIChatClient
 from hieramas.llm.transports import default_transport_factory
 from hieramas.natsconn import NatsSettings
@@ -45,8 +46,16 @@ log = structlog.get_logger(__name__)
 class EmulatorProcess:
     """``hieramas emulator serve`` as a subprocess on a free loopback port."""
 
-    def __init__(self, *, seed: int = 0, latency_scale: float = 0.0, profiles: str | None = None):
+    def __init__(
+        self,
+        *,
+        seed: int = 0,
+        latency_scale: float = 0.0,
+        profiles: str | None = None,
+        metrics_port: int | None = None,
+    ):
         self.port = free_port()
+        self.metrics_port = metrics_port  # its Prometheus /metrics, if given
         self.seed = seed
         self.latency_scale = latency_scale
         self.profiles = profiles
@@ -64,6 +73,8 @@ class EmulatorProcess:
         ]  # fmt: skip
         if self.profiles:
             args += ["--profiles", self.profiles]
+        if self.metrics_port is not None:
+            args += ["--metrics-port", str(self.metrics_port)]
         self.process = spawn(args, stdin=subprocess.DEVNULL)
         try:
             self._wait_ready(timeout)
@@ -114,8 +125,11 @@ class Stack:
         learner: bool = False,
         learner_run_dir: str | Path | None = None,
         learner_options: Sequence[str] = (),
+        emulator_metrics_port: int | None = None,
+        llm_cache: ResponseCache | None = None,
     ) -> None:
         self._nats_url = nats_url
+        self._llm_cache = llm_cache  # the workers' record/replay cache (Stage-2 data reuse)
         self._state_dir = state_dir
         self._want_controller = controller
         self._n_workers = workers
@@ -125,6 +139,7 @@ class Stack:
         self.emulator_url = emulator_url
         self._emulator_seed = emulator_seed
         self._emulator_latency = emulator_latency_scale
+        self._emulator_metrics_port = emulator_metrics_port
         self._settings = settings or NatsSettings.from_env(name="hieramas")
         self._planner = planner
         self._key_env = tuple(key_env)  # further API key variables the workers may read
@@ -155,7 +170,9 @@ class Stack:
                 self.nats = NatsServer(store_dir=state).start()
             if self._want_emulator:
                 self.emulator = EmulatorProcess(
-                    seed=self._emulator_seed, latency_scale=self._emulator_latency
+                    seed=self._emulator_seed,
+                    latency_scale=self._emulator_latency,
+                    metrics_port=self._emulator_metrics_port,
                 ).start()
                 self.emulator_url = self.emulator.url
             self.bus = Bus(self._settings.with_url(self.url), sender=f"stack-{os.getpid()}").start()
@@ -164,7 +181,9 @@ class Stack:
                     self.bus, emulator_url=self.emulator_url, planner_spec=self._planner
                 ).start()
             if self._n_workers:
-                self._llm = OpenAIChatClient(transport_factory=default_transport_factory())
+                self._llm = OpenAIChatClient(
+                    transport_factory=default_transport_factory(), cache=self._llm_cache
+                )
                 for _ in range(self._n_workers):
                     self.workers.append(
                         Worker(

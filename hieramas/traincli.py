@@ -95,7 +95,7 @@ class _Display:
 
 
 def train(
-    stage: Annotated[int, typer.Option(help="Training stage (only 1 exists).")] = 1,
+    stage: Annotated[int, typer.Option(help="1: LLM selection; 2: topology (needs --stage1).")] = 1,
     dataset: Annotated[str, typer.Option(help="mmlu, math, gsm8k or humaneval.")] = "mmlu",
     queries: Annotated[int, typer.Option(min=1, help="Training queries (the budget).")] = 2000,
     batch: Annotated[int, typer.Option(min=1, help="Queries per iteration and update.")] = 16,
@@ -155,6 +155,13 @@ def train(
     temp_updates: Annotated[
         int, typer.Option(min=1, help="Updates of the temperature's cosine decay.")
     ] = _HYPER.temp_updates,
+    stage1: Annotated[
+        Path | None,
+        typer.Option(help="Stage 2: the frozen Stage-1 run directory (best.ckpt, config.yaml)."),
+    ] = None,
+    candidates: Annotated[
+        int, typer.Option(min=2, help="Stage 2: candidate DAGs executed per training query.")
+    ] = 5,
 ) -> None:
     """Train the Stage-1 policy online: training queries through the live runtime, a learner
     process learning from their traces, greedy validation, the best version kept.
@@ -170,8 +177,12 @@ def train(
     from hieramas.processes import unwind_on_signals
     from hieramas.tasks.datasets import DatasetError
 
+    if stage == 2:
+        _train_stage2(dataset, run_dir, stage1, queries, candidates, concurrency, seed,
+                      eval_items, data_dir)  # fmt: skip
+        return
     if stage != 1:
-        err.print("[red]only stage 1 (LLM selection) exists; stage 2 is not built yet[/red]")
+        err.print(f"[red]--stage must be 1 or 2, not {stage}[/red]")
         raise typer.Exit(2)
     if reward not in ("multi", "final"):
         err.print(f"[red]--reward must be multi or final, not {reward!r}[/red]")
@@ -229,6 +240,75 @@ def train(
         out.print("REAL local models; costs use NOTIONAL prices (proportional to parameters).")
     elif nats is None:
         out.print("EMULATED: these figures describe the emulator, not real models.")
+
+
+def _train_stage2(
+    dataset: str,
+    run_dir: Path,
+    stage1: Path | None,
+    queries: int,
+    candidates: int,
+    concurrency: int,
+    seed: int,
+    eval_items: int,
+    data_dir: Path | None,
+) -> None:
+    """``train --stage 2``: see :mod:`hieramas.learner.dagrun`."""
+    from hieramas.learner.dagrun import Stage2Options, run_stage2
+    from hieramas.processes import unwind_on_signals
+    from hieramas.tasks.datasets import DatasetError
+
+    if stage1 is None or not (stage1 / "best.ckpt").exists():
+        err.print("[red]--stage 2 needs --stage1 RUN_DIR: a Stage-1 run with best.ckpt[/red]")
+        raise typer.Exit(2)
+    options = Stage2Options(
+        dataset=dataset, run_dir=run_dir, stage1=stage1, queries=queries,
+        candidates=candidates, concurrency=concurrency, seed=seed,
+        eval_items=eval_items, data_dir=data_dir,
+    )  # fmt: skip
+    unwind_on_signals()
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=err,
+    ) as progress:  # fmt: skip
+        tasks: dict[str, Any] = {}
+
+        def on_progress(phase: str, n: int, total: int) -> None:
+            if phase not in tasks:
+                tasks[phase] = progress.add_task(phase, total=total)
+            progress.update(tasks[phase], completed=n, total=total)
+
+        try:
+            summary = run_stage2(options, on_progress)
+        except (DatasetError, OSError, ValueError) as exc:
+            err.print(f"[red]{exc}[/red]", highlight=False)
+            raise typer.Exit(2) from None
+    reuse = summary["reuse"]
+    out.print(
+        f"data: {summary['data']['queries']} queries, {summary['data']['candidates']} candidates, "
+        f"{summary['data']['positives']} positive; reused {reuse['calls_reused']} calls "
+        f"(${reuse['usd_saved']:.4f}) of {reuse['calls_reused'] + reuse['calls_paid']} "
+        f"(${reuse['usd_saved'] + reuse['usd_paid']:.4f})",
+        highlight=False,
+    )
+    for loss, r in summary["training"].items():
+        out.print(
+            f"{loss}: validation AUC {_fmt(r.get('auc'), '.3f')}, top-1 {_fmt(r.get('top1'), '.3f')}"
+            f" (random top-1 {_fmt(r.get('top1_random'), '.3f')}), epoch {r['best_epoch']}",
+            highlight=False,
+        )
+    out.print(
+        f"kept {summary['winner']}; published classifier v{summary['published_version']}",
+        highlight=False,
+    )
+    for method, s in (summary.get("eval") or {}).items():
+        out.print(
+            f"  Stage 1 + {method:10s} acc {s['accuracy']:.3f} ± {s['ci95_half']:.3f}  "
+            f"${s['cost_per_query_usd']:.4f}/query  p50 {s['latency_p50_s']:.2f}s "
+            f"p95 {s['latency_p95_s']:.2f}s  edges {s['edges_mean']:.1f}",
+            highlight=False,
+        )
+    out.print("EMULATED: these figures describe the emulator, not real models.")
 
 
 def compare(

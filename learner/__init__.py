@@ -40,6 +40,10 @@ Stage 2 (topology by graph classification), imported by name:
 - :mod:`.dagtrain`: ``train_classifier`` (BCE or within-query ranking, per-query AUC and
   top-1, early stopping); :mod:`.dagcheckpoint`: versioned classifier checkpoints;
 - :mod:`.dagplanning`: ``TopologyChooser``, M candidates of one query scored in one batch.
+- :mod:`.topologyplanner`: the controller's ``stage2`` planner (Stage-1 policy, then the
+  newest classifier's top-1 DAG) and ``NatsClassifierProvider`` (the store's ``dag.`` series);
+- :mod:`.dagrun`: ``hieramas train --stage 2`` (candidates executed with a frozen Stage-1
+  policy, appended per query and resumable, both losses trained, best published, evaluated).
 
 A data-generation driver builds a ``CandidateSet`` from executed queries (query text
 embedded, the frozen policy's actions, each candidate's adjacency and reward), trains with

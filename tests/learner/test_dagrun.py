@@ -1,0 +1,80 @@
+"""``train --stage 2``: candidates executed with the frozen Stage-1 policy, appended per query
+and resumed after a crash, a classifier trained and published as the store's ``dag.`` series."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from hieramas.controller.config import parse_config
+from hieramas.learner.checkpoint import CheckpointMeta, encode_checkpoint
+from hieramas.learner.dagcheckpoint import decode_classifier
+from hieramas.learner.dagrun import DATA_LOG, Stage2Options, run_stage2
+from hieramas.learner.embeddings import HashEmbedder
+from hieramas.learner.policy import Policy
+from hieramas.learner.trainconfig import to_yaml, training_config
+
+
+def _stage1_dir(path: Path) -> Path:
+    doc = training_config("mmlu", roles=4, models=["llama-8b", "qwen3-8b", "gpt-5-mini"])
+    config = parse_config(to_yaml(doc))
+    policy = Policy.create(config, HashEmbedder(16), seed=1)
+    with torch.no_grad():  # not uniform: greedy would skip every supernode but one
+        weight = policy.net.score.weight
+        weight.copy_(torch.randn(weight.shape, generator=torch.Generator().manual_seed(0)))
+    meta = CheckpointMeta(
+        version=4, parent=3, config_name=config.name, config_version=1,
+        layout=policy.layout.to_json(), embedder="hash-16", dim=16,
+        hidden=policy.net.hidden, seed=1, temperature=1.0,
+    )  # fmt: skip
+    path.mkdir()
+    (path / "best.ckpt").write_bytes(encode_checkpoint(policy, meta))
+    (path / "config.yaml").write_text(to_yaml(doc))
+    (path / "run.json").write_text(json.dumps({"alpha": 0.5, "lam": 300.0}))
+    return path
+
+
+def _lines(path: Path) -> list[str]:
+    return path.read_text().splitlines()
+
+
+@pytest.mark.timeout(300)
+def test_data_is_appended_per_query_resumed_after_a_torn_line_and_a_classifier_published(
+    tmp_path: Path,
+) -> None:
+    stage1 = _stage1_dir(tmp_path / "stage1")
+    options = Stage2Options(
+        dataset="mmlu", run_dir=tmp_path / "run", stage1=stage1, queries=3, candidates=3,
+        concurrency=3, epochs=2,
+    )  # fmt: skip
+    first = run_stage2(options)
+    log = tmp_path / "run" / DATA_LOG
+    lines = _lines(log)
+    assert len(lines) == 3 and first["data"] == {**first["data"], "queries": 3, "candidates": 9}
+    rows = [json.loads(line) for line in lines]
+    for row in rows:
+        assert len(row["embedding"]) == 16 and len(row["candidates"]) == 3
+        adjs = {tuple(c["adjacency"]) for c in row["candidates"]}
+        assert len(adjs) >= 2  # different DAGs ran for the same query and assignment
+        for c in row["candidates"]:
+            assert c["status"] == "ok" and c["cost_usd"] > 0
+            assert (c["reward"] > 0) == bool(c["correct"])
+    reuse = first["reuse"]
+    assert reuse["calls_paid"] > 0 and reuse["usd_paid"] > 0
+    assert set(first["training"]) == {"bce", "rank"} and first["winner"] in ("bce", "rank")
+    assert first["published_version"] == 1
+    ckpt = decode_classifier((tmp_path / "run" / "classifier.ckpt").read_bytes())
+    assert ckpt.meta.version == 1 and ckpt.meta.policy_version == 4
+    assert ckpt.meta.embedder == "hash-16"
+
+    # a crash mid-write leaves a torn line: it is dropped, finished queries are not re-run
+    with log.open("a") as fh:
+        fh.write('{"item_id": "torn", "candid')
+    second = run_stage2(Stage2Options(**{**options.__dict__, "queries": 4}))
+    again = _lines(log)
+    assert again[:3] == lines and len(again) == 4
+    assert json.loads(again[3])["item_id"] not in {r["item_id"] for r in rows}
+    assert second["data"]["queries"] == 4 and second["published_version"] == 2
