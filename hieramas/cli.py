@@ -116,12 +116,29 @@ def up(
     learner: Annotated[
         bool, typer.Option(help="Start a learner process (its state: <state-dir>/learner).")
     ] = True,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            "--metrics-port",
+            min=0,
+            max=65534,
+            help="Serve /metrics: this process (controller and workers) on PORT, the emulator "
+            "on PORT+1, the learner on PORT+2 (0: free ports, printed); off unless given.",
+        ),
+    ] = None,
 ) -> None:
     """Start NATS (embedded unless --nats), the emulator, the controller, workers and a learner; run until Ctrl-C."""
+    from hieramas.natsserver import free_port
     from hieramas.stack import Stack
 
     stop = stop_on_signals()
     text = _read_config(config)
+    child_ports: dict[str, int] = {}
+    if metrics_port is not None:
+        own = start_metrics(metrics_port, "controller and workers")
+        assert own is not None
+        for offset, part in ((1, "emulator"), (2, "learner")):
+            child_ports[part] = own + offset if metrics_port else free_port()
     stack = Stack(
         nats_url=nats,
         state_dir=state_dir,
@@ -131,6 +148,8 @@ def up(
         emulator_latency_scale=latency_scale,
         planner=_planner_spec(planner),
         learner=learner,
+        learner_options=["--metrics-port", str(child_ports["learner"])] if child_ports else (),
+        emulator_metrics_port=child_ports.get("emulator"),
     )
     with _planner_errors(), stack:
         assert stack.bus is not None
@@ -141,6 +160,10 @@ def up(
         out.print(f"config version {version}; Ctrl-C to stop", highlight=False)
         if stack.learner is not None:
             out.print(f"learner run dir {stack.learner.run_dir.path}", highlight=False)
+        running = {"emulator": stack.emulator is not None, "learner": stack.learner is not None}
+        where = ", ".join(f"{part} {port}" for part, port in child_ports.items() if running[part])
+        if where:
+            out.print(f"metrics also on: {where}", highlight=False)
         sys.stdout.flush()
         stop.wait()
     out.print("stopped")
