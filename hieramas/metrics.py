@@ -110,6 +110,8 @@ LLM_COST = Counter(
     "hieramas_llm_cost_usd", "LLM cost by model (US dollars).", ["model"], registry=REGISTRY
 )
 
+ENV_ADDR = "HIERAMAS_METRICS_ADDR"  # the interface /metrics binds (default 127.0.0.1)
+
 _on = False
 _sources: dict[str, weakref.WeakSet[Any]] = {}
 _sources_lock = threading.Lock()
@@ -371,7 +373,7 @@ def serve_metrics(port: int, addr: str | None = None) -> int:
     import os
 
     global _on
-    host = addr or os.environ.get("HIERAMAS_METRICS_ADDR") or "127.0.0.1"
+    host = addr or os.environ.get(ENV_ADDR) or "127.0.0.1"
     server, _thread = start_http_server(port, addr=host, registry=REGISTRY)
     _servers.append(server)
     _on = True

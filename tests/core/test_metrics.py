@@ -5,12 +5,15 @@ the expected series with plausible values."""
 from __future__ import annotations
 
 import collections
+import json
+import re
 import shutil
 import subprocess
 import sys
 import time
 from importlib import resources
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -53,6 +56,18 @@ class _Llm:
         }  # fmt: skip
 
 
+class _Learner:
+    """A learner service's state as the scrape reads it: its last update, lineage, stream."""
+
+    def __init__(self) -> None:
+        self.counters = collections.Counter({"episodes": 4, "rejected_no_item": 1})
+        self.history = [{"mean_reward": 0.4, "accuracy": 0.5, "eval_accuracy": 0.75}]
+        self.lineage = SimpleNamespace(heads=[1, 3])
+        self.consumer = SimpleNamespace(position=lambda: None)
+        self.bus = SimpleNamespace(call=lambda coro, timeout: SimpleNamespace(last_seq=10))
+        self._seq = 7
+
+
 def _populated() -> dict[str, Any]:
     """The registry's families after one of each event and one of each tracked source."""
     keep = [
@@ -60,8 +75,9 @@ def _populated() -> dict[str, Any]:
         _Counters(dropped=3, published=10),
         _Gateway(),
         _Llm(),
+        _Learner(),
     ]
-    for kind, obj in zip(("bus", "traces", "gateway", "llm"), keep, strict=True):
+    for kind, obj in zip(("bus", "traces", "gateway", "llm", "learner"), keep, strict=True):
         metrics.track(kind, obj)
     served = metrics.ServedCounts()
     served.count("qwen3-8b", {"prompt_tokens": 5, "completion_tokens": 7})
@@ -120,6 +136,36 @@ def test_tracked_state_is_read_at_scrape_time() -> None:
     assert samples["hieramas_queries_in_flight_queries", ()] >= 2
     key = ("hieramas_llm_tokens_total", (("kind", "completion"), ("model", "qwen3-8b")))
     assert samples[key] >= 7
+    assert samples["hieramas_learner_policy_version", ()] == 3
+    assert samples["hieramas_learner_consumer_lag_messages", ()] == 3
+    assert samples["hieramas_learner_eval_accuracy_ratio", ()] == 0.75
+
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+
+
+def test_the_dashboard_queries_only_metrics_that_exist() -> None:
+    names = {s.name for f in _populated().values() for s in f.samples}
+    for family in metrics.REGISTRY.collect():  # histogram series may be empty: add their parts
+        if family.type == "histogram":
+            names |= {family.name + part for part in ("_bucket", "_sum", "_count")}
+    dashboard = json.loads((DEPLOY / "grafana" / "hieramas.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    assert len(exprs) >= 10
+    used = {m for e in exprs for m in re.findall(r"\b(?:hieramas|process)_[a-z_]+", e)}
+    assert used - names == set()
+    for required in ("hieramas_queries_total", "hieramas_llm_call_duration_seconds_bucket",
+                     "hieramas_learner_reward", "hieramas_llm_breaker_state"):  # fmt: skip
+        assert required in used
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool is not installed")
+def test_the_shipped_scrape_config_is_valid() -> None:
+    checked = subprocess.run(
+        ["promtool", "check", "config", str(DEPLOY / "prometheus" / "prometheus.yml")],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
 # -- a real Prometheus scraping a real stack ------------------------------------------------
