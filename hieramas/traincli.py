@@ -303,7 +303,8 @@ def _train_stage2(
     )
     for method, s in (summary.get("eval") or {}).items():
         out.print(
-            f"  Stage 1 + {method:10s} acc {s['accuracy']:.3f} ± {s['ci95_half']:.3f}  "
+            f"  Stage 1 + {method:10s} acc {s['accuracy']:.3f} "
+            f"[{s['ci95'][0]:.3f}, {s['ci95'][1]:.3f}]  "
             f"${s['cost_per_query_usd']:.4f}/query  p50 {s['latency_p50_s']:.2f}s "
             f"p95 {s['latency_p95_s']:.2f}s  edges {s['edges_mean']:.1f}",
             highlight=False,

@@ -48,6 +48,7 @@ from hieramas.benchcli import load_items
 from hieramas.controller.config import HieraConfig, PlannerConfig, parse_config
 from hieramas.controller.planner import Assignment, PlanRequest, StaticPlanner
 from hieramas.controller.planners import register_planner
+from hieramas.evaluation import wilson_interval
 from hieramas.learner.checkpoint import decode_checkpoint
 from hieramas.learner.classifier import DagClassifierNet
 from hieramas.learner.dagcheckpoint import ClassifierMeta, encode_classifier
@@ -346,13 +347,12 @@ def _train_both(
 def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     n = len(rows)
     correct = sum(1 for r in rows if r["correct"])
-    p = correct / n if n else 0.0
-    half = 1.96 * math.sqrt(p * (1 - p) / n) if n else 0.0
+    low, high = wilson_interval(correct, n)
     lat = sorted(r["latency_s"] for r in rows) or [0.0]
     return {
         "n": n,
-        "accuracy": p,
-        "ci95_half": half,
+        "accuracy": correct / n if n else 0.0,
+        "ci95": [low, high],
         "errors": sum(1 for r in rows if r["correct"] is None),
         "cost_per_query_usd": statistics.fmean(r["cost_usd"] for r in rows) if rows else 0.0,
         "latency_p50_s": float(np.percentile(lat, 50)),
