@@ -17,6 +17,7 @@ again; it answers every probe with where it stands (:class:`~hieramas.wire.messa
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -42,7 +43,7 @@ from hieramas.wire.messages import (
     payload,
 )
 
-__all__ = ["FINISHED_KEEP", "JoinActor", "NodeRun"]
+__all__ = ["FINISHED_KEEP", "Finished", "JoinActor", "NodeRun"]
 
 log = structlog.get_logger(__name__)
 
@@ -77,6 +78,21 @@ class NodeRun:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """What a node keeps of a finished query to send its output again: only that (the run's
+    plan, inputs and call records go; kept runs made the collector's work grow with them)."""
+
+    activation: Envelope
+    """The ids of the query (the activation without its payload)."""
+    gateway: str
+    routes: dict[str, str] | None
+    output: NodeOutputRecord
+    """What it sent, without the call records (a resent output lacks them)."""
+    targets: list[str]
+    deadline: float
+
+
 class JoinActor(LoopActor):
     """Base of :class:`SupernodeActor` and :class:`DecisionActor`."""
 
@@ -85,9 +101,7 @@ class JoinActor(LoopActor):
         self.ctx = ctx
         self.node = node
         self.runs: dict[str, NodeRun] = {}
-        self.finished: OrderedDict[str, tuple[NodeRun, NodeOutputRecord, list[str]]] = (
-            OrderedDict()
-        )  # query id -> the run, the output it sent and to which nodes
+        self.finished: OrderedDict[str, Finished] = OrderedDict()  # by query id
 
     # -- subclass hooks --------------------------------------------------------------
     def predecessors(self, plan: Plan) -> tuple[str, ...]:
@@ -237,11 +251,12 @@ class JoinActor(LoopActor):
             state = "running" if run.started is not None else "waiting"
             missing = [p for p in run.preds if p not in run.inputs]
         elif query_id in self.finished:
-            run, output, targets = self.finished[query_id]
-            run.routes = body.routes  # a successor may have moved since
+            done = self.finished[query_id]
             self.ctx.bus.counters["node.output_resent"] += 1
             log.warning("node.output_resent", node=self.node, query_id=query_id)
-            self._deliver(run, output, targets)
+            # to the routes of the probe: a successor may have moved since
+            again = dataclasses.replace(done, routes=body.routes)
+            self._deliver(again, done.output, done.targets)
             state = "finished"
         else:
             state = "unknown"
@@ -270,21 +285,24 @@ class JoinActor(LoopActor):
         sent = self._deliver(run, output, targets)
         if sent is None:
             return  # nothing fits: the query ends at its deadline
-        self._keep(query_id, (run, sent, targets))
-
-    def _keep(self, query_id: str, done: tuple[NodeRun, NodeOutputRecord, list[str]]) -> None:
-        """Remember a finished query's output until its deadline (at most FINISHED_KEEP)."""
         finished = self.finished
-        finished[query_id] = done
-        now = time.time()
+        finished[query_id] = Finished(
+            activation=msgspec.structs.replace(run.activation, payload={}),
+            gateway=run.gateway,
+            routes=run.routes,
+            output=msgspec.structs.replace(sent, calls={}) if sent.calls else sent,
+            targets=targets,
+            deadline=run.plan.deadline_unix,
+        )
+        now = time.time()  # forget what is past its deadline, and the oldest beyond the bound
         while finished:
-            oldest = next(iter(finished.values()))[0]
-            if len(finished) <= FINISHED_KEEP and oldest.plan.deadline_unix > now:
+            oldest = next(iter(finished.values()))
+            if len(finished) <= FINISHED_KEEP and oldest.deadline > now:
                 break
             finished.popitem(last=False)
 
     def _deliver(
-        self, run: NodeRun, output: NodeOutputRecord, targets: list[str]
+        self, run: NodeRun | Finished, output: NodeOutputRecord, targets: list[str]
     ) -> NodeOutputRecord | None:
         """Send ``output`` to the gateway and to ``targets``; what went out (see :meth:`finish`)."""
         sent = self._send(run, run.gateway, Kind.NODE_OUTPUT, None, output)
@@ -302,7 +320,7 @@ class JoinActor(LoopActor):
 
     def _send(
         self,
-        run: NodeRun,
+        run: NodeRun | Finished,
         subject: str,
         kind: Kind,
         hosted: list[str] | None,
@@ -335,7 +353,11 @@ class JoinActor(LoopActor):
         return None
 
     def _envelope(
-        self, run: NodeRun, kind: Kind, hosted: list[str] | None, output: NodeOutputRecord
+        self,
+        run: NodeRun | Finished,
+        kind: Kind,
+        hosted: list[str] | None,
+        output: NodeOutputRecord,
     ) -> Envelope:
         if hosted is None:
             body = payload(NodeOutput(output=output))

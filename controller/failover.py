@@ -21,6 +21,13 @@ goes to one of them.  Each gateway
   survivor takes each query) and hands the query to its own gateway, which runs it again to
   the same deadline and answers the client's reply subject.
 
+Why run it again rather than pick up where the dead gateway was: its nodes' outputs went
+to the dead gateway's own inbox and are gone with it, and a worker keeps a finished node's
+output only for a while; the record alone is enough to run the query again, and since every
+receiver keeps the first copy of a node's output, what the first run still sends does no
+harm.  The price is the query's LLM calls, paid twice (and a sampling planner may draw
+another plan).  Failing fast instead would throw away the rest of the deadline.
+
 Known gap: a query that reaches a gateway in the instant it dies, before its record is
 written, is lost; its client gives up at its own timeout.
 """
