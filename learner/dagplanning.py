@@ -6,8 +6,9 @@ Stage-1 assignment (an action per slot), it generates ``candidates`` DAGs over t
 layout's nodes (:mod:`.dags`), scores all of them with one forward pass of a frozen
 :class:`~hieramas.learner.classifier.DagClassifierNet`, and returns the best, with its
 edges by node name ready for the controller's ``Assignment``.  The scored adjacency
-is the one that runs: edges touching a node whose synthesizer is ``skip`` are dropped
-before scoring, exactly as ``build_plan`` drops them.  Thread-safe: the net is frozen
+is the one that runs: the candidates are DAGs over the nodes that run (a node whose
+synthesizer is ``skip`` has no edge, as ``build_plan`` drops them), drawn over those nodes
+so that they stay connected and distinct.  Thread-safe: the net is frozen
 and the generator is seeded per call.
 """
 
@@ -21,7 +22,7 @@ import numpy.typing as npt
 import torch
 
 from hieramas.learner.classifier import DagClassifierNet
-from hieramas.learner.dags import DagBatch, active_adjacency, generate_dags
+from hieramas.learner.dags import DagBatch, generate_active
 from hieramas.learner.graphdata import active_nodes, node_actions
 
 __all__ = ["TopologyChoice", "TopologyChooser"]
@@ -72,11 +73,10 @@ class TopologyChooser:
         """The best of ``candidates`` DAGs for one query embedding ``[d]`` and Stage-1
         action sequence (layout slot order); candidates seeded by ``seed``."""
         acts = node_actions(self.net.layout, actions)
-        adj = generate_dags(
-            len(self.nodes), self.candidates, seed=seed, d_min=self.d_min, d_max=self.d_max
-        )
         active = active_nodes(self.net.layout, acts).numpy()
-        adj = active_adjacency(adj, active)
+        adj = generate_active(
+            active, self.candidates, seed=seed, d_min=self.d_min, d_max=self.d_max
+        )
         return self.rank(query, acts, DagBatch(self.nodes, adj))
 
     def rank(self, query: torch.Tensor, acts: torch.Tensor, batch: DagBatch) -> TopologyChoice:

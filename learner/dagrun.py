@@ -55,10 +55,9 @@ from hieramas.learner.dagcheckpoint import ClassifierMeta, encode_classifier
 from hieramas.learner.dagplanning import TopologyChooser
 from hieramas.learner.dags import (
     active_adjacency,
-    chain_adjacency,
     edges_of,
     full_adjacency,
-    generate_dags,
+    generate_active,
 )
 from hieramas.learner.dagtrain import DagTrainConfig, DagTrainReport, train_classifier
 from hieramas.learner.graphdata import CandidateSet, active_nodes, node_actions
@@ -246,7 +245,6 @@ async def _generate(
     done_before: int,
 ) -> None:
     gate = asyncio.Semaphore(options.concurrency)
-    n = len(stage1.nodes)
     finished = done_before
     total = done_before + len(items)
     write_lock = asyncio.Lock()
@@ -255,11 +253,11 @@ async def _generate(
         nonlocal finished
         async with gate:
             base, actions, emb = await asyncio.to_thread(stage1.plan, item.question)
-            adj = generate_dags(
-                n, options.candidates, seed=_query_seed(options.seed, item.id),
-                d_min=options.d_min, d_max=options.d_max,
+            # over the supernodes that run: K distinct connected DAGs (fewer if fewer exist)
+            adj = generate_active(
+                stage1.active(actions), options.candidates,
+                seed=_query_seed(options.seed, item.id), d_min=options.d_min, d_max=options.d_max,
             )  # fmt: skip
-            adj = active_adjacency(adj, stage1.active(actions))
             for k in range(len(adj)):
                 planner.table[f"{item.id}#{k}"] = replace(
                     base, edges=edges_of(adj[k], stage1.nodes)
@@ -344,6 +342,14 @@ def _train_both(
     return winner, nets[winner], reports
 
 
+def _chain(active: np.ndarray) -> np.ndarray:
+    """The chain through the active nodes in node order."""
+    idx = np.flatnonzero(active)
+    adj = np.zeros((len(active), len(active)), dtype=bool)
+    adj[idx[:-1], idx[1:]] = True
+    return adj
+
+
 def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     n = len(rows)
     correct = sum(1 for r in rows if r["correct"])
@@ -381,9 +387,9 @@ async def _evaluate(
         choice = chooser.choose(torch.from_numpy(emb), actions, seed=seed)
         fixed = {
             "classifier": choice.candidates.adjacency[choice.best],
-            "random": active_adjacency(generate_dags(n, 1, seed=seed)[0], active),
+            "random": generate_active(active, 1, seed=seed)[0],
             "full": active_adjacency(full_adjacency(n), active),
-            "chain": active_adjacency(chain_adjacency(n), active),
+            "chain": _chain(active),
         }
         for method, adj in fixed.items():
             plans[method][item.id] = replace(base, edges=edges_of(adj, stage1.nodes))

@@ -41,6 +41,7 @@ __all__ = [
     "chain_adjacency",
     "edges_of",
     "full_adjacency",
+    "generate_active",
     "generate_dags",
     "is_acyclic",
     "longest_path",
@@ -150,6 +151,31 @@ def active_adjacency(adj: BoolArray, active: BoolArray) -> BoolArray:
     iff both its ends are active, as the controller's ``build_plan`` does."""
     keep: BoolArray = active[..., :, None] & active[..., None, :]
     return adj & keep
+
+
+def generate_active(
+    active: BoolArray,
+    count: int,
+    *,
+    seed: int,
+    d_min: float = 0.3,
+    d_max: float = 0.7,
+) -> BoolArray:
+    """``count`` (or fewer, when fewer exist) distinct DAGs over the ``active`` nodes only,
+    as ``[count, n, n]`` over all ``n`` (no edge touches an inactive node).
+
+    Generating over all nodes and then dropping the inactive ones' edges (what runs) would
+    leave sparser, often identical candidates; this draws connected DAGs over the nodes
+    that run.  With fewer than two active nodes there is one candidate, without edges.
+    """
+    idx = np.flatnonzero(active)
+    n = len(active)
+    if len(idx) < 2:
+        return np.zeros((1, n, n), dtype=bool)
+    sub = generate_dags(len(idx), count, seed=seed, d_min=d_min, d_max=d_max)
+    out = np.zeros((len(sub), n, n), dtype=bool)
+    out[:, idx[:, None], idx[None, :]] = sub
+    return out
 
 
 def is_acyclic(adj: BoolArray) -> bool:

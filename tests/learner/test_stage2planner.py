@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -16,6 +17,7 @@ from hieramas.learner.checkpoint import CheckpointMeta, decode_checkpoint, encod
 from hieramas.learner.classifier import DagClassifierNet
 from hieramas.learner.dagcheckpoint import ClassifierMeta, decode_classifier, encode_classifier
 from hieramas.learner.dagplanning import TopologyChooser
+from hieramas.learner.dags import generate_active, is_acyclic
 from hieramas.learner.embeddings import HashEmbedder
 from hieramas.learner.policy import Policy
 from hieramas.learner.provider import LoadedPolicy
@@ -150,3 +152,17 @@ def test_without_a_classifier_it_keeps_stage_one_on_the_configs_edges() -> None:
     assert isinstance(planner, Stage2Planner) and planner.heavy
     with pytest.raises(Exception, match="unknown policy provider option"):
         make_planner(PlannerConfig(kind="stage2", bogus=1))
+
+
+def test_candidates_are_drawn_over_the_nodes_that_run() -> None:
+    active = np.array([True, False, True, True, False, True])
+    adj = generate_active(active, 30, seed=4)
+    assert len(adj) == 30 and len({a.tobytes() for a in adj}) == 30  # distinct
+    assert not adj[:, ~active, :].any() and not adj[:, :, ~active].any()
+    sub = adj[:, active][:, :, active]
+    for a in sub:
+        assert is_acyclic(a)
+        # connected over the active nodes: one root, every other node has a predecessor
+        assert (a.sum(axis=0) == 0).sum() == 1
+    one = generate_active(np.array([False, True, False]), 5, seed=0)
+    assert one.shape == (1, 3, 3) and not one.any()
