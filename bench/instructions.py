@@ -14,7 +14,11 @@ worker actors, NATS client and HTTP client.  The nats-server and the LLM
 server run outside valgrind and are not counted.  Instructions are not time:
 a cache miss costs more than an add.  Use it to compare two commits.
 
-    python bench/instructions.py [--queries 100] [--warmup 10]
+    python bench/instructions.py [--queries 100] [--warmup 10] [--metrics]
+
+``--metrics`` counts twice more with the runtime process serving Prometheus ``/metrics``
+(``hieramas.metrics.serve_metrics``) and prints the ratio to the run without, measured
+in the same run.
 
 Needs valgrind (Debian package ``valgrind``); a run takes one to two minutes.
 """
@@ -40,6 +44,10 @@ _COLLECTED = re.compile(r"Collected\s*:\s*(\d+)")
 
 def child(url: str, queries: int) -> None:
     """Inside valgrind: start the stack, apply the config, answer ``queries`` lone queries."""
+    if os.environ.get("HIERAMAS_BENCH_METRICS") == "1":
+        from hieramas.metrics import serve_metrics
+
+        serve_metrics(0)
     with Stack(workers=1) as stack:
         client = HieraClient(stack.bus)
         stack.bus.call(client.apply_config(config_text(url)), 120)
@@ -49,13 +57,14 @@ def child(url: str, queries: int) -> None:
         sys.exit(f"{len(failed)} of {queries} queries failed: {failed[0]['error']}")
 
 
-def count(valgrind: str, url: str, queries: int) -> int:
+def count(valgrind: str, url: str, queries: int, *, metrics: bool = False) -> int:
     """Instructions of one child process answering ``queries`` lone queries."""
     args = [
         valgrind, "--tool=callgrind", "--callgrind-out-file=/dev/null",
         sys.executable, str(Path(__file__).resolve()), "--child", url, str(queries),
     ]  # fmt: skip
     env = {**os.environ, "PYTHONHASHSEED": "0"}  # the same set and dict layouts in every run
+    env["HIERAMAS_BENCH_METRICS"] = "1" if metrics else "0"
     done = subprocess.run(args, capture_output=True, text=True, check=False, env=env)
     found = _COLLECTED.search(done.stderr)
     if done.returncode != 0 or found is None:
@@ -67,6 +76,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="HieraMAS instructions per lone query")
     parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--metrics", action="store_true", help="also with /metrics served")
     parser.add_argument("--child", nargs=2, metavar=("URL", "QUERIES"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -80,6 +90,9 @@ def main() -> None:
         started = time.perf_counter()
         base = count(valgrind, url, args.warmup)
         full = count(valgrind, url, args.warmup + args.queries)
+        if args.metrics:
+            base_on = count(valgrind, url, args.warmup, metrics=True)
+            full_on = count(valgrind, url, args.warmup + args.queries, metrics=True)
     finally:
         proc.terminate()
         proc.wait()
@@ -92,6 +105,12 @@ def main() -> None:
         f"(gateway + controller + worker actors + NATS and HTTP clients; "
         f"{time.perf_counter() - started:.0f} s)"
     )
+    if args.metrics:
+        on = (full_on - base_on) / args.queries
+        print(
+            f"per lone query with /metrics served: {on / 1e6:.2f} M instructions, "
+            f"{on / per_query:.3f}x without ({(on / per_query - 1) * 100:+.1f}%)"
+        )
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ endpoint names from the config) — never a query id.
 
 from __future__ import annotations
 
+import bisect
 import collections
 import threading
 import weakref
@@ -26,8 +27,13 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import structlog
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
@@ -67,48 +73,45 @@ UNIT_SUFFIXES = (
 # Latencies from a cached call (ms) to a slow multi-round query (minutes).
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
-QUERIES = Counter(
-    "hieramas_queries", "Queries answered, by outcome.", ["outcome"], registry=REGISTRY
-)
-QUERY_SECONDS = Histogram(
-    "hieramas_query_duration_seconds",
-    "Wall time of a query, from its arrival at the gateway to its answer.",
-    ["outcome"],
-    buckets=_LATENCY_BUCKETS,
-    registry=REGISTRY,
-)
-QUERY_COST = Counter(
-    "hieramas_query_cost_usd", "Cost of the answered queries (US dollars).", registry=REGISTRY
-)
-NODE_SECONDS = Histogram(
-    "hieramas_supernode_duration_seconds",
-    "Wall time of one supernode (or the decision node) in one query.",
-    ["role", "status"],
-    buckets=_LATENCY_BUCKETS,
-    registry=REGISTRY,
-)
-LLM_SECONDS = Histogram(
-    "hieramas_llm_call_duration_seconds",
-    "Wall time of one LLM call, retries included.",
-    ["model", "outcome"],
-    buckets=_LATENCY_BUCKETS,
-    registry=REGISTRY,
-)
-LLM_CALLS = Counter(
-    "hieramas_llm_calls",
-    "LLM calls by model, outcome and error kind ('' when ok).",
-    ["model", "outcome", "error_kind"],
-    registry=REGISTRY,
-)
-LLM_TOKENS = Counter(
-    "hieramas_llm_tokens",
-    "Tokens by model and kind (prompt, completion).",
-    ["model", "kind"],
-    registry=REGISTRY,
-)
-LLM_COST = Counter(
-    "hieramas_llm_cost_usd", "LLM cost by model (US dollars).", ["model"], registry=REGISTRY
-)
+
+class _Histogram:
+    """Bucket counts and sum of one label set: a bisect and three adds per observation
+    (prometheus_client's own child takes a lock and a label lookup; this path runs for
+    every event a process emits)."""
+
+    __slots__ = ("buckets", "sum")
+
+    def __init__(self) -> None:
+        self.buckets = [0] * (len(_LATENCY_BUCKETS) + 1)  # the last one: above every bound
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self.buckets[bisect.bisect_left(_LATENCY_BUCKETS, value)] += 1
+        self.sum += value
+
+    def cumulative(self) -> list[tuple[str, float]]:
+        out, total = [], 0
+        for bound, n in zip((*map(str, _LATENCY_BUCKETS), "+Inf"), list(self.buckets), strict=True):
+            total += n
+            out.append((bound, float(total)))
+        return out
+
+
+class _LlmFigures:
+    __slots__ = ("completion_tokens", "cost_usd", "latency", "prompt_tokens")
+
+    def __init__(self) -> None:
+        self.latency = _Histogram()
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+        self.cost_usd = 0.0
+
+
+# What the trace events said, by label values; written on the emitter's loop, read by a scrape.
+_llm: dict[tuple[str, str, str], _LlmFigures] = {}  # (model, outcome, error_kind)
+_nodes: dict[tuple[str, str], _Histogram] = {}  # (role, status)
+_queries: dict[str, _Histogram] = {}  # outcome
+_query_cost = [0.0]
 
 ENV_ADDR = "HIERAMAS_METRICS_ADDR"  # the interface /metrics binds (default 127.0.0.1)
 
@@ -154,25 +157,104 @@ def observe(events: Iterable[Event]) -> None:
     """Record a batch of trace events (called by the trace emitter's pump)."""
     for event in events:
         if isinstance(event, LlmCall):
-            model = event.model
-            LLM_SECONDS.labels(model, event.outcome).observe(event.latency_s)
-            LLM_CALLS.labels(model, event.outcome, event.error_kind or "").inc()
-            if event.prompt_tokens:
-                LLM_TOKENS.labels(model, "prompt").inc(event.prompt_tokens)
-            if event.completion_tokens:
-                LLM_TOKENS.labels(model, "completion").inc(event.completion_tokens)
-            if event.cost_usd:
-                LLM_COST.labels(model).inc(event.cost_usd)
+            key = (event.model, event.outcome, event.error_kind or "")
+            figures = _llm.get(key)
+            if figures is None:
+                figures = _llm[key] = _LlmFigures()
+            figures.latency.observe(event.latency_s)
+            figures.prompt_tokens += event.prompt_tokens
+            figures.completion_tokens += event.completion_tokens
+            figures.cost_usd += event.cost_usd
         elif isinstance(event, SupernodeRun | DecisionRun):
-            NODE_SECONDS.labels(event.role, event.status).observe(event.latency_s)
+            node = _nodes.get((event.role, event.status))
+            if node is None:
+                node = _nodes[event.role, event.status] = _Histogram()
+            node.observe(event.latency_s)
         elif isinstance(event, QueryDone):
-            QUERIES.labels(event.status).inc()
-            QUERY_SECONDS.labels(event.status).observe(event.latency_s)
-            if event.cost_usd:
-                QUERY_COST.inc(event.cost_usd)
+            query = _queries.get(event.status)
+            if query is None:
+                query = _queries[event.status] = _Histogram()
+            query.observe(event.latency_s)
+            _query_cost[0] += event.cost_usd
 
 
-def _snapshot(counter: Any) -> list[tuple[Any, float]]:
+def _histograms(name: str, help_: str, labels: list[str], series: Any) -> HistogramMetricFamily:
+    family = HistogramMetricFamily(name, help_, labels=labels)
+    for values, hist in _snapshot(series):
+        values = values if isinstance(values, tuple) else (values,)
+        family.add_metric(list(values), hist.cumulative(), hist.sum)
+    return family
+
+
+def _event_families() -> Iterator[Metric]:
+    """The families derived from trace events."""
+    yield _histograms(
+        "hieramas_query_duration_seconds",
+        "Wall time of a query, from its arrival at the gateway to its answer.",
+        ["outcome"],
+        _queries,
+    )
+    queries = CounterMetricFamily(
+        "hieramas_queries", "Queries answered, by outcome.", labels=["outcome"]
+    )
+    for outcome, hist in _snapshot(_queries):
+        queries.add_metric([outcome], float(sum(hist.buckets)))
+    yield queries
+    cost = CounterMetricFamily("hieramas_query_cost_usd", "Cost of the answered queries (USD).")
+    cost.add_metric([], _query_cost[0])
+    yield cost
+    yield _histograms(
+        "hieramas_supernode_duration_seconds",
+        "Wall time of one supernode (or the decision node) in one query.",
+        ["role", "status"],
+        _nodes,
+    )
+    llm = _snapshot(_llm)
+    latency = HistogramMetricFamily(
+        "hieramas_llm_call_duration_seconds",
+        "Wall time of one LLM call, retries included.",
+        labels=["model", "outcome"],
+    )
+    merged: dict[tuple[str, str], list[Any]] = {}
+    for (model, outcome, _kind), f in llm:  # error kinds merged: the histogram has no such label
+        cum = f.latency.cumulative()
+        held = merged.setdefault((model, outcome), [[0.0] * len(cum), 0.0])
+        held[0] = [a + b for a, (_, b) in zip(held[0], cum, strict=True)]
+        held[1] += f.latency.sum
+    bounds = [b for b, _ in _Histogram().cumulative()]
+    for (model, outcome), (counts, total) in sorted(merged.items()):
+        latency.add_metric([model, outcome], list(zip(bounds, counts, strict=True)), total)
+    yield latency
+    calls = CounterMetricFamily(
+        "hieramas_llm_calls",
+        "LLM calls by model, outcome and error kind ('' when ok).",
+        labels=["model", "outcome", "error_kind"],
+    )
+    tokens: dict[tuple[str, str], float] = {}
+    costs: dict[str, float] = {}
+    for (model, outcome, kind), f in llm:
+        calls.add_metric([model, outcome, kind], float(sum(f.latency.buckets)))
+        tokens[model, "prompt"] = tokens.get((model, "prompt"), 0) + f.prompt_tokens
+        tokens[model, "completion"] = tokens.get((model, "completion"), 0) + f.completion_tokens
+        costs[model] = costs.get(model, 0.0) + f.cost_usd
+    yield calls
+    family = CounterMetricFamily(
+        "hieramas_llm_tokens",
+        "Tokens by model and kind (prompt, completion).",
+        labels=["model", "kind"],
+    )
+    for (model, kind), n in sorted(tokens.items()):
+        family.add_metric([model, kind], n)
+    yield family
+    family = CounterMetricFamily(
+        "hieramas_llm_cost_usd", "LLM cost by model (USD).", labels=["model"]
+    )
+    for model, usd in sorted(costs.items()):
+        family.add_metric([model], usd)
+    yield family
+
+
+def _snapshot(counter: Any) -> list[tuple[Any, Any]]:
     """The items of a Counter another thread may be changing."""
     for _ in range(5):
         try:
@@ -180,6 +262,17 @@ def _snapshot(counter: Any) -> list[tuple[Any, float]]:
         except RuntimeError:  # changed size while copied: try again
             continue
     return []
+
+
+def _read_metrics(client: Any) -> dict[str, Any]:
+    """An LLM client's per-endpoint figures, read while its loop may add an endpoint."""
+    for _ in range(5):
+        try:
+            figures: dict[str, Any] = client.metrics()
+            return figures
+        except RuntimeError:  # its endpoint dict changed size while read: try again
+            continue
+    return {}
 
 
 def _sum_counters(objs: Sequence[Any]) -> dict[str, float]:
@@ -194,6 +287,7 @@ class _StateCollector(Collector):
     """Reads the tracked components' own counters and state when Prometheus scrapes."""
 
     def collect(self) -> Iterator[Metric]:
+        yield from _event_families()
         yield from self._counters()
         yield from self._traces()
         yield from self._gateways()
@@ -279,7 +373,7 @@ class _StateCollector(Collector):
             labels=["endpoint", "state"],
         )
         for client in clients:
-            for endpoint, m in client.metrics().items():
+            for endpoint, m in _read_metrics(client).items():
                 calls.add_metric([endpoint], m["calls"])
                 attempts.add_metric([endpoint], m["attempts"])
                 retries.add_metric([endpoint], m["retries"])
