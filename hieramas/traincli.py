@@ -162,6 +162,9 @@ def train(
     candidates: Annotated[
         int, typer.Option(min=2, help="Stage 2: candidate DAGs executed per training query.")
     ] = 5,
+    skip_roles: Annotated[
+        int, typer.Option(min=0, help="Stage 2: also evaluate with up to K roles skipped.")
+    ] = 0,
 ) -> None:
     """Train the Stage-1 policy online: training queries through the live runtime, a learner
     process learning from their traces, greedy validation, the best version kept.
@@ -179,7 +182,7 @@ def train(
 
     if stage == 2:
         _train_stage2(dataset, run_dir, stage1, queries, candidates, concurrency, seed,
-                      eval_items, data_dir)  # fmt: skip
+                      eval_items, data_dir, skip_roles)  # fmt: skip
         return
     if stage != 1:
         err.print(f"[red]--stage must be 1 or 2, not {stage}[/red]")
@@ -252,6 +255,7 @@ def _train_stage2(
     seed: int,
     eval_items: int,
     data_dir: Path | None,
+    skip_roles: int = 0,
 ) -> None:
     """``train --stage 2``: see :mod:`hieramas.learner.dagrun`."""
     from hieramas.learner.dagrun import Stage2Options, run_stage2
@@ -264,7 +268,7 @@ def _train_stage2(
     options = Stage2Options(
         dataset=dataset, run_dir=run_dir, stage1=stage1, queries=queries,
         candidates=candidates, concurrency=concurrency, seed=seed,
-        eval_items=eval_items, data_dir=data_dir,
+        eval_items=eval_items, data_dir=data_dir, skip_roles=skip_roles,
     )  # fmt: skip
     unwind_on_signals()
     with Progress(
@@ -303,7 +307,7 @@ def _train_stage2(
     )
     for method, s in (summary.get("eval") or {}).items():
         out.print(
-            f"  Stage 1 + {method:10s} acc {s['accuracy']:.3f} "
+            f"  Stage 1 + {method:16s} acc {s['accuracy']:.3f} "
             f"[{s['ci95'][0]:.3f}, {s['ci95'][1]:.3f}]  "
             f"${s['cost_per_query_usd']:.4f}/query  p50 {s['latency_p50_s']:.2f}s "
             f"p95 {s['latency_p95_s']:.2f}s  edges {s['edges_mean']:.1f}",

@@ -45,7 +45,7 @@ import torch
 import yaml
 
 from hieramas.benchcli import load_items
-from hieramas.controller.config import HieraConfig, PlannerConfig, parse_config
+from hieramas.controller.config import SKIP, HieraConfig, PlannerConfig, parse_config
 from hieramas.controller.planner import Assignment, PlanRequest, StaticPlanner
 from hieramas.controller.planners import register_planner
 from hieramas.evaluation import wilson_interval
@@ -63,6 +63,7 @@ from hieramas.learner.dagtrain import DagTrainConfig, DagTrainReport, train_clas
 from hieramas.learner.graphdata import CandidateSet, active_nodes, node_actions
 from hieramas.learner.provider import LoadedPolicy
 from hieramas.learner.rewards import RewardConfig, cost_reward
+from hieramas.learner.roleskip import skip_roles
 from hieramas.learner.store import PolicyStore
 from hieramas.learner.topologyplanner import classifier_store
 from hieramas.llm.cache import ResponseCache
@@ -101,6 +102,8 @@ class Stage2Options:
     data_dir: Path | None = None
     timeout_s: float = 120.0
     epochs: int = 40
+    skip_roles: int = 0
+    """Evaluation also runs the classifier's DAG after role skipping (:mod:`.roleskip`)."""
 
 
 class CountingCache(ResponseCache):
@@ -377,9 +380,10 @@ async def _evaluate(
     on_progress: Progress | None,
 ) -> dict[str, Any]:
     n = len(stage1.nodes)
-    plans: dict[str, dict[str, Assignment]] = {
-        m: {} for m in ("classifier", "random", "full", "chain")
-    }
+    methods = ["classifier", "random", "full", "chain"]
+    if options.skip_roles:
+        methods.insert(1, f"classifier+skip{options.skip_roles}")
+    plans: dict[str, dict[str, Assignment]] = {m: {} for m in methods}
     for item in items:
         base, actions, emb = stage1.plan(item.question)
         active = stage1.active(actions)
@@ -393,6 +397,15 @@ async def _evaluate(
         }
         for method, adj in fixed.items():
             plans[method][item.id] = replace(base, edges=edges_of(adj, stage1.nodes))
+        if options.skip_roles:
+            query = torch.from_numpy(emb)
+            fewer = skip_roles(stage1.loaded.planner.policy, query, actions, options.skip_roles)
+            synth = dict(base.synthesizers)
+            for slot, old, now in zip(stage1.loaded.layout.slots, actions, fewer, strict=True):
+                if old != now:
+                    synth[slot.node] = SKIP
+            pick = chooser.choose(query, fewer, seed=seed)
+            plans[methods[1]][item.id] = replace(base, synthesizers=synth, edges=pick.edges)
     out: dict[str, Any] = {}
     gate = asyncio.Semaphore(options.eval_concurrency)
     for m_i, (method, table) in enumerate(plans.items()):

@@ -16,7 +16,9 @@ With no policy loaded the query is planned statically; with no classifier (or on
 for another layout or embedder) it keeps Stage 1's assignment on the config's edges.  Both
 are counted, never failed.  Options (config ``planner: {kind: stage2, ...}``): the policy
 provider's (``mode``, ``seed``, ``embedder``) and ``candidates`` (200), ``top_k`` (1; the
-best is executed), ``dag_seed`` (0), ``d_min``/``d_max`` (0.3/0.7).
+best is executed), ``dag_seed`` (0), ``d_min``/``d_max`` (0.3/0.7), ``skip_roles`` (0: drop up
+to this many answering supernodes that lean to ``skip``, :mod:`.roleskip`; not for
+training queries).
 """
 
 from __future__ import annotations
@@ -33,12 +35,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 import structlog
 import torch
 
-from hieramas.controller.config import HieraConfig
+from hieramas.controller.config import SKIP, HieraConfig
 from hieramas.controller.planner import Assignment, Planner, PlanRequest, StaticPlanner
 from hieramas.learner.checkpoint import CheckpointError
 from hieramas.learner.dagcheckpoint import ClassifierMeta, decode_classifier
 from hieramas.learner.dagplanning import TopologyChoice, TopologyChooser
 from hieramas.learner.provider import LoadedPolicy, layout_key, provider
+from hieramas.learner.roleskip import skip_roles
 from hieramas.learner.store import CLASSIFIER_PREFIX, PolicyStore, PolicyStoreError
 
 if TYPE_CHECKING:
@@ -186,10 +189,13 @@ class Stage2Planner:
         heavy: bool = True,
         fallback: Planner | None = None,
         keep_recent: int = 256,
+        skip_roles: int = 0,
     ) -> None:
         self.policies = policies
         self.classifiers = classifiers
         self.dag_seed = dag_seed
+        self.skip_roles = skip_roles
+        """Role skipping: drop up to this many answering supernodes (:mod:`.roleskip`)."""
         self.heavy = heavy
         self.fallback = fallback or StaticPlanner()
         self.counters: Counter[str] = Counter()
@@ -215,15 +221,29 @@ class Stage2Planner:
             self._count("no_classifier" if clf is None else "classifier_mismatch")
             return assignment
         query = torch.from_numpy(planned.embedding)
-        choice = clf.chooser.choose(
-            query, planned.decision.actions, seed=self.seed_for(request.task_text)
-        )
+        actions = planned.decision.actions
+        if self.skip_roles and not request.explore:  # a training query keeps what it sampled
+            actions, assignment = self._skip(policy, query, actions, assignment)
+        choice = clf.chooser.choose(query, actions, seed=self.seed_for(request.task_text))
         with self._lock:
             self.counters["chosen"] += 1
             self.recent[request.query_id] = (clf.version, choice)
             while len(self.recent) > self._keep:
                 self.recent.popitem(last=False)
         return replace(assignment, edges=choice.edges)
+
+    def _skip(
+        self, policy: LoadedPolicy, query: torch.Tensor, actions: tuple[int, ...], a: Assignment
+    ) -> tuple[tuple[int, ...], Assignment]:
+        new = skip_roles(policy.planner.policy, query, actions, self.skip_roles)
+        if new == actions:
+            return actions, a
+        synth = dict(a.synthesizers)
+        for slot, old, now in zip(policy.layout.slots, actions, new, strict=True):
+            if old != now:
+                synth[slot.node] = SKIP
+        self._count("roles_skipped")
+        return new, replace(a, synthesizers=synth)
 
     def _count(self, what: str) -> None:
         with self._lock:
@@ -246,5 +266,8 @@ def planner(options: Mapping[str, Any]) -> Stage2Planner:
     opts = dict(options)
     chooser = {k: cast(opts.pop(k)) for k, cast in _CHOOSER_OPTIONS.items() if k in opts}
     dag_seed = int(opts.pop("dag_seed", 0))
+    skip = int(opts.pop("skip_roles", 0))
     policies = provider(opts)  # checks the remaining options
-    return Stage2Planner(policies, NatsClassifierProvider(**chooser), dag_seed=dag_seed)
+    return Stage2Planner(
+        policies, NatsClassifierProvider(**chooser), dag_seed=dag_seed, skip_roles=skip
+    )

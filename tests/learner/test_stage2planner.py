@@ -21,6 +21,7 @@ from hieramas.learner.dags import generate_active, is_acyclic
 from hieramas.learner.embeddings import HashEmbedder
 from hieramas.learner.policy import Policy
 from hieramas.learner.provider import LoadedPolicy
+from hieramas.learner.roleskip import skip_roles
 from hieramas.learner.store import PolicyStore
 from hieramas.learner.topologyplanner import Stage2Planner, classifier_store
 from hieramas.natsserver import NatsServer
@@ -166,3 +167,40 @@ def test_candidates_are_drawn_over_the_nodes_that_run() -> None:
         assert (a.sum(axis=0) == 0).sum() == 1
     one = generate_active(np.array([False, True, False]), 5, seed=0)
     assert one.shape == (1, 3, 3) and not one.any()
+
+
+class _FixedLogits(torch.nn.Module):
+    def __init__(self, logits: torch.Tensor) -> None:
+        super().__init__()
+        self.logits = logits
+
+    def forward(self, query: torch.Tensor) -> torch.Tensor:
+        return self.logits[None]
+
+
+def test_role_skipping_drops_the_supernodes_leaning_most_to_skip_and_keeps_one() -> None:
+    config = parse_config(_config_text("http://127.0.0.1:9/v1"))
+    policy = Policy.create(config, HashEmbedder(16), seed=1)
+    layout = policy.layout
+    skip, a = layout.action_index("skip"), layout.action_index("fixed:A")
+    n_actions = len(layout.actions)
+    synth = {slot.node: s for s, slot in enumerate(layout.slots) if slot.kind == "synthesizer"}
+    logits = torch.zeros(len(layout.slots), n_actions)
+    # P(skip) of n0 > n3 > n1 above uniform; n2 below; n4 already skipped
+    for name, bias in {"n0": 4.0, "n3": 3.0, "n1": 1.0, "n2": -3.0}.items():
+        logits[synth[name], skip] = bias
+    actions = [a] * len(layout.slots)
+    actions[synth["n4"]] = skip
+    policy.net = _FixedLogits(logits)  # type: ignore[assignment]
+    q = torch.zeros(16)
+
+    def skipped(k: int) -> set[str]:
+        out = skip_roles(policy, q, actions, k)
+        return {n for n, s in synth.items() if out[s] == skip} - {"n4"}
+
+    assert skipped(0) == set()
+    assert skipped(1) == {"n0"}
+    assert skipped(2) == {"n0", "n3"}
+    assert skipped(10) == {"n0", "n3", "n1"}  # n2 does not lean to skip
+    logits[synth["n2"], skip] = 2.0  # now all four lean: one answering supernode stays
+    assert skipped(10) == {"n0", "n3", "n2"}
