@@ -165,6 +165,9 @@ def train(
     skip_roles: Annotated[
         int, typer.Option(min=0, help="Stage 2: also evaluate with up to K roles skipped.")
     ] = 0,
+    edge_baseline: Annotated[
+        bool, typer.Option(help="Stage 2: also train and evaluate the per-edge REINFORCE baseline.")
+    ] = False,
 ) -> None:
     """Train the Stage-1 policy online: training queries through the live runtime, a learner
     process learning from their traces, greedy validation, the best version kept.
@@ -182,7 +185,7 @@ def train(
 
     if stage == 2:
         _train_stage2(dataset, run_dir, stage1, queries, candidates, concurrency, seed,
-                      eval_items, data_dir, skip_roles)  # fmt: skip
+                      eval_items, data_dir, skip_roles, edge_baseline)  # fmt: skip
         return
     if stage != 1:
         err.print(f"[red]--stage must be 1 or 2, not {stage}[/red]")
@@ -256,6 +259,7 @@ def _train_stage2(
     eval_items: int,
     data_dir: Path | None,
     skip_roles: int = 0,
+    edge_baseline: bool = False,
 ) -> None:
     """``train --stage 2``: see :mod:`hieramas.learner.dagrun`."""
     from hieramas.learner.dagrun import Stage2Options, run_stage2
@@ -269,6 +273,7 @@ def _train_stage2(
         dataset=dataset, run_dir=run_dir, stage1=stage1, queries=queries,
         candidates=candidates, concurrency=concurrency, seed=seed,
         eval_items=eval_items, data_dir=data_dir, skip_roles=skip_roles,
+        edge_baseline=edge_baseline,
     )  # fmt: skip
     unwind_on_signals()
     with Progress(

@@ -60,6 +60,7 @@ from hieramas.learner.dags import (
     generate_active,
 )
 from hieramas.learner.dagtrain import DagTrainConfig, DagTrainReport, train_classifier
+from hieramas.learner.edgereinforce import EdgeReinforce
 from hieramas.learner.graphdata import CandidateSet, active_nodes, node_actions
 from hieramas.learner.provider import LoadedPolicy
 from hieramas.learner.rewards import RewardConfig, cost_reward
@@ -76,6 +77,7 @@ __all__ = ["CountingCache", "Stage2Options", "TablePlanner", "run_stage2"]
 log = structlog.get_logger(__name__)
 
 DATA_LOG = "candidates.jsonl"
+EDGE_LOG = "per-edge.jsonl"
 PLANNER_KIND = "stage2-table"
 
 Progress = Callable[[str, int, int], None]
@@ -103,6 +105,8 @@ class Stage2Options:
     timeout_s: float = 120.0
     epochs: int = 40
     skip_roles: int = 0
+    edge_baseline: bool = False
+    """Also train the per-edge REINFORCE baseline (:mod:`.edgereinforce`) on the same items."""
     """Evaluation also runs the classifier's DAG after role skipping (:mod:`.roleskip`)."""
 
 
@@ -246,8 +250,12 @@ async def _generate(
     log_path: Path,
     on_progress: Progress | None,
     done_before: int,
+    edge_learner: EdgeReinforce | None = None,
 ) -> None:
+    """Run each item's candidates and append its line to ``log_path``.  With
+    ``edge_learner`` the candidates are its samples, and it learns from each query."""
     gate = asyncio.Semaphore(options.concurrency)
+    phase = "data" if edge_learner is None else "per-edge"
     finished = done_before
     total = done_before + len(items)
     write_lock = asyncio.Lock()
@@ -256,11 +264,14 @@ async def _generate(
         nonlocal finished
         async with gate:
             base, actions, emb = await asyncio.to_thread(stage1.plan, item.question)
-            # over the supernodes that run: K distinct connected DAGs (fewer if fewer exist)
-            adj = generate_active(
-                stage1.active(actions), options.candidates,
-                seed=_query_seed(options.seed, item.id), d_min=options.d_min, d_max=options.d_max,
-            )  # fmt: skip
+            active = stage1.active(actions)
+            if edge_learner is not None:
+                adj = edge_learner.sample(active, options.candidates)
+            else:  # over the supernodes that run: K distinct connected DAGs (or fewer)
+                adj = generate_active(
+                    active, options.candidates, seed=_query_seed(options.seed, item.id),
+                    d_min=options.d_min, d_max=options.d_max,
+                )  # fmt: skip
             for k in range(len(adj)):
                 planner.table[f"{item.id}#{k}"] = replace(
                     base, edges=edges_of(adj[k], stage1.nodes)
@@ -273,7 +284,7 @@ async def _generate(
                 )
             )
             results = [first, *rest]
-            cands = []
+            cands: list[dict[str, Any]] = []
             for k, result in enumerate(results):
                 planner.table.pop(f"{item.id}#{k}", None)
                 solved = await _graded(item, result)
@@ -292,15 +303,34 @@ async def _generate(
                 "embedding": np.asarray(emb, dtype=np.float32).tolist(),
                 "candidates": cands,
             }
-            async with write_lock:
+            async with write_lock:  # updates in the order of the log, which a resume replays
+                if edge_learner is not None:
+                    edge_learner.update(adj, [float(c["reward"]) for c in cands], active)
                 with log_path.open("a") as fh:
                     fh.write(json.dumps(line) + "\n")
                     fh.flush()
                 finished += 1
             if on_progress is not None:
-                on_progress("data", finished, total)
+                on_progress(phase, finished, total)
 
     await asyncio.gather(*(one(item) for item in items))
+
+
+def _adjacencies(row: dict[str, Any], n: int) -> np.ndarray:
+    """A logged query's candidate adjacencies ``[K, n, n]``."""
+    return np.stack([
+        np.unpackbits(np.array(c["adjacency"], dtype=np.uint8))[: n * n].reshape(n, n).astype(bool)
+        for c in row["candidates"]
+    ])  # fmt: skip
+
+
+def _resume(path: Path) -> list[dict[str, Any]]:
+    """The finished queries of ``path``, rewritten without a torn tail (so appends start on
+    a fresh line)."""
+    done = _read_done(path)
+    if done:
+        path.write_text("".join(json.dumps(r) + "\n" for r in done))
+    return done
 
 
 def candidate_set(rows: list[dict[str, Any]], stage1: _Stage1, top_k: int) -> CandidateSet:
@@ -309,11 +339,11 @@ def candidate_set(rows: list[dict[str, Any]], stage1: _Stage1, top_k: int) -> Ca
     layout = stage1.loaded.layout
     query = np.array([r["embedding"] for r in rows], dtype=np.float32)
     actions = np.stack([node_actions(layout, r["actions"]).numpy() for r in rows])
-    adj, qi, reward = [], [], []
+    adj: list[np.ndarray] = []
+    qi, reward = [], []
     for q, row in enumerate(rows):
+        adj.extend(_adjacencies(row, n))
         for c in row["candidates"]:
-            bits = np.unpackbits(np.array(c["adjacency"], dtype=np.uint8))[: n * n]
-            adj.append(bits.reshape(n, n).astype(bool))
             qi.append(q)
             reward.append(c["reward"])
     return CandidateSet.from_numpy(
@@ -378,11 +408,14 @@ async def _evaluate(
     items: list[Item],
     options: Stage2Options,
     on_progress: Progress | None,
+    edges: EdgeReinforce | None = None,
 ) -> dict[str, Any]:
     n = len(stage1.nodes)
     methods = ["classifier", "random", "full", "chain"]
     if options.skip_roles:
         methods.insert(1, f"classifier+skip{options.skip_roles}")
+    if edges is not None:
+        methods.append("per-edge")
     plans: dict[str, dict[str, Assignment]] = {m: {} for m in methods}
     for item in items:
         base, actions, emb = stage1.plan(item.question)
@@ -395,6 +428,8 @@ async def _evaluate(
             "full": active_adjacency(full_adjacency(n), active),
             "chain": _chain(active),
         }
+        if edges is not None:
+            fixed["per-edge"] = edges.greedy(active)
         for method, adj in fixed.items():
             plans[method][item.id] = replace(base, edges=edges_of(adj, stage1.nodes))
         if options.skip_roles:
@@ -445,17 +480,25 @@ def run_stage2(options: Stage2Options, on_progress: Progress | None = None) -> d
     train_items, _ = load_items(options.dataset, "train", None, options.seed, options.data_dir)
     train_items = train_items[: options.queries]
     log_path = run_dir / DATA_LOG
-    done = _read_done(log_path)
-    if done:  # rewrite without a torn tail, so appends start on a fresh line
-        log_path.write_text("".join(json.dumps(r) + "\n" for r in done))
+    done = _resume(log_path)
     seen = {r["item_id"] for r in done}
     todo = [it for it in train_items if it.id not in seen]
+    edge_log = run_dir / EDGE_LOG
+    edge_done = _resume(edge_log) if options.edge_baseline else []
+    edge_seen = {r["item_id"] for r in edge_done}
+    edge_todo = (
+        [it for it in train_items if it.id not in edge_seen] if options.edge_baseline else []
+    )
+    edges = EdgeReinforce(len(stage1.nodes), seed=options.seed)
+    for row in edge_done:  # the learner's state is its updates, replayed in the log's order
+        edges.update(_adjacencies(row, len(stage1.nodes)), [c["reward"] for c in row["candidates"]],
+                     stage1.active(tuple(row["actions"])))  # fmt: skip
     summary: dict[str, Any] = {"emulated": True, "dataset": options.dataset}
 
     cache = CountingCache(run_dir / "llm-cache.sqlite")
     spec = PlannerConfig(kind=PLANNER_KIND)
     started = time.monotonic()
-    if todo:
+    if todo or edge_todo:
         emulator = EmulatorProcess(seed=options.seed, latency_scale=0.0).start()
         try:
             with Stack(
@@ -471,9 +514,20 @@ def run_stage2(options: Stage2Options, on_progress: Progress | None = None) -> d
                     ),
                     None,
                 )
+                if edge_todo:  # the per-edge baseline: same items, same K, same reward
+                    stack.bus.call(
+                        _generate(client, planner, stage1, edge_todo, options, edge_log,
+                                  on_progress, len(edge_done), edges),
+                        None,
+                    )  # fmt: skip
         finally:
             emulator.stop()
     summary["data_seconds"] = time.monotonic() - started
+    if options.edge_baseline:
+        summary["per_edge"] = {
+            "updates": edges.updates,
+            "edge_probs": np.round(edges.probs(), 3).tolist(),
+        }
     summary["reuse"] = cache.stats()
     rows = _read_done(log_path)
     data = candidate_set(rows, stage1, options.top_k)
@@ -530,7 +584,16 @@ def run_stage2(options: Stage2Options, on_progress: Progress | None = None) -> d
                     options.dataset, "test", options.eval_items, options.seed, options.data_dir
                 )
                 summary["eval"] = bus.call(
-                    _evaluate(client, planner, stage1, chooser, test_items, options, on_progress),
+                    _evaluate(
+                        client,
+                        planner,
+                        stage1,
+                        chooser,
+                        test_items,
+                        options,
+                        on_progress,
+                        edges if options.edge_baseline else None,
+                    ),
                     None,
                 )
                 summary["eval_items"] = len(test_items)

@@ -12,7 +12,7 @@ import torch
 from hieramas.controller.config import parse_config
 from hieramas.learner.checkpoint import CheckpointMeta, encode_checkpoint
 from hieramas.learner.dagcheckpoint import decode_classifier
-from hieramas.learner.dagrun import DATA_LOG, Stage2Options, run_stage2
+from hieramas.learner.dagrun import DATA_LOG, EDGE_LOG, Stage2Options, run_stage2
 from hieramas.learner.embeddings import HashEmbedder
 from hieramas.learner.policy import Policy
 from hieramas.learner.trainconfig import to_yaml, training_config
@@ -48,7 +48,7 @@ def test_data_is_appended_per_query_resumed_after_a_torn_line_and_a_classifier_p
     stage1 = _stage1_dir(tmp_path / "stage1")
     options = Stage2Options(
         dataset="mmlu", run_dir=tmp_path / "run", stage1=stage1, queries=3, candidates=3,
-        concurrency=3, epochs=2,
+        concurrency=3, epochs=2, edge_baseline=True,
     )  # fmt: skip
     first = run_stage2(options)
     log = tmp_path / "run" / DATA_LOG
@@ -66,6 +66,8 @@ def test_data_is_appended_per_query_resumed_after_a_torn_line_and_a_classifier_p
     assert reuse["calls_paid"] > 0 and reuse["usd_paid"] > 0
     assert set(first["training"]) == {"bce", "rank"} and first["winner"] in ("bce", "rank")
     assert first["published_version"] == 1
+    assert first["per_edge"]["updates"] == 3  # the per-edge baseline ran the same 3 queries
+    assert len(_lines(tmp_path / "run" / EDGE_LOG)) == 3
     ckpt = decode_classifier((tmp_path / "run" / "classifier.ckpt").read_bytes())
     assert ckpt.meta.version == 1 and ckpt.meta.policy_version == 4
     assert ckpt.meta.embedder == "hash-16"
@@ -78,3 +80,5 @@ def test_data_is_appended_per_query_resumed_after_a_torn_line_and_a_classifier_p
     assert again[:3] == lines and len(again) == 4
     assert json.loads(again[3])["item_id"] not in {r["item_id"] for r in rows}
     assert second["data"]["queries"] == 4 and second["published_version"] == 2
+    # the per-edge learner's state is rebuilt from its log: 3 replayed updates, 1 new
+    assert second["per_edge"]["updates"] == 4
