@@ -44,6 +44,8 @@ Stage 2 (topology by graph classification), imported by name:
   newest classifier's top-1 DAG) and ``NatsClassifierProvider`` (the store's ``dag.`` series);
 - :mod:`.dagrun`: ``hieramas train --stage 2`` (candidates executed with a frozen Stage-1
   policy, appended per query and resumable, both losses trained, best published, evaluated).
+- :mod:`.roleskip`: role skipping (drop up to ``k`` answering supernodes leaning to skip);
+  :mod:`.edgereinforce`: the per-edge REINFORCE baseline (independent Bernoulli edges).
 
 A data-generation driver builds a ``CandidateSet`` from executed queries (query text
 embedded, the frozen policy's actions, each candidate's adjacency and reward), trains with
