@@ -313,3 +313,39 @@ def test_prometheus_scrapes_every_process_of_a_running_stack(
             learner.stop()
         for process in reversed(processes):
             terminate(process, 10)
+
+
+@pytest.mark.slow
+def test_up_serves_metrics_for_itself_and_the_emulator(tmp_path: Path) -> None:
+    """``hieramas up --metrics-port 0``: its own process and the emulator each serve /metrics
+    on a port it prints; a query shows up in both."""
+    out, err = tmp_path / "up.out", tmp_path / "up.err"
+    with out.open("wb") as o, err.open("wb") as e:
+        up = spawn(
+            [sys.executable, "-m", "hieramas", "up", "--metrics-port", "0", "--no-learner"],
+            stdin=subprocess.DEVNULL, stdout=o, stderr=e,
+        )  # fmt: skip
+    bus: Bus | None = None
+    try:
+        _wait_log(out, "metrics also on: emulator", up, timeout=120)
+        text = out.read_text()
+        nats_url = re.search(r"NATS (nats://\S+)", text)
+        own = re.search(r"controller and workers metrics on port (\d+)", err.read_text())
+        emulator = re.search(r"metrics also on: emulator (\d+)", text)
+        assert nats_url and own and emulator, text + err.read_text()
+        bus = Bus(NatsSettings(url=nats_url.group(1)), sender="test-up").start()
+        result = bus.call(HieraClient(bus).ask("Which gas do plants take in? A) O2 B) CO2"), 60)
+        assert result["status"] == "ok", result  # EMULATED LLMs
+        deadline = time.monotonic() + 10
+        while 'hieramas_queries_total{outcome="ok"} 1.0' not in (
+            page := httpx.get(f"http://127.0.0.1:{own.group(1)}/metrics", timeout=5).text
+        ):
+            assert time.monotonic() < deadline, page[-2000:]
+            time.sleep(0.2)
+        assert "hieramas_llm_call_duration_seconds_bucket" in page
+        served = httpx.get(f"http://127.0.0.1:{emulator.group(1)}/metrics", timeout=5).text
+        assert 'hieramas_emulator_requests_total{model="' in served
+    finally:
+        if bus is not None:
+            bus.stop()
+        terminate(up, 20)
