@@ -19,11 +19,17 @@ from dataclasses import dataclass
 import msgspec
 import structlog
 from nats.js.api import KeyValueConfig
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import (
+    BadRequestError,
+    BucketNotFoundError,
+    KeyNotFoundError,
+    KeyWrongLastSequenceError,
+)
 from nats.js.kv import KeyValue
 
 from hieramas.bus import Bus
 from hieramas.controller.config import ConfigError, HieraConfig, parse_config
+from hieramas.jsretry import STREAM_NAME_IN_USE, retry_transient
 from hieramas.natsconn import jetstream_replicas
 
 __all__ = ["CONFIG_BUCKET", "ConfigStore", "ContendedError", "CorruptConfigError", "StoredConfig"]
@@ -103,20 +109,34 @@ class ConfigStore:
         return (entry.value or b"").decode("utf-8", errors="replace") or None
 
     async def open(self) -> ConfigStore:
-        """Create or bind the bucket and load the current version."""
-        try:
-            self._kv = await self.bus.js.key_value(self.bucket)
-        except Exception:
-            self._kv = await self.bus.js.create_key_value(
-                KeyValueConfig(
-                    bucket=self.bucket,
-                    history=16,
-                    description="HieraMAS configs",
-                    replicas=jetstream_replicas(),
-                )
-            )
-        self.current_version = await self._read_current()
+        """Create or bind the bucket and load the current version.
+
+        Transient JetStream faults (a fresh R3 bucket electing its leader while another
+        controller reads it) are retried for a bounded time (:mod:`hieramas.jsretry`); a
+        refused login (``permission_denied``) fails at once."""
+        what = f"open bucket {self.bucket}"
+        self._kv = await retry_transient(self._bind_or_create, bus=self.bus, what=what)
+        self.current_version = await retry_transient(self._read_current, bus=self.bus, what=what)
         return self
+
+    async def _bind_or_create(self) -> KeyValue:
+        js = self.bus.js
+        try:
+            return await js.key_value(self.bucket)
+        except BucketNotFoundError:
+            pass
+        config = KeyValueConfig(
+            bucket=self.bucket,
+            history=16,
+            description="HieraMAS configs",
+            replicas=jetstream_replicas(),
+        )
+        try:
+            return await js.create_key_value(config)
+        except BadRequestError as exc:
+            if exc.err_code != STREAM_NAME_IN_USE:
+                raise
+            return await js.key_value(self.bucket)  # made meanwhile, with other settings
 
     @property
     def kv(self) -> KeyValue:

@@ -30,9 +30,11 @@ from nats.js.api import (
     StorageType,
     StreamConfig,
 )
+from nats.js.errors import BadRequestError
 
 from hieramas import metrics
 from hieramas.bus import Bus, BusError
+from hieramas.jsretry import STREAM_NAME_IN_USE, retry_transient
 from hieramas.natsconn import jetstream_replicas
 from hieramas.wire import Envelope, Kind, Subjects, WireError
 from hieramas.wire.events import Event, decode_trace_message
@@ -71,8 +73,10 @@ async def ensure_trace_stream(
 ) -> None:
     """Create (or update) the trace stream; idempotent, safe from several processes.
 
-    A login that may not update streams (none of ``deploy/nats/users.conf`` may: a stream's
-    config could republish into any subject) keeps an existing stream as it is."""
+    Creating is retried through transient JetStream faults (:mod:`hieramas.jsretry`).  Only a
+    stream that exists with other settings is updated, and a login that may not update streams
+    (none of ``deploy/nats/users.conf`` may: a stream's config could republish into any
+    subject) keeps it as it is."""
     config = StreamConfig(
         name=TRACE_STREAM,
         subjects=[subjects.trace_wildcard],
@@ -83,16 +87,26 @@ async def ensure_trace_stream(
         max_bytes=max_bytes,
         num_replicas=jetstream_replicas(),
     )
-    try:
-        await bus.js.add_stream(config)
-    except Exception:
+
+    async def create() -> bool:
+        """True if the stream is there as configured; False if it exists with other settings."""
         try:
-            await bus.js.update_stream(config)
-        except BusError as exc:
-            if exc.code != "permission_denied":
+            await bus.js.add_stream(config)  # the same settings again: a no-op that succeeds
+        except BadRequestError as exc:
+            if exc.err_code != STREAM_NAME_IN_USE:
                 raise
-            await bus.js.stream_info(TRACE_STREAM)  # it does exist: keep its settings
-            log.warning("traces.stream_kept", stream=TRACE_STREAM, reason=str(exc))
+            return False
+        return True
+
+    what = f"create stream {TRACE_STREAM}"
+    if await retry_transient(create, bus=bus, what=what):
+        return
+    try:
+        await retry_transient(lambda: bus.js.update_stream(config), bus=bus, what=what)
+    except BusError as exc:
+        if exc.code != "permission_denied":
+            raise
+        log.warning("traces.stream_kept", stream=TRACE_STREAM, reason=str(exc))
 
 
 class TraceEmitter:
