@@ -267,7 +267,7 @@ class Cluster:
     # -- life cycle ----------------------------------------------------------------------
     def start(self, timeout: float = 60.0) -> Cluster:
         """Start everything: the emulator and the servers; then the workers, the learner and
-        one controller; then the other controllers."""
+        the controllers, all at once."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         try:
             first = ["emulator", *(f"nats-{h.index}" for h in self.hosts)]
@@ -276,17 +276,13 @@ class Cluster:
             for name in first:
                 self.wait_ready(name, timeout)
             self._wait_jetstream(timeout)
-            # the first controller creates the R3 config bucket: a second one opening it while
-            # its stream still elects a leader times out, so it starts once the first serves
-            # the first controller creates the R3 config bucket: a second one opening it while
-            # its stream still elects a leader times out, so it starts once the first serves
-            later = [n for n in self.parts if n.startswith("controller-")][1:]
-            rest = [n for n in self.parts if n not in first and n not in later]
-            for group in (rest, later):
-                for name in group:
-                    self.launch(name)
-                for name in group:
-                    self.wait_ready(name, timeout)
+            # controllers start together: the one that finds the R3 config bucket still
+            # electing its leader retries (hieramas/jsretry.py)
+            rest = [n for n in self.parts if n not in first]
+            for name in rest:
+                self.launch(name)
+            for name in rest:
+                self.wait_ready(name, timeout)
         except BaseException:
             self.stop()
             raise
