@@ -83,6 +83,9 @@ class ConfigStore:
         self.current_version = 0
         self._watch_task: asyncio.Task[None] | None = None
         self._listeners: list[Callable[[StoredConfig], None]] = []
+        self._announced = 0
+        """The version the listeners last heard of: each hears every version once, also the
+        versions this store applied itself."""
 
     async def bind(self) -> ConfigStore:
         """Bind the existing bucket, read-only use (a worker's: it never creates the bucket);
@@ -178,7 +181,7 @@ class ConfigStore:
         except ValueError as exc:
             self._reject_current(str(exc))
             return
-        if version == self.current_version and version in self._cache:
+        if version == self._announced:  # not current_version: apply() sets it before this runs
             return
         try:
             stored = await self.get(version)
@@ -187,6 +190,7 @@ class ConfigStore:
             log.error("config.watch_load_failed", version=version, error=str(exc))
             return
         self.current_version = version
+        self._announced = version
         log.info("config.current", version=version, name=stored.config.name)
         for listener in self._listeners:
             try:

@@ -164,3 +164,18 @@ def test_concurrent_applies_from_two_controllers_get_distinct_immutable_versions
     for version, name in results:  # each number holds what its writer wrote
         assert buses[0].call(reader.get(version), 10).config.name == name
     assert buses[0].call(reader._read_current(), 10) == max(versions)
+
+
+def test_listeners_hear_each_version_once_also_those_the_store_applied_itself(
+    nats_server: NatsServer, buses: tuple[Bus, Bus]
+) -> None:
+    first, _ = buses
+    seen: list[int] = []
+    store = first.call(ConfigStore(first).open(), 10)
+    store.on_change(lambda stored: seen.append(stored.version))
+    first.call(store.watch(), 10)
+    for name in ("one", "two"):
+        first.call(store.apply(_config(name)), 10)  # sets current_version before its watch sees it
+    assert _eventually(lambda: seen == [1, 2]), seen
+    time.sleep(0.3)
+    assert seen == [1, 2]  # and nobody hears a version twice
