@@ -446,28 +446,41 @@ class Gateway:
     def resume(self, state: QueryState, key: str) -> None:
         """Finish a query adopted from a gateway that died (on the loop): run it again, same
         ids and config version, to the same deadline, and answer its client.  With less than
-        :data:`MIN_RESUME_S` left, fail it at once (``gateway_lost``)."""
+        :data:`MIN_RESUME_S` left, fail it at once (``gateway_lost``).
+
+        A config version applied since it was planned may have replaced endpoints that are
+        gone now (a restarted training run's LLM server or emulator, on a new port): the
+        query then runs under the current version, or, when its client asked for that old
+        version by number, fails at once (``config_superseded``) rather than call them."""
         remaining = state.deadline - time.time()
         request = dict(state.request)
         request["timeout_s"] = max(remaining, MIN_RESUME_S)
-        if state.config_version:
+        current = self.store.current_version
+        stale = bool(state.config_version and current and state.config_version != current)
+        pinned = request.get("config_version") is not None
+        if state.config_version and not stale:
             request["config_version"] = state.config_version
+        lost = state.adopted_from[-1] if state.adopted_from else "?"
+        failure: QueryFailed | None = None
+        if stale and pinned:
+            self.bus.counters["gateway.adopted_superseded"] += 1
+            failure = QueryFailed(
+                "config_superseded",
+                f"gateway {lost} died running the query under config v{state.config_version}; "
+                f"v{current} is current now and that version's endpoints may be gone",
+            )
+        elif remaining < MIN_RESUME_S:
+            failure = QueryFailed(
+                "gateway_lost",
+                f"gateway {lost} died running the query, {max(remaining, 0):.1f}s before its "
+                "deadline: too late to run it again",
+            )
         envelope = Envelope(
             kind=Kind.QUERY,
             payload=request,
             query_id=state.query_id,
             trace_id=state.trace_id,
             sender=state.sender,
-        )
-        lost = state.adopted_from[-1] if state.adopted_from else "?"
-        failure = (
-            QueryFailed(
-                "gateway_lost",
-                f"gateway {lost} died running the query, {max(remaining, 0):.1f}s before its "
-                "deadline: too late to run it again",
-            )
-            if remaining < MIN_RESUME_S
-            else None
         )
         self._spawn(
             self._answer(
