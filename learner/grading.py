@@ -20,6 +20,7 @@ sympy) run in a thread, so the caller's loop never waits on them.
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 from collections.abc import Mapping
 from dataclasses import replace
@@ -40,13 +41,16 @@ from hieramas.tasks.graders import (
     numbers_equal,
 )
 from hieramas.tasks.sandbox import Sandbox
+from hieramas.wire.events import QueryDone
 
 __all__ = [
     "DATASET_OF_DOMAIN",
+    "INFRASTRUCTURE_KINDS",
     "POLICY_FAILURES",
     "ItemIndex",
     "Rejected",
     "grade_episode",
+    "infrastructure_failure",
     "with_feedback",
 ]
 
@@ -60,8 +64,27 @@ DATASET_OF_DOMAIN: Mapping[str, str] = {
 
 POLICY_FAILURES = frozenset({"error", "timeout"})
 """Query statuses that grade as a wrong answer (the plan's LLMs failed or ran out of
-time); any other failure (``no_worker``, ``internal``, ...) is the runtime's, not
-the policy's, and its query is not an episode."""
+time), unless a call failed because its endpoint was unreachable
+(:func:`infrastructure_failure`); any other failure (``no_worker``, ``internal``, ...) is
+the runtime's, not the policy's, and its query is not an episode."""
+
+
+INFRASTRUCTURE_KINDS = ("connection", "circuit_open")
+"""LLM error kinds that say the endpoint could not be reached (refused, reset, DNS, or a
+breaker opened by such failures): the runtime's failure, not the plan's."""
+_INFRASTRUCTURE = re.compile(
+    rf"(?:^|: )(?:{'|'.join(INFRASTRUCTURE_KINDS)})(?: \(HTTP \d+\))?: "
+)  # how an LLMError reads in a failure line: "<node>: <slot>: <model>: connection: ..."
+
+
+def infrastructure_failure(query: QueryDone) -> str | None:
+    """The first failure line of a failed query that says an endpoint was unreachable."""
+    if query.status == "ok":
+        return None
+    for line in (*query.failures, query.error or ""):
+        if _INFRASTRUCTURE.search(line):
+            return line
+    return None
 
 
 class Rejected(Exception):
@@ -144,13 +167,21 @@ async def grade_episode(
     (``unknown_item``, ``unscored_item``: the episode is then kept without ground truth).
 
     :class:`Rejected` when the query is no episode at all: ``no_plan`` (it failed before
-    it was planned) or ``runtime_failure`` (see :data:`POLICY_FAILURES`).
+    it was planned), ``runtime_failure`` (see :data:`POLICY_FAILURES`) or
+    ``infrastructure_failure`` (an LLM endpoint was unreachable: :func:`infrastructure_failure`).
     """
     query = assembled.query
     if query.assignment is None:
         raise Rejected("no_plan", f"query {query.query_id} failed before planning ({query.status})")
     if query.status != "ok" and query.status not in POLICY_FAILURES:
         raise Rejected("runtime_failure", f"query {query.query_id} failed: {query.status}")
+    unreachable = infrastructure_failure(query)
+    if unreachable is not None:  # not a wrong answer of the plan: no reward from it
+        raise Rejected(
+            "infrastructure_failure",
+            f"query {query.query_id} failed ({query.status}): an endpoint was unreachable "
+            f"({unreachable})",
+        )
     domain = query.domain or config.domain
     item: Item | None = None
     item_error: Rejected | None = None

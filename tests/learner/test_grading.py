@@ -124,3 +124,25 @@ def test_what_has_no_ground_truth_or_is_no_episode() -> None:
         with pytest.raises(Rejected) as rejected:
             _grade(_assembled("mmlu", "abstract_algebra/2", ("B", "B"), "(B)", **kw), "mmlu")
         assert rejected.value.code == code
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "x: synth: m: connection: endpoint 'emu' at http://127.0.0.1:9/v1: Connection refused",
+        "decision: alone_all_failed: m: circuit_open: endpoint 'emu' is failing",
+    ],
+)
+def test_a_query_failed_by_an_unreachable_endpoint_is_no_wrong_answer(line: str) -> None:
+    """A policy failure graded as a wrong answer, unless a call found its endpoint gone (a
+    resumed run's query still naming the stopped server): then it is no episode."""
+    failed = _assembled("mmlu", "abstract_algebra/2", ("B", None), None, status="error")
+    episode, _ = _grade(failed, "mmlu")  # the plan's LLM failed: a wrong answer
+    assert episode.final_correct is False
+    slow = msgspec.structs.replace(failed.query, failures=["x: synth: m: timeout: 30 s"])
+    assert _grade(Assembled(slow, failed.nodes), "mmlu")[0].final_correct is False
+    gone = msgspec.structs.replace(failed.query, failures=["x: p0: m: timeout: 30 s", line])
+    with pytest.raises(Rejected) as rejected:
+        _grade(Assembled(gone, failed.nodes), "mmlu")
+    assert rejected.value.code == "infrastructure_failure"
+    assert "unreachable" in str(rejected.value)
