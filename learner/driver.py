@@ -14,7 +14,8 @@ learner grades them again for its rewards), then waits until the learner has
 trained on every query counted so far (its published step reaches a bound
 calibrated while it was quiet; ``learner_wait_s`` at most, then it is calibrated
 anew), so the next iteration samples from the version trained on this one.  A query counts against the budget only when a policy sampled its
-plan; one planned before any version loaded is asked again later.
+plan and it did not fail for an unreachable LLM endpoint (no episode for the learner);
+others are asked again later.
 
 Every ``eval_every`` iterations, and at the end, the current version is
 **evaluated greedily**, once the learner is quiet, on the first ``eval_items``
@@ -424,13 +425,22 @@ class TrainingDriver:
         items = [self.train_items[item_order(n_train, self.options.seed, p)] for p in positions]
         before = await self.store.current_version()
         asked = await self._ask_all(items, config_version=self.state.config_version, explore=True)
-        counted = [(p, a) for p, a in zip(positions, asked, strict=True) if a.sampled]
-        unplanned = len(asked) - len(counted)
+        # a query an unreachable endpoint failed is no episode for the learner: ask it again
+        counted = [
+            (p, a) for p, a in zip(positions, asked, strict=True) if a.sampled and not a.unreachable
+        ]
+        unreachable = sum(a.sampled and a.unreachable for a in asked)
+        unplanned = len(asked) - len(counted) - unreachable
         if not counted:  # no version loaded by the controller yet: ask again shortly
             self.state.unplanned += unplanned
             self._save()
             self._idle += 1
             if self._idle * 0.5 > self.options.learner_wait_s:
+                if unreachable:
+                    raise DriverError(
+                        "every training query failed for an unreachable LLM endpoint: are the "
+                        "config's endpoints up?"
+                    )
                 raise DriverError(
                     "no training query was planned by a policy: does the controller load the "
                     "learner's versions (planner kind 'learned')?"
@@ -462,6 +472,7 @@ class TrainingDriver:
             "queries": self.state.counted,
             "n": n,
             "unplanned": unplanned,
+            "unreachable": unreachable,
             "errors": sum(r.outcome == "error" for r in rows),
             "accuracy": accuracy,
             "cost_per_query_usd": cost,

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
 
@@ -51,6 +51,7 @@ __all__ = [
     "Rejected",
     "grade_episode",
     "infrastructure_failure",
+    "unreachable_line",
     "with_feedback",
 ]
 
@@ -77,14 +78,16 @@ _INFRASTRUCTURE = re.compile(
 )  # how an LLMError reads in a failure line: "<node>: <slot>: <model>: connection: ..."
 
 
+def unreachable_line(lines: Iterable[str]) -> str | None:
+    """The first of a query's failure lines that says an endpoint was unreachable."""
+    return next((line for line in lines if _INFRASTRUCTURE.search(line)), None)
+
+
 def infrastructure_failure(query: QueryDone) -> str | None:
-    """The first failure line of a failed query that says an endpoint was unreachable."""
+    """The failure line of a failed query that says an endpoint was unreachable, if any."""
     if query.status == "ok":
         return None
-    for line in (*query.failures, query.error or ""):
-        if _INFRASTRUCTURE.search(line):
-            return line
-    return None
+    return unreachable_line((*query.failures, query.error or ""))
 
 
 class Rejected(Exception):

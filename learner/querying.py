@@ -20,6 +20,7 @@ from typing import Any
 from hieramas.controller.client import HieraClient
 from hieramas.controller.config import SKIP
 from hieramas.evaluation import ItemResult
+from hieramas.learner.grading import unreachable_line
 from hieramas.tasks.datasets import Item
 from hieramas.tasks.graders import Grade, agrade, grade
 from hieramas.tasks.sandbox import Sandbox
@@ -66,6 +67,9 @@ class Asked:
     row: ItemResult
     sampled: bool
     selection: Selection
+    unreachable: bool = False
+    """It failed because an LLM endpoint was unreachable: the learner does not train on it
+    (:func:`~hieramas.learner.grading.infrastructure_failure`)."""
 
 
 def selection_of(result: Mapping[str, Any], proposers: Mapping[str, int]) -> Selection:
@@ -133,4 +137,6 @@ async def ask_graded(
         error=result.get("error"),
         policy_version=result.get("policy_version"),
     )
-    return Asked(row, bool(result.get("sampled")), selection_of(result, proposers))
+    lines = [*(result.get("failures") or ()), str(result.get("error") or "")]
+    unreachable = outcome == "error" and unreachable_line(map(str, lines)) is not None
+    return Asked(row, bool(result.get("sampled")), selection_of(result, proposers), unreachable)

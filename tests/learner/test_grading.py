@@ -4,6 +4,7 @@ in every domain (HumanEval in the real sandbox), and what is not an episode."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import msgspec
 import pytest
@@ -12,6 +13,7 @@ import yaml
 from hieramas.controller.config import HieraConfig, parse_config
 from hieramas.learner.assembly import Assembled
 from hieramas.learner.grading import ItemIndex, Rejected, grade_episode, with_feedback
+from hieramas.learner.querying import ask_graded
 from hieramas.learner.rewards import RewardConfig, node_rewards
 from hieramas.learner.slots import SlotLayout
 from hieramas.tasks.answers import extract_answer
@@ -146,3 +148,29 @@ def test_a_query_failed_by_an_unreachable_endpoint_is_no_wrong_answer(line: str)
         _grade(Assembled(gone, failed.nodes), "mmlu")
     assert rejected.value.code == "infrastructure_failure"
     assert "unreachable" in str(rejected.value)
+
+
+class _Answers:
+    """A client stub that answers every query with ``result``."""
+
+    def __init__(self, result: dict[str, object]) -> None:
+        self.result = result
+
+    async def ask(self, *args: object, **kw: object) -> dict[str, object]:
+        return self.result
+
+
+def test_the_driver_sees_which_failed_queries_the_learner_will_not_train_on() -> None:
+    """The training driver asks them again rather than count them (the learner skips them)."""
+    item = ItemIndex().get("mmlu", "abstract_algebra/2")
+    gone = "expert: synth: m: connection: endpoint 'emu' at http://127.0.0.1:9/v1: refused"
+    cases = [
+        ({"status": "error", "sampled": True, "failures": [gone]}, True),
+        ({"status": "error", "sampled": True, "failures": ["expert: synth: m: timeout: 30 s"]},
+         False),
+        ({"status": "ok", "sampled": True, "text": "(B)", "failures": [gone]}, False),
+    ]  # fmt: skip
+    for result, unreachable in cases:
+        client: Any = _Answers(result)
+        asked = asyncio.run(ask_graded(client, item, config_version=1, explore=True, proposers={}))
+        assert asked.unreachable is unreachable, result
