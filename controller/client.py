@@ -5,6 +5,13 @@ one is restarting, or the client's NATS server has just come back and the contro
 not subscribed again yet) reached no one, so it is safe to send again: it is retried with
 exponential backoff and jitter within the request's own time budget.  Any other failure is
 not retried (the query may be running).
+
+A query is also sent again, with the same query id and reply subject, while no answer came:
+after :data:`RESEND_FIRST_S`, then at doubling intervals (the request, or its answer, may
+have been lost with a controller or a NATS server that died).  The copy is marked as one
+(:data:`~controller.failover.RESENT`), so a gateway that is not running it checks the
+query's failover record before running it: a query that some live gateway runs is not run
+twice, and one that no gateway has is run.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import msgspec
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -21,6 +29,7 @@ from tenacity import (
 )
 
 from hieramas.bus import Bus, BusError, RemoteError
+from hieramas.controller.failover import RESENT
 from hieramas.wire import Envelope, Kind, Subjects, new_id
 
 __all__ = ["HieraClient"]
@@ -28,6 +37,8 @@ __all__ = ["HieraClient"]
 RETRY_FIRST_S = 0.05
 RETRY_MAX_S = 2.0
 """Backoff between sends of a request nobody served: 50 ms doubling up to 2 s, plus jitter."""
+RESEND_FIRST_S = 1.0
+"""A query not answered this long is sent again (then at doubling intervals up to 8 s)."""
 
 
 def _nobody_served(exc: BaseException) -> bool:
@@ -80,7 +91,13 @@ class HieraClient:
         try:
             # a query asked again joins its run at the gateway: resending it after a
             # reconnect (the request or its answer may have been lost) costs nothing
-            reply = await self._request(self.subjects.query, envelope, timeout_s + 5.0, resend=True)
+            reply = await self._request(
+                self.subjects.query,
+                envelope,
+                timeout_s + 5.0,
+                resend=True,
+                again=msgspec.structs.replace(envelope, span_id=RESENT),
+            )
         except RemoteError as exc:
             return {
                 "status": exc.code,
@@ -118,11 +135,18 @@ class HieraClient:
         return dict(reply.payload)
 
     async def _request(
-        self, subject: str, envelope: Envelope, budget_s: float, *, resend: bool = False
+        self,
+        subject: str,
+        envelope: Envelope,
+        budget_s: float,
+        *,
+        resend: bool = False,
+        again: Envelope | None = None,
     ) -> Envelope:
         """One request, sent again while nobody serves ``subject``, all within ``budget_s``:
         the reply, or the last error (``BusError`` "no_responders" once the budget is spent).
-        ``resend``: also send it again after a reconnect (:meth:`Bus.request`)."""
+        ``resend``: also send it again after a reconnect, and (``again``, the copy to send)
+        while no reply came (:meth:`Bus.request`)."""
         deadline = time.monotonic() + budget_s
 
         def out_of_time(state: RetryCallState) -> bool:
@@ -139,7 +163,14 @@ class HieraClient:
         async for attempt in retrying:
             with attempt:
                 timeout = max(deadline - time.monotonic(), 0.01)
-                return await self.bus.arequest(subject, envelope, timeout, resend=resend)
+                return await self.bus.arequest(
+                    subject,
+                    envelope,
+                    timeout,
+                    resend=resend,
+                    again=again,
+                    again_after=RESEND_FIRST_S if again is not None else 0.0,
+                )
         raise AssertionError("unreachable")  # tenacity re-raises the last error
 
     def _count_retry(self, state: RetryCallState) -> None:

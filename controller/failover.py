@@ -5,7 +5,7 @@ Every controller runs a gateway, and the gateways share the query queue group, s
 goes to one of them.  Each gateway
 
 * writes one record per query it runs to the JetStream key-value bucket
-  ``hieramas_queries`` (key ``q.<run id>``): the query as asked, its ids, the client's reply
+  ``hieramas_queries`` (key ``q.<query id>``): the query as asked, its ids, the client's reply
   subject, its deadline, its config version and its owner (the gateway).  The record
   carries a per-message TTL of its deadline plus a margin (so one whose owner died with
   nobody to adopt it vanishes by itself), and a finished query's record is purged with a
@@ -28,14 +28,18 @@ receiver keeps the first copy of a node's output, what the first run still sends
 harm.  The price is the query's LLM calls, paid twice (and a sampling planner may draw
 another plan).  Failing fast instead would throw away the rest of the deadline.
 
-Known gap: a query that reaches a gateway in the instant it dies, before its record is
-written, is lost; its client gives up at its own timeout.
+A query that reaches a gateway in the instant it dies, before its record is written, is
+not lost: its client sends it again (same query id, marked :data:`RESENT`) while no answer
+comes, and a gateway that is not running it looks up its record (:meth:`Failover.lookup`)
+first: a record owned by a live gateway means that gateway answers, one owned by a dead
+gateway is adopted here, and no record means nobody runs it, so this gateway does.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -43,7 +47,7 @@ from typing import Any
 import msgspec
 import structlog
 from nats.js.api import KeyValueConfig
-from nats.js.errors import KeyWrongLastSequenceError
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KV_OP, KV_PURGE, KeyValue
 
 from hieramas.bus import Bus
@@ -55,6 +59,7 @@ from hieramas.wire.messages import WorkerHello, payload
 __all__ = [
     "DEAD_AFTER_S",
     "QUERY_BUCKET",
+    "RESENT",
     "Failover",
     "QueryState",
 ]
@@ -70,6 +75,10 @@ SWEEP_EVERY_S = 10.0
 """How often a gateway looks for records of owners it does not hear (after its first
 :data:`DEAD_AFTER_S`, by which time it has heard every live peer)."""
 WRITE_TIMEOUT_S = 5.0
+RESENT = "resent"
+"""The ``span_id`` of a query its client sends again (the first send has none)."""
+_KEYABLE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+"""A query id usable as a record key as it is (a client's id may be anything)."""
 MSG_TTL, ROLLUP, ROLLUP_SUBJECT = "Nats-TTL", "Nats-Rollup", "sub"  # JetStream's headers
 
 Resume = Callable[["QueryState", str], None]
@@ -160,10 +169,30 @@ class Failover:
     # -- records ---------------------------------------------------------------------
     def begin(self, state: QueryState) -> str:
         """Record a query this gateway starts; returns its key (for :meth:`end`). On the loop."""
-        key = f"q.{new_id()}"
+        key = self.key(state.query_id) or f"q.{new_id()}"
         ttl = max(state.deadline - time.time(), 0.0) + TTL_MARGIN_S
         self._publish(key, msgspec.msgpack.encode(state), {MSG_TTL: str(int(ttl))})
         return key
+
+    @staticmethod
+    def key(query_id: str) -> str | None:
+        """The record key of ``query_id`` (``None``: not usable as a key)."""
+        return f"q.{query_id}" if _KEYABLE.fullmatch(query_id) else None
+
+    async def lookup(self, query_id: str) -> QueryState | None:
+        """The live record of ``query_id``, if any (an unreadable one counts as none)."""
+        key = self.key(query_id)
+        if key is None:
+            return None
+        try:
+            entry = await self.kv.get(key)
+        except KeyNotFoundError:
+            return None
+        try:
+            return msgspec.msgpack.decode(entry.value or b"", type=QueryState)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            self.bus.counters["failover.bad_record"] += 1
+            return None
 
     def end(self, key: str) -> None:
         """The query is answered: drop its record (and, a second later, the marker). On the
@@ -200,6 +229,11 @@ class Failover:
             log.warning("failover.claim_failed", key=key, error=f"{type(exc).__name__}: {exc}")
             return None
         return int(ack.seq)
+
+    @property
+    def settled(self) -> bool:
+        """Has this gateway listened long enough to have heard every live peer?"""
+        return time.monotonic() - self._started >= self.peers.dead_after_s
 
     @property
     def kv(self) -> KeyValue:

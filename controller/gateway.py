@@ -39,7 +39,7 @@ import structlog
 from hieramas import metrics
 from hieramas.bus import Bus, BusError, RemoteError
 from hieramas.controller.config import ConfigError, HieraConfig, PlannerConfig
-from hieramas.controller.failover import Failover, QueryState
+from hieramas.controller.failover import RESENT, Failover, QueryState
 from hieramas.controller.plan import MAX_TIMEOUT_S, Plan
 from hieramas.controller.planner import (
     Assignment,
@@ -308,9 +308,44 @@ class Gateway:
             if reply and reply not in running.replies:
                 running.replies.append(reply)
             return
-        task = asyncio.get_running_loop().create_task(self._answer(envelope, reply))
+        if envelope.span_id == RESENT and self.failover is not None and envelope.query_id:
+            work: Any = self._answer_resent(envelope, reply)  # only resends pay the lookup
+        else:
+            work = self._answer(envelope, reply)
+        task = asyncio.get_running_loop().create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def _answer_resent(self, envelope: Envelope, reply: str | None) -> None:
+        """A query its client sent again that this gateway does not run: run it only if
+        no gateway does (its record says), so a resend never runs a query twice."""
+        assert self.failover is not None
+        try:
+            state = await self.failover.lookup(envelope.query_id)
+        except Exception as exc:  # no answer from the bucket: running it beats a hang
+            self.bus.counters["gateway.resend_lookup_failed"] += 1
+            log.warning("query.resend_lookup_failed", query_id=envelope.query_id, error=str(exc))
+            state = None
+        running = self.runs.get(envelope.query_id)
+        if running is not None and running.request == envelope.payload:
+            self.bus.counters["gateway.query_joined"] += 1  # it started here meanwhile
+            if reply and reply not in running.replies:
+                running.replies.append(reply)
+            return
+        if state is None:
+            self.bus.counters["gateway.resend_run"] += 1  # lost before any gateway had it
+            await self._answer(envelope, reply)
+            return
+        owner = state.owner
+        if (
+            owner != self.gateway_id
+            and self.failover.settled
+            and not self.failover.peers.alive(owner)
+        ):
+            self.bus.counters["gateway.resend_adopting"] += 1
+            await self.failover.adopt(owner)  # its owner is gone: adopt it now
+            return
+        self.bus.counters["gateway.resend_owned"] += 1  # its owner answers the same subject
 
     def _on_inbox(self, envelope: Envelope, reply: str | None) -> None:
         if envelope.kind is not Kind.NODE_OUTPUT:

@@ -54,6 +54,9 @@ NO_RESPONDERS = "503"  # the status header the server puts on a request nobody s
 RESEND_AFTER_RECONNECT_S = 1.0
 """A request marked ``resend`` goes out again this long after a reconnect (by then the other
 processes have reconnected and subscribed again, most likely)."""
+RESEND_MAX_S = 8.0
+"""The longest wait between two periodic sends of a request (``again_after``): it doubles
+from ``again_after`` up to this."""
 _VIOLATION = re.compile(
     r'permissions violation for (publish|subscription)(?: with reply of)?(?: to)? "([^"]*)"'
 )
@@ -426,6 +429,8 @@ class Bus:
         done: ReplyCallback,
         *,
         resend: bool = False,
+        again: Envelope | None = None,
+        again_after: float = 0.0,
     ) -> None:
         """Request/reply from any thread; ``done`` gets the outcome on the loop, exactly once.
 
@@ -434,18 +439,26 @@ class Bus:
         :class:`WireError` (a garbled reply, or a request over the payload limit).
         ``resend``: if the connection drops and comes back while it waits, send it again
         (for requests the other side handles idempotently, or can afford to do twice).
+        ``again``: what to send in place of ``envelope`` when sending it again (a resend
+        marked as one); ``again_after`` > 0: also send it again while no reply came, first
+        after that many seconds, then at doubling intervals up to :data:`RESEND_MAX_S`, to the
+        same reply token (a request or reply lost on the way, or a server that died with it).
         """
         data: bytes | WireError
+        kept: bytes | None = None
         try:
             data = self.encode(envelope)
+            if resend:
+                kept = data if again is None else self.encode(again)
         except WireError as exc:
             data = exc
         token = str(next(self._reply_seq))
+        every = again_after if kept is not None else 0.0
         if self.in_loop():
-            self._send_request(subject, data, token, timeout, done, resend)
+            self._send_request(subject, data, token, timeout, done, kept, every)
         else:
             self.loop.call_soon_threadsafe(
-                self._send_request, subject, data, token, timeout, done, resend
+                self._send_request, subject, data, token, timeout, done, kept, every
             )
 
     def _send_request(
@@ -455,15 +468,27 @@ class Bus:
         token: str,
         timeout: float,
         done: ReplyCallback,
-        resend: bool = False,
+        kept: bytes | None = None,
+        every: float = 0.0,
     ) -> None:
         timer = self.loop.call_later(timeout, self._timed_out, token)
-        kept = data if resend and isinstance(data, bytes) else None
         self._pending[token] = _Waiting(done, timer, subject, timeout, kept)
         if isinstance(data, WireError):
             self._resolve(token, data)
             return
         self.spawn_eager(self._publish_request(subject, data, token))
+        if every > 0.0:
+            self.loop.call_later(every, self._send_again, token, every)
+
+    def _send_again(self, token: str, waited: float) -> None:
+        """Send a waiting request again (its ``again`` bytes), and plan the next send."""
+        entry = self._pending.get(token)
+        if entry is None or entry.resend is None:
+            return  # answered (or failed) already
+        self.counters["request.sent_again"] += 1
+        self.spawn_eager(self._publish_request(entry.subject, entry.resend, token))
+        wait = min(waited * 2.0, RESEND_MAX_S)
+        self.loop.call_later(wait, self._send_again, token, wait)
 
     async def _publish_request(self, subject: str, data: bytes, token: str) -> None:
         try:
@@ -509,10 +534,17 @@ class Bus:
         self._deliver(entry.done, result)
 
     async def arequest(
-        self, subject: str, envelope: Envelope, timeout: float, *, resend: bool = False
+        self,
+        subject: str,
+        envelope: Envelope,
+        timeout: float,
+        *,
+        resend: bool = False,
+        again: Envelope | None = None,
+        again_after: float = 0.0,
     ) -> Envelope:
         """Request/reply from the loop; raises :class:`BusError` or :class:`RemoteError`
-        (``resend``: see :meth:`request`)."""
+        (``resend``, ``again``, ``again_after``: see :meth:`request`)."""
         future: asyncio.Future[Envelope] = self.loop.create_future()
 
         def done(result: Envelope | BaseException) -> None:
@@ -523,7 +555,9 @@ class Bus:
             else:
                 future.set_result(result)
 
-        self.request(subject, envelope, timeout, done, resend=resend)
+        self.request(
+            subject, envelope, timeout, done, resend=resend, again=again, again_after=again_after
+        )
         return await future
 
     async def asubscribe(self, subject: str, handler: Handler, *, queue: str = "") -> Any:

@@ -9,15 +9,19 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from hieramas.bus import Bus
 from hieramas.controller.client import HieraClient
 from hieramas.controller.failover import QUERY_BUCKET
+from hieramas.controller.gateway import GATEWAY_QUEUE
+from hieramas.llm.loopback import LoopbackLLM
 from hieramas.natsconn import NatsSettings
 from hieramas.natsserver import NatsServer, free_port
 from hieramas.stack import Stack
+from hieramas.wire import Envelope, Subjects
 from support import config_yaml, node
 
 DEADLINE_S = 20.0
@@ -176,3 +180,54 @@ def _restart(server: NatsServer) -> None:
     server.stop()
     time.sleep(0.3)
     server.start()
+
+
+def test_a_query_lost_before_any_gateway_recorded_it_is_sent_again_and_run_once(
+    nats_server: NatsServer,
+) -> None:
+    """A query that reaches a controller as it dies, before its record is written, is
+    lost there: a queue-group member that swallows its first queries stands for that
+    controller.  The client sends each unanswered query again after a second, so every
+    query is answered well before its deadline; and a resend that reaches the controller
+    not running it (two of them here, each query ~1 s) finds the live owner's record and
+    does not run the query a second time: the slow LLM sees each query exactly once."""
+    controllers: list[subprocess.Popen[bytes]] = []
+    with LoopbackLLM() as llm:
+        try:
+            controllers += [_spawn(nats_server.url, "controller", "controller running")]
+            controllers += [_spawn(nats_server.url, "controller", "controller running")]
+            with Stack(nats_url=nats_server.url, controller=False) as stack:
+                assert stack.bus is not None
+                bus = stack.bus
+                client = HieraClient(bus)
+                bus.call(client.apply_config(_slow_config(llm.base_url)), 15)
+                swallowed: list[str] = []
+
+                async def scenario() -> list[tuple[dict[str, Any], float]]:
+                    subjects = Subjects()
+
+                    def swallow(envelope: Envelope, reply: str | None) -> None:
+                        swallowed.append(envelope.query_id)  # dies before it records it
+
+                    sub = await bus.asubscribe(subjects.query, swallow, queue=GATEWAY_QUEUE)
+                    flight = [_timed(client, f"query-{i}-end") for i in range(24)]
+                    first = asyncio.gather(*flight[:12])
+                    await asyncio.sleep(0.3)
+                    await sub.unsubscribe()  # the dead controller's interest goes
+                    return [*await first, *await asyncio.gather(*flight[12:])]
+
+                results = bus.call(scenario(), 60)
+        finally:
+            for proc in controllers:
+                proc.kill()
+                proc.wait(5)
+        slow_calls = Counter(
+            next(t for t in (f"query-{i}-end" for i in range(24)) if t in str(r.body))
+            for r in llm.requests
+            if r.body.get("model") == "slow:1"
+        )
+    statuses = [r["status"] for r, _ in results]
+    assert statuses == ["ok"] * 24, [r.get("error") for r, _ in results if r["status"] != "ok"]
+    assert swallowed  # the queue group gave the "dead" member some of the first queries
+    assert max(waited for _, waited in results) < DEADLINE_S / 2
+    assert sorted(slow_calls.values()) == [1] * 24, slow_calls  # none ran twice
