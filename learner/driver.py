@@ -76,6 +76,7 @@ __all__ = [
     "TrainingDriver",
     "item_order",
     "load_config_doc",
+    "trim_metrics",
 ]
 
 log = structlog.get_logger(__name__)
@@ -252,6 +253,34 @@ def load_config_doc(options: TrainOptions) -> dict[str, Any]:
 Progress = Callable[[dict[str, Any]], None]
 
 
+def trim_metrics(path: Path, state: DriverState) -> int:
+    """Drop the rows of ``path`` that ``state`` does not cover; the number dropped.
+
+    A run killed between logging an iteration (or an evaluation) and saving its state
+    repeats it when resumed, so its row must go; a torn last line goes too."""
+    if not path.exists():
+        return 0
+    evals = {(e.get("iteration"), e.get("version")) for e in state.evals}
+    lines = path.read_text().splitlines()
+    kept: list[str] = []
+    for line in lines:
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        kind = row.get("kind") if isinstance(row, dict) else None
+        if kind == "train" and int(row.get("iteration", 0)) > state.iteration:
+            continue
+        if kind == "eval" and (row.get("iteration"), row.get("version")) not in evals:
+            continue
+        kept.append(line)
+    if len(kept) != len(lines):
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text("".join(f"{line}\n" for line in kept))
+        os.replace(tmp, path)
+    return len(lines) - len(kept)
+
+
 class TrainingDriver:
     """Runs the iterations and evaluations of one run on a started bus (see the module docstring)."""
 
@@ -280,6 +309,7 @@ class TrainingDriver:
         self.on_progress = on_progress
         self.client = HieraClient(bus, sender="train-driver")
         self.run_dir = options.run_dir
+        trim_metrics(self.run_dir / METRICS, self.state)
         self.store: PolicyStore | None = None
         self.sandbox = Sandbox() if config.domain == "humaneval" else None
         self.counters: Counter[str] = Counter()

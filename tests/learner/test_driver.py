@@ -15,7 +15,13 @@ from pathlib import Path
 import pytest
 
 from hieramas.learner.compare import CompareOptions, pareto_front, run_compare
-from hieramas.learner.driver import DriverError, DriverState, TrainOptions, item_order
+from hieramas.learner.driver import (
+    DriverError,
+    DriverState,
+    TrainOptions,
+    item_order,
+    trim_metrics,
+)
 from hieramas.learner.trainrun import _state
 
 SMALL = [
@@ -154,3 +160,21 @@ def test_a_run_killed_with_sigkill_resumes_where_it_stopped(run_dir: Path) -> No
     # the same version, decoded with the top-n rotation
     rotated = [r for r in rows_cmp if r["method"] == "learned:multi/rotation"]
     assert len(rotated) == 6 and all(r["policy_version"] is not None for r in rotated)
+
+
+def test_resuming_drops_the_rows_the_saved_state_does_not_cover(tmp_path: Path) -> None:
+    # killed after logging iteration 3 and evaluation (3, v4) but before saving either
+    state = DriverState(identity={}, iteration=2, evals=[{"iteration": 2, "version": 3}])
+    rows = [
+        {"kind": "train", "iteration": 1},
+        {"kind": "train", "iteration": 2},
+        {"kind": "eval", "iteration": 2, "version": 3},
+        {"kind": "train", "iteration": 3},
+        {"kind": "eval", "iteration": 3, "version": 4},
+    ]
+    path = tmp_path / "metrics.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"kind": "tra')  # torn
+    assert trim_metrics(path, state) == 3
+    assert [json.loads(line) for line in path.read_text().splitlines()] == rows[:3]
+    assert trim_metrics(path, state) == 0  # nothing more to drop
+    assert trim_metrics(tmp_path / "none.jsonl", state) == 0
