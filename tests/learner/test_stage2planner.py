@@ -114,10 +114,14 @@ def test_the_runtime_executes_the_chosen_dag_and_a_new_classifier_plans_the_next
         assert bus.call(_publish(PolicyStore(bus), policy_blob), 10) == 1
         assert bus.call(_publish(classifier_store(bus), clf[1]), 10) == 1
         apply_config(stack, text)
+        planner = _planner(stack)  # built at start, before either version existed
+        deadline = time.monotonic() + 10
+        while planner.policies.current() is None or planner.classifiers.current() is None:
+            assert time.monotonic() < deadline, "policy v1 or classifier v1 was not loaded"
+            time.sleep(0.05)
         questions = [f"Question {i}: which option is right?" for i in range(4)]
         for q in questions:
             assert ask(stack, q)["status"] == "ok"
-        planner = _planner(stack)
         assert planner.heavy and planner.counters["chosen"] == 4
         # a new classifier version is picked up live and plans the next query
         assert bus.call(_publish(classifier_store(bus), clf[2]), 10) == 2
