@@ -22,30 +22,25 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
-from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
-
-import structlog
 
 from hieramas.controller.config import HieraConfig
 from hieramas.controller.learned import PolicyMismatch
 from hieramas.controller.planner import Assignment, PlanRequest
-from hieramas.learner.checkpoint import Checkpoint, CheckpointError, decode_checkpoint
+from hieramas.learner.checkpoint import Checkpoint, decode_checkpoint
 from hieramas.learner.embedder_names import embedder_for
+from hieramas.learner.follower import SeriesFollower
 from hieramas.learner.planning import PolicyPlanner
 from hieramas.learner.policy import DecodeMode
 from hieramas.learner.slots import SlotLayout
-from hieramas.learner.store import PolicyStore, PolicyStoreError
+from hieramas.learner.store import PolicyStore
 from hieramas.learner.threads import set_torch_threads
 
 if TYPE_CHECKING:
     from hieramas.bus import Bus
 
 __all__ = ["LoadedPolicy", "NatsPolicyProvider", "layout_key", "provider"]
-
-log = structlog.get_logger(__name__)
 
 
 def layout_key(layout: SlotLayout) -> dict[str, Any]:
@@ -105,12 +100,14 @@ class LoadedPolicy:
         return self.planner.assign(config, request)
 
 
-class NatsPolicyProvider:
+class NatsPolicyProvider(SeriesFollower[LoadedPolicy]):
     """Follows the policy store's ``current`` version (see the module docstring).
 
     ``loaded`` maps each version loaded to the monotonic time it became current here,
-    and ``on_load`` listeners are called (from a planner thread) as each one does.
+    and ``on_load`` listeners are called as each one does (:class:`.follower.SeriesFollower`).
     """
+
+    name = "policy"
 
     def __init__(
         self,
@@ -122,71 +119,23 @@ class NatsPolicyProvider:
     ) -> None:
         if mode not in ("greedy", "rotation"):
             raise ValueError(f"mode must be 'greedy' or 'rotation', not {mode!r}")
+        super().__init__(store_factory=store_factory)
         self.mode: DecodeMode = mode
         self.seed = seed
         self.preload = embedder
-        self.counters: Counter[str] = Counter()
-        self.loaded: dict[int, float] = {}
-        self.on_load: list[Callable[[LoadedPolicy], None]] = []
-        self._store_factory = store_factory
-        self._store: PolicyStore | None = None
-        self._policy: LoadedPolicy | None = None
-        self._wanted = 0  # the newest version 'current' named: an older load must not win
-        self._load_lock = asyncio.Lock()
-        self._ready = threading.Event()  # set once a version is loaded
-
-    def current(self) -> LoadedPolicy | None:
-        return self._policy
-
-    def wait_current(self, timeout: float) -> LoadedPolicy | None:
-        """The current version, waiting up to ``timeout`` s for the first (a planning thread)."""
-        self._ready.wait(timeout)
-        return self._policy
 
     async def start(self, bus: Bus) -> None:
-        """Watch the store; if a version is current already, return once it is loaded."""
-        loop = asyncio.get_running_loop()
+        """Load the preloaded embedder, then follow the store (:meth:`SeriesFollower.start`)."""
         if self.preload:
+            loop = asyncio.get_running_loop()
             await loop.run_in_executor(None, embedder_for, self.preload)
-        self._store = await self._store_factory(bus).open()
-        await self._store.watch(self._follow)
-        current = await self._store.current_version()
-        if current:
-            await self._follow(current)
+        await super().start(bus)
 
-    async def stop(self) -> None:
-        if self._store is not None:
-            await self._store.close()
-
-    async def _follow(self, version: int, revision: int = 0) -> None:
-        """Load ``version`` (off the loop) and make it current, unless a newer one came."""
-        self._wanted = version
-        async with self._load_lock:  # one load at a time, newest wins
-            if self._wanted != version or (self._policy and self._policy.version == version):
-                return
-            assert self._store is not None
-            try:
-                blob = await self._store.blob(version)
-                loop = asyncio.get_running_loop()
-                loaded = await loop.run_in_executor(None, self._build, blob)
-            except (PolicyStoreError, CheckpointError) as exc:
-                self.counters["load_failed"] += 1
-                log.error("policy.load_failed", version=version, error=str(exc))
-                return
-            if loaded.version != version:
-                self.counters["load_failed"] += 1
-                log.error("policy.load_failed", version=version, error="numbered differently")
-                return
-            self._policy = loaded
-            self._ready.set()
-            self.loaded[version] = time.monotonic()
-            self.counters["loaded"] += 1
-            log.info("policy.loaded", version=version, parent=loaded.meta.parent)
-            for listener in self.on_load:
-                listener(loaded)
-
-    def _build(self, blob: bytes) -> LoadedPolicy:
+    def build(self, blob: bytes) -> LoadedPolicy:
         return LoadedPolicy(decode_checkpoint(blob), mode=self.mode, seed=self.seed)
+
+    def describe(self, loaded: LoadedPolicy) -> dict[str, Any]:
+        return {"parent": loaded.meta.parent}
 
 
 def provider(options: Mapping[str, Any]) -> NatsPolicyProvider:

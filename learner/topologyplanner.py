@@ -23,26 +23,23 @@ training queries).
 
 from __future__ import annotations
 
-import asyncio
 import threading
-import time
 import zlib
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol
 
-import structlog
 import torch
 
 from hieramas.controller.config import SKIP, HieraConfig
 from hieramas.controller.planner import Assignment, Planner, PlanRequest, StaticPlanner
-from hieramas.learner.checkpoint import CheckpointError
 from hieramas.learner.dagcheckpoint import ClassifierMeta, decode_classifier
 from hieramas.learner.dagplanning import TopologyChoice, TopologyChooser
+from hieramas.learner.follower import SeriesFollower
 from hieramas.learner.provider import LoadedPolicy, layout_key, provider
 from hieramas.learner.roleskip import skip_roles
-from hieramas.learner.store import CLASSIFIER_PREFIX, PolicyStore, PolicyStoreError
+from hieramas.learner.store import CLASSIFIER_PREFIX, PolicyStore
 
 if TYPE_CHECKING:
     from hieramas.bus import Bus
@@ -54,8 +51,6 @@ __all__ = [
     "classifier_store",
     "planner",
 ]
-
-log = structlog.get_logger(__name__)
 
 
 def classifier_store(bus: Bus) -> PolicyStore:
@@ -112,11 +107,14 @@ class PolicySource(Protocol):
     async def stop(self) -> None: ...
 
 
-class NatsClassifierProvider:
+class NatsClassifierProvider(SeriesFollower[LoadedClassifier]):
     """Follows ``dag.current`` in the policy store: loads each version off the loop, swaps it in.
 
-    ``loaded`` maps each version loaded to the monotonic time it became current.
+    ``loaded`` maps each version loaded to the monotonic time it became current
+    (:class:`.follower.SeriesFollower`).
     """
+
+    name = "classifier"
 
     def __init__(
         self,
@@ -124,55 +122,14 @@ class NatsClassifierProvider:
         store_factory: Callable[[Bus], PolicyStore] = classifier_store,
         **chooser: Any,
     ) -> None:
-        self.counters: Counter[str] = Counter()
-        self.loaded: dict[int, float] = {}
+        super().__init__(store_factory=store_factory)
         self._chooser = chooser
-        self._store_factory = store_factory
-        self._store: PolicyStore | None = None
-        self._current: LoadedClassifier | None = None
-        self._wanted = 0
-        self._load_lock = asyncio.Lock()
 
-    def current(self) -> LoadedClassifier | None:
-        return self._current
-
-    async def start(self, bus: Bus) -> None:
-        """Watch the store; if a version is current, return once it is loaded."""
-        self._store = await self._store_factory(bus).open()
-        await self._store.watch(self._follow)
-        current = await self._store.current_version()
-        if current:
-            await self._follow(current)
-
-    async def stop(self) -> None:
-        if self._store is not None:
-            await self._store.close()
-
-    async def _follow(self, version: int, revision: int = 0) -> None:
-        self._wanted = version
-        async with self._load_lock:  # one load at a time, newest wins
-            if self._wanted != version or (self._current and self._current.version == version):
-                return
-            assert self._store is not None
-            try:
-                blob = await self._store.blob(version)
-                loop = asyncio.get_running_loop()
-                loaded = await loop.run_in_executor(None, self._build, blob)
-            except (PolicyStoreError, CheckpointError) as exc:
-                self.counters["load_failed"] += 1
-                log.error("classifier.load_failed", version=version, error=str(exc))
-                return
-            if loaded.version != version:
-                self.counters["load_failed"] += 1
-                log.error("classifier.load_failed", version=version, error="numbered differently")
-                return
-            self._current = loaded
-            self.loaded[version] = time.monotonic()
-            self.counters["loaded"] += 1
-            log.info("classifier.loaded", version=version, policy=loaded.meta.policy_version)
-
-    def _build(self, blob: bytes) -> LoadedClassifier:
+    def build(self, blob: bytes) -> LoadedClassifier:
         return LoadedClassifier.from_blob(blob, **self._chooser)
+
+    def describe(self, loaded: LoadedClassifier) -> dict[str, Any]:
+        return {"policy": loaded.meta.policy_version}
 
 
 class Stage2Planner:

@@ -32,7 +32,7 @@ def _blobs(versions: list[int]) -> list[bytes]:
 
 
 def _draws(provider: NatsPolicyProvider, blob: bytes, n: int = 30) -> list[tuple[int, ...]]:
-    planner = provider._build(blob).planner
+    planner = provider.build(blob).planner
     return [planner.plan(f"query {i}", explore=True).decision.actions for i in range(n)]
 
 
