@@ -18,19 +18,12 @@ from dataclasses import dataclass
 
 import msgspec
 import structlog
-from nats.js.api import KeyValueConfig
-from nats.js.errors import (
-    BadRequestError,
-    BucketNotFoundError,
-    KeyNotFoundError,
-    KeyWrongLastSequenceError,
-)
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from hieramas.bus import Bus
 from hieramas.controller.config import ConfigError, HieraConfig, parse_config
-from hieramas.jsretry import STREAM_NAME_IN_USE, retry_transient
-from hieramas.natsconn import jetstream_replicas
+from hieramas.jsretry import open_key_value, retry_transient
 
 __all__ = ["CONFIG_BUCKET", "ConfigStore", "ContendedError", "CorruptConfigError", "StoredConfig"]
 
@@ -118,28 +111,9 @@ class ConfigStore:
         controller reads it) are retried for a bounded time (:mod:`hieramas.jsretry`); a
         refused login (``permission_denied``) fails at once."""
         what = f"open bucket {self.bucket}"
-        self._kv = await retry_transient(self._bind_or_create, bus=self.bus, what=what)
+        self._kv = await open_key_value(self.bus, self.bucket, description="HieraMAS configs")
         self.current_version = await retry_transient(self._read_current, bus=self.bus, what=what)
         return self
-
-    async def _bind_or_create(self) -> KeyValue:
-        js = self.bus.js
-        try:
-            return await js.key_value(self.bucket)
-        except BucketNotFoundError:
-            pass
-        config = KeyValueConfig(
-            bucket=self.bucket,
-            history=16,
-            description="HieraMAS configs",
-            replicas=jetstream_replicas(),
-        )
-        try:
-            return await js.create_key_value(config)
-        except BadRequestError as exc:
-            if exc.err_code != STREAM_NAME_IN_USE:
-                raise
-            return await js.key_value(self.bucket)  # made meanwhile, with other settings
 
     @property
     def kv(self) -> KeyValue:

@@ -4,6 +4,8 @@ A freshly created R3 stream or bucket elects its leader for a moment, and a serv
 a meta-leader election does the same: requests then time out, find no responders or get a
 503.  Opening a bucket or creating a stream retries those for a bounded time, with backoff;
 anything else (a refused login, ``permission_denied``; a bad config) fails at once.
+:func:`open_key_value` and :func:`open_object_store` bind a bucket, creating it when there is
+none, under that retry: every store opens its buckets through them.
 """
 
 from __future__ import annotations
@@ -14,7 +16,10 @@ from typing import TypeVar
 
 import nats.errors
 import structlog
-from nats.js.errors import APIError, ServiceUnavailableError
+from nats.js.api import KeyValueConfig, ObjectStoreConfig, StorageType
+from nats.js.errors import APIError, BadRequestError, BucketNotFoundError, ServiceUnavailableError
+from nats.js.kv import KeyValue
+from nats.js.object_store import ObjectStore
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -25,8 +30,16 @@ from tenacity import (
 )
 
 from hieramas.bus import Bus, BusError
+from hieramas.natsconn import jetstream_replicas
 
-__all__ = ["RETRY_WITHIN_S", "STREAM_NAME_IN_USE", "is_transient", "retry_transient"]
+__all__ = [
+    "RETRY_WITHIN_S",
+    "STREAM_NAME_IN_USE",
+    "is_transient",
+    "open_key_value",
+    "open_object_store",
+    "retry_transient",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -88,3 +101,48 @@ async def retry_transient(
         with attempt:
             return await make()
     raise AssertionError("unreachable")  # tenacity re-raises the last error
+
+
+async def _bind_or_create(
+    bind: Callable[[], Awaitable[T]], create: Callable[[], Awaitable[T]]
+) -> T:
+    try:
+        return await bind()
+    except BucketNotFoundError:
+        pass
+    try:
+        return await create()
+    except BadRequestError as exc:
+        if exc.err_code != STREAM_NAME_IN_USE:
+            raise
+        return await bind()  # made meanwhile by another process, with other settings
+
+
+async def open_key_value(bus: Bus, bucket: str, *, description: str, history: int = 16) -> KeyValue:
+    """Bind KV ``bucket``, creating it (``history`` revisions a key, the configured
+    replicas) if there is none; safe from several processes, transient faults retried."""
+    js = bus.js
+    config = KeyValueConfig(
+        bucket=bucket, history=history, description=description, replicas=jetstream_replicas()
+    )
+    return await retry_transient(
+        lambda: _bind_or_create(lambda: js.key_value(bucket), lambda: js.create_key_value(config)),
+        bus=bus,
+        what=f"open bucket {bucket}",
+    )
+
+
+async def open_object_store(bus: Bus, name: str, *, description: str) -> ObjectStore:
+    """Bind object store ``name``, creating it (file storage, the configured replicas) if
+    there is none; safe from several processes, transient faults retried."""
+    js = bus.js
+    config = ObjectStoreConfig(
+        description=description, storage=StorageType.FILE, replicas=jetstream_replicas()
+    )
+    return await retry_transient(
+        lambda: _bind_or_create(
+            lambda: js.object_store(name), lambda: js.create_object_store(name, config=config)
+        ),
+        bus=bus,
+        what=f"open object store {name}",
+    )

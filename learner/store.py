@@ -32,14 +32,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
-from nats.js.api import KeyValueConfig, ObjectStoreConfig, StorageType
-from nats.js.errors import BadRequestError, BucketNotFoundError, KeyNotFoundError
+from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 from nats.js.object_store import ObjectStore
 
 from hieramas.bus import Bus
-from hieramas.jsretry import STREAM_NAME_IN_USE, retry_transient
-from hieramas.natsconn import jetstream_replicas
+from hieramas.jsretry import open_key_value, open_object_store
 
 __all__ = [
     "CLASSIFIER_PREFIX",
@@ -157,50 +155,11 @@ class PolicyStore:
 
         Transient JetStream faults (a fresh R3 bucket electing its leader) are retried for a
         bounded time (:mod:`hieramas.jsretry`); a refused login fails at once."""
-        self._kv = await retry_transient(
-            self._bind_or_create_kv, bus=self.bus, what=f"open bucket {self.bucket}"
-        )
-        self._obj = await retry_transient(
-            self._bind_or_create_obj, bus=self.bus, what=f"open object store {self.blobs}"
+        self._kv = await open_key_value(self.bus, self.bucket, description="HieraMAS policies")
+        self._obj = await open_object_store(
+            self.bus, self.blobs, description="HieraMAS policy checkpoints"
         )
         return self
-
-    async def _bind_or_create_kv(self) -> KeyValue:
-        js = self.bus.js
-        try:
-            return await js.key_value(self.bucket)
-        except BucketNotFoundError:
-            pass
-        config = KeyValueConfig(
-            bucket=self.bucket,
-            history=16,
-            description="HieraMAS policies",
-            replicas=jetstream_replicas(),
-        )
-        try:
-            return await js.create_key_value(config)
-        except BadRequestError as exc:
-            if exc.err_code != STREAM_NAME_IN_USE:
-                raise
-            return await js.key_value(self.bucket)  # made meanwhile, with other settings
-
-    async def _bind_or_create_obj(self) -> ObjectStore:
-        js = self.bus.js
-        try:
-            return await js.object_store(self.blobs)
-        except BucketNotFoundError:
-            pass
-        config = ObjectStoreConfig(
-            description="HieraMAS policy checkpoints",
-            storage=StorageType.FILE,
-            replicas=jetstream_replicas(),
-        )
-        try:
-            return await js.create_object_store(self.blobs, config=config)
-        except BadRequestError as exc:
-            if exc.err_code != STREAM_NAME_IN_USE:
-                raise
-            return await js.object_store(self.blobs)  # made meanwhile, with other settings
 
     @property
     def kv(self) -> KeyValue:
