@@ -19,17 +19,27 @@ from rich.console import Console
 from rich.table import Table
 
 from hieramas.bus import Bus, BusError
-from hieramas.learner.hyper import Hyper
 from hieramas.metricscli import MetricsPortOpt, start_metrics
 from hieramas.natsconn import NatsSettings
 from hieramas.processes import stop_on_signals
+from hieramas.traineroptions import (
+    DEFAULT,
+    DEFAULT_ALPHA,
+    DEFAULT_LAM,
+    AlphaOpt,
+    EntropyCoefOpt,
+    LamOpt,
+    LrOpt,
+    TempEndOpt,
+    TempStartOpt,
+    TempUpdatesOpt,
+    hyper_or_exit,
+)
 
 __all__ = ["feedback", "learner", "policy_app"]
 
 out = Console()
 err = Console(stderr=True)
-
-_HYPER = Hyper()
 
 policy_app = typer.Typer(no_args_is_help=True, help="List, show and roll back policy versions.")
 
@@ -63,8 +73,8 @@ def learner(
         str, typer.Option(help="multi (multi-level credit) or final (final-reward-only ablation).")
     ] = "multi",
     batch: Annotated[int, typer.Option(min=1, help="Episodes per REINFORCE update.")] = 16,
-    alpha: Annotated[float, typer.Option(min=0.0, max=1.0, help="Weight of node rewards.")] = 0.5,
-    lam: Annotated[float, typer.Option(min=0.0, help="Cost shaping λ (US$^-1).")] = 300.0,
+    alpha: AlphaOpt = DEFAULT_ALPHA,
+    lam: LamOpt = DEFAULT_LAM,
     seed: int = 0,
     embedder: Annotated[
         str,
@@ -76,19 +86,11 @@ def learner(
     grace: Annotated[
         float, typer.Option(help="Seconds to wait for a query's missing supernode events.")
     ] = 10.0,
-    entropy_coef: Annotated[
-        float, typer.Option(min=0.0, help="Weight of the entropy bonus (β).")
-    ] = _HYPER.entropy_coef,
-    lr: Annotated[float, typer.Option(min=0.0, help="Adam's learning rate.")] = _HYPER.lr,
-    temp_start: Annotated[
-        float, typer.Option(min=0.0, help="Sampling temperature at the first update.")
-    ] = _HYPER.temp_start,
-    temp_end: Annotated[
-        float, typer.Option(min=0.0, help="Sampling temperature after --temp-updates updates.")
-    ] = _HYPER.temp_end,
-    temp_updates: Annotated[
-        int, typer.Option(min=1, help="Updates of the cosine decay from start to end.")
-    ] = _HYPER.temp_updates,
+    entropy_coef: EntropyCoefOpt = DEFAULT.entropy_coef,
+    lr: LrOpt = DEFAULT.lr,
+    temp_start: TempStartOpt = DEFAULT.temp_start,
+    temp_end: TempEndOpt = DEFAULT.temp_end,
+    temp_updates: TempUpdatesOpt = DEFAULT.temp_updates,
     metrics_port: MetricsPortOpt = None,
 ) -> None:
     """Consume the trace stream, grade, train the policy and publish its versions."""
@@ -98,17 +100,14 @@ def learner(
     if reward not in ("multi", "final"):
         err.print(f"[red]--reward must be multi or final, not {reward!r}[/red]")
         raise typer.Exit(2)
-    try:
-        hyper = Hyper(
-            entropy_coef=entropy_coef,
-            lr=lr,
-            temp_start=temp_start,
-            temp_end=temp_end,
-            temp_updates=temp_updates,
-        )
-    except ValueError as exc:
-        err.print(f"[red]{exc}[/red]", highlight=False)
-        raise typer.Exit(2) from None
+    hyper = hyper_or_exit(
+        err,
+        entropy_coef=entropy_coef,
+        lr=lr,
+        temp_start=temp_start,
+        temp_end=temp_end,
+        temp_updates=temp_updates,
+    )
     stop = stop_on_signals()
     set_torch_threads(1)  # tiny batches: more threads only wait for a busy core
     options = LearnerOptions(

@@ -19,24 +19,24 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from hieramas.learner.hyper import Hyper
+from hieramas.traineroptions import (
+    DEFAULT,
+    DEFAULT_ALPHA,
+    DEFAULT_LAM,
+    AlphaOpt,
+    EntropyCoefOpt,
+    LamOpt,
+    LrOpt,
+    TempEndOpt,
+    TempStartOpt,
+    TempUpdatesOpt,
+    hyper_or_exit,
+)
 
 __all__ = ["compare", "train", "trap"]
 
 out = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True)
-
-_HYPER = Hyper()
-
-
-def _hyper(entropy_coef: float, lr: float, start: float, end: float, updates: int) -> Hyper:
-    try:
-        return Hyper(
-            entropy_coef=entropy_coef, lr=lr, temp_start=start, temp_end=end, temp_updates=updates
-        )
-    except ValueError as exc:
-        err.print(f"[red]{exc}[/red]", highlight=False)
-        raise typer.Exit(2) from None
 
 
 def _fmt(value: Any, spec: str) -> str:
@@ -127,8 +127,8 @@ def train(
     models: Annotated[str | None, typer.Option(help="Comma-separated pool subset.")] = None,
     roles: Annotated[int | None, typer.Option(min=1, help="Only the first N roles.")] = None,
     edges: Annotated[str, typer.Option(help="full (complete DAG) or none.")] = "full",
-    alpha: Annotated[float, typer.Option(min=0.0, max=1.0)] = 0.5,
-    lam: Annotated[float, typer.Option(min=0.0, help="Cost shaping λ.")] = 300.0,
+    alpha: AlphaOpt = DEFAULT_ALPHA,
+    lam: LamOpt = DEFAULT_LAM,
     local: Annotated[
         bool, typer.Option(help="REAL local llama.cpp models (a small config; NOTIONAL prices).")
     ] = False,
@@ -142,19 +142,11 @@ def train(
     decode: Annotated[
         str, typer.Option(help="How evaluations decode: greedy or rotation (top-n rotation).")
     ] = "greedy",
-    entropy_coef: Annotated[
-        float, typer.Option(min=0.0, help="The learner's entropy bonus weight (β).")
-    ] = _HYPER.entropy_coef,
-    lr: Annotated[float, typer.Option(min=0.0, help="The learner's learning rate.")] = _HYPER.lr,
-    temp_start: Annotated[
-        float, typer.Option(min=0.0, help="Sampling temperature at the first update.")
-    ] = _HYPER.temp_start,
-    temp_end: Annotated[
-        float, typer.Option(min=0.0, help="Sampling temperature after --temp-updates updates.")
-    ] = _HYPER.temp_end,
-    temp_updates: Annotated[
-        int, typer.Option(min=1, help="Updates of the temperature's cosine decay.")
-    ] = _HYPER.temp_updates,
+    entropy_coef: EntropyCoefOpt = DEFAULT.entropy_coef,
+    lr: LrOpt = DEFAULT.lr,
+    temp_start: TempStartOpt = DEFAULT.temp_start,
+    temp_end: TempEndOpt = DEFAULT.temp_end,
+    temp_updates: TempUpdatesOpt = DEFAULT.temp_updates,
     stage1: Annotated[
         Path | None,
         typer.Option(help="Stage 2: the frozen Stage-1 run directory (best.ckpt, config.yaml)."),
@@ -223,7 +215,14 @@ def train(
         holdout=holdout,
         timeout_s=900.0 if local else 120.0,
         learner_wait_s=learner_wait,
-        hyper=_hyper(entropy_coef, lr, temp_start, temp_end, temp_updates),
+        hyper=hyper_or_exit(
+            err,
+            entropy_coef=entropy_coef,
+            lr=lr,
+            temp_start=temp_start,
+            temp_end=temp_end,
+            temp_updates=temp_updates,
+        ),
         decode=decode,
     )
     unwind_on_signals()  # SIGTERM/SIGHUP stop the embedded stack (the learner saves) like Ctrl-C

@@ -80,3 +80,27 @@ def test_bad_settings_are_refused() -> None:
     for bad in ({"entropy_coef": -1.0}, {"lr": 0.0}, {"temp_end": 0.0}, {"temp_updates": 0}):
         with pytest.raises(ValueError):
             Hyper(**bad)  # type: ignore[arg-type]
+
+
+def _train_params(args: list[str]) -> dict[str, object]:
+    """What ``hieramas train ARGS`` parses them to (the real command, not run)."""
+    group = typer.main.get_command(app)
+    command = group.commands["train"]  # type: ignore[attr-defined]
+    return dict(command.make_context("train", list(args)).params)
+
+
+def test_train_and_learner_share_one_definition_of_the_trainer_options() -> None:
+    from hieramas.learner.rewards import RewardConfig
+
+    names = ("alpha", "lam", "entropy_coef", "lr", "temp_start", "temp_end", "temp_updates")
+    train, learner = _train_params([]), _learner_params([])
+    assert {n: train[n] for n in names} == {n: learner[n] for n in names}
+    assert (train["alpha"], train["lam"]) == (RewardConfig().alpha, RewardConfig().lam)
+    args = ["--alpha", "0.2", "--lam", "30", "--entropy-coef", "1.0", "--lr", "0.01",
+            "--temp-start", "2.5", "--temp-end", "1.2", "--temp-updates", "40"]  # fmt: skip
+    train, learner = _train_params(args), _learner_params(args)
+    assert {n: train[n] for n in names} == {n: learner[n] for n in names}
+    assert train["lam"] == 30.0 and train["temp_updates"] == 40
+    for params in (_train_params, _learner_params):
+        with pytest.raises(Exception, match="less than or equal to 1"):
+            params(["--alpha", "1.5"])  # out of the shared bounds in both commands

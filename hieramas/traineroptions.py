@@ -1,0 +1,77 @@
+"""The Stage-1 trainer's options, defined once for ``hieramas learner`` and ``hieramas train``.
+
+Both commands hand the same settings to the same trainer (``train`` passes them on to
+the learner process it starts), so they share one definition of each option
+(``Annotated`` aliases: type, bounds and help) and of the defaults (:data:`DEFAULT`,
+the :class:`~hieramas.learner.hyper.Hyper` defaults; α and λ those of
+:class:`~hieramas.learner.rewards.RewardConfig`, repeated here so that the CLI loads
+without numpy).  torch-free.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from hieramas.learner.hyper import Hyper
+
+__all__ = [
+    "DEFAULT",
+    "DEFAULT_ALPHA",
+    "DEFAULT_LAM",
+    "AlphaOpt",
+    "EntropyCoefOpt",
+    "LamOpt",
+    "LrOpt",
+    "TempEndOpt",
+    "TempStartOpt",
+    "TempUpdatesOpt",
+    "hyper_or_exit",
+]
+
+DEFAULT = Hyper()
+DEFAULT_ALPHA = 0.5
+DEFAULT_LAM = 300.0
+
+AlphaOpt = Annotated[
+    float, typer.Option(min=0.0, max=1.0, help="Weight α of a supernode's own reward.")
+]
+LamOpt = Annotated[float, typer.Option(min=0.0, help="Cost shaping λ (US$^-1).")]
+EntropyCoefOpt = Annotated[
+    float, typer.Option(min=0.0, help="The learner's entropy bonus weight (β).")
+]
+LrOpt = Annotated[float, typer.Option(min=0.0, help="The learner's learning rate (Adam).")]
+TempStartOpt = Annotated[
+    float, typer.Option(min=0.0, help="Sampling temperature at the first update.")
+]
+TempEndOpt = Annotated[
+    float, typer.Option(min=0.0, help="Sampling temperature after --temp-updates updates.")
+]
+TempUpdatesOpt = Annotated[
+    int, typer.Option(min=1, help="Updates of the temperature's cosine decay from start to end.")
+]
+
+
+def hyper_or_exit(
+    err: Console,
+    *,
+    entropy_coef: float,
+    lr: float,
+    temp_start: float,
+    temp_end: float,
+    temp_updates: int,
+) -> Hyper:
+    """The :class:`Hyper` of these option values; an invalid one is printed, exit code 2."""
+    try:
+        return Hyper(
+            entropy_coef=entropy_coef,
+            lr=lr,
+            temp_start=temp_start,
+            temp_end=temp_end,
+            temp_updates=temp_updates,
+        )
+    except ValueError as exc:
+        err.print(f"[red]{exc}[/red]", highlight=False)
+        raise typer.Exit(2) from None
