@@ -34,6 +34,7 @@ from hieramas.logs import configure_logging
 from hieramas.metricscli import MetricsPortOpt, start_metrics
 from hieramas.natsconn import NatsSettings, redact_url
 from hieramas.processes import stop_on_signals, unwind_on_signals
+from hieramas.reportcli import report
 from hieramas.tasks.download import app as data_app
 from hieramas.traincli import compare, train, trap
 from hieramas.wire import WireError
@@ -55,6 +56,7 @@ app.command("feedback")(feedback)
 app.command("train")(train)
 app.command("compare")(compare)
 app.command("trap")(trap)
+app.command("report")(report)
 out = Console()
 err = Console(stderr=True)
 

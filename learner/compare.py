@@ -24,14 +24,13 @@ checkpoints are published into that stack's policy store and each learned method
 config is pinned to its version (:mod:`.pinned`).  Rows are appended to
 ``compare.jsonl`` as they are graded, so an interrupted comparison resumes;
 ``compare.json`` holds the summaries and ``compare.png`` the accuracy-vs-cost plot
-with the Pareto front.
+with the Pareto front (:func:`hieramas.report.figures.accuracy_cost`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -59,6 +58,7 @@ from hieramas.learner.trainconfig import (
     to_yaml,
     with_planner,
 )
+from hieramas.report.figures import accuracy_cost, pareto_front
 from hieramas.tasks import baselines
 from hieramas.tasks.datasets import Item
 from hieramas.tasks.sandbox import Sandbox
@@ -68,7 +68,6 @@ __all__ = [
     "Method",
     "pareto_front",
     "plan_methods",
-    "plot",
     "run_compare",
 ]
 
@@ -282,62 +281,6 @@ def _summary(label: str, rows: Sequence[Asked | dict[str, Any]], dataset: str) -
     return summary
 
 
-def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
-    """Indices of the (cost, accuracy) points no other point beats (cheaper or equal and at
-    least as accurate, one of them strictly), by increasing cost."""
-    front = []
-    for i, (cost, acc) in enumerate(points):
-        dominated = any(
-            c <= cost and a >= acc and (c < cost or a > acc)
-            for j, (c, a) in enumerate(points)
-            if j != i
-        )
-        if not dominated:
-            front.append(i)
-    return sorted(front, key=lambda i: points[i][0])
-
-
-def plot(summaries: Sequence[dict[str, Any]], path: Path, title: str) -> None:
-    """Accuracy (95% CI bars) against cost per query (log scale), the Pareto front drawn."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    points = [(max(s["cost_per_query_usd"], 1e-9), s["accuracy"]) for s in summaries]
-    front = pareto_front(points)
-    fig, ax = plt.subplots(figsize=(7.5, 5.0), dpi=120)
-    for i, s in enumerate(summaries):
-        cost, acc = points[i]
-        low, high = s["ci95"]
-        learned = s["method"].startswith("learned")
-        ax.errorbar(
-            cost, acc, yerr=[[max(acc - low, 0.0)], [max(high - acc, 0.0)]],
-            fmt="*" if learned else "o",
-            markersize=12 if learned else 7, capsize=3,
-            color="tab:red" if learned else ("tab:blue" if i in front else "tab:gray"),
-        )  # fmt: skip
-        ax.annotate(
-            s["method"], (cost, acc), textcoords="offset points",
-            xytext=(6, 4 if i % 2 == 0 else -11), fontsize=8,
-        )  # fmt: skip
-    ax.plot(
-        [points[i][0] for i in front], [points[i][1] for i in front], "--",
-        color="tab:blue", alpha=0.6, label="Pareto front",
-    )  # fmt: skip
-    ax.set_xscale("log")
-    ax.set_xlabel("cost per query (US$, log scale)")
-    ax.set_ylabel("accuracy (95% Wilson CI)")
-    ax.set_title(title, fontsize=10)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(loc="lower right")
-    fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    os.replace(tmp, path)
-
-
 def run_compare(
     options: CompareOptions, on_row: Callable[[str, int, int], None] | None = None
 ) -> dict[str, Any]:
@@ -379,7 +322,7 @@ def run_compare(
         "emulated": True,
     }
     (out / "compare.json").write_text(json.dumps(doc, indent=1))
-    plot(
+    accuracy_cost(
         summaries,
         out / "compare.png",
         f"EMULATED {label}, first {len(items)} items (split seed {seed})",
