@@ -10,74 +10,28 @@ so ``hieramas bench --config`` can evaluate a learned policy on a test split bes
 baselines (``hieramas train --local`` writes such a config as ``<run-dir>/eval.yaml``).
 Options: ``path`` (required), ``mode`` (``greedy`` or ``rotation``; default greedy), ``seed``.
 A file that is missing or not a checkpoint fails the provider's start, so the config's
-queries fail as ``bad_planner`` instead of being planned with something else.
+queries fail as ``bad_planner`` instead of being planned with something else (the provider
+is :mod:`.fixedpolicy`'s, with the file as its source).
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from hieramas.learner.checkpoint import decode_checkpoint
+from hieramas.learner.fixedpolicy import CheckpointFile, FixedPolicyProvider, fixed_provider
 from hieramas.learner.policy import DecodeMode
-from hieramas.learner.provider import LoadedPolicy
-from hieramas.learner.threads import set_torch_threads
 
-if TYPE_CHECKING:
-    from hieramas.bus import Bus
-
-__all__ = ["PROVIDER", "FilePolicyProvider", "file_planner", "provider"]
+__all__ = ["PROVIDER", "file_planner", "provider"]
 
 PROVIDER = "hieramas.learner.filepolicy:provider"
 """The import path a config names to plan with a checkpoint file."""
 
 
-class FilePolicyProvider:
-    """Plans with the checkpoint at ``path`` only (the controller's ``PolicyProvider``)."""
-
-    def __init__(self, path: Path, *, mode: DecodeMode = "greedy", seed: int | None = None):
-        if mode not in ("greedy", "rotation"):
-            raise ValueError(f"mode must be 'greedy' or 'rotation', not {mode!r}")
-        self.path = path
-        self.mode: DecodeMode = mode
-        self.seed = seed
-        self._policy: LoadedPolicy | None = None
-
-    def current(self) -> LoadedPolicy | None:
-        return self._policy
-
-    async def start(self, bus: Bus) -> None:
-        """Read and build the checkpoint off the loop (``OSError``/``CheckpointError`` if
-        unusable)."""
-        loop = asyncio.get_running_loop()
-        self._policy = await loop.run_in_executor(None, self.load)
-
-    def load(self) -> LoadedPolicy:
-        """The checkpoint file as a planning policy."""
-        blob = self.path.read_bytes()
-        return LoadedPolicy(decode_checkpoint(blob), mode=self.mode, seed=self.seed)
-
-    async def stop(self) -> None:
-        pass
-
-
-def provider(options: Mapping[str, Any]) -> FilePolicyProvider:
+def provider(options: Mapping[str, Any]) -> FixedPolicyProvider:
     """The planner registry's factory (``provider: "hieramas.learner.filepolicy:provider"``)."""
-    set_torch_threads(1)
-    opts = dict(options)
-    unknown = set(opts) - {"path", "mode", "seed"}
-    if unknown:
-        raise ValueError(f"unknown file policy option(s): {', '.join(sorted(unknown))}")
-    if not opts.get("path"):
-        raise ValueError("a file policy provider needs 'path' (a checkpoint file)")
-    seed = opts.get("seed")
-    return FilePolicyProvider(
-        Path(str(opts["path"])).expanduser(),
-        mode=str(opts.get("mode", "greedy")),  # type: ignore[arg-type]  # checked in __init__
-        seed=None if seed is None else int(seed),
-    )
+    return fixed_provider(options, "path", lambda p: CheckpointFile(Path(str(p)).expanduser()))
 
 
 def file_planner(path: Path, mode: DecodeMode = "greedy") -> dict[str, Any]:

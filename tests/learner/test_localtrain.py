@@ -7,10 +7,12 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from pathlib import Path
+from typing import cast
 
 import pytest
 import yaml
 
+from hieramas.bus import Bus
 from hieramas.controller.config import parse_config
 from hieramas.controller.learned import LearnedPlanner
 from hieramas.controller.planner import PlanRequest
@@ -18,7 +20,7 @@ from hieramas.controller.planners import make_planner
 from hieramas.learner.checkpoint import CheckpointMeta, encode_checkpoint
 from hieramas.learner.driver import TrainOptions, load_config_doc
 from hieramas.learner.embeddings import HashEmbedder
-from hieramas.learner.filepolicy import FilePolicyProvider, provider
+from hieramas.learner.filepolicy import provider
 from hieramas.learner.localtrain import (
     PLACEHOLDER_URL,
     eval_config,
@@ -121,12 +123,13 @@ def test_an_eval_config_plans_greedily_with_the_checkpoint_file(tmp_path: Path) 
 def test_a_missing_or_foreign_file_fails_the_provider_never_plans_with_something_else(
     tmp_path: Path,
 ) -> None:
+    bus = cast(Bus, None)  # a file source needs no bus
     with pytest.raises(OSError):
-        FilePolicyProvider(tmp_path / "none.ckpt").load()
+        asyncio.run(provider({"path": str(tmp_path / "none.ckpt")}).start(bus))
     bad = tmp_path / "bad.ckpt"
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError):
-        FilePolicyProvider(bad).load()
+        asyncio.run(provider({"path": str(bad)}).start(bus))
     with pytest.raises(ValueError, match="needs 'path'"):
         provider({})
     with pytest.raises(ValueError, match="unknown"):
