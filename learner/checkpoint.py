@@ -37,8 +37,12 @@ __all__ = [
     "Checkpoint",
     "CheckpointError",
     "CheckpointMeta",
+    "check_fits",
     "decode_checkpoint",
     "encode_checkpoint",
+    "layout_key",
+    "read_blob",
+    "write_blob",
 ]
 
 CHECKPOINT_FORMAT = 1
@@ -116,20 +120,7 @@ class Checkpoint:
         :class:`CheckpointError` ``incompatible``.
         """
         layout = self.layout()
-        if config is not None:
-            mine = SlotLayout.from_config(config, options=layout.options)
-            if _compat_key(mine) != _compat_key(layout):
-                raise CheckpointError(
-                    "incompatible",
-                    f"checkpoint v{self.meta.version} was trained for another layout "
-                    f"({_layout_diff(layout, mine)})",
-                )
-        if embedder is not None and embedder != self.meta.embedder:
-            raise CheckpointError(
-                "incompatible",
-                f"checkpoint v{self.meta.version} needs embedder {self.meta.embedder!r}, "
-                f"not {embedder!r}",
-            )
+        check_fits(f"checkpoint v{self.meta.version}", layout, self.meta.embedder, config, embedder)
         net = PolicyNet(layout, self.meta.dim, self.meta.hidden)
         try:
             net.load_state_dict(self.policy_state)
@@ -178,17 +169,16 @@ def encode_checkpoint(
             "baseline": [None if math.isnan(x) else x for x in state["baseline"]],
             "param_groups": opt["param_groups"],
         }
-    return st_save(tensors, metadata={_META_KEY: json.dumps(header)})
+    return write_blob(tensors, header)
 
 
 def decode_checkpoint(blob: bytes) -> Checkpoint:
     """Parse :func:`encode_checkpoint` output; :class:`CheckpointError` if it is unusable."""
+    tensors, header = read_blob(blob, "checkpoint")
     try:
-        tensors = st_load(bytes(blob))
-        header = json.loads(_read_metadata(blob)[_META_KEY])
         meta_data = header["meta"]
         fmt = int(meta_data.get("format", -1))
-    except (SafetensorError, ValueError, KeyError, TypeError, json.JSONDecodeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise CheckpointError("corrupt", f"not a hieramas checkpoint: {exc}") from exc
     if fmt != CHECKPOINT_FORMAT:
         raise CheckpointError(
@@ -216,6 +206,24 @@ def decode_checkpoint(blob: bytes) -> Checkpoint:
     return Checkpoint(meta=meta, policy_state=policy_state, trainer_state=trainer_state)
 
 
+def write_blob(tensors: Mapping[str, torch.Tensor], header: Mapping[str, Any]) -> bytes:
+    """A checkpoint blob: safetensors of ``tensors`` with ``header`` as JSON in its metadata."""
+    return st_save(dict(tensors), metadata={_META_KEY: json.dumps(header)})
+
+
+def read_blob(blob: bytes, what: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The tensors and JSON header of :func:`write_blob` output; ``CheckpointError("corrupt")``
+    (naming ``what``) for bytes that are not such a blob."""
+    try:
+        tensors = st_load(bytes(blob))
+        header = json.loads(_read_metadata(blob)[_META_KEY])
+        if not isinstance(header, dict):
+            raise ValueError("the header is not a JSON object")
+    except (SafetensorError, ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError("corrupt", f"not a hieramas {what}: {exc}") from exc
+    return tensors, header
+
+
 def _read_metadata(blob: bytes) -> Mapping[str, str]:
     # safetensors' header: 8-byte little-endian length, then JSON with "__metadata__"
     if len(blob) < 8:
@@ -228,11 +236,35 @@ def _read_metadata(blob: bytes) -> Mapping[str, str]:
     return meta
 
 
-def _compat_key(layout: SlotLayout) -> dict[str, Any]:
+def layout_key(layout: SlotLayout) -> dict[str, Any]:
+    """What must be equal for a checkpoint to serve a config: slots, actions, answerless roles,
+    options (and the decision LLM when it is a slot)."""
     key = layout.to_json()
     if not layout.options.decision_slot:  # the config's own decision LLM is used then
         key.pop("default_decision")
     return key
+
+
+def check_fits(
+    what: str,
+    layout: SlotLayout,
+    needs_embedder: str,
+    config: HieraConfig | None,
+    embedder: str | None,
+) -> None:
+    """``CheckpointError("incompatible")`` unless ``config`` (if given) has ``layout`` under its
+    options and ``embedder`` (if given) is ``needs_embedder``; ``what`` names the checkpoint."""
+    if config is not None:
+        mine = SlotLayout.from_config(config, options=layout.options)
+        if layout_key(mine) != layout_key(layout):
+            raise CheckpointError(
+                "incompatible",
+                f"{what} was trained for another layout ({_layout_diff(layout, mine)})",
+            )
+    if embedder is not None and embedder != needs_embedder:
+        raise CheckpointError(
+            "incompatible", f"{what} needs embedder {needs_embedder!r}, not {embedder!r}"
+        )
 
 
 def _layout_diff(theirs: SlotLayout, mine: SlotLayout) -> str:

@@ -11,18 +11,14 @@ safetensors holds no code: loading a blob from the bus executes nothing.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load as st_load
-from safetensors.torch import save as st_save
 
 from hieramas.controller.config import HieraConfig
-from hieramas.learner.checkpoint import CheckpointError
+from hieramas.learner.checkpoint import CheckpointError, check_fits, read_blob, write_blob
 from hieramas.learner.classifier import DagClassifierNet
 from hieramas.learner.slots import SlotLayout
 
@@ -37,7 +33,6 @@ __all__ = [
 
 CLASSIFIER_FORMAT = 1
 CLASSIFIER_KIND = "dag-classifier"
-_META_KEY = "hieramas"
 _PREFIX = "classifier."
 
 
@@ -81,19 +76,7 @@ class ClassifierCheckpoint:
         """Rebuild the classifier (eval mode, no gradients).  With ``config`` its layout must
         match, with ``embedder`` its name; otherwise ``CheckpointError("incompatible")``."""
         layout = self.layout()
-        if config is not None:
-            mine = SlotLayout.from_config(config, options=layout.options)
-            if _key(mine) != _key(layout):
-                raise CheckpointError(
-                    "incompatible",
-                    f"classifier v{self.meta.version} was trained for another layout",
-                )
-        if embedder is not None and embedder != self.meta.embedder:
-            raise CheckpointError(
-                "incompatible",
-                f"classifier v{self.meta.version} needs embedder {self.meta.embedder!r}, "
-                f"not {embedder!r}",
-            )
+        check_fits(f"classifier v{self.meta.version}", layout, self.meta.embedder, config, embedder)
         try:
             net = DagClassifierNet(layout, self.meta.dim, **self.meta.net)
             net.load_state_dict(self.state)
@@ -113,18 +96,16 @@ def encode_classifier(net: DagClassifierNet, meta: ClassifierMeta) -> bytes:
     if not meta.created_unix:
         meta = replace(meta, created_unix=time.time())
     tensors = {f"{_PREFIX}{k}": v.detach().contiguous() for k, v in net.state_dict().items()}
-    return st_save(tensors, metadata={_META_KEY: json.dumps({"meta": asdict(meta)})})
+    return write_blob(tensors, {"meta": asdict(meta)})
 
 
 def decode_classifier(blob: bytes) -> ClassifierCheckpoint:
     """Parse :func:`encode_classifier` output; :class:`CheckpointError` if unusable."""
+    tensors, header = read_blob(blob, "classifier checkpoint")
     try:
-        tensors = st_load(bytes(blob))
-        n = int.from_bytes(blob[:8], "little")
-        header = json.loads(bytes(blob[8 : 8 + n]))
-        data = json.loads(header["__metadata__"][_META_KEY])["meta"]
+        data = header["meta"]
         kind, fmt = data.get("kind"), int(data.get("format", -1))
-    except (SafetensorError, ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise CheckpointError("corrupt", f"not a hieramas classifier checkpoint: {exc}") from exc
     if kind != CLASSIFIER_KIND:
         raise CheckpointError("format", f"a {kind!r} checkpoint, not a {CLASSIFIER_KIND!r}")
@@ -139,10 +120,3 @@ def decode_classifier(blob: bytes) -> ClassifierCheckpoint:
         raise CheckpointError("corrupt", f"bad classifier metadata: {exc}") from exc
     state = {k[len(_PREFIX) :]: v for k, v in tensors.items() if k.startswith(_PREFIX)}
     return ClassifierCheckpoint(meta, state)
-
-
-def _key(layout: SlotLayout) -> dict[str, Any]:
-    key = layout.to_json()
-    if not layout.options.decision_slot:
-        key.pop("default_decision")
-    return key

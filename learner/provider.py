@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from hieramas.controller.config import HieraConfig
 from hieramas.controller.learned import PolicyMismatch
 from hieramas.controller.planner import Assignment, PlanRequest
-from hieramas.learner.checkpoint import Checkpoint, decode_checkpoint
+from hieramas.learner.checkpoint import Checkpoint, decode_checkpoint, layout_key
 from hieramas.learner.embedder_names import embedder_for
 from hieramas.learner.follower import SeriesFollower
 from hieramas.learner.planning import PolicyPlanner
@@ -41,15 +41,6 @@ if TYPE_CHECKING:
     from hieramas.bus import Bus
 
 __all__ = ["LoadedPolicy", "NatsPolicyProvider", "layout_key", "provider"]
-
-
-def layout_key(layout: SlotLayout) -> dict[str, Any]:
-    """What must be equal for a policy to plan a config: slots, actions, answerless roles,
-    options (and the decision LLM when it is a slot)."""
-    key = layout.to_json()
-    if not layout.options.decision_slot:
-        key.pop("default_decision")
-    return key
 
 
 class LoadedPolicy:
