@@ -25,7 +25,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -48,13 +48,28 @@ from hieramas.tasks.datasets import (
     load,
 )
 
-__all__ = ["MMLU_SUBJECTS", "SOURCES", "DownloadError", "Source", "app", "download", "main"]
+__all__ = [
+    "MMLU_SUBJECTS",
+    "ROWS_URL_ENV",
+    "SOURCES",
+    "DownloadError",
+    "Progress",
+    "Source",
+    "app",
+    "download",
+    "main",
+]
 
 log = structlog.get_logger(__name__)
 
 HF = "https://huggingface.co"
 GITHUB_RAW = "https://raw.githubusercontent.com"
 HF_ROWS = "https://datasets-server.huggingface.co/rows"
+ROWS_URL_ENV = "HIERAMAS_HF_ROWS_URL"
+"""Overrides :data:`HF_ROWS` (a mirror of the Hugging Face dataset viewer's rows API)."""
+
+Progress = Callable[[str, int, int], None]
+"""``(dataset, parts done, parts)``: MMLU-Redux counts subjects, other datasets one file."""
 MMLU_REDUX = "edinburgh-dawg/mmlu-redux-2.0"
 
 MMLU_SUBJECTS = [
@@ -181,9 +196,14 @@ def normalise_error_type(value: object) -> str:
     return text or "ok"
 
 
-def _mmlu_rows(client: httpx.Client, rows_url: str, dataset: str) -> bytes:
+def _mmlu_rows(
+    client: httpx.Client, rows_url: str, dataset: str, on_progress: Progress | None = None
+) -> bytes:
     lines: list[str] = []
-    for subject in MMLU_SUBJECTS:
+    subjects = list(MMLU_SUBJECTS)
+    for done, subject in enumerate(subjects):
+        if on_progress is not None:
+            on_progress("mmlu_redux", done, len(subjects))
         offset, total = 0, None
         while total is None or offset < total:
             params = {
@@ -218,6 +238,8 @@ def _mmlu_rows(client: httpx.Client, rows_url: str, dataset: str) -> bytes:
                     )
                 )
             offset += len(rows)
+    if on_progress is not None:
+        on_progress("mmlu_redux", len(subjects), len(subjects))
     return ("\n".join(lines) + "\n").encode()
 
 
@@ -250,13 +272,16 @@ def download(
     force: bool = False,
     client: httpx.Client | None = None,
     sources: dict[str, Source] | None = None,
-    rows_url: str = HF_ROWS,
+    rows_url: str | None = None,
+    on_progress: Progress | None = None,
 ) -> dict[str, Path]:
     """Download ``datasets`` into ``dest`` (default: :func:`data_dir`); returns their paths.
 
     Files already present are kept unless ``force``.  ``client``, ``sources``
-    and ``rows_url`` exist for mirrors and tests.
+    and ``rows_url`` (default ``$HIERAMAS_HF_ROWS_URL``, else :data:`HF_ROWS`) exist for
+    mirrors and tests.  ``on_progress`` hears each dataset's progress (:data:`Progress`).
     """
+    rows_url = rows_url or os.environ.get(ROWS_URL_ENV) or HF_ROWS
     root = data_dir(dest)
     root.mkdir(parents=True, exist_ok=True)
     table = sources or SOURCES
@@ -272,9 +297,13 @@ def download(
                 done[dataset] = target
                 continue
             if dataset == "mmlu_redux":
-                payload = _mmlu_rows(http, rows_url, MMLU_REDUX)
+                payload = _mmlu_rows(http, rows_url, MMLU_REDUX, on_progress)
             else:
+                if on_progress is not None:
+                    on_progress(dataset, 0, 1)
                 payload = _fetch_first(http, table[dataset].urls)
+                if on_progress is not None:
+                    on_progress(dataset, 1, 1)
             done[dataset] = _atomic_install(root, dataset, payload)
     finally:
         if own_client:
@@ -293,9 +322,12 @@ def fetch(
     dest: Annotated[Path | None, typer.Option(help="data directory (default: resolved)")] = None,
     force: Annotated[bool, typer.Option(help="replace files already present")] = False,
 ) -> None:
-    """Download the datasets and print where they went."""
+    """Download the datasets (a progress bar on stderr) and print where they went."""
+    from hieramas.progress import ProgressDisplay
+
     try:
-        paths = download(datasets or list(DATASETS), dest, force=force)
+        with ProgressDisplay() as progress:
+            paths = download(datasets or list(DATASETS), dest, force=force, on_progress=progress)
     except (DownloadError, DatasetError, httpx.HTTPError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc

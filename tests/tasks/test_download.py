@@ -2,96 +2,21 @@
 
 from __future__ import annotations
 
-import gzip
-import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import ClassVar
-from urllib.parse import parse_qs, urlparse
 
 import httpx
 import pytest
+from download_server import Handler, serve
 
 from hieramas.tasks import datasets as ds
 from hieramas.tasks import download as dl
 
-MATH_ROW = {
-    "problem": "1+1?",
-    "solution": "$\\boxed{2}$",
-    "answer": "2",
-    "subject": "Algebra",
-    "level": 1,
-}
-HE_ROW = {
-    "task_id": "HumanEval/0",
-    "prompt": "def f():\n",
-    "canonical_solution": "    return 1\n",
-    "test": "def check(c):\n    assert c() == 1\n",
-    "entry_point": "f",
-}
-
-
-class _Handler(BaseHTTPRequestHandler):
-    hits: ClassVar[dict[str, int]] = {}
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-    def _send(self, status: int, body: bytes) -> None:
-        self.send_response(status)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def do_GET(self) -> None:
-        url = urlparse(self.path)
-        self.hits[url.path] = self.hits.get(url.path, 0) + 1
-        if url.path == "/hf/math.jsonl":
-            self._send(404, b"gone")
-        elif url.path == "/gh/math.jsonl":
-            self._send(200, (json.dumps(MATH_ROW) + "\n").encode())
-        elif url.path == "/he.jsonl.gz":
-            self._send(200, gzip.compress((json.dumps(HE_ROW) + "\n").encode()))
-        elif url.path == "/flaky/gsm.jsonl":  # one transient failure, then the data
-            if self.hits[url.path] == 1:
-                self._send(503, b"busy")
-            else:
-                self._send(200, b'{"question": "q", "answer": "w\\n#### 1,000"}\n')
-        elif url.path == "/bad/gsm.jsonl":
-            self._send(200, b'{"question": "q", "answer": "no number"}\n')
-        elif url.path == "/rows":
-            query = {k: v[0] for k, v in parse_qs(url.query).items()}
-            subject, offset = query["config"], int(query["offset"])
-            total = 150 if subject == "anatomy" else 3
-            rows = [
-                {
-                    "row_idx": i,
-                    "row": {
-                        "question": f"{subject} q{i}",
-                        "choices": ["a", "b", "c", "d"],
-                        "answer": i % 4,
-                        "error_type": "Wrong Groundtruth" if i == 1 else "ok",
-                        "correct_answer": None,
-                    },
-                }
-                for i in range(offset, min(total, offset + int(query["length"])))
-            ]
-            self._send(200, json.dumps({"rows": rows, "num_rows_total": total}).encode())
-        else:
-            self._send(404, b"")
-
 
 @pytest.fixture()
 def server() -> Iterator[str]:
-    _Handler.hits = {}
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+    with serve() as url:
+        yield url
 
 
 def test_download_files_with_mirrors_retries_and_validation(server: str, tmp_path: Path) -> None:
@@ -105,7 +30,7 @@ def test_download_files_with_mirrors_retries_and_validation(server: str, tmp_pat
     assert ds.load("math500", tmp_path)[0].answer == "2"
     assert ds.load("humaneval", tmp_path)[0].id == "HumanEval/0"
     assert ds.load("gsm8k", tmp_path)[0].answer == "1000"
-    assert _Handler.hits["/hf/math.jsonl"] == 1 and _Handler.hits["/flaky/gsm.jsonl"] == 2
+    assert Handler.hits["/hf/math.jsonl"] == 1 and Handler.hits["/flaky/gsm.jsonl"] == 2
     # present files are kept unless forced; a malformed download never replaces them
     bad = {"gsm8k": dl.Source((f"{server}/bad/gsm.jsonl",))}
     dl.download(["gsm8k"], tmp_path, sources=bad)
@@ -119,7 +44,10 @@ def test_download_mmlu_redux_pages(
     server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(dl, "MMLU_SUBJECTS", ["anatomy", "virology"])
-    dl.download(["mmlu_redux"], tmp_path, rows_url=f"{server}/rows")
+    monkeypatch.setenv(dl.ROWS_URL_ENV, f"{server}/rows")  # a mirror named in the environment
+    seen: list[tuple[str, int, int]] = []
+    dl.download(["mmlu_redux"], tmp_path, on_progress=lambda *p: seen.append(p))
+    assert seen == [("mmlu_redux", 0, 2), ("mmlu_redux", 1, 2), ("mmlu_redux", 2, 2)]
     items = ds.load("mmlu", tmp_path, include_unscored=True)
     assert len(items) == 153 and items[0].id == "anatomy/0" and items[-1].id == "virology/2"
     assert items[1].meta["error_type"] == "wrong_groundtruth"
