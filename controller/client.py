@@ -31,6 +31,7 @@ from tenacity import (
 from hieramas.bus import Bus, BusError, RemoteError
 from hieramas.controller.failover import RESENT
 from hieramas.wire import Envelope, Kind, Subjects, new_id
+from hieramas.wire.traceparent import parse_traceparent
 
 __all__ = ["HieraClient"]
 
@@ -64,8 +65,13 @@ class HieraClient:
         config_version: int | None = None,
         item_id: str | None = None,
         explore: bool = False,
+        traceparent: str | None = None,
     ) -> dict[str, Any]:
         """Answer one query; the result map always has ``status`` (``ok`` or an error code).
+
+        ``traceparent`` (W3C, e.g. from the caller's own OpenTelemetry span) makes the
+        query's trace id the caller's, and its spans children of the caller's span; a
+        malformed one raises :class:`WireError` (``bad_traceparent``) before anything is sent.
 
         A failed query is a result too (``status`` is its code, ``error`` says why), even
         when the gateway refused it with an ``error`` envelope.  Raises only when no
@@ -81,11 +87,17 @@ class HieraClient:
             payload["item_id"] = item_id  # the dataset item: graders key on it in the traces
         if explore:
             payload["explore"] = True  # a training query: a learned planner samples its plan
+        # 128-bit trace ids, as OpenTelemetry's: the id a user sees is the one in their backend
+        trace_id = new_id() + new_id()
+        if traceparent:
+            caller = parse_traceparent(traceparent)
+            payload["traceparent"] = caller.header()
+            trace_id = caller.trace_id
         envelope = Envelope(
             kind=Kind.QUERY,
             payload=payload,
             query_id=new_id(),
-            trace_id=new_id(),
+            trace_id=trace_id,
             sender=self.sender,
         )
         try:

@@ -68,6 +68,7 @@ from hieramas.wire.messages import (
     read,
 )
 from hieramas.wire.subjects import DECISION_NODE
+from hieramas.wire.traceparent import CallerSpan, parse_traceparent
 
 __all__ = ["GATEWAY_QUEUE", "Gateway", "QueryFailed"]
 
@@ -542,6 +543,13 @@ class Gateway:
         trace_id = envelope.trace_id or new_id()
         run: QueryRun | None = None
         failed: QueryFailed | None = failure
+        caller: CallerSpan | None = None
+        if "traceparent" in envelope.payload:  # our spans join the caller's trace
+            try:
+                caller = parse_traceparent(envelope.payload["traceparent"])
+                trace_id = caller.trace_id
+            except WireError as exc:
+                failed = failed or QueryFailed("bad_query", str(exc))
         try:
             if failed is None:
                 run = await self._start_run(envelope, query_id, trace_id, started, reply, key)
@@ -564,7 +572,7 @@ class Gateway:
         if replies:
             result, data = self._sendable(result)
         if self.traces is not None:
-            self.traces.emit(_query_event(result, run, envelope))
+            self.traces.emit(_query_event(result, run, envelope, started, caller))
         for subject in replies:
             if data is None:
                 break
@@ -886,14 +894,24 @@ class Gateway:
         }
 
 
-def _query_event(result: dict[str, Any], run: QueryRun | None, asked: Envelope) -> QueryDone:
+def _query_event(
+    result: dict[str, Any],
+    run: QueryRun | None,
+    asked: Envelope,
+    started: float,
+    caller: CallerSpan | None,
+) -> QueryDone:
     """The ``query`` trace event of a finished query's result (a full or a brief one), with
-    what its run knows: the item, the full assignment, the active edges, the policy."""
+    what its run knows: the item, the full assignment, the active edges, the policy, and the
+    caller's span when the query carried a ``traceparent``."""
     plan = run.plan if run is not None else None
     return QueryDone(
         query_id=str(result["query_id"]),
         trace_id=str(result.get("trace_id") or ""),
         span_id=new_id(),
+        parent_span=caller.span_id if caller is not None else "",
+        started=started,
+        finished=time.time(),
         config_version=int(result.get("config_version") or 0),
         status=str(result["status"]),
         error=result.get("error"),
@@ -921,7 +939,7 @@ def _query_event(result: dict[str, Any], run: QueryRun | None, asked: Envelope) 
 def _policy_fields(run: QueryRun | None) -> dict[str, Any]:
     """What a learner needs of a policy-planned query: the text it read and, for a sampled
     plan, the temperature and per-slot log-probabilities it was drawn with and the query
-    embedding the policy read."""
+    embedding the policy read; and how a Stage-2 planner chose the DAG."""
     if run is None or run.assignment.policy_version is None:
         return {}
     log_probs = run.assignment.log_probs
@@ -931,6 +949,7 @@ def _policy_fields(run: QueryRun | None) -> dict[str, Any]:
         "log_probs": list(log_probs) if log_probs is not None else None,
         "query_embedding": run.assignment.query_embedding,
         "embedder": run.assignment.embedder,
+        "topology": run.assignment.topology,
     }
 
 

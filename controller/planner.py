@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from hieramas.controller.config import PSEUDO_LLMS, SKIP, HieraConfig
 from hieramas.controller.plan import NodePlan, Plan
-from hieramas.wire.events import AssignmentRecord
+from hieramas.wire.events import AssignmentRecord, TopologyRecord
 from hieramas.wire.subjects import DECISION_NODE
 
 if TYPE_CHECKING:
@@ -69,6 +69,8 @@ class Assignment:
     """A sampled choice's query embedding (float16, little-endian), for the learner."""
     embedder: str | None = None
     """The embedder that made ``query_embedding``."""
+    topology: TopologyRecord | None = None
+    """How a Stage-2 planner chose ``edges`` (classifier version, candidates, score, rank)."""
 
 
 class Planner(Protocol):

@@ -33,6 +33,7 @@ from hieramas.llm.local.cli import app as local_app
 from hieramas.logs import configure_logging
 from hieramas.metricscli import MetricsPortOpt, start_metrics
 from hieramas.natsconn import NatsSettings, redact_url
+from hieramas.otelcli import traces_export
 from hieramas.processes import stop_on_signals, unwind_on_signals
 from hieramas.reportcli import report
 from hieramas.tasks.download import app as data_app
@@ -46,6 +47,7 @@ config_app = typer.Typer(no_args_is_help=True, help="Apply and inspect versioned
 traces_app = typer.Typer(no_args_is_help=True, help="Read the trace stream.")
 app.add_typer(config_app, name="config")
 app.add_typer(traces_app, name="traces")
+traces_app.command("export")(traces_export)
 app.add_typer(local_app, name="local")
 app.add_typer(emulator_app, name="emulator")
 app.add_typer(data_app, name="data")
@@ -244,14 +246,31 @@ def ask(
     as_json: Annotated[bool, typer.Option("--json", help="Print the full result as JSON.")] = False,
     domain: Annotated[str | None, typer.Option(help="Override the config's domain.")] = None,
     timeout: Annotated[float, typer.Option(help="Query deadline in seconds.")] = 120.0,
+    traceparent: Annotated[
+        str | None,
+        typer.Option(
+            envvar="TRACEPARENT",
+            help="W3C traceparent of the caller's span: the query's spans join that trace.",
+        ),
+    ] = None,
 ) -> None:
     """Answer one query (a one-shot embedded stack unless --nats)."""
+    if traceparent:
+        from hieramas.wire.traceparent import parse_traceparent
+
+        try:
+            parse_traceparent(traceparent)
+        except WireError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--traceparent / TRACEPARENT") from None
     if nats:
         if config is not None:
             err.print(
                 "[yellow]--config is ignored with --nats; use 'hieramas config apply'[/yellow]"
             )
-        result = _with_bus(nats, lambda c: c.ask(text, domain=domain, timeout_s=timeout))
+        result = _with_bus(
+            nats,
+            lambda c: c.ask(text, domain=domain, timeout_s=timeout, traceparent=traceparent),
+        )
     else:
         from hieramas.stack import Stack
 
@@ -263,7 +282,8 @@ def ask(
             with _clear_errors():
                 stack.bus.call(client.apply_config(config_text, source="ask"), 30)
                 result = stack.bus.call(
-                    client.ask(text, domain=domain, timeout_s=timeout), timeout + 10
+                    client.ask(text, domain=domain, timeout_s=timeout, traceparent=traceparent),
+                    timeout + 10,
                 )
     _print_result(result, as_json)
     if result.get("status") != "ok":

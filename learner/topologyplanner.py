@@ -10,7 +10,9 @@ off the NATS loop) plans each query in two steps:
    DAGs seeded by the query text, scores them in one batch with that assignment and the
    query embedding the policy read, and the top-1's edges go into the ``Assignment``:
    the runtime executes exactly the scored edges (``recent`` keeps the last choices, so a
-   test or a trace reader can check).
+   test or a trace reader can check), and the query's trace event records the classifier
+   version, the number of candidates and the executed DAG's score and rank
+   (:class:`~hieramas.wire.events.TopologyRecord`).
 
 With no policy loaded the query is planned statically; with no classifier (or one trained
 for another layout or embedder) it keeps Stage 1's assignment on the config's edges.  Both
@@ -40,6 +42,7 @@ from hieramas.learner.follower import SeriesFollower
 from hieramas.learner.provider import LoadedPolicy, layout_key, provider
 from hieramas.learner.roleskip import skip_roles
 from hieramas.learner.store import CLASSIFIER_PREFIX, PolicyStore
+from hieramas.wire.events import TopologyRecord
 
 if TYPE_CHECKING:
     from hieramas.bus import Bus
@@ -187,7 +190,12 @@ class Stage2Planner:
             self.recent[request.query_id] = (clf.version, choice)
             while len(self.recent) > self._keep:
                 self.recent.popitem(last=False)
-        return replace(assignment, edges=choice.edges)
+        topology = TopologyRecord(
+            classifier_version=clf.version,
+            candidates=len(choice.scores),
+            score=float(choice.scores[choice.best]),
+        )
+        return replace(assignment, edges=choice.edges, topology=topology)
 
     def _skip(
         self, policy: LoadedPolicy, query: torch.Tensor, actions: tuple[int, ...], a: Assignment

@@ -45,6 +45,7 @@ __all__ = [
     "NodeModels",
     "QueryDone",
     "SupernodeRun",
+    "TopologyRecord",
     "TraceBatch",
     "decode_event",
     "decode_trace_message",
@@ -205,11 +206,30 @@ class AssignmentRecord(msgspec.Struct, frozen=True, gc=False):
     """The decision LLM, or ``vote``."""
 
 
+class TopologyRecord(msgspec.Struct, frozen=True, gc=False):
+    """How a Stage-2 planner chose the query's DAG: which classifier scored how many candidate
+    DAGs, and the executed DAG's score and rank among them (1: the best)."""
+
+    classifier_version: int
+    candidates: int
+    """How many candidate DAGs were scored."""
+    score: float
+    """The classifier's score of the executed DAG."""
+    rank: int = 1
+    """The executed DAG's rank by score (1 for top-1; a top-k vote runs ranks 1..k)."""
+
+
 class QueryDone(_Event, kw_only=True, frozen=True, gc=False, tag="query"):
     """One query's outcome, with what a learner needs to replay and grade it."""
 
     config_version: int = 0
     """The config version it was planned with (0: it failed before it had one)."""
+    parent_span: str = ""
+    """The caller's span (from the query's W3C ``traceparent``), or empty: the query's
+    workflow span is then a root span of its trace."""
+    started: float | None = None
+    """When the gateway took the query (``finished - latency_s`` for older streams)."""
+    finished: float = 0.0
     status: str
     """``ok``, ``error`` (the decision failed), or a failure code (``timeout``,
     ``no_worker``, ``bad_query``, ``internal``, ``oversize``, ...)."""
@@ -259,6 +279,8 @@ class QueryDone(_Event, kw_only=True, frozen=True, gc=False, tag="query"):
     embedding ``task_text`` again (the planner already paid for that embedding)."""
     embedder: str | None = None
     """The embedder that made ``query_embedding``."""
+    topology: TopologyRecord | None = None
+    """How a Stage-2 planner chose the DAG (``None``: the DAG was not a classifier's choice)."""
 
 
 class Feedback(_Event, kw_only=True, frozen=True, gc=False, tag="feedback"):

@@ -139,6 +139,12 @@ def test_the_runtime_executes_the_chosen_dag_and_a_new_classifier_plans_the_next
         assert event.policy_version == 1 and event.planner == "stage2"
         assert event.task_text is not None
         executed = set(map(tuple, event.edges))
+        # the trace says which classifier chose the DAG among how many, with what score
+        assert event.topology is not None
+        assert event.topology.classifier_version == version
+        assert event.topology.candidates == len(choice.scores) <= M
+        assert event.topology.rank == 1
+        assert event.topology.score == pytest.approx(float(choice.scores.max()))
         # the executed edges are the scored top-1's, recomputed independently from the blobs
         assert executed == set(choice.edges)
         seed = planner.seed_for(event.task_text)

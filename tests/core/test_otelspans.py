@@ -1,0 +1,113 @@
+"""Trace events to GenAI spans (unit level), and the W3C traceparent a query may carry."""
+
+from __future__ import annotations
+
+import pytest
+
+from hieramas.otelspans import span_id_of, span_records, trace_id_of
+from hieramas.wire import WireError
+from hieramas.wire.events import DecisionRun, LlmCall, NodeModels, QueryDone, SupernodeRun
+from hieramas.wire.traceparent import parse_traceparent
+
+TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+
+
+def _call(**kw: object) -> LlmCall:
+    fields: dict[str, object] = {
+        "query_id": "q1", "trace_id": TRACE, "config_version": 3, "node": "expert",
+        "role": "Critic", "slot": "p0", "attempt": 1, "worker": "w1", "model": "m",
+        "model_id": "gpt-x", "endpoint": "ep", "started": 100.0, "finished": 101.5,
+        "outcome": "ok", "prompt_tokens": 7, "completion_tokens": 3, "cost_usd": 0.01,
+    }  # fmt: skip
+    fields.update(kw)
+    return LlmCall(**fields)  # type: ignore[arg-type]
+
+
+def test_a_proposer_call_is_a_chat_span_under_its_slot_under_its_node() -> None:
+    slot, chat = span_records(_call())
+    assert slot.name == "invoke_agent expert.p0"
+    assert slot.parent_id == span_id_of("q1", "node", "expert")
+    assert chat.name == "chat gpt-x" and chat.kind == "client"
+    assert chat.parent_id == slot.span_id
+    assert chat.trace_id == slot.trace_id == int(TRACE, 16)
+    assert (chat.start_ns, chat.end_ns) == (100_000_000_000, 101_500_000_000)
+    a = chat.attributes
+    assert a["gen_ai.operation.name"] == "chat"
+    assert a["gen_ai.request.model"] == a["gen_ai.response.model"] == "gpt-x"
+    assert (a["gen_ai.usage.input_tokens"], a["gen_ai.usage.output_tokens"]) == (7, 3)
+    assert (a["hieramas.slot"], a["hieramas.attempt"], a["hieramas.worker"]) == ("p0", 1, "w1")
+    assert chat.error is None and "error.type" not in a
+
+
+def test_spans_are_the_same_from_the_same_event_and_differ_by_attempt() -> None:
+    assert span_records(_call()) == span_records(_call())  # a redelivery sends the same ids
+    first, again = span_records(_call())[1], span_records(_call(attempt=2))[1]
+    assert first.span_id != again.span_id
+
+
+def test_a_failed_call_has_error_type_and_a_redacted_status() -> None:
+    failed = _call(
+        outcome="error",
+        error="m: connect to http://user:hunter2@llm.example/v1 failed",
+        error_kind="connection",
+    )
+    slot, chat = span_records(failed)
+    assert chat.attributes["error.type"] == slot.attributes["error.type"] == "connection"
+    assert chat.error is not None and "hunter2" not in chat.error
+    assert "gen_ai.usage.input_tokens" not in chat.attributes
+
+
+def test_the_decision_call_hangs_under_the_decision_node() -> None:
+    (chat,) = span_records(_call(node="decision", role="decision", slot="decision"))
+    assert chat.parent_id == span_id_of("q1", "node", "decision")
+
+
+def test_nodes_and_the_query_make_the_rest_of_the_tree() -> None:
+    (node,) = span_records(
+        SupernodeRun(
+            query_id="q1", trace_id=TRACE, config_version=3, node="expert", role="Critic",
+            status="error", error="synthesizer failed", answer="A",
+            models=NodeModels(proposers=["m"], synthesizer="m"), started=1.0, finished=2.0,
+        )
+    )  # fmt: skip
+    assert node.name == "invoke_agent expert" and node.attributes["gen_ai.agent.name"] == "expert"
+    assert node.parent_id == span_id_of("q1", "query")
+    assert node.attributes["error.type"] == "node_failed"
+    assert "gen_ai.output.messages" not in node.attributes  # content is opt-in
+    (decision,) = span_records(
+        DecisionRun(query_id="q1", trace_id=TRACE, config_version=3, status="ok",
+                    decided_by="agreement", finished=3.0)
+    )  # fmt: skip
+    assert decision.span_id == span_id_of("q1", "node", "decision")
+    query = QueryDone(
+        query_id="q1", trace_id=TRACE, parent_span="00f067aa0ba902b7", started=0.5,
+        finished=3.5, status="ok", config_version=3, policy_version=7, task_text="2+2?",
+        text="4", latency_s=3.0,
+    )  # fmt: skip
+    (workflow,) = span_records(query)
+    assert workflow.name == "invoke_workflow hieramas"
+    assert workflow.parent_id == 0x00F067AA0BA902B7 and workflow.parent_remote
+    assert workflow.attributes["hieramas.policy_version"] == 7
+    assert "gen_ai.input.messages" not in workflow.attributes
+    (with_content,) = span_records(query, content=True)
+    assert "2+2?" in str(with_content.attributes["gen_ai.input.messages"])
+
+
+def test_short_and_missing_trace_ids_still_give_valid_ids() -> None:
+    assert trace_id_of(_call(trace_id="00000000000000ab")) == 0xAB
+    assert trace_id_of(_call(trace_id="")) != 0
+    assert trace_id_of(_call(trace_id="not hex at all!!")) != 0
+
+
+def test_traceparent_is_parsed_and_bad_ones_are_refused() -> None:
+    caller = parse_traceparent(f"00-{TRACE}-00f067aa0ba902b7-01")
+    assert (caller.trace_id, caller.span_id, caller.sampled) == (TRACE, "00f067aa0ba902b7", True)
+    assert caller.header() == f"00-{TRACE}-00f067aa0ba902b7-01"
+    for bad in (
+        "", "garbage", 42, f"ff-{TRACE}-00f067aa0ba902b7-01", f"00-{'0' * 32}-00f067aa0ba902b7-01",
+        f"00-{TRACE}-{'0' * 16}-01", f"00-{TRACE.upper()}-00f067aa0ba902b7-01",
+        f"00-{TRACE}-00f067aa0ba902b7-01-extra", "x" * 1000,
+    ):  # fmt: skip
+        with pytest.raises(WireError) as info:
+            parse_traceparent(bad)
+        assert info.value.code == "bad_traceparent"
