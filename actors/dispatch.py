@@ -41,12 +41,16 @@ import pykka
 import structlog
 from pykka import ThreadingFuture
 
+from hieramas.logs import log_context
+from hieramas.wire import Envelope
+
 __all__ = ["DISPATCH_ENV", "LoopActor", "Retire", "Supervisor", "dispatch_mode"]
 
 log = structlog.get_logger(__name__)
 
 DISPATCH_ENV = "HIERAMAS_ACTOR_DISPATCH"
 _BATCH = 64  # messages handled per loop turn before yielding to I/O
+_TRACES_KEPT = 256  # queries an actor remembers the trace id of (for the log context)
 _names = count()
 _handling = threading.local()  # .depth: actor drains running on this thread right now
 
@@ -143,6 +147,7 @@ class LoopActor(pykka.Actor):
         self._loop_thread: int | None = None
         self._supervisor = supervisor
         self._current: object = None  # the message being handled (for on_crash)
+        self._traces: dict[str, str] = {}  # query id -> trace id, for the log context
 
     # -- supervision -------------------------------------------------------------------
     def idle(self) -> bool:
@@ -158,7 +163,26 @@ class LoopActor(pykka.Actor):
             self._retire()
             return None
         self._current = message
-        return super()._handle_receive(message)
+        # bound here, in the thread or loop turn that handles it, and reset after: what the
+        # handler logs, and the tasks it starts, carry the query, its trace and the node
+        query_id, trace_id = self._query_of(message)
+        with log_context(query_id=query_id, trace_id=trace_id, node=getattr(self, "node", None)):
+            return super()._handle_receive(message)
+
+    def _query_of(self, message: object) -> tuple[str | None, str | None]:
+        """The query id and trace id ``message`` is about (remembered from its envelopes:
+        a finished call's message names only its query)."""
+        envelope = getattr(message, "envelope", None) or getattr(message, "activation", None)
+        if isinstance(envelope, Envelope) and envelope.query_id:
+            if envelope.trace_id and envelope.query_id not in self._traces:
+                if len(self._traces) >= _TRACES_KEPT:
+                    self._traces.pop(next(iter(self._traces)))  # the oldest query
+                self._traces[envelope.query_id] = envelope.trace_id
+            return envelope.query_id, envelope.trace_id
+        query_id = getattr(message, "query_id", None)
+        if isinstance(query_id, str):
+            return query_id, self._traces.get(query_id)
+        return None, None
 
     def on_failure(
         self,

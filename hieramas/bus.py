@@ -37,6 +37,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from hieramas import metrics
+from hieramas.logs import log_context
 from hieramas.natsconn import NatsSettings
 from hieramas.natsdelivery import deliver_directly
 from hieramas.wire import Envelope, Kind, WireError, decode, encode
@@ -574,7 +575,9 @@ class Bus:
                 self.reject(msg.subject, msg.reply or None, exc.code, str(exc))
                 return
             try:
-                handler(envelope, msg.reply or None)
+                # a query's message: what its handling logs carries the query and trace ids
+                with log_context(query_id=envelope.query_id, trace_id=envelope.trace_id):
+                    handler(envelope, msg.reply or None)
             except Exception as exc:
                 log.exception("bus.handler_failed", subject=msg.subject)
                 self.reject(msg.subject, msg.reply or None, "internal", f"handler failed: {exc}")

@@ -102,7 +102,15 @@ def _read_config(path: Path | None) -> str:
 @app.callback()
 def _setup(
     log_level: Annotated[str, typer.Option(envvar="HIERAMAS_LOG_LEVEL")] = "warning",
-    log_json: Annotated[bool, typer.Option(help="Log JSON lines.")] = False,
+    log_json: Annotated[
+        bool | None,
+        typer.Option(
+            "--log-json/--log-console",
+            help="Log JSON lines or text (default: JSON unless stderr is a terminal, "
+            "or $HIERAMAS_LOG_FORMAT=json|console).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     configure_logging(log_level, json=log_json)
 

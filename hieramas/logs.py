@@ -1,22 +1,45 @@
-"""structlog set-up: a small processor pipeline that redacts secrets before rendering."""
+"""structlog set-up: one processor pipeline, with secret redaction, for our logs and every
+third-party logger (nats, pykka, httpx, uvicorn, asyncio), rendered as JSON lines or text.
+
+The format is JSON when stderr is not a terminal (a file, a pipe, a container log) and
+readable text on one; ``configure_logging(json=...)``, ``--log-json/--log-console`` or
+``$HIERAMAS_LOG_FORMAT`` (``json`` or ``console``) choose it instead.
+
+``query_id``, ``trace_id`` and ``node`` are structlog context variables: they are bound where
+the handling of a query's message begins (:func:`log_context` in the bus's delivery, an
+actor's message handler, the gateway's query task), so every line logged meanwhile carries
+them without being passed at each call; tasks started there inherit them.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
-from collections.abc import MutableMapping
-from typing import Any
+from collections.abc import Iterator, MutableMapping
+from contextlib import contextmanager
+from typing import Any, TextIO
 
 import structlog
 
 from hieramas.natsconn import redact_url
 
-__all__ = ["configure_logging", "redact_secrets"]
+__all__ = [
+    "FORMAT_ENV",
+    "configure_logging",
+    "json_wanted",
+    "log_context",
+    "redact_secrets",
+]
+
+FORMAT_ENV = "HIERAMAS_LOG_FORMAT"
 
 _SECRET_KEY = re.compile(r"(api[_-]?key|password|passwd|secret|token|authorization|seed)", re.I)
 _URL_WITH_CREDENTIALS = re.compile(r"\b[a-z][a-z0-9+.-]*://[^/\s:@]*:[^/\s@]+@[^\s,]+", re.I)
 _BEARER = re.compile(r"(Bearer\s+)[A-Za-z0-9._\-]+", re.I)
+# keys a stdlib record's rendering adds that are no secret, though they match _SECRET_KEY
+_NOT_SECRET = frozenset({"event", "logger", "level", "timestamp", "exception"})
 
 
 def _scrub(value: Any) -> Any:
@@ -31,35 +54,103 @@ def redact_secrets(
 ) -> MutableMapping[str, Any]:
     """Mask values of secret-looking keys and credentials embedded in URLs or headers."""
     for key, value in list(event_dict.items()):
-        if _SECRET_KEY.search(key) and not key.endswith("_env") and value:
+        if key.startswith("_"):  # the stdlib record and its formatter, not rendered
+            continue
+        if (
+            key not in _NOT_SECRET
+            and _SECRET_KEY.search(key)
+            and not key.endswith("_env")
+            and value
+        ):
             event_dict[key] = "***"
         else:
             event_dict[key] = _scrub(value)
     return event_dict
 
 
-def configure_logging(level: str = "info", *, json: bool = False) -> None:
-    """Route structlog (and stdlib logging) to stderr at ``level``, as text or JSON lines."""
+@contextmanager
+def log_context(**fields: str | None) -> Iterator[None]:
+    """Bind ``fields`` (``query_id``, ``trace_id``, ``node``) to the log context for the
+    block, then restore what was bound before.  A ``None`` or empty value unbinds its key
+    for the block, so that nothing of another query's context lingers."""
+    # Ellipsis is structlog's "unbound" marker: merge_contextvars leaves such keys out
+    tokens = structlog.contextvars.bind_contextvars(**{k: v or Ellipsis for k, v in fields.items()})
+    try:
+        yield
+    finally:
+        structlog.contextvars.reset_contextvars(**tokens)
+
+
+def json_wanted(json: bool | None = None, stream: TextIO | None = None) -> bool:
+    """``json`` if given, else ``$HIERAMAS_LOG_FORMAT``, else JSON unless ``stream``
+    (default stderr) is a terminal."""
+    if json is not None:
+        return json
+    wanted = os.environ.get(FORMAT_ENV, "").strip().lower()
+    if wanted in ("json", "console"):
+        return wanted == "json"
+    stream = stream or sys.stderr
+    isatty = getattr(stream, "isatty", None)
+    return not (callable(isatty) and isatty())
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A handler writing to whatever ``sys.stderr`` is at each record: tests and
+    embedding apps swap it."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: TextIO) -> None:  # StreamHandler.__init__ assigns it
+        pass
+
+
+_OURS = "_hieramas_handler"
+
+
+def configure_logging(level: str = "info", *, json: bool | None = None) -> None:
+    """Route structlog and stdlib logging to stderr through one pipeline (context, level,
+    time, redaction), at ``level`` (third-party loggers at warning or above unless
+    ``level`` is debug), as JSON lines or text (see :func:`json_wanted`)."""
     numeric = logging.getLevelName(level.upper())
     if not isinstance(numeric, int):
         numeric = logging.INFO
-    logging.basicConfig(
-        level=max(numeric, logging.WARNING), stream=sys.stderr, format="%(message)s"
-    )
+    as_json = json_wanted(json)
     renderer: Any = (
-        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
+        structlog.processors.JSONRenderer()
+        if as_json
+        else structlog.dev.ConsoleRenderer(colors=False)
     )
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.format_exc_info,  # before redaction: a traceback can hold a URL
+        redact_secrets,
+    ]
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            redact_secrets,
-            structlog.processors.format_exc_info,
-            renderer,
-        ],
+        processors=[*shared, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         # resolve sys.stderr at each call: tests and embedding apps swap it
         logger_factory=lambda *args: structlog.PrintLogger(sys.stderr),
         cache_logger_on_first_use=False,
     )
+    # every stdlib logger (nats, pykka, httpx, uvicorn, asyncio...) through the same processors
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+    )
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if getattr(h, _OURS, False)]:
+        root.removeHandler(handler)
+    handler = _StderrHandler()
+    setattr(handler, _OURS, True)
+    handler.setFormatter(formatter)
+    root.addHandler(handler)
+    # third-party libraries are chatty at info (httpx logs each request): warnings and up
+    root.setLevel(numeric if numeric <= logging.DEBUG else max(numeric, logging.WARNING))
