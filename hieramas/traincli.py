@@ -160,6 +160,10 @@ def train(
     edge_baseline: Annotated[
         bool, typer.Option(help="Stage 2: also train and evaluate the per-edge REINFORCE baseline.")
     ] = False,
+    vote_k: Annotated[
+        int,
+        typer.Option(min=0, help="Stage 2: also evaluate the top-K DAGs with a vote (K ≥ 2)."),
+    ] = 0,
 ) -> None:
     """Train the Stage-1 policy online: training queries through the live runtime, a learner
     process learning from their traces, greedy validation, the best version kept.
@@ -177,7 +181,7 @@ def train(
 
     if stage == 2:
         _train_stage2(dataset, run_dir, stage1, queries, candidates, concurrency, seed,
-                      eval_items, data_dir, skip_roles, edge_baseline)  # fmt: skip
+                      eval_items, data_dir, skip_roles, edge_baseline, vote_k)  # fmt: skip
         return
     if stage != 1:
         err.print(f"[red]--stage must be 1 or 2, not {stage}[/red]")
@@ -259,6 +263,7 @@ def _train_stage2(
     data_dir: Path | None,
     skip_roles: int = 0,
     edge_baseline: bool = False,
+    vote_k: int = 0,
 ) -> None:
     """``train --stage 2``: see :mod:`hieramas.learner.dagrun`."""
     from hieramas.learner.dagrun import Stage2Options, run_stage2
@@ -272,7 +277,7 @@ def _train_stage2(
         dataset=dataset, run_dir=run_dir, stage1=stage1, queries=queries,
         candidates=candidates, concurrency=concurrency, seed=seed,
         eval_items=eval_items, data_dir=data_dir, skip_roles=skip_roles,
-        edge_baseline=edge_baseline,
+        edge_baseline=edge_baseline, vote_k=vote_k,
     )  # fmt: skip
     unwind_on_signals()
     with Progress(

@@ -60,6 +60,7 @@ from hieramas.learner.dags import (
     generate_active,
 )
 from hieramas.learner.dagtrain import DagTrainConfig, DagTrainReport, train_classifier
+from hieramas.learner.dagvote import combine_votes
 from hieramas.learner.edgereinforce import EdgeReinforce
 from hieramas.learner.graphdata import CandidateSet, active_nodes, node_actions
 from hieramas.learner.provider import LoadedPolicy
@@ -107,6 +108,9 @@ class Stage2Options:
     skip_roles: int = 0
     edge_baseline: bool = False
     """Also train the per-edge REINFORCE baseline (:mod:`.edgereinforce`) on the same items."""
+    vote_k: int = 0
+    """Evaluation also runs the classifier's ``vote_k`` best DAGs and votes their answers
+    (:mod:`.dagvote`; 0 or 1: not)."""
     """Evaluation also runs the classifier's DAG after role skipping (:mod:`.roleskip`)."""
 
 
@@ -416,6 +420,8 @@ async def _evaluate(
         methods.insert(1, f"classifier+skip{options.skip_roles}")
     if edges is not None:
         methods.append("per-edge")
+    if options.vote_k > 1:
+        methods.append(f"classifier-vote{options.vote_k}")
     plans: dict[str, dict[str, Assignment]] = {m: {} for m in methods}
     for item in items:
         base, actions, emb = stage1.plan(item.question)
@@ -441,19 +447,30 @@ async def _evaluate(
                     synth[slot.node] = SKIP
             pick = chooser.choose(query, fewer, seed=seed)
             plans[methods[1]][item.id] = replace(base, synthesizers=synth, edges=pick.edges)
+        if options.vote_k > 1:  # the k best of the same scored candidates, one query each
+            voters = plans[f"classifier-vote{options.vote_k}"]
+            for rank, idx in enumerate(choice.ranked[: options.vote_k]):
+                key = item.id if rank == 0 else f"{item.id}#v{rank}"
+                voters[key] = replace(base, edges=choice.candidates.edges(idx))
     out: dict[str, Any] = {}
     gate = asyncio.Semaphore(options.eval_concurrency)
     for m_i, (method, table) in enumerate(plans.items()):
         planner.table = dict(table)
 
         async def one(item: Item, table: dict[str, Assignment] = table) -> dict[str, Any]:
+            keys = [item.id, *(f"{item.id}#v{r}" for r in range(1, options.vote_k))]
+            keys = [k for k in keys if k in table]  # more than one: a top-k vote
             async with gate:
-                result = await _ask(client, item, item.id, options.timeout_s)
+                results = await asyncio.gather(
+                    *(_ask(client, item, k, options.timeout_s) for k in keys)
+                )
+            result = combine_votes(results) if len(results) > 1 else results[0]
             return {
                 "correct": await _graded(item, result),
                 "cost_usd": float(result.get("cost_usd") or 0.0),
                 "latency_s": float(result.get("latency_s") or 0.0),
-                "edges": len(table[item.id].edges),
+                "edges": sum(len(table[k].edges) for k in keys),
+                "voters": len(keys),
             }
 
         rows = await asyncio.gather(*(one(item) for item in items))
@@ -563,8 +580,9 @@ def run_stage2(options: Stage2Options, on_progress: Progress | None = None) -> d
         return blob, {"kind": "dag-classifier", "loss": winner, "metrics": meta.metrics}
 
     chooser = TopologyChooser(
-        net, candidates=options.score_candidates, d_min=options.d_min, d_max=options.d_max
-    )
+        net, candidates=options.score_candidates, d_min=options.d_min, d_max=options.d_max,
+        top_k=max(1, options.vote_k),
+    )  # fmt: skip
     emulator = EmulatorProcess(seed=options.seed, latency_scale=options.eval_latency_scale).start()
     try:
         with Stack(state_dir=run_dir / "nats", emulator_url=emulator.url, planner=spec) as stack:

@@ -75,10 +75,18 @@ def test_data_is_appended_per_query_resumed_after_a_torn_line_and_a_classifier_p
     # a crash mid-write leaves a torn line: it is dropped, finished queries are not re-run
     with log.open("a") as fh:
         fh.write('{"item_id": "torn", "candid')
-    second = run_stage2(Stage2Options(**{**options.__dict__, "queries": 4}))
+    # (resumed with an evaluation: the classifier's top-1, and its top-3 with a vote)
+    second = run_stage2(
+        Stage2Options(**{**options.__dict__, "queries": 4, "eval_items": 3, "vote_k": 3})
+    )
     again = _lines(log)
     assert again[:3] == lines and len(again) == 4
     assert json.loads(again[3])["item_id"] not in {r["item_id"] for r in rows}
     assert second["data"]["queries"] == 4 and second["published_version"] == 2
     # the per-edge learner's state is rebuilt from its log: 3 replayed updates, 1 new
     assert second["per_edge"]["updates"] == 4
+    top1, voted = second["eval"]["classifier"], second["eval"]["classifier-vote3"]
+    assert top1["n"] == voted["n"] == 3 and voted["errors"] == 0
+    # three DAGs ran per item (the top-1 among them), each paid for
+    assert voted["edges_mean"] > top1["edges_mean"]
+    assert voted["cost_per_query_usd"] > 2 * top1["cost_per_query_usd"]
