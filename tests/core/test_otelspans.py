@@ -1,13 +1,20 @@
-"""Trace events to GenAI spans (unit level), and the W3C traceparent a query may carry."""
+"""Trace events to GenAI spans (unit level), and the W3C traceparent a query may carry (parsed,
+and honoured or refused by a real gateway)."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
+from hieramas.bus import RemoteError
 from hieramas.otelspans import span_id_of, span_records, trace_id_of
-from hieramas.wire import WireError
+from hieramas.stack import Stack
+from hieramas.traces import replay
+from hieramas.wire import Envelope, Kind, Subjects, WireError, new_id
 from hieramas.wire.events import DecisionRun, LlmCall, NodeModels, QueryDone, SupernodeRun
 from hieramas.wire.traceparent import parse_traceparent
+from support import apply_config, ask, client_of, config_yaml, node
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 
@@ -111,3 +118,38 @@ def test_traceparent_is_parsed_and_bad_ones_are_refused() -> None:
         with pytest.raises(WireError) as info:
             parse_traceparent(bad)
         assert info.value.code == "bad_traceparent"
+
+
+def test_the_gateway_joins_a_good_traceparent_and_refuses_a_malformed_one(
+    stack: Stack, llm_url: str
+) -> None:
+    apply_config(stack, config_yaml(llm_url, {"expert": node("Critic", ["fixed:A"], "fixed:A")}))
+    result = ask(stack, traceparent=f"00-{TRACE}-00f067aa0ba902b7-01")
+    assert result["status"] == "ok" and result["trace_id"] == TRACE
+    assert len(ask(stack)["trace_id"]) == 32  # a fresh 128-bit trace id otherwise
+    client = client_of(stack)
+    assert stack.bus is not None
+    envelope = Envelope(
+        kind=Kind.QUERY,
+        payload={"text": "Which option?", "traceparent": "00-not-a-traceparent"},
+        query_id=new_id(),
+        trace_id=new_id(),
+        sender="test",
+    )  # the client refuses to send it: a raw one, as any NATS user could
+    try:
+        reply = stack.bus.call(client._request(client.subjects.query, envelope, 30), 40).payload
+    except RemoteError as exc:
+        reply = {"status": exc.code, "error": exc.detail}
+    assert reply["status"] == "bad_query" and "traceparent" in str(reply["error"])
+    with pytest.raises(WireError):
+        stack.bus.call(client.ask("Which option?", traceparent="nope"), 10)
+
+    async def query_events() -> list[QueryDone]:
+        await asyncio.sleep(0.5)  # the gateway's last batch lingers 0.1 s
+        events = await replay(stack.bus, Subjects(), idle_s=0.3)  # type: ignore[arg-type]
+        return [e for e in events if isinstance(e, QueryDone)]
+
+    done = {e.query_id: e for e in stack.bus.call(query_events(), 30)}
+    joined = done[result["query_id"]]
+    assert joined.trace_id == TRACE and joined.parent_span == "00f067aa0ba902b7"
+    assert joined.started is not None and joined.finished >= joined.started
