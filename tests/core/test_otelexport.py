@@ -1,0 +1,105 @@
+"""The trace exporter on a real NATS and a real OTLP/HTTP receiver on loopback: it sends
+again what the receiver refused, acknowledges only what was accepted, resumes after the
+last acknowledged message, and replays the stored stream with ``reset``."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from hieramas.otelexport import TraceExporter
+from hieramas.stack import Stack
+from support import apply_config, ask, config_yaml, node
+
+
+class Receiver:
+    """An OTLP/HTTP trace receiver that refuses the first ``refuse`` exports (400)."""
+
+    def __init__(self, refuse: int = 0) -> None:
+        self.refuse = refuse
+        self.refused = 0
+        self.spans: list[tuple[str, str, str]] = []  # (trace id, span id, name)
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if receiver.refused < receiver.refuse:
+                    receiver.refused += 1
+                    self.send_response(400)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                request = ExportTraceServiceRequest.FromString(body)
+                for rs in request.resource_spans:
+                    for ss in rs.scope_spans:
+                        receiver.spans += [
+                            (s.trace_id.hex(), s.span_id.hex(), s.name) for s in ss.spans
+                        ]
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                return None
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1/traces"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    got = Receiver(refuse=2)
+    yield got
+    got.server.shutdown()
+
+
+def _export(stack: Stack, receiver: Receiver, **kw: object) -> TraceExporter:
+    """Run an exporter until the stream has been idle for 2 s."""
+    assert stack.bus is not None
+    exporter = TraceExporter(stack.bus, OTLPSpanExporter(endpoint=receiver.url), **kw)  # type: ignore[arg-type]
+
+    async def run() -> None:
+        await exporter.open()
+        try:
+            await exporter.run(lambda: False, idle_exit_s=2)
+        finally:
+            await exporter.close()
+
+    stack.bus.call(run(), 120)
+    return exporter
+
+
+def test_refused_spans_are_sent_again_and_a_durable_consumer_resumes(
+    stack: Stack, llm_url: str, receiver: Receiver
+) -> None:
+    cfg = config_yaml(llm_url, {"expert": node("Critic", ["fixed:A", "fixed:A"], "fixed:A")})
+    apply_config(stack, cfg)
+    first = ask(stack)
+    assert first["status"] == "ok", first
+    _export(stack, receiver)
+    assert receiver.refused == 2  # refused twice, then sent again until accepted
+    names = sorted(name for trace, _, name in receiver.spans if trace == first["trace_id"])
+    assert names == sorted(
+        ["invoke_workflow hieramas", "invoke_agent expert", "invoke_agent decision"]
+        + ["invoke_agent expert.p0", "invoke_agent expert.p1", "invoke_agent expert.synth"]
+        + ["chat fixed:A"] * 3
+    )
+    # the same durable consumer resumes after what it acknowledged: only the new query
+    second = ask(stack)
+    before = len(receiver.spans)
+    _export(stack, receiver)
+    new = receiver.spans[before:]
+    assert {trace for trace, _, _ in new} == {second["trace_id"]}
+    # reset replays the stored stream: the same spans, the same ids
+    before = len(receiver.spans)
+    _export(stack, receiver, reset=True)
+    replayed = set(receiver.spans[before:])
+    assert replayed == set(receiver.spans[:before])
