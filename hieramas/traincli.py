@@ -181,7 +181,7 @@ def train(
 
     if stage == 2:
         _train_stage2(dataset, run_dir, stage1, queries, candidates, concurrency, seed,
-                      eval_items, data_dir, skip_roles, edge_baseline, vote_k)  # fmt: skip
+                      eval_items, data_dir, skip_roles, edge_baseline, vote_k, nats)  # fmt: skip
         return
     if stage != 1:
         err.print(f"[red]--stage must be 1 or 2, not {stage}[/red]")
@@ -264,6 +264,7 @@ def _train_stage2(
     skip_roles: int = 0,
     edge_baseline: bool = False,
     vote_k: int = 0,
+    nats: str | None = None,
 ) -> None:
     """``train --stage 2``: see :mod:`hieramas.learner.dagrun`."""
     from hieramas.learner.dagrun import Stage2Options, run_stage2
@@ -277,7 +278,7 @@ def _train_stage2(
         dataset=dataset, run_dir=run_dir, stage1=stage1, queries=queries,
         candidates=candidates, concurrency=concurrency, seed=seed,
         eval_items=eval_items, data_dir=data_dir, skip_roles=skip_roles,
-        edge_baseline=edge_baseline, vote_k=vote_k,
+        edge_baseline=edge_baseline, vote_k=vote_k, nats=nats,
     )  # fmt: skip
     unwind_on_signals()
     with Progress(
@@ -322,7 +323,10 @@ def _train_stage2(
             f"p95 {s['latency_p95_s']:.2f}s  edges {s['edges_mean']:.1f}",
             highlight=False,
         )
-    out.print("EMULATED: these figures describe the emulator, not real models.")
+    if nats is None:
+        out.print("EMULATED: these figures describe the emulator, not real models.")
+    else:  # the running stack's workers served every call: this run's cache saw none
+        out.print("Run on the stack at --nats: response reuse not measured.")
 
 
 def compare(

@@ -22,7 +22,10 @@ Phases, all through the embedded stack (real gateway, actors, NATS, the emulator
    the classifier's top-1 of ``M`` candidates, a random DAG, the full DAG and a chain, with
    the emulator's latency slept, into ``eval.json``.
 
-Figures are EMULATED unless the stack's LLMs are real.
+Figures are EMULATED unless the stack's LLMs are real.  With ``--nats URL`` (``nats``) the
+queries of every phase run on that running stack instead (its controllers, workers and LLMs):
+the plans go through the policy store (:mod:`.dagtable`), and the response reuse of phase 1
+is not measured (the stack's workers keep no record/replay cache of this run).
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import structlog
@@ -59,6 +62,7 @@ from hieramas.learner.dags import (
     full_adjacency,
     generate_active,
 )
+from hieramas.learner.dagtable import PlannedClient, table_planner
 from hieramas.learner.dagtrain import DagTrainConfig, DagTrainReport, train_classifier
 from hieramas.learner.dagvote import combine_votes
 from hieramas.learner.edgereinforce import EdgeReinforce
@@ -72,6 +76,10 @@ from hieramas.llm.cache import ResponseCache
 from hieramas.llm.types import ChatRequest, ChatResult, EndpointSpec
 from hieramas.tasks.datasets import Item
 from hieramas.tasks.graders import agrade
+
+if TYPE_CHECKING:
+    from hieramas.bus import Bus
+    from hieramas.stack import EmulatorProcess, Stack
 
 __all__ = ["CountingCache", "Stage2Options", "TablePlanner", "run_stage2"]
 
@@ -108,6 +116,8 @@ class Stage2Options:
     skip_roles: int = 0
     edge_baseline: bool = False
     """Also train the per-edge REINFORCE baseline (:mod:`.edgereinforce`) on the same items."""
+    nats: str | None = None
+    """A running stack's NATS URL: its controllers, workers and LLMs run the queries."""
     vote_k: int = 0
     """Evaluation also runs the classifier's ``vote_k`` best DAGs and votes their answers
     (:mod:`.dagvote`; 0 or 1: not)."""
@@ -480,16 +490,44 @@ async def _evaluate(
     return out
 
 
+def _emulator(options: Stage2Options, latency_scale: float) -> EmulatorProcess | None:
+    """The run's emulator (started); none against a running stack, whose LLMs are its own."""
+    from hieramas.stack import EmulatorProcess
+
+    if options.nats:
+        return None
+    return EmulatorProcess(seed=options.seed, latency_scale=latency_scale).start()
+
+
+def _stack(options: Stage2Options, emulator: EmulatorProcess | None, **kw: Any) -> Stack:
+    """The embedded stack (NATS in the run directory), or only a connection to ``--nats``."""
+    from hieramas.stack import Stack
+
+    if options.nats:
+        return Stack(nats_url=options.nats, controller=False, workers=0)
+    assert emulator is not None
+    return Stack(state_dir=options.run_dir / "nats", emulator_url=emulator.url, **kw)
+
+
+async def _client(bus: Bus, planner: TablePlanner, options: Stage2Options) -> Any:
+    """The client that asks the queries: against ``--nats`` it stores each query's plan first."""
+    from hieramas.controller.client import HieraClient
+
+    client = HieraClient(bus)
+    if not options.nats:
+        return client
+    return PlannedClient(client, planner, await PolicyStore(bus).open())
+
+
 def run_stage2(options: Stage2Options, on_progress: Progress | None = None) -> dict[str, Any]:
     """Generate (or resume) the data, train and publish the classifier, evaluate."""
-    from hieramas.controller.client import HieraClient
-    from hieramas.stack import EmulatorProcess, Stack
-
     run_dir = options.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     planner = TablePlanner()
     register_planner(PLANNER_KIND, lambda _spec: planner)  # before the config names it
     stage1 = _Stage1.load(options.stage1)
+    if options.nats:  # any controller of the running stack plans from the stored plans
+        stage1.doc["planner"] = table_planner(stage1.loaded.version)
     config_text = yaml.safe_dump(stage1.doc, sort_keys=False)
     (run_dir / "config.yaml").write_text(config_text)
     opts_json = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(options).items()}
@@ -510,20 +548,17 @@ def run_stage2(options: Stage2Options, on_progress: Progress | None = None) -> d
     for row in edge_done:  # the learner's state is its updates, replayed in the log's order
         edges.update(_adjacencies(row, len(stage1.nodes)), [c["reward"] for c in row["candidates"]],
                      stage1.active(tuple(row["actions"])))  # fmt: skip
-    summary: dict[str, Any] = {"emulated": True, "dataset": options.dataset}
+    summary: dict[str, Any] = {"emulated": options.nats is None or None, "dataset": options.dataset}
 
     cache = CountingCache(run_dir / "llm-cache.sqlite")
     spec = PlannerConfig(kind=PLANNER_KIND)
     started = time.monotonic()
     if todo or edge_todo:
-        emulator = EmulatorProcess(seed=options.seed, latency_scale=0.0).start()
+        emulator = _emulator(options, 0.0)
         try:
-            with Stack(
-                nats_url=None, state_dir=run_dir / "nats", emulator_url=emulator.url,
-                planner=spec, llm_cache=cache,
-            ) as stack:  # fmt: skip
+            with _stack(options, emulator, planner=spec, llm_cache=cache) as stack:
                 assert stack.bus is not None
-                client = HieraClient(stack.bus)
+                client = stack.bus.call(_client(stack.bus, planner, options), 30)
                 stack.bus.call(client.apply_config(config_text, source="stage2"), 30)
                 stack.bus.call(
                     _generate(
@@ -538,7 +573,8 @@ def run_stage2(options: Stage2Options, on_progress: Progress | None = None) -> d
                         None,
                     )  # fmt: skip
         finally:
-            emulator.stop()
+            if emulator is not None:
+                emulator.stop()
     summary["data_seconds"] = time.monotonic() - started
     if options.edge_baseline:
         summary["per_edge"] = {
@@ -546,6 +582,7 @@ def run_stage2(options: Stage2Options, on_progress: Progress | None = None) -> d
             "edge_probs": np.round(edges.probs(), 3).tolist(),
         }
     summary["reuse"] = cache.stats()
+    summary["reuse_measured"] = options.nats is None  # else the stack's workers served
     rows = _read_done(log_path)
     data = candidate_set(rows, stage1, options.top_k)
     summary["data"] = {
@@ -583,9 +620,9 @@ def run_stage2(options: Stage2Options, on_progress: Progress | None = None) -> d
         net, candidates=options.score_candidates, d_min=options.d_min, d_max=options.d_max,
         top_k=max(1, options.vote_k),
     )  # fmt: skip
-    emulator = EmulatorProcess(seed=options.seed, latency_scale=options.eval_latency_scale).start()
+    emulator = _emulator(options, options.eval_latency_scale)
     try:
-        with Stack(state_dir=run_dir / "nats", emulator_url=emulator.url, planner=spec) as stack:
+        with _stack(options, emulator, planner=spec) as stack:
             assert stack.bus is not None
             bus = stack.bus
 
@@ -596,7 +633,7 @@ def run_stage2(options: Stage2Options, on_progress: Progress | None = None) -> d
 
             summary["published_version"] = bus.call(publish(), 60)
             if options.eval_items:
-                client = HieraClient(bus)
+                client = bus.call(_client(bus, planner, options), 30)
                 bus.call(client.apply_config(config_text, source="stage2-eval"), 30)
                 test_items, _ = load_items(
                     options.dataset, "test", options.eval_items, options.seed, options.data_dir
@@ -617,6 +654,7 @@ def run_stage2(options: Stage2Options, on_progress: Progress | None = None) -> d
                 summary["eval_items"] = len(test_items)
                 summary["eval_latency_scale"] = options.eval_latency_scale
     finally:
-        emulator.stop()
+        if emulator is not None:
+            emulator.stop()
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
     return summary

@@ -10,12 +10,26 @@ import pytest
 import torch
 
 from hieramas.controller.config import parse_config
+from hieramas.controller.learned import LearnedPlanner
 from hieramas.learner.checkpoint import CheckpointMeta, encode_checkpoint
 from hieramas.learner.dagcheckpoint import decode_classifier
-from hieramas.learner.dagrun import DATA_LOG, EDGE_LOG, Stage2Options, run_stage2
+from hieramas.learner.dagrun import (
+    DATA_LOG,
+    EDGE_LOG,
+    Stage2Options,
+    _adjacencies,
+    _Stage1,
+    run_stage2,
+)
+from hieramas.learner.dags import edges_of
 from hieramas.learner.embeddings import HashEmbedder
 from hieramas.learner.policy import Policy
 from hieramas.learner.trainconfig import to_yaml, training_config
+from hieramas.natsserver import NatsServer
+from hieramas.stack import Stack
+from hieramas.traces import replay
+from hieramas.wire import Subjects
+from hieramas.wire.events import QueryDone
 
 
 def _stage1_dir(path: Path) -> Path:
@@ -90,3 +104,38 @@ def test_data_is_appended_per_query_resumed_after_a_torn_line_and_a_classifier_p
     # three DAGs ran per item (the top-1 among them), each paid for
     assert voted["edges_mean"] > top1["edges_mean"]
     assert voted["cost_per_query_usd"] > 2 * top1["cost_per_query_usd"]
+
+
+@pytest.mark.timeout(300)
+def test_against_a_running_stack_its_own_controller_plans_the_stored_dags(
+    tmp_path: Path, nats_server: NatsServer
+) -> None:
+    """``train --stage 2 --nats``: the running stack's controller and worker run every query,
+    planned from the plans the run stores in NATS; the executed edges are the candidates'."""
+    stage1 = _stage1_dir(tmp_path / "stage1")
+    with Stack(nats_url=nats_server.url, emulator=True) as running:
+        options = Stage2Options(
+            dataset="mmlu", run_dir=tmp_path / "run", stage1=stage1, queries=2, candidates=3,
+            concurrency=2, epochs=1, eval_items=2, nats=nats_server.url,
+        )  # fmt: skip
+        summary = run_stage2(options)
+        assert running.bus is not None and running.controller is not None
+        running.bus.call(running.controller.traces.flush(), 10)
+        events = running.bus.call(replay(running.bus, Subjects()), 10)
+        planners = [p.result() for p in running.controller.gateway._planners.values()]
+    assert summary["emulated"] is None and summary["reuse_measured"] is False
+    assert summary["data"]["queries"] == 2 and summary["published_version"] == 1
+    assert all(s["n"] == 2 and s["errors"] == 0 for s in summary["eval"].values())
+    [learned] = [p for p in planners if isinstance(p, LearnedPlanner)]
+    asked = 2 * 3 + 2 * len(summary["eval"])
+    assert learned.counters["greedy"] == asked and learned.counters["mismatch"] == 0
+    queries = [e for e in events if isinstance(e, QueryDone)]
+    assert len(queries) == asked  # every query ran on the running stack
+    done = {e.item_id: e for e in queries}
+    nodes = list(_Stage1.load(stage1).nodes)
+    for line in _lines(tmp_path / "run" / DATA_LOG):
+        row = json.loads(line)
+        for k, adj in enumerate(_adjacencies(row, len(nodes))):
+            event = done[f"{row['item_id']}#{k}"]
+            assert event.status == "ok" and event.policy_version == 4
+            assert set(map(tuple, event.edges)) == set(edges_of(adj, nodes))
