@@ -19,7 +19,10 @@ The names above touch no NATS, files or processes.  The learner service builds o
 them in modules of its own (imported by name, not re-exported here):
 
 - :mod:`.store`: published policy versions on NATS (object store + KV; no torch);
-- :mod:`.provider`: the controller's policy provider, following the store live;
+- :mod:`.provider`: the controller's policy provider, following the store live (its
+  watch-and-load loop is :mod:`.follower`'s ``SeriesFollower``, shared with Stage 2's
+  classifier provider); :mod:`.fixedpolicy`: a provider fixed to one checkpoint, a stored
+  version (:mod:`.pinned`) or a file (:mod:`.filepolicy`);
 - :mod:`.assembly`, :mod:`.grading`, :mod:`.lineage`, :mod:`.consumer`,
   :mod:`.rundir`: episodes from traces, grading, the lineage being trained, the
   trace consumer, the run directory;
@@ -43,9 +46,11 @@ Stage 2 (topology by graph classification), imported by name:
 - :mod:`.topologyplanner`: the controller's ``stage2`` planner (Stage-1 policy, then the
   newest classifier's top-1 DAG) and ``NatsClassifierProvider`` (the store's ``dag.`` series);
 - :mod:`.dagrun`: ``hieramas train --stage 2`` (candidates executed with a frozen Stage-1
-  policy, appended per query and resumable, both losses trained, best published, evaluated).
+  policy, appended per query and resumable, both losses trained, best published, evaluated;
+  against a running stack its plans go through the store, :mod:`.dagtable`).
 - :mod:`.roleskip`: role skipping (drop up to ``k`` answering supernodes leaning to skip);
-  :mod:`.edgereinforce`: the per-edge REINFORCE baseline (independent Bernoulli edges).
+  :mod:`.edgereinforce`: the per-edge REINFORCE baseline (independent Bernoulli edges);
+  :mod:`.dagvote`: top-k with a vote of the runs' final answers.
 
 A data-generation driver builds a ``CandidateSet`` from executed queries (query text
 embedded, the frozen policy's actions, each candidate's adjacency and reward), trains with
