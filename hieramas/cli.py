@@ -9,7 +9,6 @@ the URL, and a URL is only ever printed or logged with its password masked.
 from __future__ import annotations
 
 import json
-import random
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,6 +26,7 @@ from hieramas.benchcli import bench
 from hieramas.bus import Bus, BusError, RemoteError
 from hieramas.controller.client import HieraClient
 from hieramas.controller.config import ConfigError, PlannerConfig, parse_config
+from hieramas.democli import demo
 from hieramas.emulator.cli import app as emulator_app
 from hieramas.learnercli import feedback, learner, policy_app
 from hieramas.llm.local.cli import app as local_app
@@ -58,6 +58,7 @@ app.command("feedback")(feedback)
 app.command("train")(train)
 app.command("compare")(compare)
 app.command("trap")(trap)
+app.command("demo")(demo)
 app.command("report")(report)
 out = Console()
 err = Console(stderr=True)
@@ -314,76 +315,6 @@ def _print_result(result: dict[str, Any], as_json: bool) -> None:
         f"cost=${float(result.get('cost_usd') or 0):.6f} latency={float(result.get('latency_s') or 0):.2f}s"
         f" trace={result.get('trace_id')}{label}",
         highlight=False,
-    )
-
-
-@app.command()
-def demo(
-    limit: Annotated[int, typer.Option(min=1, help="How many test-split questions.")] = 20,
-    seed: Annotated[int, typer.Option(help="Split seed and emulator seed.")] = 0,
-    concurrency: Annotated[int, typer.Option(min=1)] = 8,
-    data_dir: Annotated[Path | None, typer.Option(envvar="HIERAMAS_DATA_DIR")] = None,
-    latency_scale: Annotated[float, typer.Option(help="Emulated latency factor.")] = 0.0,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
-) -> None:
-    """The main job: MMLU-Redux questions through an 8-supernode DAG on the EMULATED pool."""
-    from rich.progress import Progress
-
-    from hieramas.evaluation import evaluate
-    from hieramas.stack import Stack
-    from hieramas.tasks import datasets
-
-    try:
-        test = datasets.split(datasets.load("mmlu_redux", data_dir), seed=seed).test
-        items = random.Random(seed).sample(test, min(limit, len(test)))
-    except datasets.DatasetError as exc:
-        err.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from None
-    text = resources.files("hieramas").joinpath("configs/mmlu.yaml").read_text()
-    err.print(f"starting an embedded stack (nats-server, emulator seed {seed}, controller, worker)")
-    unwind_on_signals()
-    with Stack(emulator=True, emulator_seed=seed, emulator_latency_scale=latency_scale) as stack:
-        assert stack.bus is not None
-        client = HieraClient(stack.bus)
-        stack.bus.call(client.apply_config(text, source="demo"), 30)
-        with Progress(console=err, transient=True) as progress:
-            task = progress.add_task(f"{len(items)} MMLU-Redux questions", total=len(items))
-            report = stack.bus.call(
-                evaluate(
-                    client,
-                    items,
-                    method="hieramas (configs/mmlu.yaml)",
-                    dataset="mmlu_redux/test",
-                    concurrency=concurrency,
-                    split_seed=seed,
-                    on_result=lambda _: progress.advance(task),
-                )
-            )
-    summary = report.summary()
-    if as_json:
-        out.print_json(json.dumps(summary))
-        return
-    table = Table("item", "answer", "gold", "outcome", "cost $", "latency s")
-    for row in report.results:
-        table.add_row(
-            row.item_id, str(row.predicted), row.gold, row.outcome,
-            f"{row.cost_usd:.5f}", f"{row.latency_s:.2f}",
-        )  # fmt: skip
-    out.print(table)
-    low, high = summary["ci95"]
-    label = (
-        "EMULATED: these figures describe the emulator, not real models"
-        if report.emulated
-        else "real endpoints"
-    )
-    out.print(
-        f"accuracy {summary['accuracy']:.3f} (95% CI {low:.3f}-{high:.3f}) on {summary['n']} questions; "
-        f"cost/query ${summary['cost_per_query_usd']:.5f}; tokens/query {summary['tokens_per_query']:.0f}; "
-        f"latency p50 {summary['latency_p50_s']:.2f}s p95 {summary['latency_p95_s']:.2f}s",
-        highlight=False,
-    )
-    out.print(
-        f"[{label}; default profiles; emulator seed {seed}; split seed {seed}]", highlight=False
     )
 
 

@@ -66,6 +66,7 @@ from hieramas.tasks.sandbox import Sandbox
 __all__ = [
     "CompareOptions",
     "Method",
+    "compare_methods",
     "pareto_front",
     "plan_methods",
     "run_compare",
@@ -196,29 +197,34 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-async def _publish(store: PolicyStore, checkpoint: Path) -> int:
-    """Publish ``checkpoint`` into this stack's store (renumbered; not made current)."""
-    source = await asyncio.to_thread(lambda: decode_checkpoint(checkpoint.read_bytes()))
-    policy = source.policy()
+async def publish_checkpoint(
+    store: PolicyStore, checkpoint: Path, *, make_current: bool = False, source: str = "compare"
+) -> int:
+    """Publish ``checkpoint`` into this stack's store (renumbered; current if ``make_current``)."""
+    loaded = await asyncio.to_thread(lambda: decode_checkpoint(checkpoint.read_bytes()))
+    policy = loaded.policy()
 
     def encode(version: int) -> tuple[bytes, dict[str, Any]]:
-        meta = replace(source.meta, version=version)
+        meta = replace(loaded.meta, version=version)
         record = {k: v for k, v in asdict(meta).items() if k != "layout"}
         record["source_checkpoint"] = str(checkpoint)
-        record["source_version"] = source.meta.version
+        record["source_version"] = loaded.meta.version
         return encode_checkpoint(policy, meta), record
 
-    record = await store.publish(encode, source="compare", make_current=False)
+    record = await store.publish(encode, source=source, make_current=make_current)
     return record.version
 
 
-async def _compare(
+async def compare_methods(
     bus: Bus,
     methods: Sequence[Method],
     items: Sequence[Item],
     options: CompareOptions,
     on_row: Callable[[str, int, int], None] | None,
 ) -> dict[str, list[Asked | dict[str, Any]]]:
+    """Ask ``items`` greedily under each method's config (applied in turn on ``bus``; a
+    checkpoint published and pinned first), append each graded row to ``compare.jsonl`` in
+    ``options.out`` and skip rows already there; per method label, its rows."""
     client = HieraClient(bus, sender="compare")
     store = await PolicyStore(bus).open()
     out = options.out
@@ -231,7 +237,7 @@ async def _compare(
     for method in methods:
         doc = method.doc
         if method.checkpoint is not None:
-            version = await _publish(store, method.checkpoint)
+            version = await publish_checkpoint(store, method.checkpoint)
             doc = with_planner(doc, pinned_planner(version, method.mode))
             doc["name"] = f"{doc.get('name', 'policy')}-pinned"
         config = parse_config(to_yaml(doc))
@@ -300,7 +306,7 @@ def run_compare(
         with Stack(emulator_url=emulator.url) as stack:
             assert stack.bus is not None
             results = stack.bus.call(
-                _compare(stack.bus, methods, items, options, on_row), timeout=None
+                compare_methods(stack.bus, methods, items, options, on_row), timeout=None
             )
     finally:
         emulator.stop()
