@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from hieramas.controller.client import HieraClient
 from hieramas.controller.config import parse_config
 from hieramas.controller.learned import LearnedPlanner
 from hieramas.learner.checkpoint import CheckpointMeta, encode_checkpoint
@@ -120,6 +121,9 @@ def test_against_a_running_stack_its_own_controller_plans_the_stored_dags(
         )  # fmt: skip
         summary = run_stage2(options)
         assert running.bus is not None and running.controller is not None
+        # a query the run stored no plan for is planned statically, never failed
+        stray = HieraClient(running.bus).ask("Is 2 + 2 = 4?", domain="mmlu", item_id="no-plan")
+        assert running.bus.call(stray, 130)["status"] == "ok"
         running.bus.call(running.controller.traces.flush(), 10)
         events = running.bus.call(replay(running.bus, Subjects()), 10)
         planners = [p.result() for p in running.controller.gateway._planners.values()]
@@ -128,10 +132,11 @@ def test_against_a_running_stack_its_own_controller_plans_the_stored_dags(
     assert all(s["n"] == 2 and s["errors"] == 0 for s in summary["eval"].values())
     [learned] = [p for p in planners if isinstance(p, LearnedPlanner)]
     asked = 2 * 3 + 2 * len(summary["eval"])
-    assert learned.counters["greedy"] == asked and learned.counters["mismatch"] == 0
+    assert learned.counters["greedy"] == asked and learned.counters["mismatch"] == 1
     queries = [e for e in events if isinstance(e, QueryDone)]
-    assert len(queries) == asked  # every query ran on the running stack
+    assert len(queries) == asked + 1  # every query ran on the running stack
     done = {e.item_id: e for e in queries}
+    assert done["no-plan"].policy_version is None
     nodes = list(_Stage1.load(stage1).nodes)
     for line in _lines(tmp_path / "run" / DATA_LOG):
         row = json.loads(line)
