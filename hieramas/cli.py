@@ -28,6 +28,7 @@ from hieramas.controller.client import HieraClient
 from hieramas.controller.config import ConfigError, PlannerConfig, parse_config
 from hieramas.democli import demo
 from hieramas.emulator.cli import app as emulator_app
+from hieramas.explain import explain
 from hieramas.learnercli import feedback, learner, policy_app
 from hieramas.llm.local.cli import app as local_app
 from hieramas.logs import configure_logging
@@ -58,6 +59,7 @@ app.command("feedback")(feedback)
 app.command("train")(train)
 app.command("compare")(compare)
 app.command("trap")(trap)
+app.command("explain")(explain)
 app.command("demo")(demo)
 app.command("report")(report)
 out = Console()
@@ -295,6 +297,8 @@ def ask(
                     timeout + 10,
                 )
     _print_result(result, as_json)
+    if nats and not as_json and result.get("query_id"):  # the stream outlives this command
+        err.print(f"explain it: hieramas explain {result['query_id']} --nats URL", highlight=False)
     if result.get("status") != "ok":
         raise typer.Exit(1)
 
@@ -313,7 +317,7 @@ def _print_result(result: dict[str, Any], as_json: bool) -> None:
     err.print(
         f"answer={result.get('answer')!r} config v{result.get('config_version')} "
         f"cost=${float(result.get('cost_usd') or 0):.6f} latency={float(result.get('latency_s') or 0):.2f}s"
-        f" trace={result.get('trace_id')}{label}",
+        f" query={result.get('query_id')} trace={result.get('trace_id')}{label}",
         highlight=False,
     )
 
