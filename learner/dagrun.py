@@ -20,7 +20,8 @@ Phases, all through the embedded stack (real gateway, actors, NATS, the emulator
    ``classifier.ckpt`` and published as the ``dag.`` series of the run's NATS store.
 3. **Evaluation** (``--eval-items``): held-out test items under Stage 1's assignment on
    the classifier's top-1 of ``M`` candidates, a random DAG, the full DAG and a chain, with
-   the emulator's latency slept, into ``eval.json``.
+   the emulator's latency slept: the summaries into ``summary.json``, each query's DAG,
+   LLMs and outcome into ``eval.jsonl`` (read by ``hieramas report``).
 
 Figures are EMULATED unless the stack's LLMs are real.  With ``--nats URL`` (``nats``) the
 queries of every phase run on that running stack instead (its controllers, workers and LLMs):
@@ -87,6 +88,7 @@ log = structlog.get_logger(__name__)
 
 DATA_LOG = "candidates.jsonl"
 EDGE_LOG = "per-edge.jsonl"
+EVAL_LOG = "eval.jsonl"
 PLANNER_KIND = "stage2-table"
 
 Progress = Callable[[str, int, int], None]
@@ -414,16 +416,14 @@ def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-async def _evaluate(
-    client: Any,
-    planner: TablePlanner,
+def plan_evaluation(
     stage1: _Stage1,
     chooser: TopologyChooser,
     items: list[Item],
     options: Stage2Options,
-    on_progress: Progress | None,
     edges: EdgeReinforce | None = None,
-) -> dict[str, Any]:
+) -> dict[str, dict[str, Assignment]]:
+    """Each evaluated method's plan of each item (deterministic for the run's seed)."""
     n = len(stage1.nodes)
     methods = ["classifier", "random", "full", "chain"]
     if options.skip_roles:
@@ -462,7 +462,33 @@ async def _evaluate(
             for rank, idx in enumerate(choice.ranked[: options.vote_k]):
                 key = item.id if rank == 0 else f"{item.id}#v{rank}"
                 voters[key] = replace(base, edges=choice.candidates.edges(idx))
+    return plans
+
+
+def plan_record(assignment: Assignment) -> dict[str, Any]:
+    """What a query ran, for ``eval.jsonl``: the supernodes that ran, the edges, the LLMs."""
+    return {
+        "nodes": [n for n, s in assignment.synthesizers.items() if s != SKIP],
+        "edges": [list(e) for e in assignment.edges],
+        "proposers": {n: list(p) for n, p in assignment.proposers.items()},
+        "synthesizers": dict(assignment.synthesizers),
+    }
+
+
+async def _evaluate(
+    client: Any,
+    planner: TablePlanner,
+    stage1: _Stage1,
+    chooser: TopologyChooser,
+    items: list[Item],
+    options: Stage2Options,
+    on_progress: Progress | None,
+    edges: EdgeReinforce | None = None,
+) -> dict[str, Any]:
+    plans = plan_evaluation(stage1, chooser, items, options, edges)
     out: dict[str, Any] = {}
+    log_path = options.run_dir / EVAL_LOG
+    log_path.unlink(missing_ok=True)  # the evaluation is rerun whole: its rows are rewritten
     gate = asyncio.Semaphore(options.eval_concurrency)
     for m_i, (method, table) in enumerate(plans.items()):
         planner.table = dict(table)
@@ -485,6 +511,10 @@ async def _evaluate(
 
         rows = await asyncio.gather(*(one(item) for item in items))
         out[method] = _summary(list(rows))
+        with log_path.open("a") as fh:  # each query's DAG and LLMs, for hieramas report
+            for item, row in zip(items, rows, strict=True):
+                record = {"method": method, "item_id": item.id, **plan_record(table[item.id])}
+                fh.write(json.dumps({**row, **record}) + "\n")  # edges: the list
         if on_progress is not None:
             on_progress("eval", m_i + 1, len(plans))
     return out

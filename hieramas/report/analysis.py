@@ -10,9 +10,12 @@ from dataclasses import dataclass
 __all__ = [
     "Dag",
     "TopDag",
+    "consensus",
     "density",
+    "edge_frequency",
     "jaccard",
     "jaccard_matrix",
+    "mean_pairwise_jaccard",
     "role_shares",
     "top_dags",
 ]
@@ -70,6 +73,32 @@ def jaccard_matrix(sets: Sequence[Iterable[Edge]]) -> list[list[float]]:
     """Pairwise :func:`jaccard` of ``sets`` (symmetric, ones on the diagonal)."""
     frozen = [frozenset(s) for s in sets]
     return [[jaccard(a, b) for b in frozen] for a in frozen]
+
+
+def mean_pairwise_jaccard(sets: Sequence[Iterable[Edge]]) -> float:
+    """The mean :func:`jaccard` over all distinct pairs of ``sets`` (1.0 for fewer than 2):
+    how alike a method's DAGs are across queries."""
+    frozen = [frozenset(s) for s in sets]
+    pairs = [(i, j) for i in range(len(frozen)) for j in range(i + 1, len(frozen))]
+    if not pairs:
+        return 1.0
+    return sum(jaccard(frozen[i], frozen[j]) for i, j in pairs) / len(pairs)
+
+
+def edge_frequency(dags: Sequence[Dag], nodes: Sequence[str]) -> list[list[float]]:
+    """``freq[i][j]``: the share of ``dags`` with the edge ``nodes[i] -> nodes[j]``."""
+    counts: Counter[Edge] = Counter(e for d in dags for e in d.edges)
+    total = len(dags) or 1
+    return [[counts[(a, b)] / total for b in nodes] for a in nodes]
+
+
+def consensus(dags: Sequence[Dag], share: float = 0.5) -> Dag:
+    """The DAG of the edges present in more than ``share`` of ``dags`` (over every node that
+    ran in any of them)."""
+    counts: Counter[Edge] = Counter(e for d in dags for e in d.edges)
+    nodes = tuple(dict.fromkeys(n for d in dags for n in d.nodes))
+    edges = frozenset(e for e, c in counts.items() if c > share * len(dags))
+    return Dag(nodes, edges)
 
 
 def role_shares(

@@ -7,7 +7,14 @@ import os
 from pathlib import Path
 
 from hieramas.report import figures
-from hieramas.report.analysis import jaccard_matrix, role_shares, top_dags
+from hieramas.report.analysis import (
+    consensus,
+    edge_frequency,
+    jaccard_matrix,
+    mean_pairwise_jaccard,
+    role_shares,
+    top_dags,
+)
 from hieramas.report.markdown import Section, label_of, methods_table, render, to_html
 from hieramas.report.sources import PSEUDO, ReportData, load
 
@@ -54,31 +61,53 @@ def _dags(data: ReportData, out: Path, label: str) -> list[Section]:
             continue
         top = top_dags(dags, TOP_DAGS)
         slug = "".join(c if c.isalnum() else "-" for c in method)
+        where = f"{label} {data.dataset}, {method}"
+        distinct = len(set(dags))
         graphs = [
             (t.dag.nodes, sorted(t.dag.edges),
              f"#{i + 1}: {t.count}/{len(dags)} queries, density {t.dag.density:.2f}")
             for i, t in enumerate(top)
         ]  # fmt: skip
+        agreed = consensus(dags)
+        if distinct > 1:
+            graphs.append((agreed.nodes, sorted(agreed.edges),
+                           f"consensus: edges in > half the queries ({len(agreed.edges)})"))  # fmt: skip
         figs = [f"dags_{slug}.png"]
-        figures.dag_grid(graphs, out / figs[0],
-                         f"{label} {data.dataset}: most frequent DAGs of {method}")  # fmt: skip
+        figures.dag_grid(graphs, out / figs[0], f"{where}: most frequent DAGs")
         if len(top) > 1:
             names = [f"#{i + 1}" for i in range(len(top))]
             figures.heatmap(
                 jaccard_matrix([t.dag.edges for t in top]), names, names,
-                out / f"jaccard_{slug}.png",
-                f"{label} {data.dataset}: Jaccard similarity of {method}'s top DAGs' edges",
+                out / f"jaccard_{slug}.png", f"{where}: Jaccard similarity of the top DAGs' edges",
                 colorbar="Jaccard", vmax=1.0,
             )  # fmt: skip
             figs.append(f"jaccard_{slug}.png")
-        distinct = len(set(dags))
+        nodes = list(dict.fromkeys(n for d in dags for n in d.nodes))
+        if distinct > 1:
+            figures.heatmap(
+                edge_frequency(dags, nodes), nodes, nodes, out / f"edges_{slug}.png",
+                f"{where}: share of queries with each edge (row -> column)",
+                colorbar="share of queries", vmax=1.0,
+            )  # fmt: skip
+            figs.append(f"edges_{slug}.png")
         mean_density = sum(d.density for d in dags) / len(dags)
+        alike = mean_pairwise_jaccard([d.edges for d in dags])
+        ran = (
+            "once each" if top[0].count == 1
+            else "every query the same" if distinct == 1
+            else f"the most frequent {top[0].count} times"
+        )  # fmt: skip
         caption = (
-            f"{data.dags_caption} {method}: {len(dags)} queries ran {distinct} distinct DAGs "
-            f"(mean density {mean_density:.2f}); the {len(top)} most frequent are drawn, "
-            "then the pairwise Jaccard similarity of their edge sets."
+            f"{data.dags_caption} {method}: {len(dags)} queries ran {distinct} distinct "
+            f"DAG{'s' if distinct > 1 else ''} ({ran}), mean density {mean_density:.2f}, mean "
+            f"pairwise Jaccard similarity of their edge sets {alike:.2f}."
         ).strip()
-        sections.append(Section(f"DAGs selected by {method}", caption, figs))
+        if distinct > 1:
+            caption += (
+                f" Drawn: the {len(top)} most frequent and the consensus DAG; then the "
+                "Jaccard similarity of the drawn ones and how often each edge was chosen."
+            )
+        sections.append(Section(f"DAGs run by {method}", caption, figs))
     if not sections and data.config_dag is not None:
         dag = data.config_dag
         figures.dag(dag.nodes, sorted(dag.edges), out / "config_dag.png",
