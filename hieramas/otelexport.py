@@ -183,8 +183,12 @@ class TraceExporter:
             seq, stored = _metadata(msg)
             for event in read_events(msg.data, self.read, seq=seq):
                 self.stats.events += 1
-                for record in span_records(event, content=self.content, fallback_time=stored):
-                    spans.append(readable_span(record, self.resource))
+                try:
+                    records = span_records(event, content=self.content, fallback_time=stored)
+                    spans.extend(readable_span(record, self.resource) for record in records)
+                except Exception as exc:  # a value no span can hold: skip the event, go on
+                    self.counters["unconvertible"] += 1
+                    log.warning("export.unconvertible", seq=seq, event=event.event, error=str(exc))
         delay = 0.5
         while spans:
             result = await asyncio.to_thread(self.exporter.export, spans)
