@@ -69,7 +69,11 @@ def demo(
         fetch=fetch, concurrency=concurrency, latency_scale=latency_scale,
     )  # fmt: skip
     unwind_on_signals()  # SIGTERM/SIGHUP stop the embedded stacks like Ctrl-C
-    err.print(f"demo directory {options.out} ({'quick' if quick else 'full'} budget)")
+    err.print(
+        f"demo directory {options.out} ({'quick' if quick else 'full'} budget); "
+        "every figure is EMULATED (the emulated LLM pool, not real models)",
+        highlight=False,
+    )
     try:
         with ProgressDisplay(err) as progress:
             summary = run_demo(options, progress)

@@ -56,13 +56,17 @@ from hieramas.traces import replay
 from hieramas.wire import Subjects
 from hieramas.wire.events import Event, QueryDone, event_json
 
-__all__ = ["LEARNED", "EvalPlan", "evaluate_demo"]
+__all__ = ["LEARNED", "EvalError", "EvalPlan", "evaluate_demo"]
 
 LEARNED = "HieraMAS learned (Stage 1 + Stage 2)"
 STAGE1_ONLY = "Stage 1 only (complete DAG)"
 HAND_WRITTEN = "hand-written config (configs/mmlu.yaml)"
 
 Progress = Callable[[str, int, int], None]
+
+
+class EvalError(RuntimeError):
+    """The evaluation stack did not do what the demo needs (a version never planned with)."""
 
 
 @dataclass(frozen=True)
@@ -111,8 +115,8 @@ def _methods(plan: EvalPlan, learned_doc: dict[str, Any]) -> list[Method]:
 
 
 async def _await_version(client: HieraClient, item: Item, version: int, cv: int) -> None:
-    """Until the controller plans with policy ``version`` (greedy probes, 30 s at most)."""
-    deadline = time.monotonic() + 30.0
+    """Until the controller plans with policy ``version`` (greedy probes, 60 s at most)."""
+    deadline = time.monotonic() + 60.0
     while time.monotonic() < deadline:
         result = await client.ask(
             item.question, domain=item.domain, config_version=cv, timeout_s=60.0
@@ -120,7 +124,7 @@ async def _await_version(client: HieraClient, item: Item, version: int, cv: int)
         if result.get("policy_version") == version:
             return
         await asyncio.sleep(0.1)
-    raise RuntimeError(f"the controller did not plan with policy v{version} within 30 s")
+    raise EvalError(f"the controller did not plan with policy v{version} within 60 s")
 
 
 async def _live(

@@ -229,6 +229,7 @@ def _preload(embedder: str) -> None:
 
 def run_demo(options: DemoOptions, progress: DemoProgress) -> dict[str, Any]:
     """Run every phase (see the module docstring); the demo's summary (``demo.json``)."""
+    from hieramas.demoeval import EvalError
     from hieramas.learner.driver import DriverError
     from hieramas.tasks.datasets import DATA_DIR_ENV, DatasetError
 
@@ -248,7 +249,7 @@ def run_demo(options: DemoOptions, progress: DemoProgress) -> dict[str, Any]:
         stage2 = timer.run("stage2", lambda: _stage2(options, data, progress))
         progress.note("evaluation: a live policy update, then held-out items per method")
         evaluation = timer.run("evaluation", lambda: _evaluate(options, data, progress))
-    except (DriverError, DatasetError, ValueError) as exc:
+    except (DriverError, DatasetError, EvalError, ValueError) as exc:
         raise DemoError(str(exc)) from None
     methods = evaluation["methods"]
     (out / "evaluation.json").write_text(json.dumps(methods, indent=1))
