@@ -13,7 +13,7 @@ import json
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -30,6 +30,7 @@ from hieramas.controller.config import ConfigError, parse_config
 from hieramas.evaluation import EvalReport, ItemResult, evaluate
 from hieramas.llm.local.errors import LocalModelError
 from hieramas.processes import unwind_on_signals
+from hieramas.progress import ProgressDisplay
 from hieramas.tasks import baselines, datasets
 from hieramas.tasks.datasets import Item
 
@@ -260,7 +261,7 @@ def bench(
                 f"{len(items)} items of {dataset_label} (split seed {seed}); "
                 f"{len(runs)} methods; {'EMULATED LLMs, emulator seed ' + str(seed) if emulated else 'real LLMs at ' + str(base_url)}"
             )
-            with stack_ctx as stack, nullcontext():
+            with stack_ctx as stack, ProgressDisplay(err) as shown:
                 assert stack.bus is not None
                 client = HieraClient(stack.bus)
                 for run in runs:
@@ -273,21 +274,18 @@ def bench(
                     earlier_wall = results.wall_s.get(run.label, 0.0) if results and resume else 0.0
                     graded = {r.item_id for r in prior}
                     todo = [item for item in items if item.id not in graded]
-                    counter = [len(prior)]
                     if prior:
                         many = "s" if len(prior) != 1 else ""
-                        err.print(f"  {run.label}: {len(prior)} graded item{many} from {json_file}")
+                        shown.note(
+                            f"  {run.label}: {len(prior)} graded item{many} from {json_file}"
+                        )
+                    shown.update(run.label, len(prior), len(items))  # where this method starts
 
                     def progress(
-                        row: ItemResult, label: str = run.label, n: list[int] = counter,
+                        row: ItemResult, label: str = run.label,
                         since: float = started, before: float = earlier_wall,
                     ) -> None:  # fmt: skip
-                        n[0] += 1
-                        err.print(
-                            f"  [{n[0]}/{len(items)}] {label} {row.item_id}: "
-                            f"{row.outcome} ({row.latency_s:.1f}s)",
-                            highlight=False,
-                        )
+                        shown.advance(label, total=len(items))
                         if results is not None:  # a killed run keeps its finished items
                             results.add(label, row, before + time.monotonic() - since)
 

@@ -173,7 +173,7 @@ class ProgressDisplay:
     def note(self, text: str) -> None:
         """Print a line above the live display (or just a line)."""
         if self.mode != "off":
-            self.console.print(text, highlight=False, markup=False)
+            self.console.print(text, highlight=False, markup=False, soft_wrap=True)
 
     def _print_start(self, phase: str, state: _Phase) -> None:
         if self.mode != "plain":

@@ -11,14 +11,8 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-)
 
+from hieramas.progress import ProgressDisplay
 from hieramas.traineroptions import (
     DEFAULT,
     DEFAULT_ALPHA,
@@ -44,32 +38,22 @@ def _fmt(value: Any, spec: str) -> str:
 
 
 class _Display:
-    """A rich progress bar over the query budget with the run's live figures."""
+    """The run's progress over its query budget (:mod:`hieramas.progress`: a live bar on a
+    terminal, periodic plain lines otherwise), with the run's live figures after it."""
 
-    def __init__(self, total: int) -> None:
-        self.progress = Progress(
-            TextColumn("[bold]{task.fields[phase]}[/bold]"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn(
-                "it {task.fields[iteration]}  reward {task.fields[reward]}  "
-                "acc {task.fields[accuracy]}  $/q {task.fields[cost]}  "
-                "policy v{task.fields[version]}  val {task.fields[val]}  best {task.fields[best]}"
-            ),
-            TimeElapsedColumn(),
-            console=err,
-            transient=False,
-        )
-        self.task = self.progress.add_task(
-            "train", total=total, phase="starting", iteration=0, reward="–", accuracy="–",
-            cost="–", version="–", val="–", best="–",
-        )  # fmt: skip
+    def __init__(self, total: int, label: str = "train") -> None:
+        self.progress = ProgressDisplay(err)
+        self.total = total
+        self.label = label
+        """The phase shown (the trap sets one per run)."""
+        self.fields: dict[str, Any] = {
+            "iteration": 0, "reward": "–", "accuracy": "–", "cost": "–", "version": "–",
+            "val": "–", "best": "–",
+        }  # fmt: skip
 
     def __call__(self, event: dict[str, Any]) -> None:
-        fields: dict[str, Any] = {
-            "phase": event["phase"],
-            "iteration": event["iteration"],
-        }
+        fields = self.fields
+        fields["iteration"] = event["iteration"]
         if event.get("version") is not None:
             fields["version"] = event["version"]
         if "mean_reward" in event:
@@ -83,15 +67,14 @@ class _Display:
         best = event.get("best")
         if best:
             fields["best"] = f"v{best['version']} {best['accuracy']:.3f}"
-        self.progress.update(self.task, completed=event["counted"], **fields)
-        if not err.is_terminal:  # a log file: one plain line per event instead of a live bar
-            task = self.progress.tasks[0].fields
-            err.print(
-                f"{event['phase']} {event['counted']}/{event['total']} it {task['iteration']} "
-                f"reward {task['reward']} acc {task['accuracy']} $/q {task['cost']} "
-                f"policy v{task['version']} val {task['val']} best {task['best']}",
-                highlight=False,
-            )
+        self.progress.update(
+            self.label,
+            event["counted"],
+            event.get("total", self.total),
+            info=f"{event['phase']} it {fields['iteration']} reward {fields['reward']} "
+            f"acc {fields['accuracy']} $/q {fields['cost']} policy v{fields['version']} "
+            f"val {fields['val']} best {fields['best']}",
+        )
 
 
 def train(
@@ -281,19 +264,9 @@ def _train_stage2(
         edge_baseline=edge_baseline, vote_k=vote_k, nats=nats,
     )  # fmt: skip
     unwind_on_signals()
-    with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=err,
-    ) as progress:  # fmt: skip
-        tasks: dict[str, Any] = {}
-
-        def on_progress(phase: str, n: int, total: int) -> None:
-            if phase not in tasks:
-                tasks[phase] = progress.add_task(phase, total=total)
-            progress.update(tasks[phase], completed=n, total=total)
-
+    with ProgressDisplay(err) as progress:
         try:
-            summary = run_stage2(options, on_progress)
+            summary = run_stage2(options, progress)
         except (DatasetError, OSError, ValueError) as exc:
             err.print(f"[red]{exc}[/red]", highlight=False)
             raise typer.Exit(2) from None
@@ -373,14 +346,9 @@ def compare(
         rotation=rotation,
     )
     unwind_on_signals()
-    step = max(1, limit // 10)
-
-    def progress(label: str, n: int, total: int) -> None:
-        if n % step == 0 or n == total:
-            err.print(f"  {label}: {n}/{total}", highlight=False)
-
     try:
-        doc = run_compare(options, progress)
+        with ProgressDisplay(err) as progress:
+            doc = run_compare(options, progress)
     except (DriverError, DatasetError, OSError, ValueError) as exc:
         err.print(f"[red]{exc}[/red]", highlight=False)
         raise typer.Exit(2) from None
@@ -443,7 +411,7 @@ def trap(
     display = _Display(queries)
 
     def on_run(reward: str, seed: int) -> None:
-        err.print(f"trap run: reward {reward}, seed {seed}", highlight=False)
+        display.label = f"{reward} seed {seed}"  # each run its own bar
 
     try:
         with display.progress:

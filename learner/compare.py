@@ -247,6 +247,8 @@ async def compare_methods(
         todo = [item for item in items if item.id not in prior]
         gate = asyncio.Semaphore(options.concurrency)
         count = [len(items) - len(todo)]
+        if on_row is not None:  # where the method starts (rows of an earlier run count)
+            on_row(method.label, count[0], len(items))
 
         async def one(
             item: Item, label: str = method.label, cv: int = config_version,

@@ -275,6 +275,8 @@ async def _generate(
     finished = done_before
     total = done_before + len(items)
     write_lock = asyncio.Lock()
+    if on_progress is not None:  # where the phase starts (a resumed run's earlier items)
+        on_progress(phase, finished, total)
 
     async def one(item: Item) -> None:
         nonlocal finished
@@ -489,6 +491,8 @@ async def _evaluate(
     out: dict[str, Any] = {}
     log_path = options.run_dir / EVAL_LOG
     log_path.unlink(missing_ok=True)  # the evaluation is rerun whole: its rows are rewritten
+    if on_progress is not None:
+        on_progress("eval", 0, len(plans))
     gate = asyncio.Semaphore(options.eval_concurrency)
     for m_i, (method, table) in enumerate(plans.items()):
         planner.table = dict(table)
