@@ -14,7 +14,8 @@ Phases, all through the embedded stack (real gateway, actors, NATS, the emulator
    of paying for it again.  Each finished query is one line of ``candidates.jsonl``,
    appended and flushed; a restart skips the queries there, so a crash loses only the
    queries in flight.
-2. **Training.** The top-``k`` candidates of a query with reward > 0 are positive;
+2. **Training.** The top-``k`` candidates of a query with reward > 0 are positive (equal
+   rewards ranked by cost, cheaper first: the reward floors for cheap correct queries);
    the classifier is trained with BCE and with the ranking loss on a query split, and
    the better one by per-query validation AUC (then top-1) is kept, written to
    ``classifier.ckpt`` and published as the ``dag.`` series of the run's NATS store.
@@ -358,15 +359,17 @@ def candidate_set(rows: list[dict[str, Any]], stage1: _Stage1, top_k: int) -> Ca
     query = np.array([r["embedding"] for r in rows], dtype=np.float32)
     actions = np.stack([node_actions(layout, r["actions"]).numpy() for r in rows])
     adj: list[np.ndarray] = []
-    qi, reward = [], []
+    qi, reward, cost = [], [], []
     for q, row in enumerate(rows):
         adj.extend(_adjacencies(row, n))
         for c in row["candidates"]:
             qi.append(q)
             reward.append(c["reward"])
+            cost.append(c["cost_usd"])
     return CandidateSet.from_numpy(
-        query, actions, np.stack(adj), np.array(qi), np.array(reward), top_k=top_k
-    )
+        query, actions, np.stack(adj), np.array(qi), np.array(reward), top_k=top_k,
+        cost=np.array(cost),
+    )  # fmt: skip
 
 
 def _train_both(

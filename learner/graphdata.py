@@ -82,13 +82,27 @@ def dag_batch(adjacency: torch.Tensor, x: torch.Tensor | None = None) -> Batch:
 
 
 def label_top_k(
-    rewards: torch.Tensor, query_index: torch.Tensor, *, top_k: int = 2
+    rewards: torch.Tensor,
+    query_index: torch.Tensor,
+    *,
+    top_k: int = 2,
+    cost: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """The paper's labels: 1 for a candidate among the ``top_k`` rewards of its query
-    (ties broken by position) whose reward is > 0, else 0.  ``[C]`` float."""
+    """The paper's labels: 1 for a candidate among the ``top_k`` rewards of its query whose
+    reward is > 0, else 0.  ``[C]`` float.  Equal rewards are ranked by ``cost`` (``[C]``,
+    cheaper first) when given, then by position: a cost-aware reward that floors (every
+    correct candidate of a cheap query at the solved floor) would otherwise label whichever
+    candidates came first."""
     groups = QueryGroups.of(query_index)
     dense = groups.dense(rewards, fill=float("-inf"))  # [Q, Kmax]
-    order = torch.argsort(dense, dim=1, descending=True, stable=True)
+    if cost is None:
+        order = torch.argsort(dense, dim=1, descending=True, stable=True)
+    else:  # by cost, then (stably) by reward: reward first, cost breaks its ties
+        by_cost = torch.argsort(groups.dense(cost, fill=float("inf")), dim=1, stable=True)
+        by_reward = torch.argsort(
+            torch.gather(dense, 1, by_cost), dim=1, descending=True, stable=True
+        )
+        order = torch.gather(by_cost, 1, by_reward)
     rank = torch.empty_like(order)
     rank.scatter_(1, order, torch.arange(dense.shape[1]).expand_as(order))
     per_candidate = rank[groups.query, groups.slot]
@@ -204,14 +218,17 @@ class CandidateSet:
         label: np.ndarray | None = None,
         *,
         top_k: int = 2,
+        cost: np.ndarray | None = None,
     ) -> CandidateSet:
-        """From arrays; ``label`` defaults to :func:`label_top_k` of ``reward``."""
+        """From arrays; ``label`` defaults to :func:`label_top_k` of ``reward`` (ties to the
+        lower ``cost``, when given)."""
         qi = torch.as_tensor(query_index, dtype=torch.long)
         r = torch.as_tensor(reward, dtype=torch.float32)
+        c = None if cost is None else torch.as_tensor(cost, dtype=torch.float32)
         lab = (
             torch.as_tensor(label, dtype=torch.float32)
             if label is not None
-            else label_top_k(r, qi, top_k=top_k)
+            else label_top_k(r, qi, top_k=top_k, cost=c)
         )
         return cls(
             query=torch.as_tensor(query, dtype=torch.float32),

@@ -104,6 +104,11 @@ def test_node_actions_and_labels() -> None:
     qi = torch.tensor([0, 0, 0, 0, 1, 1, 1])
     # top 2 of query 0 are 0.9 and 0.7; query 1 has no reward > 0: no positive
     assert label_top_k(rewards, qi, top_k=2).tolist() == [0, 1, 0, 1, 0, 0, 0]
+    # equal rewards (a cost-aware reward at its floor): the cheaper win, then position
+    tied = torch.tensor([0.5, 0.5, 0.5, 0.5, 0.9, 0.5, 0.5])
+    cost = torch.tensor([0.4, 0.2, 0.1, 0.2, 0.9, 0.1, 0.1])
+    assert label_top_k(tied, qi, top_k=2).tolist() == [1, 1, 0, 0, 1, 1, 0]
+    assert label_top_k(tied, qi, top_k=2, cost=cost).tolist() == [0, 1, 1, 0, 1, 1, 0]
     groups = QueryGroups.of(torch.tensor([1, 0, 1, 1]))
     assert groups.dense(torch.tensor([1.0, 2.0, 3.0, 4.0])).tolist() == [[2, 0, 0], [1, 3, 4]]
 
