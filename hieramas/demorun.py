@@ -238,6 +238,7 @@ def run_demo(options: DemoOptions, progress: DemoProgress) -> dict[str, Any]:
     load_before = os.getloadavg()
     timer = _Timer()
     started = time.monotonic()
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # no weight-loading bars
     _preload(options.embedder)
     data = timer.run("data", lambda: ensure_data(options, progress))
     os.environ[DATA_DIR_ENV] = str(data)  # the emulator and learner processes read it too
