@@ -119,6 +119,7 @@ class Worker:
         self._used: dict[ActorKey, float] = {}  # key -> when it last got a message (monotonic)
         self._lock = threading.Lock()
         self._subs: list[Any] = []
+        self._local: set[str] = set()  # subjects this worker serves in process (see _arm)
         self._hello_interval_s = hello_interval_s
         self._tasks: list[asyncio.Task[None]] = []
         self.max_actors = max_actors
@@ -207,12 +208,15 @@ class Worker:
                 )
             )
         self._subs = subs
+        self._serve_locally(self.ctx.inbox, self._on_inbox)
         await bus.nc.flush()
         await self._hello()
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._hello_loop()), loop.create_task(self._evict_loop())]
 
     async def _unsubscribe_all(self) -> None:
+        self.ctx.bus.stop_serving_locally(self._local)  # other workers serve them now
+        self._local.clear()
         for task in self._tasks:
             task.cancel()
         await self.liveness.stop()
@@ -446,6 +450,7 @@ class Worker:
         except Refused as exc:
             self._refuse(node, reply, exc)
             return
+        self._serve_slots_locally(plan, hosted)
         if reply:
             armed = NodeArmed(
                 node=node, nodes=hosted, inbox=self.ctx.inbox, worker=self.worker_id, started=start
@@ -453,6 +458,28 @@ class Worker:
             self.ctx.bus.publish(
                 reply, self.ctx.envelope(Kind.NODE_ARMED, payload(armed), envelope)
             )
+
+    def _serve_locally(self, subject: str, handler: Callable[[Envelope, str | None], None]) -> None:
+        self._local.add(subject)
+        self.ctx.bus.serve_locally(subject, handler)
+
+    def _serve_slots_locally(self, plan: Plan, hosted: list[str]) -> None:
+        """Locality-aware delivery: the slot calls of nodes armed here, which this worker
+        also serves (same node set and group), go to its own slot actors in process instead
+        of a NATS round trip to the queue group.  Each runs as a call taken from NATS would:
+        checked at the edge, traced, answered to the supernode's request."""
+        subjects, local = self.subjects, self._local
+        for target in hosted:
+            node = plan.nodes.get(target)
+            if node is None:  # the decision node calls its LLM itself
+                continue
+            synth = subjects.synthesize(target, node.group)
+            if synth not in local:
+                self._serve_locally(synth, self._on_synth)
+            for slot in node.active_slots:
+                propose = subjects.propose(target, slot, node.group)
+                if propose not in local:
+                    self._serve_locally(propose, self._on_propose)
 
     def _on_propose(self, envelope: Envelope, reply: str | None) -> None:
         self._on_slot_call(envelope, reply, "propose")

@@ -127,6 +127,7 @@ class Bus:
         self._reply_prefix = ""
         self._reply_seq = itertools.count()
         self._pending: dict[str, _Waiting] = {}
+        self._local: dict[str, Handler] = {}  # subjects served in this process (serve_locally)
         # nats-py's own requests in flight, by subject: a token per request, and its task
         self._refusable: dict[str, dict[object, asyncio.Task[Any]]] = {}
         self._refused: set[object] = set()  # tokens of those the server refused
@@ -403,9 +404,71 @@ class Bus:
         """Encode for this server's payload limit (``WireError`` "oversize" beyond it)."""
         return encode(envelope, max_bytes=self.max_payload)
 
+    def serve_locally(self, subject: str, handler: Handler) -> None:
+        """Hand what this process publishes or requests on ``subject`` to ``handler`` in
+        process, instead of a round trip through NATS (locality-aware delivery).
+
+        For subjects this process subscribes to itself (its inbox, or a queue group it
+        serves, which it then prefers to other members).  The message is still encoded, so
+        payload limit rejects the same messages as over NATS, and decoded again, so the
+        handler gets what it would get from NATS (nested records as maps), on the loop a turn
+        later, as a NATS delivery would.
+        Replies to this connection's own requests are always delivered in process.
+        """
+        self._local[subject] = handler
+
+    def stop_serving_locally(self, subjects: set[str] | list[str]) -> None:
+        """Send ``subjects`` over NATS again (the process stops serving them)."""
+        for subject in subjects:
+            self._local.pop(subject, None)
+
+    def _local_reply(self, subject: str, data: bytes) -> bool:
+        """Resolve a request of this connection from a reply published here; ``False`` if
+        ``subject`` is not one of our reply subjects."""
+        prefix = self._reply_prefix
+        if not prefix or not subject.startswith(prefix):
+            return False
+        token = subject[len(prefix) :]
+        self.counters["local.replies"] += 1
+        if self.in_loop():
+            self.loop.call_soon(self._take_local_reply, token, data)
+        else:
+            self.loop.call_soon_threadsafe(self._take_local_reply, token, data)
+        return True
+
+    def _take_local_reply(self, token: str, data: bytes) -> None:
+        entry = self._pending.get(token)
+        if entry is None:
+            self.counters["late_reply"] += 1  # timed out already
+            return
+        self._resolve(token, _reply_result(data))
+
+    def _local_handle(self, handler: Handler, subject: str, data: bytes, reply: str | None) -> None:
+        """Run a subscription handler on a message delivered in process (as ``take`` does)."""
+        self.counters["local.delivered"] += 1
+        try:
+            envelope = decode(data)
+        except WireError as exc:
+            self.reject(subject, reply, exc.code, str(exc))
+            return
+        try:
+            handler(envelope, reply)
+        except Exception as exc:
+            log.exception("bus.handler_failed", subject=subject)
+            self.reject(subject, reply, "internal", f"handler failed: {exc}")
+
     def publish(self, subject: str, envelope: Envelope) -> None:
         """Fire-and-forget publish from any thread; encoding errors raise in the caller."""
         data = self.encode(envelope)
+        if self._local_reply(subject, data):
+            return
+        local = self._local.get(subject)
+        if local is not None:
+            if self.in_loop():
+                self.loop.call_soon(self._local_handle, local, subject, data, None)
+            else:
+                self.loop.call_soon_threadsafe(self._local_handle, local, subject, data, None)
+            return
         if self.in_loop():
             self.spawn_eager(self._publish_bytes(subject, data))
         else:
@@ -454,6 +517,16 @@ class Bus:
         except WireError as exc:
             data = exc
         token = str(next(self._reply_seq))
+        local = self._local.get(subject)
+        if local is not None and not isinstance(data, WireError):
+            # served in this process: nothing to send again, NATS cannot lose it
+            if self.in_loop():
+                self._send_local(subject, data, token, timeout, done, local)
+            else:
+                self.loop.call_soon_threadsafe(
+                    self._send_local, subject, data, token, timeout, done, local
+                )
+            return
         every = again_after if kept is not None else 0.0
         if self.in_loop():
             self._send_request(subject, data, token, timeout, done, kept, every)
@@ -480,6 +553,22 @@ class Bus:
         self.spawn_eager(self._publish_request(subject, data, token))
         if every > 0.0:
             self.loop.call_later(every, self._send_again, token, every)
+
+    def _send_local(
+        self,
+        subject: str,
+        data: bytes,
+        token: str,
+        timeout: float,
+        done: ReplyCallback,
+        handler: Handler,
+    ) -> None:
+        """A request to a subject served in this process: the same timer and reply token as
+        over NATS, the handler run a loop turn later (see :meth:`serve_locally`)."""
+        timer = self.loop.call_later(timeout, self._timed_out, token)
+        self._pending[token] = _Waiting(done, timer, subject, timeout)
+        reply = self._reply_prefix + token
+        self.loop.call_soon(self._local_handle, handler, subject, data, reply)
 
     def _send_again(self, token: str, waited: float) -> None:
         """Send a waiting request again (its ``again`` bytes), and plan the next send."""
@@ -517,14 +606,7 @@ class Bus:
         if not msg.data and msg.headers and msg.headers.get("Status") == NO_RESPONDERS:
             result = BusError("no_responders", f"nobody serves {entry.subject}")
         else:
-            try:
-                result = decode(msg.data)
-            except WireError as exc:
-                result = exc
-            else:
-                if result.kind is Kind.ERROR:
-                    payload = result.payload
-                    result = RemoteError(str(payload["code"]), str(payload["message"]))
+            result = _reply_result(msg.data)
         self._resolve(token, result)
 
     def _resolve(self, token: str, result: Envelope | BaseException) -> None:
@@ -632,6 +714,19 @@ def _is_auth_failure(exc: BaseException) -> bool:
     return isinstance(exc, nats.errors.AuthorizationError) or any(
         word in text for word in ("authorization", "authentication")
     )
+
+
+def _reply_result(data: bytes) -> Envelope | BaseException:
+    """A reply's bytes as the outcome of its request: the envelope, a :class:`RemoteError`
+    for an ``error`` reply, or the :class:`WireError` of garbled bytes."""
+    try:
+        result = decode(data)
+    except WireError as exc:
+        return exc
+    if result.kind is Kind.ERROR:
+        payload = result.payload
+        return RemoteError(str(payload["code"]), str(payload["message"]))
+    return result
 
 
 def error_envelope(

@@ -108,25 +108,27 @@ def test_a_node_input_that_comes_twice_is_taken_once(stack: Stack, llm_url: str)
     apply_config(stack, _chain(llm_url, doctor_synth="echo"))
     assert stack.bus is not None
     bus = stack.bus
-    inbox = stack.workers[0].ctx.inbox
+    worker = stack.workers[0]
+    inbox = worker.ctx.inbox
     copies: list[Envelope] = []
 
     def tap(envelope: Envelope, reply: str | None) -> None:
+        worker._on_inbox(envelope, reply)  # the worker's own inbox is served in process
         if _is_input_to_doctor(envelope, reply) and not copies:
             output = {**envelope.payload["output"], "text": "FORGED: the answer is Z"}
             body = {**envelope.payload, "output": output}
             copy = envelope.reply(Kind.NODE_INPUT, body, sender=envelope.sender)
             copies.append(copy)
-            bus.publish(inbox, copy)  # after the original: the same connection, in order
+            bus.publish(inbox, copy)  # after the original, in order
 
     async def with_tap() -> dict[str, Any]:
-        sub = await bus.asubscribe(inbox, tap)
+        bus.serve_locally(inbox, tap)
         try:
             from hieramas.controller.client import HieraClient
 
             return await HieraClient(bus).ask("Which option?", timeout_s=DEADLINE_S)
         finally:
-            await sub.unsubscribe()
+            bus.serve_locally(inbox, worker._on_inbox)
 
     result = bus.call(with_tap(), 60)
     assert copies

@@ -202,3 +202,83 @@ def test_publishes_from_the_loop_arrive_in_order(nats_server: NatsServer) -> Non
         assert got == list(range(500))
     finally:
         bus.stop()
+
+
+# -- locality-aware delivery ------------------------------------------------------------
+
+
+def test_subjects_served_in_process_behave_as_over_nats(nats_server: NatsServer) -> None:
+    """A request or publish to a subject this process serves locally never reaches NATS (a
+    NATS subscriber on it sees nothing) but resolves as it would over NATS: the reply, an
+    error reply, a timeout, the payload limit, a handler that raises; and a subject no
+    longer served goes over NATS again."""
+    bus = Bus(NatsSettings(url=nats_server.url)).start()
+    seen_on_nats: list[str] = []
+    handled: list[tuple[Envelope, str | None]] = []
+
+    def serve(envelope: Envelope, reply: str | None) -> None:
+        handled.append((envelope, reply))
+        what = envelope.payload.get("do")
+        if what == "raise":
+            raise RuntimeError("boom")
+        if reply is None or what == "hole":
+            return
+        if what == "fail":
+            bus.publish(reply, error_envelope("nope", "refused", sender="t"))
+        else:
+            answer = envelope.reply(
+                Kind.CONFIG_REPLY, {"status": "ok", **envelope.payload}, sender="t"
+            )
+            bus.publish(reply, answer)
+
+    async def tap() -> None:
+        async def on(msg: Any) -> None:
+            seen_on_nats.append(msg.subject)
+
+        await bus.nc.subscribe("local.>", cb=on)
+        await bus.nc.flush()
+
+    try:
+        bus.call(tap(), 5)
+        bus.serve_locally("local.echo", serve)
+        bus.serve_locally("local.inbox", serve)
+
+        def ask(payload: dict[str, Any], timeout: float = 2.0) -> Envelope | BaseException:
+            got: queue.Queue[Envelope | BaseException] = queue.Queue()
+            bus.request(
+                "local.echo", Envelope(kind=Kind.CONFIG_GET, payload=payload), timeout, got.put
+            )
+            return got.get(timeout=timeout + 5)
+
+        reply = ask({"n": 7})
+        assert isinstance(reply, Envelope) and reply.payload["n"] == 7
+        assert handled[-1][1] is not None  # the handler got a reply subject, as over NATS
+        failed = ask({"do": "fail"})
+        assert isinstance(failed, RemoteError) and failed.code == "nope"
+        late = ask({"do": "hole"}, timeout=0.1)
+        assert isinstance(late, BusError) and late.code == "timeout"
+        crashed = ask({"do": "raise"})
+        assert isinstance(crashed, RemoteError) and crashed.code == "internal"
+        huge = ask({"blob": b"x" * (bus.max_payload + 1)})
+        assert isinstance(huge, WireError) and huge.code == "oversize"
+        with pytest.raises(WireError):
+            bus.publish(
+                "local.inbox",
+                Envelope(kind=Kind.CONFIG_GET, payload={"blob": b"x" * (bus.max_payload + 1)}),
+            )
+        # nested records arrive as maps, as decoded from NATS
+        bus.publish("local.inbox", Envelope(kind=Kind.CONFIG_GET, payload={"t": (1, 2)}))
+        deadline = time.monotonic() + 5
+        while handled[-1][0].payload.get("t") is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert handled[-1][0].payload["t"] == [1, 2] and handled[-1][1] is None
+        assert bus.counters["local.delivered"] == 5 and bus.counters["local.replies"] >= 3
+        assert not bus._pending
+        bus.stop_serving_locally(["local.echo"])
+        bus.publish("local.echo", Envelope(kind=Kind.CONFIG_GET, payload={}))
+        deadline = time.monotonic() + 5
+        while not seen_on_nats and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert seen_on_nats == ["local.echo"]  # only once no longer served here
+    finally:
+        bus.stop()
