@@ -30,6 +30,7 @@ from hieramas.traineroptions import (
     EntropyCoefOpt,
     LamOpt,
     LrOpt,
+    SlotActionsOpt,
     TempEndOpt,
     TempStartOpt,
     TempUpdatesOpt,
@@ -91,6 +92,7 @@ def learner(
     temp_start: TempStartOpt = DEFAULT.temp_start,
     temp_end: TempEndOpt = DEFAULT.temp_end,
     temp_updates: TempUpdatesOpt = DEFAULT.temp_updates,
+    slot_actions: SlotActionsOpt = DEFAULT.slot_actions,
     metrics_port: MetricsPortOpt = None,
 ) -> None:
     """Consume the trace stream, grade, train the policy and publish its versions."""
@@ -107,6 +109,7 @@ def learner(
         temp_start=temp_start,
         temp_end=temp_end,
         temp_updates=temp_updates,
+        slot_actions=slot_actions,
     )
     stop = stop_on_signals()
     set_torch_threads(1)  # tiny batches: more threads only wait for a busy core

@@ -21,6 +21,7 @@ from hieramas.traineroptions import (
     EntropyCoefOpt,
     LamOpt,
     LrOpt,
+    SlotActionsOpt,
     TempEndOpt,
     TempStartOpt,
     TempUpdatesOpt,
@@ -125,11 +126,26 @@ def train(
     decode: Annotated[
         str, typer.Option(help="How evaluations decode: greedy or rotation (top-n rotation).")
     ] = "greedy",
+    eval_spread: Annotated[
+        bool,
+        typer.Option(
+            help="Validate on --eval-items spread evenly over the validation split (every "
+            "subject), not its first ones."
+        ),
+    ] = False,
+    select: Annotated[
+        str,
+        typer.Option(
+            help="Which evaluated version is kept: best (most accurate, then cheapest) or paired "
+            "(the cheapest not significantly below the most accurate, paired on the items)."
+        ),
+    ] = "best",
     entropy_coef: EntropyCoefOpt = DEFAULT.entropy_coef,
     lr: LrOpt = DEFAULT.lr,
     temp_start: TempStartOpt = DEFAULT.temp_start,
     temp_end: TempEndOpt = DEFAULT.temp_end,
     temp_updates: TempUpdatesOpt = DEFAULT.temp_updates,
+    slot_actions: SlotActionsOpt = DEFAULT.slot_actions,
     stage1: Annotated[
         Path | None,
         typer.Option(help="Stage 2: the frozen Stage-1 run directory (best.ckpt, config.yaml)."),
@@ -175,6 +191,9 @@ def train(
     if decode not in ("greedy", "rotation"):
         err.print(f"[red]--decode must be greedy or rotation, not {decode!r}[/red]")
         raise typer.Exit(2)
+    if select not in ("best", "paired"):
+        err.print(f"[red]--select must be best or paired, not {select!r}[/red]")
+        raise typer.Exit(2)
     if dataset not in ("mmlu", "math", "gsm8k", "humaneval"):
         err.print(f"[red]unknown dataset {dataset!r}[/red]")
         raise typer.Exit(2)
@@ -188,6 +207,7 @@ def train(
         reward=reward,
         eval_every=eval_every,
         eval_items=eval_items,
+        eval_spread=eval_spread,
         config=config,
         nats=nats,
         embedder=embedder,
@@ -209,8 +229,10 @@ def train(
             temp_start=temp_start,
             temp_end=temp_end,
             temp_updates=temp_updates,
+            slot_actions=slot_actions,
         ),
         decode=decode,
+        select=select,  # type: ignore[arg-type]  # checked above
     )
     unwind_on_signals()  # SIGTERM/SIGHUP stop the embedded stack (the learner saves) like Ctrl-C
     display = _Display(queries)

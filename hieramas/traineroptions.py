@@ -25,6 +25,7 @@ __all__ = [
     "EntropyCoefOpt",
     "LamOpt",
     "LrOpt",
+    "SlotActionsOpt",
     "TempEndOpt",
     "TempStartOpt",
     "TempUpdatesOpt",
@@ -52,6 +53,10 @@ TempEndOpt = Annotated[
 TempUpdatesOpt = Annotated[
     int, typer.Option(min=1, help="Updates of the temperature's cosine decay from start to end.")
 ]
+SlotActionsOpt = Annotated[
+    bool,
+    typer.Option(help="Give each slot its own learned preference over the LLMs (a new policy)."),
+]
 
 
 def hyper_or_exit(
@@ -62,6 +67,7 @@ def hyper_or_exit(
     temp_start: float,
     temp_end: float,
     temp_updates: int,
+    slot_actions: bool = DEFAULT.slot_actions,
 ) -> Hyper:
     """The :class:`Hyper` of these option values; an invalid one is printed, exit code 2."""
     try:
@@ -71,6 +77,7 @@ def hyper_or_exit(
             temp_start=temp_start,
             temp_end=temp_end,
             temp_updates=temp_updates,
+            slot_actions=slot_actions,
         )
     except ValueError as exc:
         err.print(f"[red]{exc}[/red]", highlight=False)

@@ -121,7 +121,12 @@ class Checkpoint:
         """
         layout = self.layout()
         check_fits(f"checkpoint v{self.meta.version}", layout, self.meta.embedder, config, embedder)
-        net = PolicyNet(layout, self.meta.dim, self.meta.hidden)
+        net = PolicyNet(
+            layout,
+            self.meta.dim,
+            self.meta.hidden,
+            slot_actions="slot_action" in self.policy_state,
+        )
         try:
             net.load_state_dict(self.policy_state)
         except RuntimeError as exc:

@@ -23,7 +23,9 @@ validation items, with the training config (greedy queries are never trained on,
 so the learner publishes nothing meanwhile; each result names the version that
 planned it, and a row counts any that another version planned).  The training
 config stays the current one throughout: a learner follows the current config, and
-must not be made to switch.  The best version (accuracy, then cost) is kept; at
+must not be made to switch.  The version the ``select`` rule picks is kept
+(:mod:`.versionselect`: the most accurate, then the cheapest; or the cheapest not
+significantly below the most accurate, paired on the validation items); at
 the end the policy store is rolled back to it, so it is what the controller plans
 with and what the learner continues from.
 
@@ -64,6 +66,7 @@ from hieramas.learner.hyper import Hyper
 from hieramas.learner.querying import Asked, Selection, ask_graded
 from hieramas.learner.store import PolicyStore, PolicyStoreError
 from hieramas.learner.trainconfig import DOMAIN_OF, to_yaml, training_config, with_planner
+from hieramas.learner.versionselect import SelectRule, choose, outcome_string
 from hieramas.tasks.datasets import Item
 from hieramas.tasks.sandbox import Sandbox
 
@@ -109,6 +112,8 @@ class TrainOptions:
     eval_every: int = 5
     """Evaluate every this many iterations (0: only at the end)."""
     eval_items: int = 100
+    eval_spread: bool = False
+    """Validate on ``eval_items`` evenly spaced over the validation split, not its first ones."""
     config: Path | None = None
     nats: str | None = None
     embedder: str = DEFAULT_MODEL
@@ -123,6 +128,8 @@ class TrainOptions:
     """The learner's entropy coefficient, learning rate and temperature schedule."""
     decode: str = "greedy"
     """How evaluations (and the kept version) decode: ``greedy`` or ``rotation``."""
+    select: SelectRule = "best"
+    """Which evaluated version is kept (:mod:`.versionselect`): ``best`` or ``paired``."""
     data_dir: Path | None = None
     timeout_s: float = 120.0
     learner_wait_s: float = 60.0
@@ -148,6 +155,7 @@ class TrainOptions:
             # only when set, so runs from before these options still resume
             **({"local": True} if self.local else {}),
             **({"holdout": self.holdout} if self.holdout else {}),
+            **({"eval_spread": True} if self.eval_spread else {}),
         }
 
 
@@ -626,17 +634,15 @@ class TrainingDriver:
             "errors": summary["errors"],
             "cost_per_query_usd": summary["cost_per_query_usd"],
             "other_version": sum(a.row.policy_version != version for a in asked),
+            "correct": outcome_string([a.row.outcome == "correct" for a in asked]),
             "selection": Selection.total(a.selection for a in asked).to_json(),
             "wall_s": time.monotonic() - started,
         }
         self.state.evals.append(row)
-        best = self.state.best
-        if best is None or (row["accuracy"], -row["cost_per_query_usd"]) > (
-            best["accuracy"],
-            -best["cost_per_query_usd"],
-        ):
-            self.state.best = {k: row[k] for k in ("version", "step", "accuracy", "ci95",
-                                                   "cost_per_query_usd", "queries")}  # fmt: skip
+        kept = choose(self.state.evals, self.options.select)
+        if kept is not None:
+            self.state.best = {k: kept[k] for k in ("version", "step", "accuracy", "ci95",
+                                                    "cost_per_query_usd", "queries")}  # fmt: skip
         self._log(row)
         self._save()
         self._emit("training", version=version, eval_accuracy=row["accuracy"], eval_version=version)

@@ -2,7 +2,7 @@
 
 One record, :class:`Hyper`, is what ``hieramas learner`` and ``hieramas train`` expose
 as options (``--entropy-coef``, ``--lr``, ``--temp-start``, ``--temp-end``,
-``--temp-updates``); the training driver hands it to its learner process as those
+``--temp-updates``, ``--slot-actions``); the training driver hands it to its learner process as those
 options (:meth:`Hyper.args`), and the learner's trainer records it in every checkpoint's
 ``hyper`` metadata.  torch-free, so the CLI can read the defaults without loading it.
 
@@ -32,6 +32,9 @@ class Hyper:
     """... and after ``temp_updates`` updates (cosine in between, then constant)."""
     temp_updates: int = 100
     """Updates the temperature takes to decay from ``temp_start`` to ``temp_end``."""
+    slot_actions: bool = False
+    """Give the policy a learned preference of each slot for each action, so that slots
+    can prefer different LLMs (see :class:`~hieramas.learner.policy.PolicyNet`)."""
 
     def __post_init__(self) -> None:
         if self.entropy_coef < 0:
@@ -53,6 +56,7 @@ class Hyper:
             "--entropy-coef", repr(self.entropy_coef), "--lr", repr(self.lr),
             "--temp-start", repr(self.temp_start), "--temp-end", repr(self.temp_end),
             "--temp-updates", str(self.temp_updates),
+            "--slot-actions" if self.slot_actions else "--no-slot-actions",
         ]  # fmt: skip
 
 

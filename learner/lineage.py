@@ -65,9 +65,12 @@ class Lineage:
         *,
         seed: int,
         hidden: int = 64,
+        slot_actions: bool = False,
     ) -> Lineage:
         """A fresh lineage for ``config`` (a uniform policy, nothing published yet)."""
-        policy = Policy.create(config, embedder, hidden=hidden, seed=seed)
+        policy = Policy.create(
+            config, embedder, hidden=hidden, seed=seed, slot_actions=slot_actions
+        )
         return cls(
             uuid.uuid4().hex[:12],
             config.name,

@@ -6,11 +6,17 @@ Shapes: ``B`` queries, ``S`` slots, ``A`` actions, ``d`` embedding size, ``H`` h
 
     row[b, s] = MLP(W_q·query[b] + W_r·role_text[role(s)] + pos[position(s)])    [B, S, H]
     col[a]    = MLP(W_a·[profile_text[a], price[a]] + id[a])                      [A, H]
-    logit[b, s, a] = v · GELU(U_r·row[b, s] + U_c·col[a])                          [B, S, A]
+    logit[b, s, a] = v · GELU(U_r·row[b, s] + U_c·col[a]) (+ slot_action[s, a])    [B, S, A]
 
 The role and action texts are embedded once when the policy is created and kept
 as buffers, so a checkpoint needs no embedder to rebuild them; only the query is
 embedded per query.  ``v`` starts at zero: a fresh policy is uniform.
+
+``slot_actions=True`` adds ``slot_action [S, A]``, a learned preference of each slot
+for each action (zero at the start).  Without it every slot scores an LLM through the
+same column term, which dominates the slot's row term, so a greedy plan puts one LLM
+in every slot; with it each slot can come to prefer its own LLM, and a greedy plan
+can be a mixture.  A checkpoint that carries the tensor rebuilds with it.
 
 :class:`Policy` binds the net to a :class:`SlotLayout` and its masks and decides
 one query: greedy, the paper's top-n rotation, or sampling from
@@ -48,6 +54,11 @@ __all__ = [
 
 DecodeMode = Literal["greedy", "rotation", "sample"]
 
+SLOT_ACTION_GAIN = 1.0
+"""Scale of the per-slot preferences: Adam moves each parameter by about the learning
+rate per update, and a bias alone needs larger steps than the shared net's many
+weights to make a slot differ (measured on the toy bandits of tests/learner)."""
+
 MASKED_LOGIT = -1e9
 """The logit a masked action gets (finite, so 0·log 0 terms stay 0 in gradients)."""
 
@@ -61,11 +72,13 @@ class PolicyNet(nn.Module):
     slot_role: torch.Tensor
     slot_pos: torch.Tensor
 
-    def __init__(self, layout: SlotLayout, dim: int, hidden: int = 64) -> None:
+    def __init__(
+        self, layout: SlotLayout, dim: int, hidden: int = 64, *, slot_actions: bool = False
+    ) -> None:
         super().__init__()
         roles, positions = layout.roles, layout.positions
         n_actions = len(layout.actions)
-        self.dim, self.hidden = dim, hidden
+        self.dim, self.hidden, self.slot_actions = dim, hidden, slot_actions
         # filled by Policy.create (or by load_state_dict from a checkpoint)
         self.register_buffer("role_text", torch.zeros(len(roles), dim))
         self.register_buffer("action_text", torch.zeros(n_actions, dim))
@@ -92,6 +105,9 @@ class PolicyNet(nn.Module):
         nn.init.normal_(self.action_id.weight, std=0.1)
         nn.init.zeros_(self.score.weight)
         nn.init.zeros_(self.score.bias)
+        self.slot_action: nn.Parameter | None = (
+            nn.Parameter(torch.zeros(len(layout.slots), n_actions)) if slot_actions else None
+        )
 
     def forward(self, query: torch.Tensor) -> torch.Tensor:
         """``query [B, d]`` → logits ``[B, S, A]`` (unmasked, temperature 1)."""
@@ -103,6 +119,8 @@ class PolicyNet(nn.Module):
         )  # [A, H]
         pair = self.pair_row(row)[:, :, None, :] + self.pair_col(col)[None, None]  # [B, S, A, H]
         logits: torch.Tensor = self.score(nn.functional.gelu(pair)).squeeze(-1)
+        if self.slot_action is not None:
+            logits = logits + SLOT_ACTION_GAIN * self.slot_action[None]
         return logits
 
 
@@ -155,12 +173,13 @@ class Policy:
         hidden: int = 64,
         seed: int = 0,
         rotation_n: int = 3,
+        slot_actions: bool = False,
     ) -> Policy:
         """A fresh (uniform) policy for ``config``; role and LLM texts embedded now."""
         layout = layout or SlotLayout.from_config(config)
         with torch.random.fork_rng():  # seeded weights without touching the caller's RNG
             torch.manual_seed(seed)
-            net = PolicyNet(layout, embedder.dim, hidden)
+            net = PolicyNet(layout, embedder.dim, hidden, slot_actions=slot_actions)
         with torch.no_grad():
             net.role_text.copy_(embedder.embed(role_texts(layout, config.domain)))
             net.action_text.copy_(embedder.embed(action_profiles(config, layout)))
@@ -169,7 +188,9 @@ class Policy:
 
     def snapshot(self) -> Policy:
         """An independent copy for planning (its net in eval mode, no gradients)."""
-        net = PolicyNet(self.layout, self.net.dim, self.net.hidden)
+        net = PolicyNet(
+            self.layout, self.net.dim, self.net.hidden, slot_actions=self.net.slot_actions
+        )
         net.load_state_dict(self.net.state_dict())
         net.eval().requires_grad_(False)
         return Policy(self.layout, net, rotation_n=self.rotation_n)

@@ -567,6 +567,7 @@ class LearnerService:
             self._train,
             seed=self.options.seed,
             hidden=self.options.hidden,
+            slot_actions=self.options.hyper.slot_actions,
         )
         self._fits.clear()
         self.counters["lineages"] += 1

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -179,10 +180,24 @@ def _items(options: TrainOptions) -> tuple[list[Item], list[Item]]:
             eval_items=options.eval_items, data_dir=options.data_dir,
         )  # fmt: skip
     train_items, _ = load_items(options.dataset, "train", None, options.seed, options.data_dir)
+    if options.eval_spread:
+        every, _ = load_items(options.dataset, "validation", None, options.seed, options.data_dir)
+        return train_items, spread(every, options.eval_items)
     val_items, _ = load_items(
         options.dataset, "validation", options.eval_items, options.seed, options.data_dir
     )
     return train_items, val_items
+
+
+def spread(items: Sequence[Item], n: int) -> list[Item]:
+    """``n`` items evenly spaced over ``items`` (all of them if there are fewer).
+
+    A split keeps the dataset's order, which groups items by subject, so its first
+    ``n`` items cover a few subjects only; evenly spaced ones cover them all.
+    """
+    if n >= len(items):
+        return list(items)
+    return [items[(i * len(items)) // n] for i in range(n)]
 
 
 def read_run(run_dir: Path) -> dict[str, Any]:

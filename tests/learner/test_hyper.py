@@ -37,6 +37,8 @@ def test_the_driver_hands_its_settings_to_the_learner_command() -> None:
     assert params["temp_end"] == 1.2
     assert params["temp_updates"] == 40
     assert params["lam"] == 30.0
+    assert params["slot_actions"] is False
+    assert _learner_params(Hyper(slot_actions=True).args())["slot_actions"] is True
     defaults = _learner_params([])
     assert defaults["entropy_coef"] == Hyper().entropy_coef
     assert defaults["temp_updates"] == Hyper().temp_updates

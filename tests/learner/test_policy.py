@@ -18,13 +18,17 @@ LLMS = {"cheap": 0.05, "mid": 0.5, "big": 2.0, "huge": 8.0}
 NODES = {"x": ("Solver", 3), "y": ("Critic", 2), "z": ("Checker", 1)}
 
 
-def _policy(seed: int = 0, **opts: bool) -> Policy:
+def _policy(seed: int = 0, slot_actions: bool = False, **opts: bool) -> Policy:
     config = toy_config(NODES, LLMS)
     layout = SlotLayout.from_config(config, answerless=set(), options=SlotOptions(**opts))
-    policy = Policy.create(config, HashEmbedder(16), layout=layout, seed=seed)
+    policy = Policy.create(
+        config, HashEmbedder(16), layout=layout, seed=seed, slot_actions=slot_actions
+    )
     torch.manual_seed(seed)
     with torch.no_grad():  # move off the uniform start so the logits differ
         torch.nn.init.normal_(policy.net.score.weight, std=2.0)
+        if policy.net.slot_action is not None:
+            torch.nn.init.normal_(policy.net.slot_action, std=2.0)
     return policy
 
 
@@ -36,8 +40,11 @@ def test_a_fresh_policy_is_uniform_and_scores_every_slot_and_action() -> None:
     assert torch.all(logits == logits[0, 0, 0])
 
 
-def test_sampled_log_probs_equal_the_training_log_probs_at_the_same_temperature() -> None:
-    policy = _policy()
+@pytest.mark.parametrize("slot_actions", [False, True])
+def test_sampled_log_probs_equal_the_training_log_probs_at_the_same_temperature(
+    slot_actions: bool,
+) -> None:
+    policy = _policy(slot_actions=slot_actions)
     rng = np.random.default_rng(0)
     queries = torch.nn.functional.normalize(torch.randn(40, 16), dim=1)
     for temperature in (0.5, 1.0, 3.0):
@@ -145,3 +152,28 @@ def test_layout_round_trips_assignments_and_json() -> None:
     assert layout.decode(layout.encode(a)) == a
     assert SlotLayout.from_json(layout.to_json()) == layout
     assert SlotAssignment.from_json(a.to_json()) == a
+
+
+def test_slot_actions_give_each_slot_its_own_preference_and_survive_a_checkpoint() -> None:
+    from hieramas.learner.checkpoint import CheckpointMeta, decode_checkpoint, encode_checkpoint
+
+    plain, mixed = _policy(seed=2), _policy(seed=2, slot_actions=True)
+    assert plain.net.slot_action is None
+    assert mixed.net.slot_action is not None
+    query = torch.nn.functional.normalize(torch.randn(1, 16), dim=1)
+    with torch.no_grad():
+        mixed.net.slot_action.zero_()
+        assert torch.allclose(mixed.net(query), plain.net(query))  # zero preferences add nothing
+        mixed.net.slot_action[1, 4] = 50.0  # slot 1 (a proposer) prefers action 4 outright
+    assert mixed.decide(query[0]).actions[1] == 4
+    assert mixed.snapshot().decide(query[0]).actions == mixed.decide(query[0]).actions
+    for policy in (plain, mixed):
+        meta = CheckpointMeta(
+            version=1, parent=None, config_name="toy", config_version=1,
+            layout=policy.layout.to_json(), embedder="hash-16", dim=16,
+            hidden=policy.net.hidden, seed=2,
+        )  # fmt: skip
+        back = decode_checkpoint(encode_checkpoint(policy, meta)).policy()
+        assert (back.net.slot_action is None) == (policy.net.slot_action is None)
+        with torch.no_grad():
+            assert torch.allclose(back.net(query), policy.net(query))

@@ -30,11 +30,12 @@ def _train(
     seed: int = 0,
     batch: int = 16,
     texts: tuple[str, ...] = ("q",),
+    slot_actions: bool = False,
 ) -> tuple[PolicyPlanner, list[float]]:
     config = toy_config(nodes, llms)
     layout = SlotLayout.from_config(config, answerless=set(), options=NO_EXTRAS)
     embedder = CachedEmbedder(HashEmbedder(16))
-    policy = Policy.create(config, embedder, layout=layout, seed=seed)
+    policy = Policy.create(config, embedder, layout=layout, seed=seed, slot_actions=slot_actions)
     trainer = Trainer(
         policy,
         embedder,
