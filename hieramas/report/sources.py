@@ -423,9 +423,36 @@ def _demo(path: Path) -> ReportData:
         data.dags, data.dags_caption = stage2.dags, stage2.dags_caption
         if stage2.roles:
             data.roles, data.roles_caption = stage2.roles, stage2.roles_caption
+    _demo_selections(data, path)
     data.emulated = flags.pop() if len(flags) == 1 else None
     _add_trace(data, path)
     return data
+
+
+def _demo_selections(data: ReportData, path: Path) -> None:
+    """The DAG and LLMs each evaluated query ran (``evaluation.jsonl``, read from its trace)."""
+    rows = [r for r in _jsonl(path / "evaluation.jsonl") if "edges" in r]
+    if not rows:
+        return
+    data.dags = {}
+    for row in rows:
+        data.dags.setdefault(str(row["method"]), []).append(_dag_of(row))
+    data.dags_caption = (
+        "The DAG each held-out query ran, per method, as its trace recorded it "
+        "(evaluation.jsonl); density is edges over n(n-1)/2 of the supernodes that ran."
+    )
+    first = str(data.methods[0]["method"]) if data.methods else str(rows[0]["method"])
+    mine = [r for r in rows if r["method"] == first and r.get("synthesizers")]
+    if mine:
+        doc = _config(path / "stage1" / "config.yaml")
+        counts: dict[str, Counter[str]] = {}
+        for row in mine:
+            _count_assignment(counts, _node_roles(doc), row)
+        data.roles = {data.dataset or "demo": counts}
+        data.roles_caption = (
+            f"Share of each role's slots per action: {first} on the {len(mine)} held-out "
+            "queries (evaluation.jsonl)."
+        )
 
 
 # -- traces ------------------------------------------------------------------------------
