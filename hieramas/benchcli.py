@@ -330,3 +330,5 @@ def bench(
         )
     if any(s["notional_prices"] for s in summaries):
         out.print("Costs use NOTIONAL prices (proportional to parameter count).", highlight=False)
+    if json_file is not None:
+        out.print(f"report: hieramas report {json_file}", highlight=False)

@@ -254,6 +254,7 @@ def train(
         out.print("REAL local models; costs use NOTIONAL prices (proportional to parameters).")
     elif nats is None:
         out.print("EMULATED: these figures describe the emulator, not real models.")
+    out.print(f"report: hieramas report {run_dir}", highlight=False)
 
 
 def _train_stage2(
@@ -322,6 +323,7 @@ def _train_stage2(
         out.print("EMULATED: these figures describe the emulator, not real models.")
     else:  # the running stack's workers served every call: this run's cache saw none
         out.print("Run on the stack at --nats: response reuse not measured.")
+    out.print(f"report: hieramas report {run_dir}", highlight=False)
 
 
 def compare(
