@@ -52,6 +52,7 @@ from hieramas.controller.planner import (
 from hieramas.controller.planners import PlannerError, make_planner
 from hieramas.controller.store import ConfigStore, CorruptConfigError, StoredConfig
 from hieramas.liveness import Liveness
+from hieramas.logs import bind_log_context
 from hieramas.traces import TraceEmitter
 from hieramas.wire import Envelope, Kind, Subjects, WireError, input_output, new_id
 from hieramas.wire.events import AssignmentRecord, QueryDone
@@ -550,6 +551,7 @@ class Gateway:
                 trace_id = caller.trace_id
             except WireError as exc:
                 failed = failed or QueryFailed("bad_query", str(exc))
+        bind_log_context(query_id=query_id, trace_id=trace_id)  # this query's own task
         try:
             if failed is None:
                 run = await self._start_run(envelope, query_id, trace_id, started, reply, key)

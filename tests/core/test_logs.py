@@ -3,6 +3,7 @@ and the query's context (query id, trace id, node) bound where its handling begi
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
@@ -17,7 +18,13 @@ from typing import Any
 import pytest
 import structlog
 
-from hieramas.logs import FORMAT_ENV, configure_logging, json_wanted, log_context
+from hieramas.logs import (
+    FORMAT_ENV,
+    bind_log_context,
+    configure_logging,
+    json_wanted,
+    log_context,
+)
 from hieramas.natsserver import NatsServer
 from hieramas.stack import Stack
 from support import apply_config, ask, config_yaml, node
@@ -122,6 +129,26 @@ def test_log_context_binds_resets_and_unbinds(stderr: _Stderr) -> None:
     assert other["query_id"] == "q2" and "trace_id" not in other
     assert outer["query_id"] == "q1" and "node" not in outer
     assert not {"query_id", "trace_id", "node"} & after.keys()
+
+
+def test_a_task_binds_its_query_for_its_own_logs_only(stderr: _Stderr) -> None:
+    configure_logging("info", json=True)
+    log = structlog.get_logger()
+
+    async def query(query_id: str) -> None:
+        bind_log_context(query_id=query_id, trace_id="t-" + query_id)
+        await asyncio.sleep(0)  # the other task runs meanwhile
+        log.warning("answered", query_id_given=query_id)
+
+    async def both() -> None:
+        await asyncio.gather(query("q1"), query("q2"))
+        log.warning("after")
+
+    asyncio.run(both())
+    *answered, after = _lines(stderr)
+    assert {(x["query_id"], x["trace_id"]) for x in answered} == {("q1", "t-q1"), ("q2", "t-q2")}
+    assert all(x["query_id"] == x["query_id_given"] for x in answered)
+    assert "query_id" not in after
 
 
 def test_a_worker_process_logs_carry_the_query_trace_and_node(
