@@ -26,7 +26,7 @@ our own runs round by round in one session.  For each system it measures:
   CPU per lone query of the measured process (for HieraMAS the process with the gateway and
   the worker's actors; nats-server and the gRPC host are routers and reported apart).
 
-    python bench/peers.py [--rounds 2] [--queries 300] [--lone 200]
+    python bench/peers.py [--rounds 2] [--queries 300] [--lone 200] [--baseline FARM]
 
 Figures from a shared machine move with its load (printed); compare ratios within a round.
 """
@@ -463,6 +463,11 @@ def main() -> None:
     parser.add_argument("--lone", type=int, default=200, help="lone queries (instant LLM)")
     parser.add_argument("--inflight", type=int, default=64)
     parser.add_argument("--json", type=Path, help="also write every run's figures here")
+    parser.add_argument(
+        "--baseline",
+        metavar="PYTHONPATH",
+        help="also run HieraMAS from this package farm (an older commit; see DEVELOPERS.md)",
+    )
     parser.add_argument("--measure", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--grpc-host", type=int, help=argparse.SUPPRESS)
@@ -500,6 +505,8 @@ def main() -> None:
         ("AutoGen-core in-process", peers_python, "autogen", {}),
         ("AutoGen-core gRPC host", peers_python, "autogen-grpc", grpc_env),
     ]
+    if args.baseline:
+        systems.insert(1, ("HieraMAS baseline", ours, "hieramas", {"PYTHONPATH": args.baseline}))
     runs: dict[str, list[dict[str, Any]]] = {}
     try:
         for round_ in range(args.rounds):
@@ -508,7 +515,7 @@ def main() -> None:
                 inst = measure_once(python, system, None, args, env)
                 row = {"http_qps": http["qps"], **inst, "load": (http["load"] + inst["load"]) / 2}
                 if system == "hieramas":
-                    env_httpx = {"HIERAMAS_HTTP_TRANSPORT": "httpx"}
+                    env_httpx = {**env, "HIERAMAS_HTTP_TRANSPORT": "httpx"}
                     row["httpx_qps"] = measure_once(python, system, url, _no_lone(args), env_httpx)[
                         "qps"
                     ]
