@@ -5,10 +5,10 @@ The format is JSON when stderr is not a terminal (a file, a pipe, a container lo
 readable text on one; ``configure_logging(json=...)``, ``--log-json/--log-console`` or
 ``$HIERAMAS_LOG_FORMAT`` (``json`` or ``console``) choose it instead.
 
-``query_id``, ``trace_id`` and ``node`` are structlog context variables: they are bound where
-the handling of a query's message begins (:func:`log_context` in the bus's delivery, an
-actor's message handler, the gateway's query task), so every line logged meanwhile carries
-them without being passed at each call; tasks started there inherit them.
+``query_id``, ``trace_id`` and ``node`` are bound in a context variable where the handling of
+a query's message begins (:class:`log_context` in the bus's delivery and in an actor's message
+handler, :func:`bind_log_context` in the gateway's query task), so every line logged meanwhile
+carries them without being passed at each call; tasks started there inherit them.
 """
 
 from __future__ import annotations
