@@ -151,14 +151,16 @@ def test_a_task_binds_its_query_for_its_own_logs_only(stderr: _Stderr) -> None:
     assert "query_id" not in after
 
 
+@pytest.mark.parametrize("dispatch", ["loop", "threads"])
 def test_a_worker_process_logs_carry_the_query_trace_and_node(
-    nats_server: NatsServer, llm_url: str, tmp_path: Path
+    dispatch: str, nats_server: NatsServer, llm_url: str, tmp_path: Path
 ) -> None:
     """A real query on a worker subprocess: its LLM retries (429, Retry-After 0) are logged
     by the worker with the query id, the trace id and the node bound, in JSON (stderr is a
-    file), with no field passed by hand."""
+    file), with no field passed by hand; actors drained by the loop or on their own threads."""
     log_file = tmp_path / "worker.log"
     env = {k: v for k, v in os.environ.items() if k != FORMAT_ENV}
+    env["HIERAMAS_ACTOR_DISPATCH"] = dispatch
     with log_file.open("wb") as err:
         worker = subprocess.Popen(
             [sys.executable, "-m", "hieramas", "--log-level", "warning", "worker",
