@@ -64,7 +64,10 @@ def serve(
         raise typer.Exit(2) from None
     start_metrics(metrics_port, "emulator")
     err.print(f"emulated LLM pool on http://{host}:{port}/v1 (seed {seed})")
-    uvicorn.run(application, host=host, port=port, log_level=log_level, access_log=False, http=http)
+    uvicorn.run(
+        application, host=host, port=port, log_level=log_level, access_log=False, http=http,
+        log_config=None,  # uvicorn logs through hieramas.logs (and its redaction), not its own
+    )  # fmt: skip
 
 
 @app.command()

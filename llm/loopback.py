@@ -236,8 +236,9 @@ class LoopbackLLM:
         self._sock.bind(("127.0.0.1", 0))
         self.port: int = self._sock.getsockname()[1]
         config = uvicorn.Config(
-            build_app(self._log, latency_s), lifespan="off", log_level="warning", access_log=False
-        )
+            build_app(self._log, latency_s), lifespan="off", log_level="warning",
+            access_log=False, log_config=None,  # log through the host's logging set-up
+        )  # fmt: skip
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True

@@ -191,3 +191,19 @@ def test_a_worker_process_logs_carry_the_query_trace_and_node(
     finally:
         worker.terminate()
         worker.wait(30)
+
+
+def test_the_in_process_emulator_leaves_uvicorn_logging_to_ours(stderr: _Stderr) -> None:
+    """uvicorn's default log config gives its loggers their own handlers, which would bypass
+    the redaction; the emulator's server runs without it."""
+    from hieramas.emulator.runner import running_emulator
+
+    configure_logging("info", json=True)
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):  # as in a fresh process
+        logging.getLogger(name).handlers.clear()
+        logging.getLogger(name).propagate = True
+    with running_emulator():
+        assert not logging.getLogger("uvicorn").handlers
+        assert not logging.getLogger("uvicorn.error").handlers
+        logging.getLogger("uvicorn.error").warning("bind nats://u:pw@h:1 failed")
+    assert _lines(stderr)[-1]["event"] == "bind nats://u:***@h:1 failed"
