@@ -42,7 +42,7 @@ def demo(
     seed: Annotated[int, typer.Option(help="Split, emulator and training seed.")] = 0,
     limit: Annotated[
         int | None,
-        typer.Option(min=1, help="Held-out items per method (default: 20 quick, 100 full)."),
+        typer.Option(min=2, help="Held-out items per method (default: 20 quick, 100 full)."),
     ] = None,
     concurrency: Annotated[int, typer.Option(min=1, help="Queries in flight.")] = 8,
     latency_scale: Annotated[

@@ -154,7 +154,7 @@ async def _live(
         answered += 1
         if on_progress is not None:
             on_progress("live policy update", answered, len(items))
-        if answered == len(items) // 2 and not published:
+        if answered >= max(1, len(items) // 2) and not published:
             published["unix"] = time.time()
             store = await PolicyStore(bus).open()
             published["version"] = await publish_policy(

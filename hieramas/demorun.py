@@ -153,6 +153,19 @@ def _from_zero(progress: DemoProgress, prefix: str = "") -> Callable[[str, int, 
     return update
 
 
+def _finished_stage1(run_dir: Path, train: Any) -> dict[str, Any] | None:
+    """The summary of a Stage-1 run this demo already finished with the same budget and seed
+    (a resumed demo need not start its stack again), else None."""
+    try:
+        summary = json.loads((run_dir / "summary.json").read_text())
+    except (OSError, ValueError):
+        return None
+    same = (summary.get("seed"), summary.get("batch")) == (train.seed, train.batch)
+    enough = int(summary.get("queries") or 0) >= train.queries
+    kept = bool(summary.get("best")) and (run_dir / "best.ckpt").exists()
+    return dict(summary) if same and enough and kept else None
+
+
 def _stage1(options: DemoOptions, data: Path, progress: DemoProgress) -> dict[str, Any]:
     from hieramas.learner.driver import TrainOptions
     from hieramas.learner.trainrun import run_training
@@ -164,6 +177,11 @@ def _stage1(options: DemoOptions, data: Path, progress: DemoProgress) -> dict[st
         reward="multi", eval_every=b.stage1_eval_every, eval_items=b.stage1_eval_items,
         embedder=options.embedder, data_dir=data,
     )  # fmt: skip
+
+    done = _finished_stage1(train.run_dir, train)
+    if done is not None:
+        progress.note(f"stage 1: {train.run_dir} is finished; kept")
+        return done
 
     def on_event(event: dict[str, Any]) -> None:
         best = event.get("best") or {}
