@@ -3,7 +3,8 @@
 Recognised sources (:func:`load`):
 
 - a Stage-1 ``hieramas train`` run directory (``driver.json``/``metrics.jsonl``,
-  ``summary.json``, ``config.yaml``, ``learner/episodes.jsonl``, ``compare/compare.json``);
+  ``summary.json``, ``config.yaml``, ``compare/compare.json``, and for the LLMs per role
+  ``greedy-plans.jsonl`` when written, else ``learner/episodes.jsonl``);
 - a Stage-2 ``hieramas train --stage 2`` run directory (``candidates.jsonl``,
   ``summary.json``, ``run.json`` naming its Stage-1 run, ``eval.jsonl`` when recorded);
 - a ``hieramas compare`` directory (``compare.json``);
@@ -35,6 +36,7 @@ __all__ = ["ReportData", "SourceError", "load"]
 
 TRACE_FILE = "trace.jsonl"
 EVAL_ROWS = "eval.jsonl"
+GREEDY_PLANS = "greedy-plans.jsonl"
 PSEUDO = ("skip", "vote", "pass")
 
 
@@ -208,7 +210,18 @@ def _stage1(path: Path) -> ReportData:
             f"No comparison yet: `hieramas compare {path}` adds accuracy against cost."
         )
     data.config_dag = _config_dag(doc)
-    episodes = list(_jsonl(path / "learner" / "episodes.jsonl"))
+    greedy = list(_jsonl(path / GREEDY_PLANS))
+    episodes = [] if greedy else list(_jsonl(path / "learner" / "episodes.jsonl"))
+    if greedy:
+        counts_greedy: dict[str, Counter[str]] = {}
+        for row in greedy:
+            _count_assignment(counts_greedy, _node_roles(doc), row)
+        data.roles[dataset or "run"] = counts_greedy
+        data.roles_caption = (
+            f"Share of each role's slots (proposers and synthesizer) per action: the best "
+            f"version (v{greedy[0].get('policy_version', '?')}) decoding greedily on the first "
+            f"{len(greedy)} test items ({GREEDY_PLANS}, scripts/stage1_greedy_plans.py)."
+        )
     if episodes:
         late = episodes[-max(1, len(episodes) // 4) :]
         counts: dict[str, Counter[str]] = {}

@@ -302,3 +302,25 @@ def test_a_stage2_run_records_each_querys_dag_and_the_report_draws_them(tmp_path
     text = report.read_text()
     assert report == demo / "report" / "report.md" and "**Data: EMULATED.**" in text
     assert {"accuracy_cost.png", "learning_curves.png", "dags_classifier.png"} <= set(_pngs(report))
+
+
+def test_a_stage1_runs_greedy_plans_replace_its_sampled_episodes_for_the_roles(
+    tmp_path: Path,
+) -> None:
+    from hieramas.report.sources import GREEDY_PLANS, load
+
+    run = _stage1_run(tmp_path / "run", compare=False)
+    sampled = load(run)
+    assert "training episodes" in sampled.roles_caption
+    assert sampled.roles["mmlu"]["Critic"]["skip"] == 2  # the last quarter: 2 of 8 episodes
+    nodes = list(_doc()["supernodes"])  # type: ignore[call-overload]
+    row = {
+        "item_id": "a/1", "policy_version": 5, "nodes": nodes, "edges": [],
+        "proposers": {n: ["gpt-5-mini", "gpt-5-mini"] for n in nodes},
+        "synthesizers": {n: "llama-8b" for n in nodes},
+    }  # fmt: skip
+    (run / GREEDY_PLANS).write_text(json.dumps(row) + "\n" + json.dumps(row) + "\n")
+    greedy = load(run)
+    assert "greedily" in greedy.roles_caption and "v5" in greedy.roles_caption
+    for role in greedy.roles["mmlu"].values():
+        assert role == Counter({"gpt-5-mini": 4, "llama-8b": 2})
