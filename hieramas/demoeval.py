@@ -168,12 +168,14 @@ async def _live(
 
 
 def _summaries(
-    results: dict[str, list[Asked | dict[str, Any]]], dags: list[dict[str, Any]], dataset: str
+    results: dict[str, list[Asked | dict[str, Any]]], dags: list[dict[str, Any]], seed: int
 ) -> list[Any]:
     out = []
     for label, rows in results.items():
         asked = [r for r in rows if isinstance(r, Asked)]
-        report = EvalReport(label, dataset, [a.row for a in asked], emulated=True)
+        report = EvalReport(
+            label, "mmlu_redux/test", [a.row for a in asked], emulated=True, split_seed=seed
+        )
         summary = report.summary()
         versions = Counter(str(a.row.policy_version) for a in asked if a.row.policy_version)
         summary["policy_versions"] = dict(versions)
@@ -297,7 +299,7 @@ async def _run(
         for row in dags:
             fh.write(json.dumps(row, default=str) + "\n")
     return {
-        "methods": _summaries(results, dags, "mmlu_redux/test"),
+        "methods": _summaries(results, dags, plan.seed),
         "live": live,
         "policy_before": str(first),
         "policy_after": str(best),

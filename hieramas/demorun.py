@@ -33,8 +33,6 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from hieramas.learner.embeddings import DEFAULT_MODEL
-
 __all__ = ["FULL", "QUICK", "Budget", "DemoError", "DemoOptions", "run_demo"]
 
 
@@ -92,7 +90,8 @@ class DemoOptions:
     concurrency: int = 8
     latency_scale: float = 0.0
     """The emulator's latency factor during the evaluation (training runs at 0)."""
-    embedder: str = DEFAULT_MODEL
+    embedder: str | None = None
+    """The query embedder (default: the learner's, all-MiniLM-L6-v2)."""
 
 
 @dataclass
@@ -168,6 +167,7 @@ def _finished_stage1(run_dir: Path, train: Any) -> dict[str, Any] | None:
 
 def _stage1(options: DemoOptions, data: Path, progress: DemoProgress) -> dict[str, Any]:
     from hieramas.learner.driver import TrainOptions
+    from hieramas.learner.embeddings import DEFAULT_MODEL
     from hieramas.learner.trainrun import run_training
 
     b = options.budget
@@ -175,7 +175,7 @@ def _stage1(options: DemoOptions, data: Path, progress: DemoProgress) -> dict[st
         dataset="mmlu", run_dir=options.out / "stage1", queries=b.stage1_queries,
         batch=b.stage1_batch, concurrency=options.concurrency, seed=options.seed,
         reward="multi", eval_every=b.stage1_eval_every, eval_items=b.stage1_eval_items,
-        embedder=options.embedder, data_dir=data,
+        data_dir=data, embedder=options.embedder or DEFAULT_MODEL,
     )  # fmt: skip
 
     done = _finished_stage1(train.run_dir, train)
@@ -233,10 +233,13 @@ def _report(out: Path, progress: DemoProgress) -> str | None:
         return None
 
 
-def _preload(embedder: str) -> None:
+def _preload(embedder: str | None) -> None:
     """Load the embedder in the background: the controller's planner and Stage 2 need it,
     and it takes seconds, which the first phases can hide."""
     from hieramas.learner.embedder_names import embedder_for
+    from hieramas.learner.embeddings import DEFAULT_MODEL
+
+    embedder = embedder or DEFAULT_MODEL
 
     def load() -> None:
         with contextlib.suppress(Exception):  # the phase that needs it reports the failure
@@ -247,20 +250,21 @@ def _preload(embedder: str) -> None:
 
 def run_demo(options: DemoOptions, progress: DemoProgress) -> dict[str, Any]:
     """Run every phase (see the module docstring); the demo's summary (``demo.json``)."""
-    from hieramas.demoeval import EvalError
-    from hieramas.learner.driver import DriverError
     from hieramas.tasks.datasets import DATA_DIR_ENV, DatasetError
 
     out = options.out
-    out.mkdir(parents=True, exist_ok=True)
     load_before = os.getloadavg()
     timer = _Timer()
     started = time.monotonic()
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # no weight-loading bars
+    data = timer.run("data", lambda: ensure_data(options, progress))  # before torch loads
+    out.mkdir(parents=True, exist_ok=True)
     _preload(options.embedder)
-    data = timer.run("data", lambda: ensure_data(options, progress))
     os.environ[DATA_DIR_ENV] = str(data)  # the emulator and learner processes read it too
     options = replace(options, data_dir=data)
+    from hieramas.demoeval import EvalError
+    from hieramas.learner.driver import DriverError
+
     try:
         progress.note("stage 1: training the LLM-selection policy (embedded stack + learner)")
         stage1 = timer.run("stage1", lambda: _stage1(options, data, progress))
@@ -280,7 +284,7 @@ def run_demo(options: DemoOptions, progress: DemoProgress) -> dict[str, Any]:
         "seed": options.seed,
         "budget": asdict(options.budget),
         "latency_scale": options.latency_scale,
-        "embedder": options.embedder,
+        "embedder": json.loads((out / "stage1" / "run.json").read_text()).get("embedder"),
         "stage1": {"best": stage1.get("best"), "queries": stage1.get("queries")},
         "stage2": {
             "winner": stage2.get("winner"),

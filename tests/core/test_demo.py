@@ -120,4 +120,4 @@ def test_no_fetch_refuses_without_data(tmp_path: Path) -> None:
     assert run.returncode == 2
     assert "MMLU-Redux is not in" in run.stderr and "--no-fetch" in run.stderr
     assert not (tmp_path / "cache" / "hieramas" / "datasets" / "mmlu_redux").exists()
-    assert not (tmp_path / "demo" / "stage1").exists()
+    assert not (tmp_path / "demo").exists()  # refused before anything started
