@@ -268,7 +268,7 @@ def test_subjects_served_in_process_behave_as_over_nats(nats_server: NatsServer)
             )
         # nested records arrive as maps, as decoded from NATS
         bus.publish("local.inbox", Envelope(kind=Kind.CONFIG_GET, payload={"t": (1, 2)}))
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 15
         while handled[-1][0].payload.get("t") is None and time.monotonic() < deadline:
             time.sleep(0.01)
         assert handled[-1][0].payload["t"] == [1, 2] and handled[-1][1] is None
@@ -276,7 +276,7 @@ def test_subjects_served_in_process_behave_as_over_nats(nats_server: NatsServer)
         assert not bus._pending
         bus.stop_serving_locally(["local.echo"])
         bus.publish("local.echo", Envelope(kind=Kind.CONFIG_GET, payload={}))
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 15
         while not seen_on_nats and time.monotonic() < deadline:
             time.sleep(0.01)
         assert seen_on_nats == ["local.echo"]  # only once no longer served here
