@@ -4,6 +4,7 @@ write ``report.md`` (and ``report.html``) beside them (:mod:`.markdown`)."""
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from hieramas.report import figures
@@ -22,6 +23,11 @@ __all__ = ["TOP_DAGS", "write_report"]
 
 TOP_DAGS = 6
 """How many of the most frequent DAGs are drawn and compared."""
+
+
+def _slug(name: str) -> str:
+    """A file-name part: runs of other characters become one dash."""
+    return re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-")
 
 
 def _write(path: Path, text: str) -> None:
@@ -60,7 +66,7 @@ def _dags(data: ReportData, out: Path, label: str) -> list[Section]:
         if not dags:
             continue
         top = top_dags(dags, TOP_DAGS)
-        slug = "".join(c if c.isalnum() else "-" for c in method)
+        slug = _slug(method)
         where = f"{label} {data.dataset}, {method}"
         distinct = len(set(dags))
         graphs = [
@@ -126,7 +132,7 @@ def _roles(data: ReportData, out: Path, label: str) -> Section | None:
         seen = {a for per_role in counts.values() for a in per_role}
         actions = [a for a in sorted(seen) if a not in PSEUDO] + [a for a in PSEUDO if a in seen]
         rows, cols, matrix = role_shares(counts, actions)
-        slug = "".join(c if c.isalnum() else "-" for c in name) or "run"
+        slug = _slug(name) or "run"
         figures.heatmap(matrix, rows, cols, out / f"llm_by_role_{slug}.png",
                         f"{label} {name}: LLM selection per role (share of the role's slots)",
                         colorbar="share of slots", vmax=1.0)  # fmt: skip
