@@ -41,8 +41,7 @@ import pykka
 import structlog
 from pykka import ThreadingFuture
 
-from hieramas.logs import log_context
-from hieramas.wire import Envelope
+from hieramas.logs import QUERY_CONTEXT
 
 __all__ = ["DISPATCH_ENV", "LoopActor", "Retire", "Supervisor", "dispatch_mode"]
 
@@ -166,21 +165,25 @@ class LoopActor(pykka.Actor):
         # bound here, in the thread or loop turn that handles it, and reset after: what the
         # handler logs, and the tasks it starts, carry the query, its trace and the node
         query_id, trace_id = self._query_of(message)
-        with log_context(query_id=query_id, trace_id=trace_id, node=getattr(self, "node", None)):
+        bound = QUERY_CONTEXT.set((query_id, trace_id, getattr(self, "node", None)))
+        try:
             return super()._handle_receive(message)
+        finally:
+            QUERY_CONTEXT.reset(bound)
 
     def _query_of(self, message: object) -> tuple[str | None, str | None]:
         """The query id and trace id ``message`` is about (remembered from its envelopes:
         a finished call's message names only its query)."""
         envelope = getattr(message, "envelope", None) or getattr(message, "activation", None)
-        if isinstance(envelope, Envelope) and envelope.query_id:
-            if envelope.trace_id and envelope.query_id not in self._traces:
+        if envelope is not None:
+            query_id, trace_id = envelope.query_id or None, envelope.trace_id or None
+            if query_id and trace_id and query_id not in self._traces:
                 if len(self._traces) >= _TRACES_KEPT:
                     self._traces.pop(next(iter(self._traces)))  # the oldest query
-                self._traces[envelope.query_id] = envelope.trace_id
-            return envelope.query_id, envelope.trace_id
+                self._traces[query_id] = trace_id
+            return query_id, trace_id
         query_id = getattr(message, "query_id", None)
-        if isinstance(query_id, str):
+        if query_id is not None:
             return query_id, self._traces.get(query_id)
         return None, None
 
