@@ -145,26 +145,31 @@ def test_an_unfamiliar_subscription_keeps_nats_py_delivery() -> None:
 
 def test_bus_handlers_and_replies_are_delivered_directly(nats_server: NatsServer) -> None:
     bus = Bus(NatsSettings(url=nats_server.url)).start()
+    # the responder on its own connection: a reply to the same connection's request is
+    # resolved in process (Bus.serve_locally), never crossing NATS
+    server = Bus(NatsSettings(url=nats_server.url)).start()
     tasks: list[asyncio.Task[Any] | None] = []
     replies: asyncio.Queue[Envelope | BaseException] = asyncio.Queue()
 
     def answer(envelope: Envelope, reply: str | None) -> None:
         tasks.append(asyncio.current_task())
         assert reply is not None
-        bus.publish(reply, envelope.reply(Kind.CONFIG_REPLY, {"status": "ok"}, sender="t"))
+        server.publish(reply, envelope.reply(Kind.CONFIG_REPLY, {"status": "ok"}, sender="t"))
 
     def on_reply(outcome: Envelope | BaseException) -> None:
         tasks.append(asyncio.current_task())
         replies.put_nowait(outcome)
 
     async def drive() -> Envelope | BaseException:
-        await bus.asubscribe("ask", answer)
         bus.request("ask", Envelope(kind=Kind.CONFIG_GET, payload={}), 5, on_reply)
         return await asyncio.wait_for(replies.get(), 5)
 
     try:
+        server.call(server.asubscribe("ask", answer), 10)
+        server.call(server.nc.flush(), 10)
         outcome = bus.call(drive(), 10)
         assert isinstance(outcome, Envelope) and outcome.payload["status"] == "ok"
-        assert tasks == [bus.nc._reading_task] * 2
+        assert tasks == [server.nc._reading_task, bus.nc._reading_task]
     finally:
         bus.stop()
+        server.stop()
