@@ -30,7 +30,7 @@ import concurrent.futures
 import contextlib
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
 import msgspec
@@ -51,11 +51,12 @@ from hieramas.controller.planner import (
 )
 from hieramas.controller.planners import PlannerError, make_planner
 from hieramas.controller.store import ConfigStore, CorruptConfigError, StoredConfig
+from hieramas.learner.dagvote import combine_votes
 from hieramas.liveness import Liveness
 from hieramas.logs import bind_log_context
 from hieramas.traces import TraceEmitter
 from hieramas.wire import Envelope, Kind, Subjects, WireError, input_output, new_id
-from hieramas.wire.events import AssignmentRecord, QueryDone
+from hieramas.wire.events import AssignmentRecord, QueryDone, VoteRecord, VoteRun
 from hieramas.wire.messages import (
     NodeActivate,
     NodeArmed,
@@ -114,6 +115,8 @@ class Planned(NamedTuple):
     assignment: Assignment
     record: AssignmentRecord
     planner: str
+    votes: tuple[Plan, ...] = ()
+    """A top-k vote's plans, one per ``assignment.vote`` entry (empty: no vote)."""
 
 
 @dataclass
@@ -146,6 +149,9 @@ class QueryRun:
     stall_s: float = STALL_S
     probes: int = 0
     rearming: set[str] = field(default_factory=set)
+    children: list[QueryRun] = field(default_factory=list)
+    """A top-k vote's runs (one DAG each, best-ranked first): they run, this one votes."""
+    vote: VoteRecord | None = None
 
 
 class Gateway:
@@ -596,7 +602,7 @@ class Gateway:
     ) -> QueryRun:
         """Plan the query, register its run, and record it for failover (unless adopted:
         ``key`` is then its record already)."""
-        plan, assignment, record, planner = await self._plan(envelope, query_id)
+        plan, assignment, record, planner, votes = await self._plan(envelope, query_id)
         run = QueryRun(
             plan=plan,
             assignment=assignment,
@@ -616,6 +622,19 @@ class Gateway:
             request=envelope.payload,
             replies=[reply] if reply else [],
         )
+        run.children = [
+            QueryRun(
+                plan=child,
+                assignment=chosen,
+                record=record,
+                planner=planner,
+                envelope=msgspec.structs.replace(
+                    run.envelope, query_id=child.query_id, span_id=new_id()
+                ),
+                started=started,
+            )
+            for child, chosen in zip(votes, assignment.vote, strict=True)
+        ]
         self.runs[query_id] = run
         if key is None and self.failover is not None:
             run.key = self.failover.begin(
@@ -635,6 +654,8 @@ class Gateway:
 
     async def _run(self, run: QueryRun) -> dict[str, Any]:
         """Execute ``run`` within its deadline: its result, or ``QueryFailed``."""
+        if run.children:
+            return await self._vote(run)
         plan = run.plan
         budget = max(plan.deadline_unix - time.time(), 0.0)
         try:
@@ -646,6 +667,59 @@ class Gateway:
                 f"({len(run.outputs)} of {len(plan.nodes) + 1} nodes finished)",
             ) from None
         return self._result(run, "ok" if decision.get("status") == "ok" else "error")
+
+    async def _vote(self, run: QueryRun) -> dict[str, Any]:
+        """Run a top-k vote's child runs at once and answer with their voted final answer
+        (:func:`~hieramas.learner.dagvote.combine_votes`: cost summed, latency the slowest);
+        a child that fails has no vote, and when none answered the result is the
+        best-ranked child's failure."""
+        run_id = run.envelope.query_id
+        results = await asyncio.gather(*(self._child(run, c) for c in run.children))
+        voted = combine_votes(results)
+        for key in ("prompt_tokens", "completion_tokens"):
+            voted[key] = sum(int(r.get(key) or 0) for r in results)
+        rank = voted["winner_rank"]
+        if rank is None:
+            self.bus.counters["gateway.vote_failed"] += 1
+            voted["error"] = f"none of the {len(results)} voting runs answered: {voted['error']}"
+            if voted["status"] != "error":  # a failure code: counted as a k=1 query's would be
+                self._record_failure(QueryFailed(voted["status"], voted["error"]), run_id)
+        winner = run.children[(rank or 1) - 1]
+        run.plan, run.assignment = winner.plan, winner.assignment  # the trace's edges, topology
+        runs = [
+            VoteRun(
+                run_id=child.envelope.query_id,
+                rank=r,
+                edges=_active_edges(child),
+                status=str(result.get("status")),
+                answer=result.get("answer"),
+                score=child.assignment.topology.score if child.assignment.topology else None,
+                cost_usd=float(result.get("cost_usd") or 0.0),
+                latency_s=float(result.get("latency_s") or 0.0),
+            )
+            for r, (child, result) in enumerate(zip(run.children, results, strict=True), 1)
+        ]
+        run.vote = VoteRecord(runs=runs, chosen=rank)
+        self.bus.counters["gateway.voted"] += 1
+        voted.update(query_id=run_id, vote=msgspec.to_builtins(run.vote))
+        return voted
+
+    async def _child(self, parent: QueryRun, run: QueryRun) -> dict[str, Any]:
+        """One voting run's result, a failed one included (it then has no vote)."""
+        run_id = run.envelope.query_id
+        self.runs[run_id] = run
+        try:
+            return await self._run(run)
+        except QueryFailed as exc:
+            failed = exc
+        except Exception as exc:  # a bug: this run has no vote, the others still answer
+            log.exception("query.vote_run_crashed", run_id=run_id)
+            failed = QueryFailed("internal", f"the gateway failed: {type(exc).__name__}: {exc}")
+        finally:
+            self.runs.pop(run_id, None)
+        self.bus.counters[f"gateway.vote_run_failed.{failed.code}"] += 1
+        log.info("query.vote_run_failed", run_id=run_id, code=failed.code, reason=str(failed))
+        return self._failure_result(failed, run_id, run.envelope.trace_id, parent.started, run)
 
     def _record_failure(self, exc: QueryFailed, query_id: str) -> None:
         self.bus.counters[f"gateway.failed.{exc.code}"] += 1
@@ -754,19 +828,28 @@ class Gateway:
         )
         assignment = await self._assign(planner, config, request)
         try:
-            plan = build_plan(
-                config,
-                stored.version,
-                assignment,
-                query_id=query_id,
-                task_text=text,
-                domain=domain,
-                timeout_s=float(timeout) if timeout else None,
-                emulator_url=self.emulator_url,
-                answerless_roles=tuple(self._answerless(domain)) if self._answerless else (),
-                meta={"item_id": item_id} if item_id else None,
+
+            def frozen(chosen: Assignment, run_id: str) -> Plan:
+                return build_plan(
+                    config,
+                    stored.version,
+                    chosen,
+                    query_id=run_id,
+                    task_text=text,
+                    domain=domain,
+                    timeout_s=float(timeout) if timeout else None,
+                    emulator_url=self.emulator_url,
+                    answerless_roles=tuple(self._answerless(domain)) if self._answerless else (),
+                    meta={"item_id": item_id} if item_id else None,
+                )
+
+            plan = frozen(assignment, query_id)
+            votes = tuple(  # a vote's runs: same deadline, their own ids
+                replace(frozen(a, _vote_run_id(query_id, r)), deadline_unix=plan.deadline_unix)
+                for r, a in enumerate(assignment.vote, 1)
             )
-            return Planned(plan, assignment, assignment_record(config, assignment), planner.kind)
+            record = assignment_record(config, assignment)
+            return Planned(plan, assignment, record, planner.kind, votes)
         except ConfigError as exc:
             raise QueryFailed("bad_config", str(exc)) from None
 
@@ -934,6 +1017,7 @@ def _query_event(
         sampled=run.assignment.sampled if run is not None else False,
         assignment=run.record if run is not None else None,
         edges=_active_edges(run) if run is not None else [],
+        vote=run.vote if run is not None else None,
         **_policy_fields(run),
     )
 
@@ -972,6 +1056,11 @@ def _item_id(asked: Envelope) -> str | None:
     """The item a query that failed before planning asked about, if it named one properly."""
     item_id = asked.payload.get("item_id")
     return item_id if isinstance(item_id, str) else None
+
+
+def _vote_run_id(query_id: str, rank: int) -> str:
+    """The wire id of a top-k vote's run of rank ``rank`` (its workers key it by this)."""
+    return f"{query_id}-v{rank}"
 
 
 def _active_edges(run: QueryRun) -> list[tuple[str, str]]:

@@ -71,6 +71,9 @@ class Assignment:
     """The embedder that made ``query_embedding``."""
     topology: TopologyRecord | None = None
     """How a Stage-2 planner chose ``edges`` (classifier version, candidates, score, rank)."""
+    vote: tuple[Assignment, ...] = ()
+    """A top-k vote: the assignments (one DAG each, best-ranked first) the gateway runs as
+    child runs of the query, answering with their voted final answer; empty: run this one."""
 
 
 class Planner(Protocol):

@@ -18,7 +18,9 @@ With no policy loaded the query is planned statically; with no classifier (or on
 for another layout or embedder) it keeps Stage 1's assignment on the config's edges.  Both
 are counted, never failed.  Options (config ``planner: {kind: stage2, ...}``): the policy
 provider's (``mode``, ``seed``, ``embedder``) and ``candidates`` (200), ``top_k`` (1; the
-best is executed), ``dag_seed`` (0), ``d_min``/``d_max`` (0.3/0.7), ``skip_roles`` (0: drop up
+best is executed), ``vote_k`` (1: the gateway runs the ``vote_k`` best-scored DAGs as child
+runs of the query and answers with their voted final answer, :mod:`.dagvote`; not for
+training queries), ``dag_seed`` (0), ``d_min``/``d_max`` (0.3/0.7), ``skip_roles`` (0: drop up
 to this many answering supernodes that lean to ``skip``, :mod:`.roleskip`; not for
 training queries).
 """
@@ -150,8 +152,13 @@ class Stage2Planner:
         fallback: Planner | None = None,
         keep_recent: int = 256,
         skip_roles: int = 0,
+        vote_k: int = 1,
     ) -> None:
+        if vote_k < 1:
+            raise ValueError("vote_k must be ≥ 1")
         self.policies = policies
+        self.vote_k = vote_k
+        """Top-k with a vote: run this many best-scored DAGs per (non-training) query."""
         self.classifiers = classifiers
         self.dag_seed = dag_seed
         self.skip_roles = skip_roles
@@ -190,12 +197,21 @@ class Stage2Planner:
             self.recent[request.query_id] = (clf.version, choice)
             while len(self.recent) > self._keep:
                 self.recent.popitem(last=False)
-        topology = TopologyRecord(
-            classifier_version=clf.version,
-            candidates=len(choice.scores),
-            score=float(choice.scores[choice.best]),
+        ranked = choice.ranked[: self.vote_k if not request.explore else 1]
+        runs = tuple(
+            replace(
+                assignment,
+                edges=choice.candidates.edges(i),
+                topology=TopologyRecord(
+                    classifier_version=clf.version,
+                    candidates=len(choice.scores),
+                    score=float(choice.scores[i]),
+                    rank=rank,
+                ),
+            )
+            for rank, i in enumerate(ranked, 1)
         )
-        return replace(assignment, edges=choice.edges, topology=topology)
+        return replace(runs[0], vote=runs if len(runs) > 1 else ())
 
     def _skip(
         self, policy: LoadedPolicy, query: torch.Tensor, actions: tuple[int, ...], a: Assignment
@@ -232,7 +248,14 @@ def planner(options: Mapping[str, Any]) -> Stage2Planner:
     chooser = {k: cast(opts.pop(k)) for k, cast in _CHOOSER_OPTIONS.items() if k in opts}
     dag_seed = int(opts.pop("dag_seed", 0))
     skip = int(opts.pop("skip_roles", 0))
+    vote_k = int(opts.pop("vote_k", 1))
+    if vote_k > chooser.get("top_k", 1):  # the chooser ranks as many DAGs as the vote runs
+        chooser["top_k"] = vote_k
     policies = provider(opts)  # checks the remaining options
     return Stage2Planner(
-        policies, NatsClassifierProvider(**chooser), dag_seed=dag_seed, skip_roles=skip
+        policies,
+        NatsClassifierProvider(**chooser),
+        dag_seed=dag_seed,
+        skip_roles=skip,
+        vote_k=vote_k,
     )

@@ -47,6 +47,8 @@ __all__ = [
     "SupernodeRun",
     "TopologyRecord",
     "TraceBatch",
+    "VoteRecord",
+    "VoteRun",
     "decode_event",
     "decode_trace_message",
     "event_json",
@@ -219,6 +221,32 @@ class TopologyRecord(msgspec.Struct, frozen=True, gc=False):
     """The executed DAG's rank by score (1 for top-1; a top-k vote runs ranks 1..k)."""
 
 
+class VoteRun(msgspec.Struct, frozen=True, gc=False):
+    """One DAG a top-k vote ran for a query: its own run id, its rank by score, what it said."""
+
+    run_id: str
+    """The run's query id on the wire (its node and ``llm_call`` events carry it)."""
+    rank: int
+    """The DAG's rank by the classifier's score (1: the best)."""
+    edges: list[tuple[str, str]]
+    """The DAG's active edges: what the run executed."""
+    status: str
+    """``ok``, ``error`` or a failure code (``timeout``, ...): only ``ok`` runs vote."""
+    answer: str | None = None
+    score: float | None = None
+    cost_usd: float = 0.0
+    latency_s: float = 0.0
+
+
+class VoteRecord(msgspec.Struct, frozen=True, gc=False):
+    """A query answered by a top-k vote: the runs (best-ranked first) and the one chosen."""
+
+    runs: list[VoteRun]
+    chosen: int | None = None
+    """The winning run's rank (the most common answer, ties to the best-ranked);
+    ``None``: no run answered."""
+
+
 class QueryDone(_Event, kw_only=True, frozen=True, gc=False, tag="query"):
     """One query's outcome, with what a learner needs to replay and grade it."""
 
@@ -281,6 +309,9 @@ class QueryDone(_Event, kw_only=True, frozen=True, gc=False, tag="query"):
     """The embedder that made ``query_embedding``."""
     topology: TopologyRecord | None = None
     """How a Stage-2 planner chose the DAG (``None``: the DAG was not a classifier's choice)."""
+    vote: VoteRecord | None = None
+    """A top-k vote's runs and choice (``None``: one DAG ran); ``edges`` and ``topology``
+    are then the chosen run's, ``cost_usd`` the sum of the runs', ``latency_s`` the slowest's."""
 
 
 class Feedback(_Event, kw_only=True, frozen=True, gc=False, tag="feedback"):

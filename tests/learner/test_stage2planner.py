@@ -18,6 +18,7 @@ from hieramas.learner.classifier import DagClassifierNet
 from hieramas.learner.dagcheckpoint import ClassifierMeta, decode_classifier, encode_classifier
 from hieramas.learner.dagplanning import TopologyChooser
 from hieramas.learner.dags import generate_active, is_acyclic
+from hieramas.learner.dagvote import vote as vote_of
 from hieramas.learner.embeddings import HashEmbedder
 from hieramas.learner.policy import Policy
 from hieramas.learner.provider import LoadedPolicy
@@ -28,7 +29,7 @@ from hieramas.natsserver import NatsServer
 from hieramas.stack import Stack
 from hieramas.traces import replay
 from hieramas.wire import Subjects
-from hieramas.wire.events import QueryDone
+from hieramas.wire.events import QueryDone, SupernodeRun
 from support import apply_config, ask, config_yaml, node
 
 NAMES = ["n0", "n1", "n2", "n3", "n4"]
@@ -143,7 +144,7 @@ def test_the_runtime_executes_the_chosen_dag_and_a_new_classifier_plans_the_next
         assert event.topology is not None
         assert event.topology.classifier_version == version
         assert event.topology.candidates == len(choice.scores) <= M
-        assert event.topology.rank == 1
+        assert event.topology.rank == 1 and event.vote is None  # vote_k 1: one DAG ran
         assert event.topology.score == pytest.approx(float(choice.scores.max()))
         # the executed edges are the scored top-1's, recomputed independently from the blobs
         assert executed == set(choice.edges)
@@ -163,6 +164,11 @@ def test_without_a_classifier_it_keeps_stage_one_on_the_configs_edges() -> None:
     assert isinstance(planner, Stage2Planner) and planner.heavy
     with pytest.raises(Exception, match="unknown policy provider option"):
         make_planner(PlannerConfig(kind="stage2", bogus=1))
+    voting = make_planner(PlannerConfig(kind="stage2", vote_k=3))
+    assert isinstance(voting, Stage2Planner) and voting.vote_k == 3 and planner.vote_k == 1
+    assert voting.classifiers._chooser["top_k"] == 3  # type: ignore[attr-defined]
+    with pytest.raises(Exception, match="vote_k"):
+        make_planner(PlannerConfig(kind="stage2", vote_k=0))
 
 
 def test_candidates_are_drawn_over_the_nodes_that_run() -> None:
@@ -214,3 +220,93 @@ def test_role_skipping_drops_the_supernodes_leaning_most_to_skip_and_keeps_one()
     assert skipped(10) == {"n0", "n3", "n1"}  # n2 does not lean to skip
     logits[synth["n2"], skip] = 2.0  # now all four lean: one answering supernode stays
     assert skipped(10) == {"n0", "n3", "n2"}
+
+
+def test_vote_k_runs_the_k_best_scored_dags_as_child_runs_and_answers_with_their_vote(
+    nats_server: NatsServer, llm_url: str
+) -> None:
+    text = _config_text(llm_url)
+    config = parse_config(text)
+    spec = PlannerConfig(kind="stage2", candidates=M, dag_seed=3, vote_k=3)
+    with Stack(nats_url=nats_server.url, planner=spec) as stack:
+        bus = stack.bus
+        assert bus is not None
+        bus.call(_publish(PolicyStore(bus), _policy_blob(config)), 10)
+        bus.call(_publish(classifier_store(bus), _classifier_blob(config, 1, seed=1)), 10)
+        apply_config(stack, text)
+        planner = _planner(stack)
+        deadline = time.monotonic() + 10
+        while planner.policies.current() is None or planner.classifiers.current() is None:
+            assert time.monotonic() < deadline, "policy v1 or classifier v1 was not loaded"
+            time.sleep(0.05)
+        results = [ask(stack, f"Question {i}: which option is right?") for i in range(2)]
+        assert bus.counters["gateway.voted"] == 2
+        assert stack.controller is not None and not stack.controller.gateway.runs
+        bus.call(stack.controller.traces.flush(), 10)
+        events: list[Any] = bus.call(replay(bus, Subjects()), 10)
+    assert planner.vote_k == 3 and planner.counters["chosen"] == 2
+    done = [e for e in events if isinstance(e, QueryDone)]
+    assert len(done) == 2  # one query event per query, none per child run
+    nodes_of: dict[str, dict[str, SupernodeRun]] = {}
+    for e in events:
+        if isinstance(e, SupernodeRun):
+            nodes_of.setdefault(e.query_id, {})[e.node] = e
+    for result, event in zip(results, done, strict=True):
+        assert result["status"] == "ok" and result["query_id"] == event.query_id
+        _version, choice = planner.recent[event.query_id]
+        vote = event.vote
+        assert vote is not None and [r.rank for r in vote.runs] == [1, 2, 3]
+        assert len({r.run_id for r in vote.runs} | {event.query_id}) == 4  # distinct ids
+        for run, i in zip(vote.runs, choice.ranked[:3], strict=True):
+            # each run executed exactly the DAG scored at its rank
+            assert set(map(tuple, run.edges)) == set(choice.candidates.edges(i))
+            assert run.score == pytest.approx(float(choice.scores[i]))
+            ran = nodes_of[run.run_id]  # its workers ran it under its own id
+            for src, dst in run.edges:  # along the edges: a node starts after its preds
+                started = ran[dst].started
+                assert started is not None and ran[src].finished <= started
+        assert len({frozenset(map(tuple, r.edges)) for r in vote.runs}) == 3
+        assert event.query_id not in nodes_of
+        # the answer is the vote's (dagvote's rule), its cost every run's, latency the slowest
+        ballots = [{"status": r.status, "answer": r.answer} for r in vote.runs]
+        assert vote.chosen == vote_of(ballots) + 1  # type: ignore[operator]
+        assert result["answer"] == vote.runs[vote.chosen - 1].answer == event.answer
+        assert result["winner_rank"] == vote.chosen and result["voters"] == 3
+        assert result["cost_usd"] == pytest.approx(sum(r.cost_usd for r in vote.runs))
+        assert result["cost_usd"] > max(r.cost_usd for r in vote.runs) > 0
+        assert result["latency_s"] == pytest.approx(max(r.latency_s for r in vote.runs))
+        # the query event's DAG and topology are the chosen run's
+        chosen = vote.runs[vote.chosen - 1]
+        assert set(map(tuple, event.edges)) == set(map(tuple, chosen.edges))
+        assert event.topology is not None and event.topology.rank == chosen.rank
+
+
+def test_a_vote_whose_runs_all_hang_still_answers_with_an_explicit_error_in_time(
+    nats_server: NatsServer, llm_url: str
+) -> None:
+    doc = yaml.safe_load(_config_text(llm_url))
+    for spec_ in doc["llms"].values():  # same names (same policy layout), every call hangs
+        spec_["model"] = "slow:5"
+    text = str(yaml.safe_dump(doc, sort_keys=False))
+    config = parse_config(text)
+    spec = PlannerConfig(kind="stage2", candidates=M, dag_seed=3, vote_k=3)
+    with Stack(nats_url=nats_server.url, planner=spec) as stack:
+        bus = stack.bus
+        assert bus is not None
+        bus.call(_publish(PolicyStore(bus), _policy_blob(config)), 10)
+        bus.call(_publish(classifier_store(bus), _classifier_blob(config, 1, seed=1)), 10)
+        apply_config(stack, text)
+        planner = _planner(stack)
+        deadline = time.monotonic() + 10
+        while planner.policies.current() is None or planner.classifiers.current() is None:
+            assert time.monotonic() < deadline, "policy v1 or classifier v1 was not loaded"
+            time.sleep(0.05)
+        hung = ask(stack, "Question 1: which option is right?", timeout_s=1.5)
+        assert stack.controller is not None and not stack.controller.gateway.runs
+    assert hung["status"] == "timeout" and hung["answer"] is None and hung["latency_s"] < 5
+    assert "none of the 3 voting runs answered" in hung["error"]
+    assert hung["vote"]["chosen"] is None and hung["winner_rank"] is None
+    assert [r["status"] for r in hung["vote"]["runs"]] == ["timeout"] * 3
+    assert bus.counters["gateway.vote_failed"] == 1
+    assert bus.counters["gateway.vote_run_failed.timeout"] == 3
+    assert bus.counters["gateway.failed.timeout"] == 1  # the query, as with one DAG
