@@ -184,6 +184,8 @@ class Gateway:
         self.gateway_id = f"gw-{new_id()[:8]}"
         self.inbox = self.subjects.gateway_inbox(self.gateway_id)
         self.runs: dict[str, QueryRun] = {}
+        self.vote_runs = 0
+        """How many of ``runs`` are a top-k vote's runs, not queries of their own."""
         metrics.track("gateway", self)  # queries in flight, read at scrape time
         self._answerless = answerless_roles
         self._subs: list[Any] = []
@@ -708,6 +710,7 @@ class Gateway:
         """One voting run's result, a failed one included (it then has no vote)."""
         run_id = run.envelope.query_id
         self.runs[run_id] = run
+        self.vote_runs += 1
         try:
             return await self._run(run)
         except QueryFailed as exc:
@@ -717,6 +720,7 @@ class Gateway:
             failed = QueryFailed("internal", f"the gateway failed: {type(exc).__name__}: {exc}")
         finally:
             self.runs.pop(run_id, None)
+            self.vote_runs -= 1
         self.bus.counters[f"gateway.vote_run_failed.{failed.code}"] += 1
         log.info("query.vote_run_failed", run_id=run_id, code=failed.code, reason=str(failed))
         return self._failure_result(failed, run_id, run.envelope.trace_id, parent.started, run)

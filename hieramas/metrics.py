@@ -335,7 +335,7 @@ class _StateCollector(Collector):
             family = GaugeMetricFamily(
                 "hieramas_queries_in_flight_queries", "Queries the gateway is running now."
             )
-            family.add_metric([], sum(len(g.runs) for g in gateways))
+            family.add_metric([], sum(len(g.runs) - g.vote_runs for g in gateways))
             yield family
 
     def _llm(self) -> Iterator[Metric]:

@@ -130,8 +130,46 @@ def span_records(
     if isinstance(event, SupernodeRun | DecisionRun):
         return [_node_span(event, content, fallback_time)]
     if isinstance(event, QueryDone):
-        return [_workflow_span(event, content, fallback_time)]
+        workflow = _workflow_span(event, content, fallback_time)
+        return [workflow, *_vote_spans(event, workflow)]
     return []
+
+
+def _vote_spans(event: QueryDone, workflow: SpanRecord) -> list[SpanRecord]:
+    """A top-k vote's runs, one span each under the query's: its nodes' spans hang under
+    the run they ran in (their events carry the run's id)."""
+    if event.vote is None:
+        return []
+    spans = []
+    for run in event.vote.runs:
+        attributes: dict[str, AttrValue] = {
+            "gen_ai.operation.name": "invoke_workflow",
+            "gen_ai.agent.name": WORKFLOW,
+            "openinference.span.kind": "CHAIN",
+            "hieramas.query_id": run.run_id,
+            "hieramas.vote_rank": run.rank,
+            "hieramas.vote_chosen": run.rank == event.vote.chosen,
+            "hieramas.status": run.status,
+            "hieramas.cost_usd": run.cost_usd,
+        }
+        _put(attributes, "hieramas.answer", run.answer)
+        if run.status != "ok":
+            attributes["error.type"] = run.status
+        spans.append(
+            SpanRecord(
+                name=f"invoke_workflow {WORKFLOW} vote {run.rank}",
+                trace_id=workflow.trace_id,
+                span_id=span_id_of(run.run_id, "query"),
+                parent_id=workflow.span_id,
+                parent_remote=False,
+                kind="internal",
+                start_ns=workflow.start_ns,
+                end_ns=min(workflow.start_ns + _ns(run.latency_s), workflow.end_ns),
+                attributes=attributes,
+                error=run.status if run.status != "ok" else None,
+            )
+        )
+    return spans
 
 
 def _workflow_span(event: QueryDone, content: bool, fallback: float) -> SpanRecord:

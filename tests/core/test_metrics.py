@@ -43,7 +43,8 @@ class _Counters:
 
 class _Gateway:
     def __init__(self) -> None:
-        self.runs = {"q1": object(), "q2": object()}
+        self.runs = {"q1": object(), "q2": object(), "q2-v1": object()}
+        self.vote_runs = 1  # q2-v1 is one of a top-k vote's runs, not a query
 
 
 class _Llm:

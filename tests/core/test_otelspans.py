@@ -12,7 +12,15 @@ from hieramas.otelspans import span_id_of, span_records, trace_id_of
 from hieramas.stack import Stack
 from hieramas.traces import replay
 from hieramas.wire import Envelope, Kind, Subjects, WireError, new_id
-from hieramas.wire.events import DecisionRun, LlmCall, NodeModels, QueryDone, SupernodeRun
+from hieramas.wire.events import (
+    DecisionRun,
+    LlmCall,
+    NodeModels,
+    QueryDone,
+    SupernodeRun,
+    VoteRecord,
+    VoteRun,
+)
 from hieramas.wire.traceparent import parse_traceparent
 from support import apply_config, ask, client_of, config_yaml, node
 
@@ -98,6 +106,31 @@ def test_nodes_and_the_query_make_the_rest_of_the_tree() -> None:
     assert "gen_ai.input.messages" not in workflow.attributes
     (with_content,) = span_records(query, content=True)
     assert "2+2?" in str(with_content.attributes["gen_ai.input.messages"])
+
+
+def test_a_top_k_votes_runs_are_spans_under_the_query_and_hold_their_nodes() -> None:
+    runs = [
+        VoteRun(run_id="q1-v1", rank=1, edges=[("a", "b")], status="ok", answer="B",
+                latency_s=1.0),
+        VoteRun(run_id="q1-v2", rank=2, edges=[], status="timeout", latency_s=3.0),
+    ]  # fmt: skip
+    query = QueryDone(
+        query_id="q1", trace_id=TRACE, started=0.5, finished=3.5, status="ok", latency_s=3.0,
+        vote=VoteRecord(runs=runs, chosen=1),
+    )  # fmt: skip
+    workflow, first, second = span_records(query)
+    assert first.parent_id == second.parent_id == workflow.span_id
+    assert first.trace_id == second.trace_id == workflow.trace_id
+    assert first.attributes["hieramas.vote_chosen"] and first.error is None
+    assert first.end_ns - first.start_ns == 1_000_000_000
+    assert second.error == "timeout" and not second.attributes["hieramas.vote_chosen"]
+    node = SupernodeRun(
+        query_id="q1-v1", trace_id=TRACE, config_version=1, node="a", role="Critic",
+        status="ok", models=NodeModels(proposers=[], synthesizer="m"), started=1, finished=2,
+    )  # fmt: skip
+    (node_span,) = span_records(node)
+    assert node_span.parent_id == first.span_id  # a run's nodes hang under its span
+    assert len(span_records(QueryDone(query_id="q2", status="ok"))) == 1  # no vote: one span
 
 
 def test_short_and_missing_trace_ids_still_give_valid_ids() -> None:

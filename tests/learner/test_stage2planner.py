@@ -242,6 +242,7 @@ def test_vote_k_runs_the_k_best_scored_dags_as_child_runs_and_answers_with_their
         results = [ask(stack, f"Question {i}: which option is right?") for i in range(2)]
         assert bus.counters["gateway.voted"] == 2
         assert stack.controller is not None and not stack.controller.gateway.runs
+        assert stack.controller.gateway.vote_runs == 0  # in-flight counts queries, not runs
         bus.call(stack.controller.traces.flush(), 10)
         events: list[Any] = bus.call(replay(bus, Subjects()), 10)
     assert planner.vote_k == 3 and planner.counters["chosen"] == 2
