@@ -49,7 +49,6 @@ log = structlog.get_logger(__name__)
 
 DISPATCH_ENV = "HIERAMAS_ACTOR_DISPATCH"
 _BATCH = 64  # messages handled per loop turn before yielding to I/O
-_TRACES_KEPT = 256  # queries an actor remembers the trace id of (for the log context)
 _names = count()
 _handling = threading.local()  # .depth: actor drains running on this thread right now
 
@@ -146,7 +145,6 @@ class LoopActor(pykka.Actor):
         self._loop_thread: int | None = None
         self._supervisor = supervisor
         self._current: object = None  # the message being handled (for on_crash)
-        self._traces: dict[str, str] = {}  # query id -> trace id, for the log context
 
     # -- supervision -------------------------------------------------------------------
     def idle(self) -> bool:
@@ -164,28 +162,25 @@ class LoopActor(pykka.Actor):
         self._current = message
         # bound here, in the thread or loop turn that handles it, and reset after: what the
         # handler logs, and the tasks it starts, carry the query, its trace and the node
-        query_id, trace_id = self._query_of(message)
-        bound = QUERY_CONTEXT.set((query_id, trace_id, getattr(self, "node", None)))
+        # (worked out by log_ids only when a line is logged: this runs for every message)
+        bound = QUERY_CONTEXT.set((self, message))
         try:
             return super()._handle_receive(message)
         finally:
             QUERY_CONTEXT.reset(bound)
 
-    def _query_of(self, message: object) -> tuple[str | None, str | None]:
-        """The query id and trace id ``message`` is about (remembered from its envelopes:
-        a finished call's message names only its query)."""
+    def log_ids(self, message: object) -> tuple[str | None, str | None]:
+        """The query id and trace id ``message`` is about, for the log context (a finished
+        call's message names only its query: its trace comes from the node's run)."""
         envelope = getattr(message, "envelope", None) or getattr(message, "activation", None)
         if envelope is not None:
-            query_id, trace_id = envelope.query_id or None, envelope.trace_id or None
-            if query_id and trace_id and query_id not in self._traces:
-                if len(self._traces) >= _TRACES_KEPT:
-                    self._traces.pop(next(iter(self._traces)))  # the oldest query
-                self._traces[query_id] = trace_id
-            return query_id, trace_id
+            return envelope.query_id or None, envelope.trace_id or None
         query_id = getattr(message, "query_id", None)
-        if query_id is not None:
-            return query_id, self._traces.get(query_id)
-        return None, None
+        if query_id is None:
+            return None, None
+        run = getattr(self, "runs", {}).get(query_id)
+        activation = getattr(run, "activation", None)
+        return query_id, getattr(activation, "trace_id", None) or None
 
     def on_failure(
         self,

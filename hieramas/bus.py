@@ -37,7 +37,6 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from hieramas import metrics
-from hieramas.logs import QUERY_CONTEXT
 from hieramas.natsconn import NatsSettings
 from hieramas.natsdelivery import deliver_directly
 from hieramas.wire import Envelope, Kind, WireError, decode, encode
@@ -656,15 +655,11 @@ class Bus:
             except WireError as exc:
                 self.reject(msg.subject, msg.reply or None, exc.code, str(exc))
                 return
-            # a query's message: what its handling logs carries the query and trace ids
-            bound = QUERY_CONTEXT.set((envelope.query_id or None, envelope.trace_id or None, None))
             try:
                 handler(envelope, msg.reply or None)
             except Exception as exc:
                 log.exception("bus.handler_failed", subject=msg.subject)
                 self.reject(msg.subject, msg.reply or None, "internal", f"handler failed: {exc}")
-            finally:
-                QUERY_CONTEXT.reset(bound)
 
         sub = await self.nc.subscribe(
             subject, queue=queue, cb=on_message, pending_msgs_limit=200_000
