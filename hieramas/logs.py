@@ -6,8 +6,8 @@ readable text on one; ``configure_logging(json=...)``, ``--log-json/--log-consol
 ``$HIERAMAS_LOG_FORMAT`` (``json`` or ``console``) choose it instead.
 
 ``query_id``, ``trace_id`` and ``node`` are bound in a context variable where the handling of
-a query's message begins (:class:`log_context` in the bus's delivery and in an actor's message
-handler, :func:`bind_log_context` in the gateway's query task), so every line logged meanwhile
+a query's message begins (an actor's message handler, :func:`bind_log_context` in the
+gateway's query task; :class:`log_context` for a block), so every line logged meanwhile
 carries them without being passed at each call; tasks started there inherit them.
 """
 
