@@ -68,6 +68,7 @@ UNIT_SUFFIXES = (
     "_version",
     "_state",
     "_info",
+    "_sequence",
 )
 
 # Latencies from a cached call (ms) to a slow multi-round query (minutes).
@@ -143,7 +144,8 @@ def enabled() -> bool:
 
 def track(kind: str, obj: Any) -> None:
     """Let the scrape read ``obj``'s state (weakly held; ``kind`` says how to read it:
-    ``bus``, ``traces``, ``gateway``, ``llm``, ``learner``, ``planner``, ``emulator``)."""
+    ``bus``, ``traces``, ``gateway``, ``llm``, ``learner``, ``planner``, ``emulator``,
+    ``exporter``)."""
     with _sources_lock:
         _sources.setdefault(kind, weakref.WeakSet()).add(obj)
 
@@ -294,6 +296,7 @@ class _StateCollector(Collector):
         yield from self._llm()
         yield from self._learner()
         yield from self._emulator()
+        yield from self._exporter()
 
     def _counters(self) -> Iterator[Metric]:
         events = CounterMetricFamily(
@@ -443,6 +446,46 @@ class _StateCollector(Collector):
             for (model, kind), n in sorted(_snapshot(s.tokens)):
                 tokens.add_metric([model, kind], n)
         yield from (requests, tokens)
+
+    def _exporter(self) -> Iterator[Metric]:
+        exporters = _tracked("exporter")  # hieramas traces export (one per process)
+        if not exporters:
+            return
+        for name, help_, value in (
+            (
+                "hieramas_export_spans",
+                "Spans the OTLP backend accepted.",
+                sum(e.stats.spans for e in exporters),
+            ),
+            (
+                "hieramas_export_failures",
+                "Span exports that failed or were refused (each is sent again, with backoff).",
+                sum(e.stats.failed_exports for e in exporters),
+            ),
+            (
+                "hieramas_export_events_skipped",
+                "Trace events skipped: unreadable, or no span can hold them.",
+                sum(e.read.skipped + e.counters["unconvertible"] for e in exporters),
+            ),
+        ):
+            family = CounterMetricFamily(name, help_)
+            family.add_metric([], value)
+            yield family
+        acked = GaugeMetricFamily(
+            "hieramas_export_acked_sequence",
+            "Trace stream sequence of the last message acknowledged (its spans were accepted).",
+        )
+        acked.add_metric([], max(e.acked_seq for e in exporters))
+        yield acked
+        lags = [e.lag for e in exporters if e.lag is not None]
+        if lags:
+            lag = GaugeMetricFamily(
+                "hieramas_export_consumer_lag_messages",
+                "Trace stream messages the exporter's consumer has not acknowledged yet "
+                "(as of its last acknowledgement).",
+            )
+            lag.add_metric([], sum(lags))
+            yield lag
 
 
 def _consumer_lag(service: Any) -> float | None:

@@ -28,7 +28,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
-from hieramas import __version__
+from hieramas import __version__, metrics
 from hieramas.bus import Bus
 from hieramas.otelspans import SpanRecord, span_records
 from hieramas.traces import TRACE_STREAM, ReadStats, read_events
@@ -134,7 +134,10 @@ class TraceExporter:
         self.stats = ExportStats()
         self.read = ReadStats()
         self.counters: Counter[str] = Counter()
+        self.acked_seq = 0  # the stream sequence of the last acknowledged message
+        self.lag: int | None = None  # messages left for the consumer after it (None: unknown)
         self._sub: Any = None
+        metrics.track("exporter", self)
 
     async def open(self) -> None:
         """Bind the durable consumer, creating it (at ``start``) if it is not there."""
@@ -201,6 +204,7 @@ class TraceExporter:
             delay = min(delay * 2, self.retry_max_s)
         if msgs:
             await msgs[-1].ack()  # AckPolicy.ALL: acknowledges the whole batch
+            self.acked_seq, self.lag = _position(msgs[-1], self.acked_seq)
         self.stats.spans += len(spans)
         self.stats.batches += 1
         return len(msgs)
@@ -223,6 +227,15 @@ class TraceExporter:
             with contextlib.suppress(Exception):
                 await self._sub.unsubscribe()
             self._sub = None
+
+
+def _position(msg: Any, acked: int) -> tuple[int, int | None]:
+    """A stream message's sequence and how many messages the consumer has left after it."""
+    try:
+        meta = msg.metadata
+        return int(meta.sequence.stream), int(meta.num_pending)
+    except Exception:
+        return acked, None
 
 
 def _metadata(msg: Any) -> tuple[int | None, float]:

@@ -4,14 +4,19 @@ last acknowledged message, and replays the stored stream with ``reset``."""
 
 from __future__ import annotations
 
+import gc
+import re
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import httpx
 import pytest
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from prometheus_client import start_http_server
 
+from hieramas import metrics
 from hieramas.otelexport import TraceExporter
 from hieramas.stack import Stack
 from support import apply_config, ask, config_yaml, node
@@ -103,3 +108,30 @@ def test_refused_spans_are_sent_again_and_a_durable_consumer_resumes(
     _export(stack, receiver, reset=True)
     replayed = set(receiver.spans[before:])
     assert replayed == set(receiver.spans[:before])
+
+
+def _sample(page: str, name: str) -> float:
+    found = re.search(rf"^{name} (\S+)$", page, re.M)
+    assert found, f"{name} not served"
+    return float(found.group(1))
+
+
+def test_the_exporter_serves_its_own_metrics(
+    stack: Stack, llm_url: str, receiver: Receiver
+) -> None:
+    gc.collect()  # exporters of other tests are tracked weakly: let them go
+    server, _ = start_http_server(0, addr="127.0.0.1", registry=metrics.REGISTRY)
+    try:
+        cfg = config_yaml(llm_url, {"expert": node("Critic", ["fixed:A"], "fixed:A")})
+        apply_config(stack, cfg)
+        assert ask(stack)["status"] == "ok"
+        exporter = _export(stack, receiver, durable="metrics-test", reset=True)
+        url = f"http://127.0.0.1:{server.server_port}/metrics"
+        page = httpx.get(url, timeout=10).text
+    finally:
+        server.shutdown()
+    assert _sample(page, "hieramas_export_spans_total") == len(receiver.spans) > 0
+    assert _sample(page, "hieramas_export_failures_total") == receiver.refused == 2
+    assert _sample(page, "hieramas_export_events_skipped_total") == 0
+    assert _sample(page, "hieramas_export_acked_sequence") == exporter.acked_seq > 0
+    assert _sample(page, "hieramas_export_consumer_lag_messages") == 0
