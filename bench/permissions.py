@@ -33,7 +33,7 @@ from hieramas.natsserver import NatsServer
 from hieramas.wire import Envelope, Kind, Subjects
 
 ROOT = Path(__file__).resolve().parent.parent
-ROLES = ("controller", "worker", "learner", "client")
+ROLES = ("controller", "worker", "learner", "exporter", "client")
 
 
 def start_server(directory: Path) -> tuple[NatsServer, dict[str, str]]:

@@ -39,7 +39,7 @@ MONITOR_PORT = 8222
 EMULATOR_PORT = 18080
 
 
-ROLES = ("controller", "worker", "learner", "client", "observer")
+ROLES = ("controller", "worker", "learner", "exporter", "client", "observer")
 """The logins: one per component, and ``observer`` (every right: the tests' own checks)."""
 
 

@@ -22,7 +22,7 @@ from hieramas.natsserver import NatsServer
 
 REPO = Path(__file__).resolve().parent.parent
 NATS_DEPLOY = REPO / "deploy" / "nats"
-ROLES = ("controller", "worker", "learner", "client")
+ROLES = ("controller", "worker", "learner", "exporter", "client")
 
 
 def password_variable(role: str) -> str:

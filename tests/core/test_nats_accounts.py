@@ -439,3 +439,49 @@ def test_no_login_can_make_the_server_write_for_it(
         assert current_policy(learner) == 1 and current_config(learner) == 1
     finally:
         learner.stop()
+
+
+# ---------------------------------------------------------------- trace exporter
+
+
+def test_the_exporter_login_exports_traces_and_nothing_else(
+    accounts: Accounts, runtime: tuple[Stack, Stack]
+) -> None:
+    """`hieramas traces export` needs only its durable consumer on the trace stream (with
+    --reset, deleting it); it cannot ask queries, forge traces or touch streams."""
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from hieramas.otelexport import TraceExporter
+
+    client = connect(accounts, "client")
+    try:
+        result = client.call(HieraClient(client).ask("Which option?", timeout_s=20), 30)
+        assert result["status"] == "ok", result
+    finally:
+        client.stop()
+    bus = connect(accounts, "exporter")
+    try:
+        spans = InMemorySpanExporter()
+        exporter = TraceExporter(bus, spans, reset=True)
+
+        async def run() -> None:
+            await exporter.open()
+            try:
+                await exporter.run(lambda: False, idle_exit_s=2)
+            finally:
+                await exporter.close()
+
+        for _ in range(2):  # the second time --reset deletes the consumer and replays
+            bus.call(run(), 60)
+        traces = {s.context.trace_id for s in spans.get_finished_spans()}
+        assert int(result["trace_id"], 16) in traces
+        assert bus.counters["permission_denied"] == 0
+        refused_request(accounts, bus, "exporter", S.query)
+        refused_publish(accounts, bus, "exporter", S.trace("llm_call"))
+        refused_js(
+            accounts, bus, "exporter", f"$JS.API.STREAM.DELETE.{TRACE_STREAM}",
+            stream_op("delete_stream", TRACE_STREAM),
+        )  # fmt: skip
+        refused_subscription(accounts, bus, "exporter", S.all_proposers())
+    finally:
+        bus.stop()

@@ -44,7 +44,7 @@ SERVER_ONLY = re.compile(r"HIERAMAS_NATS_(PASSWORD_[A-Z]+|SERVER_(CERT|KEY))")
 """Variables only nats-server reads (its users' passwords, its certificate), via its config."""
 INTERPOLATED = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*(:?[?-][^}]*)?\}")
 NATS = DEPLOY / "nats"
-ROLES = ("controller", "worker", "learner", "client")
+ROLES = ("controller", "worker", "learner", "exporter", "client")
 PLACEHOLDERS = {"change-me"}
 WORKLOADS = {"Deployment", "StatefulSet", "DaemonSet", "Job"}
 
