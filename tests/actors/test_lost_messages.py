@@ -11,6 +11,7 @@ import pytest
 
 from hieramas.actors.messages import Arm
 from hieramas.actors.worker import Worker
+from hieramas.bus import Bus
 from hieramas.controller.gateway import STALL_S, Gateway
 from hieramas.natsserver import NatsServer
 from hieramas.stack import Stack
@@ -143,7 +144,7 @@ def test_a_node_input_that_comes_twice_is_taken_once(stack: Stack, llm_url: str)
 
 def test_a_node_output_that_comes_twice_counts_once(stack: Stack, llm_url: str) -> None:
     """Every node output the gateway gets is sent to it again at once: the result is the
-    same as without, and each copy is counted as a duplicate."""
+    same as without, and each copy is counted once (a duplicate, or late after the answer)."""
     apply_config(stack, _chain(llm_url))
     assert stack.bus is not None and stack.controller is not None
     bus = stack.bus
@@ -170,4 +171,16 @@ def test_a_node_output_that_comes_twice_counts_once(stack: Stack, llm_url: str) 
     assert len(copies) == 2  # the expert's and the doctor's
     assert result["status"] == "ok" and result["answer"] == "A"
     assert set(result["nodes"]) == {"expert", "doctor"}
-    assert bus.counters["gateway.duplicate_output"] == 2
+    # Each copy is counted once: as a duplicate while its query runs, or as late once it is
+    # answered. With the decision's input delivered in process (issue 18) the decision can
+    # finish before the doctor's copy is back from its NATS round trip.
+    # A late copy may still be on its way when the answer is in: wait for it (CI under load).
+    deadline = time.monotonic() + 15.0
+    while _copies_counted(bus) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    counted = {k: v for k, v in bus.counters.items() if k.startswith("gateway.")}
+    assert _copies_counted(bus) == 2, counted
+
+
+def _copies_counted(bus: Bus) -> int:
+    return int(bus.counters["gateway.duplicate_output"] + bus.counters["gateway.late_output"])
