@@ -347,11 +347,13 @@ class Gateway:
             await self._answer(envelope, reply)
             return
         owner = state.owner
-        if (
-            owner != self.gateway_id
-            and self.failover.settled
-            and not self.failover.peers.alive(owner)
-        ):
+        if owner == self.gateway_id:
+            # ours, but not running here: its run ended and both its answer and its record's
+            # purge were lost (a NATS restart mid-stream); nobody else would ever answer it
+            self.bus.counters["gateway.resend_rerun"] += 1
+            await self._answer(envelope, reply)
+            return
+        if self.failover.settled and not self.failover.peers.alive(owner):
             self.bus.counters["gateway.resend_adopting"] += 1
             await self.failover.adopt(owner)  # its owner is gone: adopt it now
             return

@@ -13,15 +13,17 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from hieramas.bus import Bus
 from hieramas.controller.client import HieraClient
-from hieramas.controller.failover import QUERY_BUCKET
+from hieramas.controller.failover import QUERY_BUCKET, RESENT, QueryState
 from hieramas.controller.gateway import GATEWAY_QUEUE
 from hieramas.llm.loopback import LoopbackLLM
 from hieramas.natsconn import NatsSettings
 from hieramas.natsserver import NatsServer, free_port
 from hieramas.stack import Stack
-from hieramas.wire import Envelope, Subjects
+from hieramas.wire import Envelope, Kind, Subjects, new_id
 from support import config_yaml, node
 
 DEADLINE_S = 20.0
@@ -180,6 +182,61 @@ def _restart(server: NatsServer) -> None:
     server.stop()
     time.sleep(0.3)
     server.start()
+
+
+def test_a_resent_query_whose_record_outlived_its_run_is_run_again_by_its_owner(
+    nats_server: NatsServer, llm_url: str
+) -> None:
+    """A NATS restart can lose both a query's answer and its record's purge: the client's
+    resend then finds a record owned by the gateway that no longer runs it.  That gateway
+    runs it again instead of leaving the client to wait out its deadline (the hang CI saw
+    at cf3342c in the restart test above)."""
+    controller = _spawn(nats_server.url, "controller", "controller running")
+    try:
+        with Stack(nats_url=nats_server.url, controller=False) as stack:
+            assert stack.bus is not None
+            bus = stack.bus
+            bus.call(HieraClient(bus).apply_config(_fast_config(llm_url)), 15)
+            subjects = Subjects()
+
+            async def scenario() -> Envelope:
+                heard: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+                def hello(envelope: Envelope, reply: str | None) -> None:
+                    if not heard.done():
+                        heard.set_result(envelope.sender)
+
+                sub = await bus.asubscribe(subjects.gateway_hello, hello)
+                owner = await asyncio.wait_for(heard, 15)
+                await sub.unsubscribe()
+                request = {"text": "Which option?", "timeout_s": DEADLINE_S}
+                now = time.time()
+                state = QueryState(
+                    query_id=new_id(),
+                    trace_id=new_id(),
+                    owner=owner,
+                    request=request,
+                    started=now,
+                    deadline=now + DEADLINE_S,
+                )
+                kv = await bus.js.key_value(QUERY_BUCKET)
+                await kv.put(f"q.{state.query_id}", msgspec.msgpack.encode(state))
+                resent = Envelope(
+                    kind=Kind.QUERY,
+                    payload=request,
+                    query_id=state.query_id,
+                    trace_id=state.trace_id,
+                    span_id=RESENT,
+                    sender="test",
+                )
+                return await bus.arequest(subjects.query, resent, DEADLINE_S / 2)
+
+            answer = bus.call(scenario(), 60)
+    finally:
+        controller.kill()
+        controller.wait(5)
+    assert answer.payload["status"] == "ok", answer.payload
+    assert answer.payload["answer"] == "A"
 
 
 def test_a_query_lost_before_any_gateway_recorded_it_is_sent_again_and_run_once(
