@@ -9,6 +9,7 @@ the URL, and a URL is only ever printed or logged with its password masked.
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,7 +36,7 @@ from hieramas.logs import configure_logging
 from hieramas.metricscli import MetricsPortOpt, start_metrics
 from hieramas.natsconn import NatsSettings, redact_url
 from hieramas.otelcli import traces_export
-from hieramas.processes import stop_on_signals, unwind_on_signals
+from hieramas.processes import spawn, stop_on_signals, terminate, unwind_on_signals
 from hieramas.reportcli import report
 from hieramas.tasks.download import app as data_app
 from hieramas.traincli import compare, train, trap
@@ -138,21 +139,34 @@ def up(
             min=0,
             max=65534,
             help="Serve /metrics: this process (controller and workers) on PORT, the emulator "
-            "on PORT+1, the learner on PORT+2 (0: free ports, printed); off unless given.",
+            "on PORT+1, the learner on PORT+2, the trace exporter on PORT+3 (0: free ports, "
+            "printed); off unless given.",
         ),
     ] = None,
+    otel_export: Annotated[
+        bool,
+        typer.Option(
+            help="Also run `hieramas traces export` (needs OTEL_EXPORTER_OTLP_ENDPOINT).",
+        ),
+    ] = False,
 ) -> None:
     """Start NATS (embedded unless --nats), the emulator, the controller, workers and a learner; run until Ctrl-C."""
     from hieramas.natsserver import free_port
     from hieramas.stack import Stack
 
+    if otel_export:
+        from hieramas.otelexport import otlp_configured
+
+        if not otlp_configured():
+            err.print("[red]--otel-export: set OTEL_EXPORTER_OTLP_ENDPOINT first[/red]")
+            raise typer.Exit(2)
     stop = stop_on_signals()
     text = _read_config(config)
     child_ports: dict[str, int] = {}
     if metrics_port is not None:
         own = start_metrics(metrics_port, "controller and workers")
         assert own is not None
-        for offset, part in ((1, "emulator"), (2, "learner")):
+        for offset, part in ((1, "emulator"), (2, "learner"), (3, "exporter")):
             child_ports[part] = own + offset if metrics_port else free_port()
     stack = Stack(
         nats_url=nats,
@@ -175,13 +189,33 @@ def up(
         out.print(f"config version {version}; Ctrl-C to stop", highlight=False)
         if stack.learner is not None:
             out.print(f"learner run dir {stack.learner.run_dir.path}", highlight=False)
-        running = {"emulator": stack.emulator is not None, "learner": stack.learner is not None}
+        running = {
+            "emulator": stack.emulator is not None,
+            "learner": stack.learner is not None,
+            "exporter": otel_export,
+        }
         where = ", ".join(f"{part} {port}" for part, port in child_ports.items() if running[part])
         if where:
             out.print(f"metrics also on: {where}", highlight=False)
-        sys.stdout.flush()
-        stop.wait()
+        exporter = (
+            _start_otel_export(stack.url, child_ports.get("exporter")) if otel_export else None
+        )
+        try:
+            sys.stdout.flush()
+            stop.wait()
+        finally:
+            terminate(exporter, timeout=15)  # before NATS stops: it acknowledges what it sent
     out.print("stopped")
+
+
+def _start_otel_export(nats_url: str, metrics_port: int | None) -> subprocess.Popen[bytes]:
+    """``hieramas traces export`` beside the stack, a child process of its own."""
+    args = [sys.executable, "-m", "hieramas", "traces", "export", "--nats", nats_url]
+    if metrics_port is not None:
+        args += ["--metrics-port", str(metrics_port)]
+    process = spawn(args)
+    out.print(f"exporting traces over OTLP (pid {process.pid})", highlight=False)
+    return process
 
 
 @app.command()

@@ -5,10 +5,17 @@ last acknowledged message, and replays the stored stream with ``reset``."""
 from __future__ import annotations
 
 import gc
+import json
+import os
 import re
+import signal
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import httpx
 import pytest
@@ -135,3 +142,46 @@ def test_the_exporter_serves_its_own_metrics(
     assert _sample(page, "hieramas_export_events_skipped_total") == 0
     assert _sample(page, "hieramas_export_acked_sequence") == exporter.acked_seq > 0
     assert _sample(page, "hieramas_export_consumer_lag_messages") == 0
+
+
+def test_up_runs_the_exporter_beside_the_stack(tmp_path: Path, llm_url: str) -> None:
+    """`hieramas up --otel-export` starts `hieramas traces export`: a query's spans reach the
+    OTLP endpoint; SIGTERM stops both."""
+    got = Receiver()
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(config_yaml(llm_url, {"a": node("Critic", ["fixed:B"], "fixed:B")}))
+    endpoint = got.url.removesuffix("/v1/traces")
+    env = {**os.environ, "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint}
+    hieramas = [sys.executable, "-m", "hieramas"]
+    up = subprocess.Popen(
+        [*hieramas, "up", "--config", str(cfg), "--no-emulator", "--no-learner", "--otel-export"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert up.stdout is not None
+        url = up.stdout.readline().split()[1]
+        asked = subprocess.run(
+            [*hieramas, "ask", "--nats", url, "--json", "Which option?"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert asked.returncode == 0, asked.stderr
+        trace_id = json.loads(asked.stdout)["trace_id"]
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not any(t == trace_id for t, _, _ in got.spans):
+            time.sleep(0.2)
+        assert any(t == trace_id for t, _, _ in got.spans), "the query's spans were exported"
+        up.send_signal(signal.SIGTERM)
+        printed, _ = up.communicate(timeout=60)
+        assert up.returncode == 0
+        pid = int(re.findall(r"exporting traces over OTLP \(pid (\d+)\)", printed)[0])
+        with pytest.raises(ProcessLookupError):  # stopped and reaped with the stack
+            os.kill(pid, 0)
+    finally:
+        if up.poll() is None:
+            up.kill()
+            up.wait()
+        got.server.shutdown()
