@@ -10,10 +10,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
+from nats.js.api import RawStreamMsg
 
 from hieramas.bus import Bus, RemoteError
 from hieramas.cluster import Cluster
 from hieramas.controller.client import HieraClient
+from hieramas.jsretry import retry_transient
 from hieramas.loadgen import Outcome, QueryLoad
 from hieramas.netlab import NetLab
 from hieramas.traces import TRACE_STREAM, ReadStats, read_events
@@ -159,17 +161,26 @@ class TraceLedger:
         assert state.messages == state.last_seq - state.first_seq + 1, state
         assert len(self.acked) > 0, "no probe was accepted"
         for seq, data in self.acked.items():
-            msg = await self.bus.js.get_msg(TRACE_STREAM, seq)
+            msg = await self._get_msg(seq)
             assert msg.data == data, f"stream seq {seq} does not hold the probe accepted there"
         return {"probes": len(self.acked), "refused": self.refused, "messages": state.messages}
 
+    async def _get_msg(self, seq: int) -> RawStreamMsg:
+        """A stream message, through what the cluster shows while it settles after a fault
+        (a healed server's stream leader or meta leader answers 503 for a moment)."""
+        return await retry_transient(
+            lambda: self.bus.js.get_msg(TRACE_STREAM, seq), bus=self.bus, what="get_msg"
+        )
+
     async def query_ids(self) -> set[str]:
         """The ids of every ``query`` event in the stream."""
-        info = await self.bus.js.stream_info(TRACE_STREAM)
+        info = await retry_transient(
+            lambda: self.bus.js.stream_info(TRACE_STREAM), bus=self.bus, what="stream_info"
+        )
         found: set[str] = set()
         stats = ReadStats()
         for seq in range(info.state.first_seq, info.state.last_seq + 1):
-            msg = await self.bus.js.get_msg(TRACE_STREAM, seq)
+            msg = await self._get_msg(seq)
             for event in read_events(msg.data or b"", stats, seq=seq):
                 if isinstance(event, QueryDone):
                     found.add(event.query_id)
