@@ -51,7 +51,7 @@ from hieramas.controller.planner import (
 )
 from hieramas.controller.planners import PlannerError, make_planner
 from hieramas.controller.store import ConfigStore, CorruptConfigError, StoredConfig
-from hieramas.learner.dagvote import combine_votes
+from hieramas.controller.vote import combine_votes
 from hieramas.liveness import Liveness
 from hieramas.logs import bind_log_context
 from hieramas.traces import TraceEmitter
@@ -674,7 +674,7 @@ class Gateway:
 
     async def _vote(self, run: QueryRun) -> dict[str, Any]:
         """Run a top-k vote's child runs at once and answer with their voted final answer
-        (:func:`~hieramas.learner.dagvote.combine_votes`: cost summed, latency the slowest);
+        (:func:`~hieramas.controller.vote.combine_votes`: cost summed, latency the slowest);
         a child that fails has no vote, and when none answered the result is the
         best-ranked child's failure."""
         run_id = run.envelope.query_id

@@ -50,7 +50,7 @@ Stage 2 (topology by graph classification), imported by name:
   against a running stack its plans go through the store, :mod:`.dagtable`).
 - :mod:`.roleskip`: role skipping (drop up to ``k`` answering supernodes leaning to skip);
   :mod:`.edgereinforce`: the per-edge REINFORCE baseline (independent Bernoulli edges);
-  :mod:`.dagvote`: top-k with a vote of the runs' final answers.
+  top-k with a vote of the runs' final answers: :mod:`hieramas.controller.vote`.
 
 A data-generation driver builds a ``CandidateSet`` from executed queries (query text
 embedded, the frozen policy's actions, each candidate's adjacency and reward), trains with

@@ -53,6 +53,7 @@ from hieramas.benchcli import load_items
 from hieramas.controller.config import SKIP, HieraConfig, PlannerConfig, parse_config
 from hieramas.controller.planner import Assignment, PlanRequest, StaticPlanner
 from hieramas.controller.planners import register_planner
+from hieramas.controller.vote import combine_votes
 from hieramas.evaluation import wilson_interval
 from hieramas.learner.checkpoint import decode_checkpoint
 from hieramas.learner.classifier import DagClassifierNet
@@ -66,7 +67,6 @@ from hieramas.learner.dags import (
 )
 from hieramas.learner.dagtable import PlannedClient, table_planner
 from hieramas.learner.dagtrain import DagTrainConfig, DagTrainReport, train_classifier
-from hieramas.learner.dagvote import combine_votes
 from hieramas.learner.edgereinforce import EdgeReinforce
 from hieramas.learner.graphdata import CandidateSet, active_nodes, node_actions
 from hieramas.learner.provider import LoadedPolicy
@@ -123,7 +123,7 @@ class Stage2Options:
     """A running stack's NATS URL: its controllers, workers and LLMs run the queries."""
     vote_k: int = 0
     """Evaluation also runs the classifier's ``vote_k`` best DAGs and votes their answers
-    (:mod:`.dagvote`; 0 or 1: not)."""
+    (:mod:`hieramas.controller.vote`; 0 or 1: not)."""
     """Evaluation also runs the classifier's DAG after role skipping (:mod:`.roleskip`)."""
 
 

@@ -19,7 +19,7 @@ for another layout or embedder) it keeps Stage 1's assignment on the config's ed
 are counted, never failed.  Options (config ``planner: {kind: stage2, ...}``): the policy
 provider's (``mode``, ``seed``, ``embedder``) and ``candidates`` (200), ``top_k`` (1; the
 best is executed), ``vote_k`` (1: the gateway runs the ``vote_k`` best-scored DAGs as child
-runs of the query and answers with their voted final answer, :mod:`.dagvote`; not for
+runs of the query and answers with their voted final answer, :mod:`hieramas.controller.vote`; not for
 training queries), ``dag_seed`` (0), ``d_min``/``d_max`` (0.3/0.7), ``skip_roles`` (0: drop up
 to this many answering supernodes that lean to ``skip``, :mod:`.roleskip`; not for
 training queries).

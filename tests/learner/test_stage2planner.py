@@ -13,12 +13,12 @@ import yaml
 
 from hieramas.controller.config import HieraConfig, PlannerConfig, parse_config
 from hieramas.controller.planners import make_planner
+from hieramas.controller.vote import vote as vote_of
 from hieramas.learner.checkpoint import CheckpointMeta, decode_checkpoint, encode_checkpoint
 from hieramas.learner.classifier import DagClassifierNet
 from hieramas.learner.dagcheckpoint import ClassifierMeta, decode_classifier, encode_classifier
 from hieramas.learner.dagplanning import TopologyChooser
 from hieramas.learner.dags import generate_active, is_acyclic
-from hieramas.learner.dagvote import vote as vote_of
 from hieramas.learner.embeddings import HashEmbedder
 from hieramas.learner.policy import Policy
 from hieramas.learner.provider import LoadedPolicy
@@ -268,7 +268,7 @@ def test_vote_k_runs_the_k_best_scored_dags_as_child_runs_and_answers_with_their
                 assert started is not None and ran[src].finished <= started
         assert len({frozenset(map(tuple, r.edges)) for r in vote.runs}) == 3
         assert event.query_id not in nodes_of
-        # the answer is the vote's (dagvote's rule), its cost every run's, latency the slowest
+        # the answer is the vote's (controller.vote's rule), its cost every run's, latency the slowest
         ballots = [{"status": r.status, "answer": r.answer} for r in vote.runs]
         assert vote.chosen == vote_of(ballots) + 1  # type: ignore[operator]
         assert result["answer"] == vote.runs[vote.chosen - 1].answer == event.answer

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from hieramas.learner.dagvote import combine_votes, vote
+from hieramas.controller.vote import combine_votes, vote
 
 
 def _run(answer: str | None, cost: float = 1.0, latency: float = 1.0, status: str = "ok"):  # type: ignore[no-untyped-def]
