@@ -184,6 +184,9 @@ class Gateway:
         self.gateway_id = f"gw-{new_id()[:8]}"
         self.inbox = self.subjects.gateway_inbox(self.gateway_id)
         self.runs: dict[str, QueryRun] = {}
+        # queries being planned, before their run exists: query id -> (request, replies);
+        # a resend arriving while a slow planner works joins it instead of running again
+        self.planning: dict[str, tuple[dict[str, Any], list[str]]] = {}
         self.vote_runs = 0
         """How many of ``runs`` are a top-k vote's runs, not queries of their own."""
         metrics.track("gateway", self)  # queries in flight, read at scrape time
@@ -318,6 +321,8 @@ class Gateway:
             if reply and reply not in running.replies:
                 running.replies.append(reply)
             return
+        if self._join_planning(envelope, reply):
+            return
         if envelope.span_id == RESENT and self.failover is not None and envelope.query_id:
             work: Any = self._answer_resent(envelope, reply)  # only resends pay the lookup
         else:
@@ -325,6 +330,17 @@ class Gateway:
         task = asyncio.get_running_loop().create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def _join_planning(self, envelope: Envelope, reply: str | None) -> bool:
+        """Join a query to the same one being planned here (its client resent it while the
+        planner worked); whether it was."""
+        planning = self.planning.get(envelope.query_id) if envelope.query_id else None
+        if planning is None or planning[0] != envelope.payload:
+            return False
+        self.bus.counters["gateway.query_joined"] += 1
+        if reply and reply not in planning[1]:
+            planning[1].append(reply)
+        return True
 
     async def _answer_resent(self, envelope: Envelope, reply: str | None) -> None:
         """A query its client sent again that this gateway does not run: run it only if
@@ -341,6 +357,8 @@ class Gateway:
             self.bus.counters["gateway.query_joined"] += 1  # it started here meanwhile
             if reply and reply not in running.replies:
                 running.replies.append(reply)
+            return
+        if self._join_planning(envelope, reply):  # or is being planned here meanwhile
             return
         if state is None:
             self.bus.counters["gateway.resend_run"] += 1  # lost before any gateway had it
@@ -562,9 +580,14 @@ class Gateway:
             except WireError as exc:
                 failed = failed or QueryFailed("bad_query", str(exc))
         bind_log_context(query_id=query_id, trace_id=trace_id)  # this query's own task
+        joined: list[str] = []
+        if envelope.query_id and envelope.query_id not in self.planning:
+            self.planning[envelope.query_id] = (envelope.payload, joined)
         try:
             if failed is None:
                 run = await self._start_run(envelope, query_id, trace_id, started, reply, key)
+                run.replies.extend(s for s in joined if s not in run.replies)
+                self._end_planning(envelope, joined)
                 key = run.key
                 result = await self._run(run)
         except QueryFailed as exc:
@@ -573,13 +596,14 @@ class Gateway:
             log.exception("query.crashed", query_id=query_id)
             failed = QueryFailed("internal", f"the gateway failed: {type(exc).__name__}: {exc}")
         finally:
+            self._end_planning(envelope, joined)
             self.runs.pop(query_id, None)
         if failed is not None:
             self._record_failure(failed, query_id)
             result = self._failure_result(failed, query_id, trace_id, started, run)
         if adopted_from:
             result["adopted_from"] = list(adopted_from)
-        replies = [s for s in dict.fromkeys([reply, *(run.replies if run else ())]) if s]
+        replies = [s for s in dict.fromkeys([reply, *(run.replies if run else joined)]) if s]
         data: bytes | None = None
         if replies:
             result, data = self._sendable(result)
@@ -594,6 +618,12 @@ class Gateway:
                 self._reply_failed(query_id, exc)
         if key is not None and self.failover is not None:
             self.failover.end(key)  # after the reply: a death before it leaves the record
+
+    def _end_planning(self, envelope: Envelope, joined: list[str]) -> None:
+        """Stop joining resends to this query's planning (its run takes them now)."""
+        planning = self.planning.get(envelope.query_id)
+        if planning is not None and planning[1] is joined:
+            del self.planning[envelope.query_id]
 
     async def _start_run(
         self,

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import yaml
 
 from hieramas.bus import Bus
 from hieramas.controller.client import HieraClient
@@ -288,3 +289,42 @@ def test_a_query_lost_before_any_gateway_recorded_it_is_sent_again_and_run_once(
     assert swallowed  # the queue group gave the "dead" member some of the first queries
     assert max(waited for _, waited in results) < DEADLINE_S / 2
     assert sorted(slow_calls.values()) == [1] * 24, slow_calls  # none ran twice
+
+
+def test_a_query_resent_while_a_slow_planner_works_joins_it_and_runs_once(
+    nats_server: NatsServer, llm_url: str
+) -> None:
+    """The client resends an unanswered query after 1 s; a planner slower than that (a
+    learned one under load) has no run registered yet, and no failover record, when the
+    resend comes.  The resend must join the query being planned, not start a second run
+    with a second, possibly different, plan."""
+    from hieramas.controller.planner import StaticPlanner
+    from hieramas.controller.planners import PLANNERS, register_planner
+
+    calls: list[float] = []
+
+    class SlowPlanner(StaticPlanner):
+        heavy = True
+
+        def assign(self, config: Any, request: Any) -> Any:
+            calls.append(time.monotonic())
+            time.sleep(2.5)  # past the client's first resend (1 s) and its second (3 s)
+            return super().assign(config, request)
+
+    register_planner("slow_for_test", lambda spec: SlowPlanner())
+    try:
+        doc = yaml.safe_load(_fast_config(llm_url))
+        doc["planner"] = {"kind": "slow_for_test"}
+        with Stack(nats_url=nats_server.url) as stack:
+            assert stack.bus is not None
+            bus = stack.bus
+            client = HieraClient(bus)
+            bus.call(client.apply_config(yaml.safe_dump(doc, sort_keys=False)), 15)
+            result = bus.call(client.ask("Which option?", timeout_s=DEADLINE_S), 60)
+            counters = dict(bus.counters)
+    finally:
+        PLANNERS.pop("slow_for_test", None)
+    assert result["status"] == "ok" and result["answer"] == "A", result
+    assert len(calls) == 1, calls  # planned (and so run) once
+    assert counters.get("gateway.query_joined", 0) >= 1, counters  # the resend joined it
+    assert counters.get("gateway.resend_run", 0) == 0, counters
