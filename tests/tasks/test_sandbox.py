@@ -116,9 +116,12 @@ def test_huge_output_is_capped(sandbox: Sandbox) -> None:
     assert big.passed and big.truncated and len(big.stdout) == LIMITS.max_output_bytes
 
 
-def test_memory_hog(sandbox: Sandbox) -> None:
+def test_memory_hog() -> None:
+    # The CPU limit here is generous because touching the pages costs CPU time: on a machine
+    # whose page faults are slow (a sandboxed CI kernel), 256 MB took over the module's 1 s.
+    sandbox = Sandbox(SandboxLimits(wall_s=30.0, cpu_s=10, memory_mb=256), max_concurrency=1)
     result = sandbox.run_sync("x = []\nwhile True:\n    x.append(bytearray(10**7))\n")
-    assert result.outcome == "memory_limit"
+    assert result.outcome == "memory_limit", (result.outcome, result.stderr[-500:])
 
 
 def test_file_size_limit(sandbox: Sandbox) -> None:
