@@ -208,6 +208,9 @@ class Gateway:
         """Subscribe to this gateway's inbox, then (failover on) greet the other gateways,
         then take queries."""
         self._subs = [await self.bus.asubscribe(self.inbox, self._on_inbox)]
+        # a worker sharing this process and connection (``hieramas up``) sends its node
+        # outputs in process; workers elsewhere still reach the subscription over NATS
+        self.bus.serve_locally(self.inbox, self._on_inbox)
         if self.failover is not None:
             await self.failover.start()
         self._subs.append(
@@ -216,6 +219,7 @@ class Gateway:
         self._watch = asyncio.get_running_loop().create_task(self._watch_loop())
 
     async def stop(self) -> None:
+        self.bus.stop_serving_locally([self.inbox])
         for sub in self._subs:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()

@@ -1,0 +1,72 @@
+"""The gateway's inbox is served in process for a worker on the same connection (``hieramas
+up``), and still over NATS for a worker anywhere else (issue 18)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from hieramas.bus import Bus
+from hieramas.natsconn import NatsSettings
+from hieramas.natsserver import NatsServer
+from hieramas.stack import Stack
+from hieramas.wire import Envelope, Kind
+from support import apply_config, ask, config_yaml, node
+
+NODES = {
+    "expert": node("Critic", ["fixed:A", "fixed:B"], "fixed:A"),
+    "doctor": node("Doctor", ["fixed:A"], "fixed:A"),
+}
+
+
+@pytest.fixture
+def spy(nats_server: NatsServer) -> Iterator[Bus]:
+    """Another connection to the same server, to see what crosses NATS."""
+    bus = Bus(NatsSettings.from_env(name="spy").with_url(nats_server.url), sender="spy").start()
+    yield bus
+    bus.stop()
+
+
+def _outputs_seen_on_nats(spy: Bus, subject: str) -> list[str]:
+    """Start recording the node outputs published to ``subject`` over NATS."""
+    seen: list[str] = []
+
+    def tap(envelope: Envelope, reply: str | None) -> None:
+        if envelope.kind is Kind.NODE_OUTPUT:
+            seen.append(str(envelope.payload["output"]["node"]))
+
+    spy.subscribe(subject, tap)
+    return seen
+
+
+def test_node_outputs_reach_a_gateway_in_the_same_process_without_nats(
+    stack: Stack, spy: Bus, llm_url: str
+) -> None:
+    assert stack.controller is not None and stack.bus is not None
+    apply_config(stack, config_yaml(llm_url, NODES, [("expert", "doctor")]))
+    seen = _outputs_seen_on_nats(spy, stack.controller.gateway.inbox)
+    before = stack.bus.counters["local.delivered"]
+    result = ask(stack)
+    assert result["status"] == "ok" and result["answer"] == "A", result
+    assert set(result["nodes"]) == {"expert", "doctor"}
+    assert seen == []  # nothing of it crossed NATS
+    # expert, doctor and decision outputs, the two node inputs and the slot calls: in process
+    assert stack.bus.counters["local.delivered"] - before >= 3 + 2 + 5
+
+
+def test_a_worker_elsewhere_still_sends_its_outputs_over_nats(
+    nats_server: NatsServer, spy: Bus, llm_url: str
+) -> None:
+    with (
+        Stack(nats_url=nats_server.url, workers=0) as controller,
+        Stack(nats_url=nats_server.url, controller=False) as workers,
+    ):
+        assert controller.controller is not None and workers.bus is not None
+        apply_config(controller, config_yaml(llm_url, NODES, [("expert", "doctor")]))
+        seen = _outputs_seen_on_nats(spy, controller.controller.gateway.inbox)
+        result = ask(controller)
+        assert result["status"] == "ok" and result["answer"] == "A", result
+        assert set(result["nodes"]) == {"expert", "doctor"}
+        assert sorted(seen) == ["decision", "doctor", "expert"]
+        assert workers.bus.counters["local.delivered"] > 0  # its own slot calls stay local
