@@ -49,8 +49,22 @@ log = structlog.get_logger(__name__)
 
 DISPATCH_ENV = "HIERAMAS_ACTOR_DISPATCH"
 _BATCH = 64  # messages handled per loop turn before yielding to I/O
+_PYKKA_MESSAGES = (
+    pykka.messages._ActorStop,  # how pykka stops an actor
+    pykka.messages.ProxyCall,
+    pykka.messages.ProxyGetAttr,
+    pykka.messages.ProxySetAttr,
+)
+"""pykka's own messages, which its ``_handle_receive`` handles; every other goes to
+``on_receive`` directly."""
 _names = count()
-_handling = threading.local()  # .depth: actor drains running on this thread right now
+
+
+class _Handling(threading.local):
+    depth = 0  # actor drains running on this thread right now
+
+
+_handling = _Handling()
 
 
 def dispatch_mode() -> str:
@@ -110,9 +124,12 @@ class _Inbox:
             return self._items.popleft()
 
     def take(self) -> Any:
-        """The next item, or ``None`` when empty (the loop's drain: no exception per drain)."""
-        with self._lock:
-            return self._items.popleft() if self._items else None
+        """The next item, or ``None`` when empty (the loop's drain: no exception per drain).
+
+        No lock: the drain is the only reader, and a deque's append and popleft are atomic;
+        the lock guards ``_scheduled``, which :meth:`rearm` resets before the drain reads."""
+        items = self._items
+        return items.popleft() if items else None
 
     def empty(self) -> bool:
         return not self._items
@@ -165,7 +182,9 @@ class LoopActor(pykka.Actor):
         # (worked out by log_ids only when a line is logged: this runs for every message)
         bound = QUERY_CONTEXT.set((self, message))
         try:
-            return super()._handle_receive(message)
+            if isinstance(message, _PYKKA_MESSAGES):  # stop, proxy calls: pykka's own
+                return super()._handle_receive(message)
+            return self.on_receive(message)  # ours: straight to the handler
         finally:
             QUERY_CONTEXT.reset(bound)
 
@@ -244,34 +263,42 @@ class LoopActor(pykka.Actor):
         self._drain()
 
     def _schedule(self) -> None:
-        if self._loop.is_closed() or not self._loop.is_running():
+        # the common case first: told on the loop's thread by a plain callback (a NATS
+        # message, a reply), handled at once, no loop turn
+        loop = self._loop
+        if threading.get_ident() == self._loop_thread:
+            if not _handling.depth:
+                self._drain()
+            elif loop.is_running():
+                loop.call_soon(self._drain)  # told from a handler: never nest handlers
+            else:
+                self._drain()  # the loop is gone (shutdown): nothing else will drain
+        elif loop.is_closed() or not loop.is_running():
             self._drain()  # the loop is gone (shutdown): nothing else will drain; answer here
-        elif threading.get_ident() != self._loop_thread:
-            self._loop.call_soon_threadsafe(self._drain)
-        elif getattr(_handling, "depth", 0):
-            self._loop.call_soon(self._drain)  # told from a handler: never nest handlers
         else:
-            self._drain()  # told by a plain loop callback (a NATS message, a reply): no loop turn
+            loop.call_soon_threadsafe(self._drain)
 
     def _drain(self) -> None:
-        _handling.depth = getattr(_handling, "depth", 0) + 1
+        handling = _handling
+        handling.depth += 1
         try:
             self._drain_batch()
         finally:
-            _handling.depth -= 1
+            handling.depth -= 1
 
     def _drain_batch(self) -> None:
         inbox = self._inbox
+        stopped = self.actor_stopped
         inbox.rearm()  # puts from now on schedule another drain
         for _ in range(_BATCH):
-            if self.actor_stopped.is_set():
+            if stopped.is_set():
                 self._actor_loop_teardown()
                 return
             envelope = inbox.take()
             if envelope is None:  # pykka never queues None: its envelopes wrap messages
                 return
             self._handle_envelope(envelope)
-        if self.actor_stopped.is_set():
+        if stopped.is_set():
             self._actor_loop_teardown()
         elif inbox.claim():  # a full batch: yield to I/O, then go on
             self._schedule()
