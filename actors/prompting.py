@@ -17,11 +17,26 @@ __all__ = [
 ]
 
 
+_RENDERED_KEEP = 32
+"""Proposer prompts kept rendered: a node's proposers get the same prompt, one after another."""
+_rendered: dict[tuple[str, str, str, tuple[tuple[str, str], ...]], list[Message]] = {}
+
+
 def proposer_messages(
     domain: str, role: str, task: str, predecessors: Sequence[tuple[str, str]]
 ) -> list[Message]:
-    """Messages for one proposer of ``role``."""
-    return prompts.proposer_messages(domain, role, task, predecessors)
+    """Messages for one proposer of ``role``.
+
+    The proposers of a node all get the same prompt, so the last few are kept rendered:
+    each call gets its own copy of the messages (a client may change what it is given)."""
+    key = (domain, role, task, tuple(predecessors))
+    messages = _rendered.get(key)
+    if messages is None:
+        messages = prompts.proposer_messages(domain, role, task, predecessors)
+        if len(_rendered) >= _RENDERED_KEEP:
+            del _rendered[next(iter(_rendered))]  # the oldest
+        _rendered[key] = messages
+    return [dict(message) for message in messages]
 
 
 def synthesizer_messages(
