@@ -35,20 +35,48 @@ async def test_an_answered_call_leaves_no_timer_and_is_never_redone() -> None:
     bus, ref = LoopBus(), Recorder()
     tracker = SlotCallTracker(bus, accept_timeout_s=0.05)  # type: ignore[arg-type]
     tracker.sent("q1", "n0", "p0", 1, ref)  # type: ignore[arg-type]
-    check = tracker._calls[("q1", "n0", "p0")].check
     tracker.finished("q1", "n0", "p0", 1)
+    assert tracker._calls == {}
     await asyncio.sleep(0.1)
-    assert check is not None and check.cancelled()
     assert ref.told == [] and bus.counters["slot.redone"] == 0
+    assert tracker._sweep is None and not tracker._due  # its check ran, found it done, stopped
+
+
+async def test_calls_sent_together_share_one_timer_and_each_is_checked() -> None:
+    bus, ref = LoopBus(), Recorder()
+    tracker = SlotCallTracker(bus, accept_timeout_s=0.05)  # type: ignore[arg-type]
+    for i in range(100):
+        tracker.sent("q1", f"n{i}", "p0", 1, ref)  # type: ignore[arg-type]
+    sweep = tracker._sweep
+    assert sweep is not None and len(tracker._due) == 100
+    for i in range(0, 100, 2):  # half of them answered, the other half never accepted
+        tracker.finished("q1", f"n{i}", "p0", 1)
+    tracker.accepted("q1", "n1", "p0", 1, "w-a")  # one taken: not redone for lack of a taker
+    await asyncio.sleep(0.15)
+    assert sorted(m.query_id + m.tag for m in ref.told) == ["q1p0"] * 49
+    assert bus.counters["slot.redone"] == 49
+    assert tracker._sweep is None and not tracker._due
+
+
+async def test_a_call_sent_again_is_checked_from_its_new_attempt() -> None:
+    bus, ref = LoopBus(), Recorder()
+    tracker = SlotCallTracker(bus, accept_timeout_s=0.4)  # type: ignore[arg-type]
+    tracker.sent("q1", "n0", "p0", 1, ref)  # type: ignore[arg-type]
+    await asyncio.sleep(0.25)
+    tracker.sent("q1", "n0", "p0", 2, ref)  # type: ignore[arg-type]  (attempt 1's check is stale)
+    await asyncio.sleep(0.2)  # attempt 1's check time has passed, attempt 2's not
+    assert ref.told == []
+    await asyncio.sleep(0.5)
+    assert ref.told == [Redo(query_id="q1", tag="p0", attempt=2, reason="no worker accepted it")]
 
 
 async def test_a_call_nobody_took_is_redone_after_the_accept_timeout() -> None:
     bus, ref = LoopBus(), Recorder()
-    tracker = SlotCallTracker(bus, accept_timeout_s=0.05)  # type: ignore[arg-type]
+    tracker = SlotCallTracker(bus, accept_timeout_s=0.3)  # type: ignore[arg-type]
     tracker.sent("q1", "n0", "p1", 2, ref)  # type: ignore[arg-type]
-    await asyncio.sleep(0.02)
+    await asyncio.sleep(0.05)
     assert ref.told == []  # not yet
-    await asyncio.sleep(0.1)
+    await asyncio.sleep(0.5)
     assert ref.told == [Redo(query_id="q1", tag="p1", attempt=2, reason="no worker accepted it")]
     assert bus.counters["slot.redone"] == 1
 
@@ -60,9 +88,6 @@ async def test_calls_held_by_a_lost_worker_are_redone_at_once() -> None:
         tracker.sent("q1", "n0", tag, 1, ref)  # type: ignore[arg-type]
     tracker.accepted("q1", "n0", "p0", 1, "w-a")
     tracker.accepted("q1", "n0", "p1", 1, "w-b")
-    checks = {key[2]: call.check for key, call in tracker._calls.items()}
     assert tracker.lost("w-a") == 1
     assert [m.tag for m in ref.told] == ["p0"]
-    p0 = checks["p0"]
-    assert p0 is not None and p0.cancelled()
     assert sorted(key[2] for key in tracker._calls) == ["p1", "synth"]
