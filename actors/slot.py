@@ -68,7 +68,9 @@ class SlotActor(LoopActor):
         timer: asyncio.TimerHandle | None = None
         node, slot, role, model = self.node, self.slot, call.role, message.model
         notify = call.notify
-        if notify:
+        if notify == ctx.inbox:  # our own supernode's call: its tracker is in this process
+            ctx.tracker.taken(envelope.query_id, node, slot, attempt, ctx.worker_id)
+        elif notify:
 
             def announce() -> None:  # only calls still running need a taker on record
                 if not finished[0]:

@@ -72,6 +72,14 @@ class SlotCallTracker:
             return True
         return False
 
+    def taken(self, query_id: str, node: str, tag: str, attempt: int, worker: str) -> None:
+        """``worker``, this process's, took the call (from any thread): no announcement, no
+        timer; it is on record at once, as one announced over the inbox would be."""
+        if self.bus.in_loop():
+            self.accepted(query_id, node, tag, attempt, worker)
+        else:
+            self.bus.loop.call_soon_threadsafe(self.accepted, query_id, node, tag, attempt, worker)
+
     def finished(self, query_id: str, node: str, tag: str, attempt: int) -> None:
         """The call's reply (or failure) arrived (its check, still queued, will find nothing)."""
         key = (query_id, node, tag)

@@ -8,6 +8,9 @@ from typing import Any
 
 from hieramas.actors.messages import Redo
 from hieramas.actors.tracking import SlotCallTracker
+from hieramas.natsserver import NatsServer
+from hieramas.stack import Stack
+from support import apply_config, ask, config_yaml, node
 
 
 class LoopBus:
@@ -91,3 +94,31 @@ async def test_calls_held_by_a_lost_worker_are_redone_at_once() -> None:
     assert tracker.lost("w-a") == 1
     assert [m.tag for m in ref.told] == ["p0"]
     assert sorted(key[2] for key in tracker._calls) == ["p1", "synth"]
+
+
+def test_a_slow_call_taken_in_process_is_on_record_at_once_and_not_redone(
+    nats_server: NatsServer, llm_url: str
+) -> None:
+    """A slot call served by the supernode's own worker is recorded as taken by it when the
+    slot actor starts it (no slot.accepted over the inbox, no timer), so a call slower than
+    the acceptance timeout is not redone."""
+    with Stack(nats_url=nats_server.url) as stack:
+        apply_config(
+            stack,
+            config_yaml(
+                llm_url,
+                {"expert": node("Critic", ["slow:1", "fixed:A"], "fixed:A")},
+                extra_llms=["slow:1"],
+            ),
+        )
+        [worker] = stack.workers
+        tracker = worker.ctx.tracker
+        tracker.accept_timeout_s = 0.1  # before a slot.accepted (at 0.25 s) could come
+        assert stack.bus is not None
+        before = dict(stack.bus.counters)
+        result = ask(stack)
+        counters = stack.bus.counters
+    assert result["status"] == "ok"
+    assert counters["slot.redone"] == before.get("slot.redone", 0)
+    assert counters["slot.accepted_unknown_call"] == before.get("slot.accepted_unknown_call", 0)
+    assert tracker._calls == {}
