@@ -64,6 +64,9 @@ class NodeRun:
     inputs: dict[str, NodeOutputRecord] = field(default_factory=dict)
     started: float | None = None
     calls: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Each call's record (its ``llm_call`` event as a map), as the node output carries it."""
+    texts: dict[str, str] = field(default_factory=dict)
+    """The text each call produced, kept apart so that ``calls`` goes out without copying."""
     waiting: set[str] = field(default_factory=set)
     attempts: dict[str, int] = field(default_factory=dict)
     requests: dict[str, tuple[str, str, str, list[str]]] = field(default_factory=dict)

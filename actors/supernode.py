@@ -86,7 +86,7 @@ class SupernodeActor(JoinActor):
         if run is None or tag not in run.waiting or run.attempts.get(tag) != attempt:
             return  # finished already, or superseded by a retry elsewhere
         run.waiting.discard(tag)
-        run.calls[tag] = _slot_record(message, tag)
+        run.calls[tag], run.texts[tag] = _slot_record(message, tag)
         if tag == SYNTH:
             self._finish(run)
         elif not run.waiting:
@@ -105,7 +105,9 @@ class SupernodeActor(JoinActor):
             )
             return
         if node.synthesizer in (VOTE, PASS):
-            run.calls[SYNTH] = _pseudo_synthesis(domain, node.synthesizer, proposals)
+            run.calls[SYNTH], run.texts[SYNTH] = _pseudo_synthesis(
+                domain, node.synthesizer, proposals
+            )
             self._finish(run)
             return
         run.waiting.add(SYNTH)
@@ -123,12 +125,12 @@ class SupernodeActor(JoinActor):
         proposals = _proposals(run)
         if isinstance(message.result, BaseException):  # the sandbox failed: say so, keep going
             log.warning("vote.failed", node=self.node, error=repr(message.result))
-            record = _pseudo_synthesis(run.plan.domain, VOTE, proposals)
+            record, text = _pseudo_synthesis(run.plan.domain, VOTE, proposals)
             record["vote"] = {"method": "plurality:sandbox_failed", "error": str(message.result)}
         else:
-            record = _pseudo_record(VOTE, proposals, message.result.index)
+            record, text = _pseudo_record(VOTE, proposals, message.result.index)
             record["vote"] = message.result.summary()
-        run.calls[SYNTH] = record
+        run.calls[SYNTH], run.texts[SYNTH] = record, text
         self._finish(run)
 
     def _request(
@@ -185,7 +187,7 @@ class SupernodeActor(JoinActor):
         node = plan.nodes[self.node]
         synth = run.calls.get(SYNTH, {})
         ok = synth.get("outcome") == "ok"
-        text = str(synth.get("text", "")) if ok else ""
+        text = run.texts.get(SYNTH, "") if ok else ""
         failures = [
             f"{tag}: {rec.get('error')}" for tag, rec in sorted(run.calls.items())
             if rec.get("outcome") != "ok"
@@ -230,9 +232,7 @@ class SupernodeActor(JoinActor):
             error=event.error,
             failures=failures,
             models=event.models,
-            calls={
-                tag: {k: v for k, v in rec.items() if k != "text"} for tag, rec in run.calls.items()
-            },
+            calls=run.calls,  # the run is forgotten now: its records go out as they are
             vote=event.vote,
             proposals_used=event.proposals_used,
             started=run.started,
@@ -258,29 +258,31 @@ def _predecessor_pairs(run: NodeRun) -> list[tuple[str, str]]:
 def _proposals(run: NodeRun) -> list[str]:
     """The texts of the successful proposals, in slot order."""
     return [
-        str(rec.get("text", ""))
+        run.texts.get(tag, "")
         for tag, rec in sorted(run.calls.items())
         if tag.startswith("p") and rec.get("outcome") == "ok"
     ]
 
 
-def _pseudo_synthesis(domain: str, how: str, proposals: list[str]) -> dict[str, Any]:
-    """The synthesizer record of ``vote`` / ``pass``: a choice among proposals, no LLM call."""
+def _pseudo_synthesis(domain: str, how: str, proposals: list[str]) -> tuple[dict[str, Any], str]:
+    """The synthesizer record (and text) of ``vote`` / ``pass``: a choice among proposals,
+    no LLM call."""
     index = voting.plurality(domain, proposals)[0] if how == VOTE and proposals else 0
     return _pseudo_record(how, proposals, index)
 
 
-def _pseudo_record(how: str, proposals: list[str], index: int) -> dict[str, Any]:
+def _pseudo_record(how: str, proposals: list[str], index: int) -> tuple[dict[str, Any], str]:
     record: dict[str, Any] = {
         "model": how, "slot": SYNTH, "latency_s": 0.0, "cost_usd": 0.0,
         "prompt_tokens": 0, "completion_tokens": 0, "pseudo": True,
     }  # fmt: skip
     if not proposals:
-        return {**record, "outcome": "error", "error": f"{how}: no successful proposal", "text": ""}
-    return {**record, "outcome": "ok", "error": None, "text": proposals[index]}
+        return {**record, "outcome": "error", "error": f"{how}: no successful proposal"}, ""
+    return {**record, "outcome": "ok", "error": None}, proposals[index]
 
 
-def _slot_record(done: RequestDone, tag: str) -> dict[str, Any]:
+def _slot_record(done: RequestDone, tag: str) -> tuple[dict[str, Any], str]:
+    """A finished slot call's record (its ``llm_call`` event as a map) and its text."""
     result = done.result
     if not isinstance(result, BaseException):
         try:
@@ -288,8 +290,7 @@ def _slot_record(done: RequestDone, tag: str) -> dict[str, Any]:
         except WireError as exc:
             result = exc
     if isinstance(result, BaseException):
-        return {"outcome": "error", "error": f"{type(result).__name__}: {result}", "slot": tag}
+        return {"outcome": "error", "error": f"{type(result).__name__}: {result}", "slot": tag}, ""
     record = dict(result.payload["call"])  # the call's llm_call event, as a map
-    record["text"] = str(result.payload.get("text") or "")
     record.setdefault("outcome", str(result.payload["status"]))
-    return record
+    return record, str(result.payload.get("text") or "")
