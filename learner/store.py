@@ -32,9 +32,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
+from nats.js.api import ObjectMeta, ObjectMetaOptions
 from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
-from nats.js.object_store import ObjectStore
+from nats.js.object_store import OBJ_DEFAULT_CHUNK_SIZE, ObjectStore
 
 from hieramas.bus import Bus
 from hieramas.jsretry import open_key_value, open_object_store
@@ -54,6 +55,8 @@ POLICY_BUCKET = "hieramas_policies"
 POLICY_BLOBS = "hieramas_policy_blobs"
 CURRENT = "current"
 CLASSIFIER_PREFIX = "dag."
+_CHUNK_HEADROOM = 4096
+"""Bytes of a chunk message's limit left for its subject and headers."""
 """The key prefix of Stage-2 classifier versions (``PolicyStore(bus, prefix=...)``)."""
 
 
@@ -180,8 +183,8 @@ class PolicyStore:
     ) -> PolicyRecord:
         """Store a new version (numbered past every stored one) and make it current."""
         for _ in range(50):
-            version = max(await self.versions() or [0]) + 1
-            version = max(version, await self.current_version() + 1)
+            stored, current = await asyncio.gather(self.versions(), self.current_version())
+            version = max(max(stored or [0]) + 1, current + 1)
             blob, meta = encode(version)
             record = PolicyRecord(
                 version=version,
@@ -198,7 +201,7 @@ class PolicyStore:
             except Exception:  # another writer took this number: try the next
                 await asyncio.sleep(0.005)
                 continue
-            await self.obj.put(f"{self.prefix}v.{version}", blob)
+            await self.obj.put(f"{self.prefix}v.{version}", blob, meta=self._one_chunk(blob))
             if make_current:
                 self.last_revision = await self.kv.put(self._current, str(version).encode())
             log.info(
@@ -210,6 +213,15 @@ class PolicyStore:
             )
             return record
         raise RuntimeError("could not publish the policy: too many concurrent writers")
+
+    def _one_chunk(self, blob: bytes) -> ObjectMeta | None:
+        """Chunking that sends ``blob`` as one message when the server takes it: each chunk
+        is a JetStream publish awaited for its ack, and a MiniLM policy (0.4 MB) in the
+        default 128 KiB chunks took four of them (readers take any chunk size)."""
+        limit = self.bus.max_payload - _CHUNK_HEADROOM
+        if len(blob) <= OBJ_DEFAULT_CHUNK_SIZE or len(blob) > limit:
+            return None
+        return ObjectMeta(options=ObjectMetaOptions(max_chunk_size=len(blob)))
 
     async def make_current(self, version: int) -> None:
         """Point ``current`` at ``version`` (already stored), as this writer's own move."""

@@ -107,6 +107,27 @@ def test_versions_are_never_rewritten_and_rollback_moves_current(bus: Bus) -> No
     assert (seen["missing"], seen["unknown"], seen["blob_ok"]) == ("missing", "not_found", True)
 
 
+def test_a_blob_larger_than_the_default_chunk_is_stored_as_one_and_reads_back(bus: Bus) -> None:
+    big = Policy.create(CONFIG, HashEmbedder(384), hidden=64, seed=0)  # a MiniLM-sized input
+
+    def encode(version: int) -> tuple[bytes, dict[str, object]]:
+        meta = CheckpointMeta(
+            version=version, parent=None, config_name="toy", config_version=1,
+            layout=big.layout.to_json(), embedder="hash-384", dim=384, hidden=64, seed=0,
+        )  # fmt: skip
+        return encode_checkpoint(big, meta), {"lineage": "L1"}
+
+    async def scenario() -> tuple[int, int, int, bytes]:
+        store = await PolicyStore(bus).open()
+        record = await store.publish(encode)
+        info = await store.obj.get_info(f"v.{record.version}")
+        return record.size, int(info.chunks or 0), record.version, await store.blob(record.version)
+
+    size, chunks, version, blob = bus.call(scenario(), 60)
+    assert size > 128 * 1024 and chunks == 1 and len(blob) == size  # (blob() checks the digest)
+    assert version == 1
+
+
 def test_the_provider_follows_current_and_declines_configs_of_another_layout(bus: Bus) -> None:
     live = provider({"seed": 3})
     assert isinstance(live, NatsPolicyProvider)
