@@ -47,6 +47,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import structlog
 from nats.aio.msg import Msg
 
@@ -160,8 +161,10 @@ class LearnerService:
         self.lineage: Lineage | None = None
         self.buffer: list[Episode] = []
         self.ungraded: OrderedDict[str, Episode] = OrderedDict()
-        self._json: dict[str, dict[str, Any]] = {}  # query id -> its buffered/ungraded episode's
-        # JSON, made once: a backlog leaves hundreds buffered, and every save writes them all
+        self._packed: dict[str, msgspec.Raw] = {}  # query id -> its buffered/ungraded episode,
+        # msgpack-encoded once: a backlog leaves hundreds buffered (each with its carried query
+        # embedding, 1 KB), every save writes them all, and encoding them again per save was
+        # the largest CPU cost of a save
         self.history: list[dict[str, Any]] = []
         self._seq = 0  # the last stream sequence applied to the in-memory state
         self._saved_seq = 0  # ... and the last one the saved state covers
@@ -399,21 +402,22 @@ class LearnerService:
         disposition = self._disposition(episode)
         self.counters["episodes"] += 1
         self.counters[f"episodes_{disposition}"] += 1
+        data = episode.to_json()
         if disposition == "train":
             self.buffer.append(episode)
-            self._json[episode.query_id] = episode.to_json()
+            self._packed[episode.query_id] = _pack(data)
         elif disposition == "awaiting_feedback":
             self.ungraded[episode.query_id] = episode
-            self._json[episode.query_id] = episode.to_json()
+            self._packed[episode.query_id] = _pack(data)
             while len(self.ungraded) > self.options.max_ungraded:
                 evicted, _ = self.ungraded.popitem(last=False)
-                self._json.pop(evicted, None)
+                self._packed.pop(evicted, None)
                 self.counters["ungraded_evicted"] += 1
         elif disposition == "eval":
             self._window["eval_n"] += 1
             self._window["eval_correct"] += int(bool(episode.final_correct))
             self._window["eval_cost_usd_x1e9"] += round(episode.total_cost_usd * 1e9)
-        row = episode.to_json()
+        row = data  # packed above already: the log row can reuse (and trim) the map
         row.pop("query_text")
         row.pop("query_embedding")  # the log says what happened; the state keeps the inputs
         row["disposition"] = disposition
@@ -439,7 +443,7 @@ class LearnerService:
 
     def _late_feedback(self, fb: Feedback) -> None:
         episode = self.ungraded.pop(fb.query_id, None)
-        self._json.pop(fb.query_id, None)
+        self._packed.pop(fb.query_id, None)
         if episode is None:
             self.counters["feedback_unmatched"] += 1
             log.warning(
@@ -464,7 +468,7 @@ class LearnerService:
         assert lineage is not None
         batch, self.buffer = self.buffer[: self.options.batch], self.buffer[self.options.batch :]
         for episode in batch:
-            self._json.pop(episode.query_id, None)
+            self._packed.pop(episode.query_id, None)
         started = time.perf_counter()
         trainer = lineage.trainer
         carried, embedded = trainer.carried, trainer.embedded
@@ -557,7 +561,7 @@ class LearnerService:
             self.counters["dropped_lineage_change"] += dropped
             self.buffer.clear()
             self.ungraded.clear()
-            self._json.clear()
+            self._packed.clear()
         assert self._embedder is not None
         self.lineage = await asyncio.to_thread(
             Lineage.create,
@@ -668,8 +672,8 @@ class LearnerService:
         return {
             "stream": {"created": self._stream_created, "seq": self._seq},
             "assembler": self.assembler.to_json(),
-            "buffer": [self._json[e.query_id] for e in self.buffer],
-            "ungraded": [self._json[q] for q in self.ungraded],
+            "buffer": [self._packed[e.query_id] for e in self.buffer],
+            "ungraded": [self._packed[q] for q in self.ungraded],
             "lineage": self.lineage.to_state() if self.lineage is not None else None,
             "history": self.history,
             "pending_row": self._pending_row,
@@ -694,7 +698,9 @@ class LearnerService:
         self.ungraded = OrderedDict(
             (e.query_id, e) for e in (Episode.from_json(x) for x in state.get("ungraded") or ())
         )
-        self._json = {e.query_id: e.to_json() for e in (*self.buffer, *self.ungraded.values())}
+        self._packed = {
+            e.query_id: _pack(e.to_json()) for e in (*self.buffer, *self.ungraded.values())
+        }
         if state.get("lineage") is not None:
             self.lineage = Lineage.from_state(state["lineage"], self._embedder, self._train)
         self.history = list(state.get("history") or ())
@@ -753,3 +759,8 @@ class LearnerService:
             self._sandbox = Sandbox()
         with contextlib.suppress(OSError):
             self.run_dir.write_status(self.status())
+
+
+def _pack(data: Mapping[str, Any]) -> msgspec.Raw:
+    """``data`` as msgpack, embedded as is in the state (it decodes to the same map)."""
+    return msgspec.Raw(msgspec.msgpack.encode(data))
