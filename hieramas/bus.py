@@ -124,6 +124,7 @@ class Bus:
         self._closing = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self._reply_prefix = ""
+        self._max_payload = 0  # the server's, read at connect (a property read per encode cost 1%)
         self._reply_seq = itertools.count()
         self._pending: dict[str, _Waiting] = {}
         self._local: dict[str, Handler] = {}  # subjects served in this process (serve_locally)
@@ -187,6 +188,7 @@ class Bus:
         )
         self._nc.request = self._refusable_request(self._nc.request)  # type: ignore[method-assign]
         self._js = self._nc.jetstream()
+        self._max_payload = int(self._nc.max_payload)
         self._reply_prefix = self._nc.new_inbox() + "."  # honours a configured inbox prefix
         replies = await self._nc.subscribe(
             self._reply_prefix + "*", cb=self._on_reply, pending_msgs_limit=200_000
@@ -288,6 +290,7 @@ class Bus:
 
     async def _on_reconnected(self) -> None:
         self.counters["reconnected"] += 1
+        self._max_payload = int(self.nc.max_payload)  # the server may be another one
         log.info("bus.reconnected")
         self.loop.call_later(RESEND_AFTER_RECONNECT_S, self._resend_pending)
 
@@ -332,7 +335,7 @@ class Bus:
         (``call_soon_threadsafe`` writes to its self-pipe, a system call), and the timer
         comes back so that it can be cancelled.  From another thread it is ``None``.
         """
-        if self.in_loop():
+        if threading.get_ident() == self._loop_ident:  # in_loop(), without a call
             return self.loop.call_later(delay_s, callback, *args)
         self.loop.call_soon_threadsafe(self.loop.call_later, delay_s, callback, *args)
         return None
@@ -360,7 +363,7 @@ class Bus:
                 result = exc
             self._deliver(done, result)
 
-        if self.in_loop():
+        if threading.get_ident() == self._loop_ident:
             self.spawn(runner())
         else:
             self.loop.call_soon_threadsafe(self.spawn, runner())
@@ -401,7 +404,14 @@ class Bus:
     # -- messaging -----------------------------------------------------------------
     def encode(self, envelope: Envelope) -> bytes:
         """Encode for this server's payload limit (``WireError`` "oversize" beyond it)."""
-        return encode(envelope, max_bytes=self.max_payload)
+        return encode(envelope, max_bytes=self._max_payload or self.max_payload)
+
+    def _soon(self, callback: Callable[..., object], *args: Any) -> None:
+        """Run ``callback(*args)`` on the loop a turn later, from any thread."""
+        if threading.get_ident() == self._loop_ident:
+            self.loop.call_soon(callback, *args)
+        else:
+            self.loop.call_soon_threadsafe(callback, *args)
 
     def serve_locally(self, subject: str, handler: Handler) -> None:
         """Hand what this process publishes or requests on ``subject`` to ``handler`` in
@@ -420,20 +430,6 @@ class Bus:
         """Send ``subjects`` over NATS again (the process stops serving them)."""
         for subject in subjects:
             self._local.pop(subject, None)
-
-    def _local_reply(self, subject: str, data: bytes) -> bool:
-        """Resolve a request of this connection from a reply published here; ``False`` if
-        ``subject`` is not one of our reply subjects."""
-        prefix = self._reply_prefix
-        if not prefix or not subject.startswith(prefix):
-            return False
-        token = subject[len(prefix) :]
-        self.counters["local.replies"] += 1
-        if self.in_loop():
-            self.loop.call_soon(self._take_local_reply, token, data)
-        else:
-            self.loop.call_soon_threadsafe(self._take_local_reply, token, data)
-        return True
 
     def _take_local_reply(self, token: str, data: bytes) -> None:
         entry = self._pending.get(token)
@@ -459,16 +455,16 @@ class Bus:
     def publish(self, subject: str, envelope: Envelope) -> None:
         """Fire-and-forget publish from any thread; encoding errors raise in the caller."""
         data = self.encode(envelope)
-        if self._local_reply(subject, data):
+        prefix = self._reply_prefix
+        if prefix and subject.startswith(prefix):  # a reply to a request of this connection
+            self.counters["local.replies"] += 1
+            self._soon(self._take_local_reply, subject[len(prefix) :], data)
             return
         local = self._local.get(subject)
         if local is not None:
-            if self.in_loop():
-                self.loop.call_soon(self._local_handle, local, subject, data, None)
-            else:
-                self.loop.call_soon_threadsafe(self._local_handle, local, subject, data, None)
+            self._soon(self._local_handle, local, subject, data, None)
             return
-        if self.in_loop():
+        if threading.get_ident() == self._loop_ident:
             self.spawn_eager(self._publish_bytes(subject, data))
         else:
             self.loop.call_soon_threadsafe(self.spawn_eager, self._publish_bytes(subject, data))
@@ -519,7 +515,7 @@ class Bus:
         local = self._local.get(subject)
         if local is not None and not isinstance(data, WireError):
             # served in this process: nothing to send again, NATS cannot lose it
-            if self.in_loop():
+            if threading.get_ident() == self._loop_ident:
                 self._send_local(subject, data, token, timeout, done, local)
             else:
                 self.loop.call_soon_threadsafe(
@@ -527,7 +523,7 @@ class Bus:
                 )
             return
         every = again_after if kept is not None else 0.0
-        if self.in_loop():
+        if threading.get_ident() == self._loop_ident:
             self._send_request(subject, data, token, timeout, done, kept, every)
         else:
             self.loop.call_soon_threadsafe(

@@ -282,3 +282,57 @@ def test_subjects_served_in_process_behave_as_over_nats(nats_server: NatsServer)
         assert seen_on_nats == ["local.echo"]  # only once no longer served here
     finally:
         bus.stop()
+
+
+def test_a_message_handed_over_in_process_is_the_receivers_own(nats_server: NatsServer) -> None:
+    """What a locally served handler gets is a copy taken when it was sent: the sender
+    changing its payload afterwards (before the handler runs, a loop turn later) changes
+    nothing the handler sees, a reply the same; over the payload limit is ``oversize``,
+    for a publish, a request and a reply alike."""
+    bus = Bus(NatsSettings(url=nats_server.url)).start()
+    got: queue.Queue[tuple[Envelope, str | None]] = queue.Queue()
+    replies: queue.Queue[Envelope | BaseException] = queue.Queue()
+    failures: list[BaseException] = []
+
+    def serve(envelope: Envelope, reply: str | None) -> None:
+        got.put((envelope, reply))
+        if reply is None:
+            return
+        body: dict[str, Any] = {"status": "ok", "items": ["answer"]}
+        if envelope.payload.get("huge"):
+            body["blob"] = b"x" * (bus.max_payload + 1)
+        answer = envelope.reply(Kind.CONFIG_REPLY, body, sender="t")
+        try:
+            bus.publish(reply, answer)
+        except WireError as exc:
+            failures.append(exc)
+            raise
+        body["items"].append("changed after the reply")
+
+    async def send_then_change() -> None:  # on the loop: the handler runs a turn later
+        items = ["original"]
+        bus.publish("local.mine", Envelope(kind=Kind.CONFIG_GET, payload={"items": items}))
+        items.append("changed after the publish")
+        payload: dict[str, Any] = {"items": ["asked"]}
+        bus.request("local.mine", Envelope(kind=Kind.CONFIG_GET, payload=payload), 5, replies.put)
+        payload["items"].append("changed after the request")
+
+    try:
+        bus.serve_locally("local.mine", serve)
+        bus.call(send_then_change(), 5)
+        published, _ = got.get(timeout=10)
+        asked, reply_to = got.get(timeout=10)
+        assert published.payload["items"] == ["original"]
+        assert asked.payload["items"] == ["asked"] and reply_to is not None
+        answer = replies.get(timeout=10)
+        assert isinstance(answer, Envelope) and answer.payload["items"] == ["answer"]
+        with pytest.raises(WireError) as oversize:
+            bus.publish("local.mine", Envelope(kind=Kind.CONFIG_GET, payload={"blob": b"x" * (bus.max_payload + 1)}))  # fmt: skip
+        assert oversize.value.code == "oversize"
+        bus.request("local.mine", Envelope(kind=Kind.CONFIG_GET, payload={"huge": True}), 5, replies.put)  # fmt: skip
+        refused = replies.get(timeout=10)  # the handler's reply could not be sent: an error reply
+        assert isinstance(refused, RemoteError) and refused.code == "internal"
+        assert [getattr(exc, "code", None) for exc in failures] == ["oversize"]
+        assert bus.counters["local.delivered"] == 3
+    finally:
+        bus.stop()
