@@ -75,7 +75,7 @@ def test_ask_then_explain_a_query(nats_server: NatsServer, llm_url: str) -> None
         assert path.index("a/synth") < path.index("b/p0") < path.index("b/synth"), path
         assert {c["node"] + "/" + c["slot"] for c in doc["calls"] if c["critical"]} == set(path)
         slow = next(c for c in doc["calls"] if c["model"] == "slow:0.3")
-        assert slow["latency_s"] >= 0.3
+        assert slow["latency_s"] >= 0.29  # the event loop's clock is coarser than the sleep
 
         text = _run("explain", query_id, "--nats", url)
         assert text.returncode == 0, text.stderr
