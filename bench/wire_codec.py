@@ -24,19 +24,24 @@ from functools import partial
 from typing import Annotated, Any
 
 import msgpack
+import msgspec
 import typer
 
 from hieramas.wire import Envelope, Kind, WireError, decode, encode
 from hieramas.wire.envelope import _KINDS, SCHEMA_VERSION
+from hieramas.wire.events import LlmCall
 from hieramas.wire.kinds import REQUIRED_KEYS
 
 
 def _call_record(slot: str) -> dict[str, Any]:
-    return {
-        "slot": slot, "model": "fixed:A", "endpoint": "bench", "prompt_tokens": 312,
-        "completion_tokens": 18, "cost_usd": 0.000331, "latency_s": 0.00123, "ttft_s": None,
-        "outcome": "ok", "error": None, "worker": "w-5f3a9c1e", "attempts": 1,
-    }  # fmt: skip
+    """A slot call's ``llm_call`` record, built from the typed event so it keeps its shape."""
+    record = LlmCall(
+        query_id="9f1c2e3d4b5a6978", trace_id="0a1b2c3d4e5f6071", span_id="1122334455667788",
+        config_version=3, node="n3", role="Mathematician", slot=slot, worker="w-5f3a9c1e",
+        model="fixed:A", model_id="fixed:A", endpoint="bench", started=1.8e9, finished=1.8e9 + 0.00123,
+        outcome="ok", prompt_tokens=312, completion_tokens=18, cost_usd=0.000331, latency_s=0.00123,
+    )  # fmt: skip
+    return msgspec.to_builtins(record)  # type: ignore[no-any-return]
 
 
 def _samples() -> dict[str, Envelope]:
@@ -57,7 +62,7 @@ def _samples() -> dict[str, Envelope]:
     }  # fmt: skip
     nodes = {f"n{i}": dict(output, node=f"n{i}") for i in range(8)}
     text = "Let me reason about it. The answer is A."
-    result = {"slot": "p1", "status": "ok", "text": text, "record": _call_record("p1")}
+    result = {"slot": "p1", "status": "ok", "text": text, "call": _call_record("p1")}
     final = {"status": "ok", "answer": "A", "nodes": nodes, "decision": {"answer": "A"}}
     return {
         "slot.call 0.6 KB": Envelope(
