@@ -313,12 +313,12 @@ def test_killed_worker_its_work_is_served_by_the_other(
                 config_yaml(
                     llm_url,
                     {
-                        "expert": node("Critic", ["slow:1", "fixed:A"], "fixed:A"),
+                        "expert": node("Critic", ["slow:2", "fixed:A"], "fixed:A"),
                         "doctor": node("Doctor", ["fixed:A"], "fixed:A"),
                     },
                     [("expert", "doctor")],
                     query_timeout_s=20,
-                    extra_llms=["slow:1"],
+                    extra_llms=["slow:2"],
                 ),
             )
             client = client_of(stack)
@@ -329,7 +329,9 @@ def test_killed_worker_its_work_is_served_by_the_other(
                 first = [
                     asyncio.ensure_future(client.ask(f"q{i}", timeout_s=20)) for i in range(20)
                 ]
-                await asyncio.sleep(0.3)  # every query is now inside a slow proposer call
+                # every query is now armed and inside a slow proposer call (at load 20, 0.3 s was
+                # sometimes too early: the killed worker held no nodes yet)
+                await asyncio.sleep(1.0)
                 workers[0].send_signal(signal.SIGKILL)
                 during = await asyncio.gather(*first)
                 elapsed = time.monotonic() - started
