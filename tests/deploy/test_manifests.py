@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import importlib
 import json
+import os
 import re
 import shlex
 import shutil
@@ -233,6 +234,19 @@ def example_of(path: Path) -> Path:
     return path.with_name(path.name + ".example")
 
 
+def interpolate(value: str, env: dict[str, str]) -> str:
+    """Compose's ``${VAR}``, ``${VAR:-default}`` and ``${VAR:?error}`` (unset or empty)."""
+
+    def one(match: re.Match[str]) -> str:
+        name, op, arg = match.groups()
+        if env.get(name) or op is None:
+            return env.get(name, "")
+        assert op == ":-", f"{name}: {arg}"
+        return str(arg)
+
+    return re.sub(r"\$\{(\w+)(?:(:[-?])([^}]*))?\}", one, value)
+
+
 # ---------------------------------------------------------------- every file
 
 
@@ -247,8 +261,8 @@ def test_every_hieramas_command_line_is_valid() -> None:
     invocations = hieramas_invocations()
     seen = {tuple(parse_cli(args)) for _, args in invocations}
     # guards against a vacuous pass: the roles the manifests are meant to start
-    assert {("worker",), ("controller",), ("emulator", "serve")} <= seen, seen
-    assert len(invocations) >= 9, invocations
+    assert {("worker",), ("controller",), ("emulator", "serve"), ("traces", "export")} <= seen
+    assert len(invocations) >= 11, invocations
 
 
 def test_cli_parsing_check_really_rejects_mistakes() -> None:
@@ -402,7 +416,7 @@ def test_compose_gives_each_component_its_own_login() -> None:
     given = set(env_file_keys(example_of(DEPLOY / "hieramas.env")))
     roles = {
         "controller": "controller", "worker": "worker", "config": "controller",
-        "learner": "learner",
+        "learner": "learner", "exporter": "exporter",
     }  # fmt: skip
     for name, role in roles.items():
         env = compose()["services"][name]["environment"]
@@ -411,6 +425,49 @@ def test_compose_gives_each_component_its_own_login() -> None:
         assert variable == f"HIERAMAS_NATS_PASSWORD_{role.upper()}" and variable in given
     for name, service in compose_hieramas_services().items():
         assert "env_file" not in service, f"{name} would get every component's password"
+
+
+def test_compose_exporter_is_off_unless_enabled() -> None:
+    """The trace exporter starts only with its profile, and sends nothing without an endpoint."""
+    services = compose()["services"]
+    exporter = services["exporter"]
+    assert exporter["profiles"] == ["tracing"]
+    assert exporter["restart"] == services["controller"]["restart"]
+    default = {name for name, service in services.items() if not service.get("profiles")}
+    assert "exporter" not in default and {"controller", "worker"} <= default
+    env = {k: str(v) for k, v in exporter["environment"].items()}
+    example = env_file_keys(example_of(DEPLOY / "hieramas.env"))
+    for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_HEADERS"):
+        # from hieramas.env only, empty unless set there (`:?` would break every `up`)
+        assert env[name] == f"${{{name}:-}}" and example[name] == "", name
+    command = exporter["command"]
+    port = int(command[command.index("--metrics-port") + 1])
+    assert env["HIERAMAS_METRICS_ADDR"] == "0.0.0.0"
+    scrape = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
+    jobs = {job["job_name"]: job for job in scrape["scrape_configs"]}
+    assert jobs["exporter"]["dns_sd_configs"] == [
+        {"names": ["exporter"], "type": "A", "port": port}
+    ]
+    # The real command, in the environment compose gives it from the example file: with no
+    # endpoint it refuses to start (exit 2), before it connects to anything.
+    keep = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "HIERAMAS_"))}
+    resolved = {k: interpolate(v, example) for k, v in env.items()}
+    result = subprocess.run(
+        [sys.executable, "-m", IMAGE, *command],
+        env=keep | resolved,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "no OTLP endpoint" in result.stderr
+
+
+def test_compose_interpolation_helper() -> None:
+    env = {"SET": "x", "EMPTY": ""}
+    assert interpolate("${SET:-d}/${EMPTY:-d}/${UNSET:-}/${SET:?e}/${UNSET}", env) == "x/d//x/"
+    with pytest.raises(AssertionError, match="UNSET: why"):
+        interpolate("${UNSET:?why}", env)
 
 
 # ---------------------------------------------------------------- NATS configs
@@ -600,8 +657,29 @@ def test_k8s_pods_have_their_own_login() -> None:
             assert {f"HIERAMAS_NATS_PASSWORD_{r.upper()}" for r in ROLES} <= set(env)
     assert logins == {
         "controller": "controller", "worker": "worker", "worker-gpu": "worker",
-        "learner": "learner",
+        "learner": "learner", "exporter": "exporter",
     }  # fmt: skip
+
+
+def test_k8s_exporter_is_off_until_configured() -> None:
+    """Shipped like worker-gpu: listed, at 0 replicas, and with no OTLP endpoint."""
+    objects = k8s_objects()
+    (exporter,) = [
+        o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == "exporter"
+    ]
+    assert exporter["spec"]["replicas"] == 0
+    (container,) = exporter["spec"]["template"]["spec"]["containers"]
+    assert container["args"][:2] == ["traces", "export"]
+    config_maps = {o["metadata"]["name"]: o["data"] for o in objects if o["kind"] == "ConfigMap"}
+    (name,) = [source["configMapRef"]["name"] for source in container["envFrom"]]
+    assert config_maps[name]["OTEL_EXPORTER_OTLP_ENDPOINT"] == ""
+    env = container_env(container)
+    assert "OTEL_EXPORTER_OTLP_ENDPOINT" not in env  # only the ConfigMap sets it
+    generated = {g["name"] for g in kustomization()["secretGenerator"]}
+    for key, entry in env.items():
+        ref = entry.get("valueFrom", {}).get("secretKeyRef")
+        if ref and ref["name"] not in generated:  # a Secret the user may not have made
+            assert ref.get("optional") is True, key
 
 
 def test_example_env_files_hold_placeholders_only() -> None:
