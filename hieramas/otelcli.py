@@ -56,7 +56,12 @@ def traces_export(
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.resources import Resource
 
-    from hieramas.otelexport import TraceExporter, content_opted_in, otlp_configured
+    from hieramas.otelexport import (
+        TraceExporter,
+        TraceStreamMissing,
+        content_opted_in,
+        otlp_configured,
+    )
 
     if not nats:
         err.print("[red]--nats (or $HIERAMAS_NATS_URL) is required[/red]")
@@ -84,7 +89,11 @@ def traces_export(
     )
     bus = exporter.bus.start()
     try:
-        bus.call(exporter.open(), timeout=60)
+        try:
+            bus.call(exporter.open(stream_wait_s=300), timeout=330)
+        except TraceStreamMissing as exc:
+            err.print(f"[red]{exc}[/red]")
+            raise typer.Exit(1) from None
         err.print(f"exporting traces (consumer {durable})", highlight=False)
         bus.call(exporter.run(stop.is_set, idle_exit_s=idle_exit), timeout=None)
     finally:

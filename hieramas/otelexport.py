@@ -22,6 +22,7 @@ from typing import Any
 
 import structlog
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
@@ -39,6 +40,7 @@ __all__ = [
     "DURABLE",
     "ExportStats",
     "TraceExporter",
+    "TraceStreamMissing",
     "content_opted_in",
     "otlp_configured",
     "readable_span",
@@ -100,6 +102,10 @@ class ExportStats:
     failed_exports: int = 0
 
 
+class TraceStreamMissing(RuntimeError):
+    """The trace stream did not appear within the exporter's wait."""
+
+
 class TraceExporter:
     """Pulls trace messages from a durable consumer, exports their spans, then acknowledges.
 
@@ -139,8 +145,13 @@ class TraceExporter:
         self._sub: Any = None
         metrics.track("exporter", self)
 
-    async def open(self) -> None:
-        """Bind the durable consumer, creating it (at ``start``) if it is not there."""
+    async def open(self, *, stream_wait_s: float = 300.0) -> None:
+        """Bind the durable consumer, creating it (at ``start``) if it is not there.
+
+        An exporter may start before any controller has created the trace stream (it may not
+        create it itself): it waits up to ``stream_wait_s`` for the stream, logging each try,
+        then raises :class:`TraceStreamMissing`."""
+        await self._wait_for_stream(stream_wait_s)
         js = self.bus.js
         exists = True
         try:
@@ -154,6 +165,26 @@ class TraceExporter:
             await js.add_consumer(TRACE_STREAM, self._consumer_config())
         self._sub = await js.pull_subscribe_bind(durable=self.durable, stream=TRACE_STREAM)
         log.info("export.open", durable=self.durable, created=not exists, start=str(self.start))
+
+    async def _wait_for_stream(self, within_s: float) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within_s
+        delay = 0.25
+        while True:
+            try:
+                await self.bus.js.stream_info(TRACE_STREAM)
+                return
+            except NotFoundError:
+                pass
+            self.counters["stream_waits"] += 1
+            if loop.time() + delay > deadline:
+                raise TraceStreamMissing(
+                    f"no trace stream {TRACE_STREAM} after {within_s:g} s: start the controller"
+                    " (or `hieramas up`) on this NATS first"
+                )
+            log.info("export.waiting_for_stream", stream=TRACE_STREAM, retry_in_s=delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
     def _consumer_config(self) -> ConsumerConfig:
         if self.start == "new":

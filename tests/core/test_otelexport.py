@@ -4,6 +4,7 @@ last acknowledged message, and replays the stored stream with ``reset``."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import json
 import os
@@ -24,8 +25,13 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from prometheus_client import start_http_server
 
 from hieramas import metrics
-from hieramas.otelexport import TraceExporter
+from hieramas.bus import Bus
+from hieramas.natsconn import NatsSettings
+from hieramas.natsserver import NatsServer
+from hieramas.otelexport import TraceExporter, TraceStreamMissing
 from hieramas.stack import Stack
+from hieramas.traces import ensure_trace_stream
+from hieramas.wire import Subjects
 from support import apply_config, ask, config_yaml, node
 
 
@@ -185,3 +191,29 @@ def test_up_runs_the_exporter_beside_the_stack(tmp_path: Path, llm_url: str) -> 
             up.kill()
             up.wait()
         got.server.shutdown()
+
+
+def test_an_exporter_started_before_the_stream_waits_for_it(nats_server: NatsServer) -> None:
+    """The exporter may not create the trace stream: started first, it waits for a
+    controller to create it, then binds; with no stream at all it gives up with a typed error."""
+    bus = Bus(NatsSettings(url=nats_server.url)).start()
+    try:
+        waiting = TraceExporter(bus, OTLPSpanExporter(endpoint="http://127.0.0.1:9/v1/traces"))
+        with pytest.raises(TraceStreamMissing):
+            bus.call(waiting.open(stream_wait_s=0.6), 10)
+        assert waiting.counters["stream_waits"] >= 2
+
+        exporter = TraceExporter(bus, OTLPSpanExporter(endpoint="http://127.0.0.1:9/v1/traces"))
+
+        async def open_then_create() -> None:
+            opening = asyncio.ensure_future(exporter.open(stream_wait_s=30))
+            await asyncio.sleep(1.0)
+            assert not opening.done()  # still waiting: there is no stream yet
+            await ensure_trace_stream(bus, Subjects())
+            await asyncio.wait_for(opening, 15)
+            await exporter.close()
+
+        bus.call(open_then_create(), 30)
+        assert exporter.counters["stream_waits"] >= 1
+    finally:
+        bus.stop()
