@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 from hieramas.llm.types import Message
@@ -19,7 +20,13 @@ __all__ = [
 
 _RENDERED_KEEP = 32
 """Proposer prompts kept rendered: a node's proposers get the same prompt, one after another."""
-_rendered: dict[tuple[str, str, str, tuple[tuple[str, str], ...]], list[Message]] = {}
+
+
+@functools.lru_cache(maxsize=_RENDERED_KEEP)
+def _rendered(
+    domain: str, role: str, task: str, predecessors: tuple[tuple[str, str], ...]
+) -> tuple[Message, ...]:
+    return tuple(prompts.proposer_messages(domain, role, task, predecessors))
 
 
 def proposer_messages(
@@ -29,14 +36,8 @@ def proposer_messages(
 
     The proposers of a node all get the same prompt, so the last few are kept rendered:
     each call gets its own copy of the messages (a client may change what it is given)."""
-    key = (domain, role, task, tuple(predecessors))
-    messages = _rendered.get(key)
-    if messages is None:
-        messages = prompts.proposer_messages(domain, role, task, predecessors)
-        if len(_rendered) >= _RENDERED_KEEP:
-            del _rendered[next(iter(_rendered))]  # the oldest
-        _rendered[key] = messages
-    return [dict(message) for message in messages]
+    rendered = _rendered(domain, role, task, tuple(predecessors))
+    return [dict(message) for message in rendered]
 
 
 def synthesizer_messages(

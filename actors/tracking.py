@@ -52,10 +52,7 @@ class SlotCallTracker:
     ) -> None:
         """Record a call just sent (from any thread)."""
         key = (query_id, node, tag)
-        if self.bus.in_loop():
-            self._register(key, attempt, ref)
-        else:
-            self.bus.loop.call_soon_threadsafe(self._register, key, attempt, ref)
+        self.bus.on_loop(self._register, key, attempt, ref)
 
     def _register(self, key: Key, attempt: int, ref: pykka.ActorRef[Any]) -> None:
         self._calls[key] = _Call(attempt, ref)
@@ -75,10 +72,7 @@ class SlotCallTracker:
     def taken(self, query_id: str, node: str, tag: str, attempt: int, worker: str) -> None:
         """``worker``, this process's, took the call (from any thread): no announcement, no
         timer; it is on record at once, as one announced over the inbox would be."""
-        if self.bus.in_loop():
-            self.accepted(query_id, node, tag, attempt, worker)
-        else:
-            self.bus.loop.call_soon_threadsafe(self.accepted, query_id, node, tag, attempt, worker)
+        self.bus.on_loop(self.accepted, query_id, node, tag, attempt, worker)
 
     def finished(self, query_id: str, node: str, tag: str, attempt: int) -> None:
         """The call's reply (or failure) arrived (its check, still queued, will find nothing)."""

@@ -363,10 +363,7 @@ class Bus:
                 result = exc
             self._deliver(done, result)
 
-        if threading.get_ident() == self._loop_ident:
-            self.spawn(runner())
-        else:
-            self.loop.call_soon_threadsafe(self.spawn, runner())
+        self.on_loop(self.spawn, runner())
 
     def _deliver(self, done: Callable[[T], None], result: T) -> None:
         """Hand an outcome to its callback; an actor that has stopped meanwhile is counted."""
@@ -405,6 +402,13 @@ class Bus:
     def encode(self, envelope: Envelope) -> bytes:
         """Encode for this server's payload limit (``WireError`` "oversize" beyond it)."""
         return encode(envelope, max_bytes=self._max_payload or self.max_payload)
+
+    def on_loop(self, callback: Callable[..., object], *args: Any) -> None:
+        """Run ``callback(*args)`` at once on the loop thread, or on the loop soon from another."""
+        if threading.get_ident() == self._loop_ident:
+            callback(*args)
+        else:
+            self.loop.call_soon_threadsafe(callback, *args)
 
     def _soon(self, callback: Callable[..., object], *args: Any) -> None:
         """Run ``callback(*args)`` on the loop a turn later, from any thread."""
@@ -464,10 +468,7 @@ class Bus:
         if local is not None:
             self._soon(self._local_handle, local, subject, data, None)
             return
-        if threading.get_ident() == self._loop_ident:
-            self.spawn_eager(self._publish_bytes(subject, data))
-        else:
-            self.loop.call_soon_threadsafe(self.spawn_eager, self._publish_bytes(subject, data))
+        self.on_loop(self.spawn_eager, self._publish_bytes(subject, data))
 
     async def _publish_bytes(self, subject: str, data: bytes) -> None:
         try:
@@ -515,20 +516,10 @@ class Bus:
         local = self._local.get(subject)
         if local is not None and not isinstance(data, WireError):
             # served in this process: nothing to send again, NATS cannot lose it
-            if threading.get_ident() == self._loop_ident:
-                self._send_local(subject, data, token, timeout, done, local)
-            else:
-                self.loop.call_soon_threadsafe(
-                    self._send_local, subject, data, token, timeout, done, local
-                )
+            self.on_loop(self._send_local, subject, data, token, timeout, done, local)
             return
         every = again_after if kept is not None else 0.0
-        if threading.get_ident() == self._loop_ident:
-            self._send_request(subject, data, token, timeout, done, kept, every)
-        else:
-            self.loop.call_soon_threadsafe(
-                self._send_request, subject, data, token, timeout, done, kept, every
-            )
+        self.on_loop(self._send_request, subject, data, token, timeout, done, kept, every)
 
     def _send_request(
         self,

@@ -145,10 +145,7 @@ class TraceEmitter:
 
     def emit(self, event: Event) -> None:
         """Queue one event from any thread; never raises, never blocks."""
-        if self.bus.in_loop():
-            self._put(event)
-        else:
-            self.bus.loop.call_soon_threadsafe(self._put, event)
+        self.bus.on_loop(self._put, event)
 
     def _put(self, event: Event) -> None:
         pending = self._pending

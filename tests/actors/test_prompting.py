@@ -31,7 +31,7 @@ def test_another_role_task_or_predecessor_text_gets_its_own_prompt() -> None:
 def test_the_kept_prompts_are_bounded() -> None:
     for i in range(3 * prompting._RENDERED_KEEP):
         prompting.proposer_messages("mmlu", "Critic", f"question {i}", [])
-    assert len(prompting._rendered) == prompting._RENDERED_KEEP
+    assert prompting._rendered.cache_info().currsize == prompting._RENDERED_KEEP
     last = prompting.proposer_messages(
         "mmlu", "Critic", f"question {3 * prompting._RENDERED_KEEP - 1}", []
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from hieramas.actors.messages import Redo
@@ -20,8 +21,8 @@ class LoopBus:
         self.loop = asyncio.get_running_loop()
         self.counters: Counter[str] = Counter()
 
-    def in_loop(self) -> bool:
-        return True
+    def on_loop(self, callback: Callable[..., object], *args: Any) -> None:
+        callback(*args)  # the tests run on the loop
 
 
 class Recorder:

@@ -94,6 +94,20 @@ def _planner(stack: Stack) -> Stage2Planner:
     return planner
 
 
+def _serving_v1(stack: Stack, config: HieraConfig, text: str) -> Stage2Planner:
+    """Publish policy v1 and classifier v1, apply the config, and wait until the planner has both."""
+    assert stack.bus is not None
+    stack.bus.call(_publish(PolicyStore(stack.bus), _policy_blob(config)), 10)
+    stack.bus.call(_publish(classifier_store(stack.bus), _classifier_blob(config, 1, seed=1)), 10)
+    apply_config(stack, text)
+    planner = _planner(stack)
+    deadline = time.monotonic() + 10
+    while planner.policies.current() is None or planner.classifiers.current() is None:
+        assert time.monotonic() < deadline, "policy v1 or classifier v1 was not loaded"
+        time.sleep(0.05)
+    return planner
+
+
 def _done_events(stack: Stack) -> list[QueryDone]:
     assert stack.bus is not None and stack.controller is not None
     stack.bus.call(stack.controller.traces.flush(), 10)
@@ -231,14 +245,7 @@ def test_vote_k_runs_the_k_best_scored_dags_as_child_runs_and_answers_with_their
     with Stack(nats_url=nats_server.url, planner=spec) as stack:
         bus = stack.bus
         assert bus is not None
-        bus.call(_publish(PolicyStore(bus), _policy_blob(config)), 10)
-        bus.call(_publish(classifier_store(bus), _classifier_blob(config, 1, seed=1)), 10)
-        apply_config(stack, text)
-        planner = _planner(stack)
-        deadline = time.monotonic() + 10
-        while planner.policies.current() is None or planner.classifiers.current() is None:
-            assert time.monotonic() < deadline, "policy v1 or classifier v1 was not loaded"
-            time.sleep(0.05)
+        planner = _serving_v1(stack, config, text)
         results = [ask(stack, f"Question {i}: which option is right?") for i in range(2)]
         assert bus.counters["gateway.voted"] == 2
         assert stack.controller is not None and not stack.controller.gateway.runs
@@ -294,14 +301,7 @@ def test_a_vote_whose_runs_all_hang_still_answers_with_an_explicit_error_in_time
     with Stack(nats_url=nats_server.url, planner=spec) as stack:
         bus = stack.bus
         assert bus is not None
-        bus.call(_publish(PolicyStore(bus), _policy_blob(config)), 10)
-        bus.call(_publish(classifier_store(bus), _classifier_blob(config, 1, seed=1)), 10)
-        apply_config(stack, text)
-        planner = _planner(stack)
-        deadline = time.monotonic() + 10
-        while planner.policies.current() is None or planner.classifiers.current() is None:
-            assert time.monotonic() < deadline, "policy v1 or classifier v1 was not loaded"
-            time.sleep(0.05)
+        _serving_v1(stack, config, text)
         hung = ask(stack, "Question 1: which option is right?", timeout_s=1.5)
         assert stack.controller is not None and not stack.controller.gateway.runs
     assert hung["status"] == "timeout" and hung["answer"] is None and hung["latency_s"] < 5
