@@ -317,8 +317,17 @@ class JoinActor(LoopActor):
             if target in routes:
                 at.setdefault(routes[target], []).append(target)
         forwarded = sent.as_input()
+        ctx = self.ctx
         for inbox, hosted in at.items():
-            self._send(run, inbox, Kind.NODE_INPUT, hosted, forwarded)
+            if inbox == ctx.inbox and ctx.hand_over is not None and ctx.bus.serves_locally(inbox):
+                # to nodes of this worker: in process, not encoded (the input is smaller than
+                # the output the gateway's copy proved within the limit), and a loop turn
+                # later, as over NATS (a node armed after this handler must get it after)
+                body = NodeInput(node=hosted[0], nodes=hosted, output=forwarded)
+                envelope = ctx.envelope(Kind.NODE_INPUT, payload(body), run.activation)
+                ctx.bus.soon(ctx.hand_over, Inbound(envelope, None, body))
+            else:
+                self._send(run, inbox, Kind.NODE_INPUT, hosted, forwarded)
         return sent
 
     def _send(

@@ -29,6 +29,7 @@ __all__ = [
     "Inbound",
     "Redo",
     "RequestDone",
+    "SlotDone",
     "SlotWork",
     "VoteDone",
     "tell_later",
@@ -82,12 +83,22 @@ class CallDone:
 
 
 @dataclass(frozen=True, slots=True)
+class SlotDone:
+    """A slot call the supernode made itself (its worker serves the slot): the call's
+    ``llm_call`` event as a map, as a ``slot.result`` would carry it, and its text."""
+
+    record: dict[str, Any]
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
 class RequestDone:
-    """A NATS request finished (``result`` is the exception when it failed)."""
+    """A NATS request, or a slot call made in process, finished (``result`` is the
+    exception when it failed)."""
 
     query_id: str
     tag: str
-    result: Envelope | BaseException
+    result: Envelope | SlotDone | BaseException
 
 
 @dataclass(frozen=True, slots=True)

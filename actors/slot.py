@@ -9,21 +9,24 @@ the prompt, starts the call without blocking, and replies when it finishes.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
+import msgspec
 import structlog
 
 from hieramas.actors import prompting
 from hieramas.actors.calls import call_record, start_llm_call
 from hieramas.actors.context import WorkerContext
 from hieramas.actors.dispatch import LoopActor
-from hieramas.actors.messages import CallDone, SlotWork
-from hieramas.bus import error_envelope
+from hieramas.actors.messages import CallDone, SlotDone, SlotWork
+from hieramas.actors.trusted import REFUSALS, Refused, ResolvedConfig
+from hieramas.bus import BusError, RemoteError, error_envelope
 from hieramas.llm.types import Message, ModelSpec
-from hieramas.wire import Envelope, Kind
+from hieramas.wire import Envelope, Kind, WireError
 from hieramas.wire.messages import SlotAccepted, SlotCallSpec, SlotResult, payload
 
-__all__ = ["ProposerActor", "SlotActor", "SynthesizerActor"]
+__all__ = ["ProposerActor", "SlotActor", "SynthesizerActor", "call_slot_here", "slot_messages"]
 
 log = structlog.get_logger(__name__)
 
@@ -111,13 +114,33 @@ class SlotActor(LoopActor):
             )
 
 
+def _proposer_messages(call: SlotCallSpec) -> list[Message]:
+    return prompting.proposer_messages(call.domain, call.role, call.task, call.predecessors)
+
+
+def _synthesizer_messages(call: SlotCallSpec) -> list[Message]:
+    if not call.proposals:  # every proposer skipped or failed: answer as a proposer would
+        return _proposer_messages(call)
+    return prompting.synthesizer_messages(
+        call.domain, call.role, call.task, call.proposals, call.predecessors
+    )
+
+
+def slot_messages(call: SlotCallSpec) -> list[Message]:
+    """The chat messages of ``call``; ``ValueError`` for a domain or role the task
+    catalogue does not know."""
+    if call.kind == "synthesize":
+        return _synthesizer_messages(call)
+    return _proposer_messages(call)
+
+
 class ProposerActor(SlotActor):
     """Answers the task in its role, seeing the predecessors' outputs."""
 
     slot_kind = "proposer"
 
     def messages(self, call: SlotCallSpec) -> list[Message]:
-        return prompting.proposer_messages(call.domain, call.role, call.task, call.predecessors)
+        return _proposer_messages(call)
 
 
 class SynthesizerActor(SlotActor):
@@ -126,11 +149,107 @@ class SynthesizerActor(SlotActor):
     slot_kind = "synthesizer"
 
     def messages(self, call: SlotCallSpec) -> list[Message]:
-        if not call.proposals:
-            return prompting.proposer_messages(call.domain, call.role, call.task, call.predecessors)
-        return prompting.synthesizer_messages(
-            call.domain, call.role, call.task, call.proposals, call.predecessors
+        return _synthesizer_messages(call)
+
+
+RESULT_MARGIN_BYTES = 8192
+"""Room a ``slot.result`` takes besides the call's text and error: below the payload limit by
+more than this, a result is known to fit without encoding it."""
+
+
+def call_slot_here(
+    ctx: WorkerContext,
+    config: ResolvedConfig,
+    call: SlotCallSpec,
+    ids: Envelope,
+    site: tuple[str, int, str],
+    timeout_s: float,
+    on_done: Callable[[SlotDone | BaseException], None],
+) -> None:
+    """Make a slot call of a supernode on this worker, which serves that slot itself, in
+    process: no request, no actor hand-off, no encoding (as the decision node calls its LLM).
+
+    It is what a slot actor does with a call taken from NATS, and what the supernode gets
+    back is what a reply would bring: the LLM is looked up in the trusted config version
+    (a refusal is logged and counted, and comes back as the ``RemoteError`` of its error
+    reply), the ``llm_call`` event is traced, a result over the payload limit is an
+    ``oversize`` error, and no outcome within ``timeout_s`` is a ``BusError`` "timeout".
+    ``ids`` is the query's activation (its ids parent the call); ``site`` is (slot, attempt,
+    subject); ``on_done`` runs once, on the loop.
+    """
+    slot, attempt, subject = site
+    bus = ctx.bus
+    bus.counters["local.slot_calls"] += 1
+    try:
+        if not config.has_slot(call.node, slot):
+            raise Refused(
+                "unknown_slot",
+                f"config version {config.version} has no slot {slot} of node {call.node!r}",
+            )
+        model, endpoint = config.call_specs(call.llm)  # never from the plan
+        messages = slot_messages(call)
+    except (Refused, ValueError) as exc:
+        code = exc.code if isinstance(exc, Refused) else "bad_call"
+        if code in REFUSALS:
+            bus.counters["endpoint.refused"] += 1
+        bus.reject(subject, None, code, str(exc))
+        on_done(RemoteError(code, str(exc)))
+        return
+    answered = False
+    timer: asyncio.TimerHandle | None = None
+
+    def answer(result: SlotDone | BaseException) -> None:
+        nonlocal answered
+        if not answered:
+            answered = True
+            if timer is not None:
+                timer.cancel()
+            on_done(result)
+
+    def complete(done: CallDone) -> None:  # on the loop
+        event, text = call_record(
+            done,
+            model,
+            trace_id=ids.trace_id,
+            parent_span=ids.span_id,
+            config_version=ids.config_version,
+            node=call.node,
+            role=call.role,
+            slot=slot,
+            attempt=attempt,
+            worker=ctx.worker_id,
         )
+        ctx.traces.emit(event)
+        if 4 * (len(text) + len(event.error or "")) + RESULT_MARGIN_BYTES > bus.payload_limit:
+            result = SlotResult(
+                slot=f"{slot}@{attempt}", status=event.outcome, call=event, text=text
+            )
+            try:  # as big as the limit, perhaps: encode it to know
+                bus.encode(ctx.envelope(Kind.SLOT_RESULT, payload(result), ids))
+            except WireError as exc:
+                bus.counters["rejected.oversize"] += 1
+                log.warning("slot.oversize", node=call.node, slot=slot, reason=str(exc))
+                answer(RemoteError("oversize", str(exc)))
+                return
+        answer(SlotDone(msgspec.to_builtins(event), text))
+
+    timer = bus.call_later(
+        timeout_s,
+        lambda: answer(BusError("timeout", f"no reply on {subject} within {timeout_s:.1f}s")),
+    )
+    start_llm_call(
+        ctx,
+        complete,
+        query_id=ids.query_id,
+        tag=slot,
+        model=model,
+        endpoint=endpoint,
+        messages=messages,
+        max_tokens=call.max_tokens,
+        temperature=call.temperature,
+        deadline_unix=call.deadline_unix,
+        seed=call.seed,
+    )
 
 
 def _reply(

@@ -1,4 +1,7 @@
-"""The supernode: N proposers in parallel over NATS, then one synthesizer, then the successors.
+"""The supernode: N proposers in parallel, then one synthesizer, then the successors.
+
+A slot this worker serves itself (locality-aware delivery) is called from here, in process;
+any other slot gets a NATS request, which a worker of the slot's queue group takes.
 
 Proposer failures do not fail the supernode: it synthesizes what it has and
 its output lists what failed.  With every proposer skipped, the synthesizer
@@ -14,7 +17,8 @@ import structlog
 
 from hieramas.actors import prompting, voting
 from hieramas.actors.join import JoinActor, NodeRun
-from hieramas.actors.messages import Redo, RequestDone, VoteDone
+from hieramas.actors.messages import Redo, RequestDone, SlotDone, VoteDone
+from hieramas.actors.slot import call_slot_here
 from hieramas.controller.config import PASS, VOTE
 from hieramas.controller.plan import Plan
 from hieramas.wire import Envelope, Kind, WireError, new_id
@@ -157,6 +161,16 @@ class SupernodeActor(JoinActor):
             # distinct samples per slot when sampling (self-consistency), reproducible per slot
             seed=(int(tag[1:]) + 1 if tag[1:].isdigit() else 0) if plan.temperature > 0 else None,
         )
+        timeout = max(deadline - time.time(), 0.05) + 0.5
+        ref, qid = self.actor_ref, run.activation.query_id
+        if self.ctx.bus.serves_locally(subject):  # this worker's own slot: call it from here
+
+            def here(result: SlotDone | BaseException) -> None:
+                ref.tell(RequestDone(query_id=qid, tag=f"{tag}@{attempt}", result=result))
+
+            site = (tag, attempt, subject)
+            call_slot_here(self.ctx, run.config, call, run.activation, site, timeout, here)
+            return
         envelope = Envelope(
             kind=Kind.SLOT_CALL,
             payload=payload(SlotCall(slot=f"{tag}@{attempt}", call=call)),
@@ -166,13 +180,7 @@ class SupernodeActor(JoinActor):
             config_version=run.activation.config_version,
             sender=self.ctx.worker_id,
         )
-        timeout = max(deadline - time.time(), 0.05) + 0.5
-        ref, qid, node, tracker = (
-            self.actor_ref,
-            run.activation.query_id,
-            self.node,
-            self.ctx.tracker,
-        )
+        node, tracker = self.node, self.ctx.tracker
 
         def done(result: Any) -> None:  # on the loop
             tracker.finished(qid, node, tag, attempt)
@@ -284,6 +292,8 @@ def _pseudo_record(how: str, proposals: list[str], index: int) -> tuple[dict[str
 def _slot_record(done: RequestDone, tag: str) -> tuple[dict[str, Any], str]:
     """A finished slot call's record (its ``llm_call`` event as a map) and its text."""
     result = done.result
+    if isinstance(result, SlotDone):  # made in process: its record is this worker's own
+        return result.record, result.text
     if not isinstance(result, BaseException):
         try:
             read(result, SlotResult)  # every field checked; the record is kept as its map

@@ -35,6 +35,7 @@ from hieramas.wire.subjects import DECISION_NODE
 __all__ = [
     "EMULATOR_ENV",
     "KEY_ENV",
+    "REFUSALS",
     "KeyPolicy",
     "Refused",
     "ResolvedConfig",
@@ -62,6 +63,10 @@ class Refused(Exception):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
+
+
+REFUSALS = frozenset({"unknown_llm", "no_base_url", "key_not_allowed"})
+"""Refusal codes about endpoints (counted under ``endpoint.refused``)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,7 +37,7 @@ from hieramas.actors.prompting import check_roles
 from hieramas.actors.slot import ProposerActor, SynthesizerActor
 from hieramas.actors.supernode import SupernodeActor
 from hieramas.actors.tracking import SlotCallTracker
-from hieramas.actors.trusted import KeyPolicy, Refused, ResolvedConfig, TrustedConfigs
+from hieramas.actors.trusted import REFUSALS, KeyPolicy, Refused, ResolvedConfig, TrustedConfigs
 from hieramas.bus import Bus
 from hieramas.controller.plan import Plan
 from hieramas.liveness import HEARTBEAT_S, Liveness
@@ -73,8 +73,6 @@ MAX_ACTORS = 2048
 """A worker's default ceiling on live actors (one per node, proposer slot and synthesizer)."""
 IDLE_EVICT_S = 600.0
 """An actor that received nothing for this long, and holds no query, is stopped."""
-REFUSALS = frozenset({"unknown_llm", "no_base_url", "key_not_allowed"})
-"""Refusal codes about endpoints (counted under ``endpoint.refused``)."""
 
 ActorKey = tuple[str, str, str]
 """(kind, node, slot): ``("supernode", node, "")``, ``("decision", "decision", "")``,
@@ -112,6 +110,7 @@ class Worker:
             tracker=SlotCallTracker(bus),
             configs=TrustedConfigs(bus, policy=key_policy, emulator_url=emulator_url),
             supervisor=self,
+            hand_over=self._hand_over,
         )
         self._own_traces = traces is None
         self._actors: dict[ActorKey, pykka.ActorRef[Any]] = {}
@@ -584,13 +583,22 @@ class Worker:
             if foreign:
                 self.ctx.bus.reject(inbox, reply, "payload", f"routes to non-inbox {foreign[:3]}")
                 return
-        message = Inbound(envelope, reply, body)
+        self._to_nodes(Inbound(envelope, reply, body))
+
+    def _hand_over(self, message: Inbound) -> None:
+        """A node input from a node of this worker to others of it: no encoding, no checks
+        (it is this process's own record), straight to their actors."""
+        self.counters["local.handed_over"] += 1
+        self._to_nodes(message)
+
+    def _to_nodes(self, message: Inbound) -> None:
+        body = message.body
         targets = [body.node] if isinstance(body, NodeProbe) else body.nodes or [body.node]
         for target in dict.fromkeys(targets):  # every node it is for here
             try:
                 self._tell(self._node_key(target), message, create=False)
             except Refused as exc:
-                self.ctx.bus.reject(inbox, reply, exc.code, str(exc))
+                self.ctx.bus.reject(self.ctx.inbox, message.reply, exc.code, str(exc))
 
     def _on_accepted(self, envelope: Envelope, body: SlotAccepted, tag: str, attempt: int) -> None:
         """Record which worker took one of our slot calls: only a worker whose heartbeats we

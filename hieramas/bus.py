@@ -399,6 +399,11 @@ class Bus:
         self.spawn(_carry_on(coro, pending))
 
     # -- messaging -----------------------------------------------------------------
+    @property
+    def payload_limit(self) -> int:
+        """The largest message this connection may send, in bytes."""
+        return self._max_payload or self.max_payload
+
     def encode(self, envelope: Envelope) -> bytes:
         """Encode for this server's payload limit (``WireError`` "oversize" beyond it)."""
         return encode(envelope, max_bytes=self._max_payload or self.max_payload)
@@ -410,7 +415,7 @@ class Bus:
         else:
             self.loop.call_soon_threadsafe(callback, *args)
 
-    def _soon(self, callback: Callable[..., object], *args: Any) -> None:
+    def soon(self, callback: Callable[..., object], *args: Any) -> None:
         """Run ``callback(*args)`` on the loop a turn later, from any thread."""
         if threading.get_ident() == self._loop_ident:
             self.loop.call_soon(callback, *args)
@@ -429,6 +434,10 @@ class Bus:
         Replies to this connection's own requests are always delivered in process.
         """
         self._local[subject] = handler
+
+    def serves_locally(self, subject: str) -> bool:
+        """Whether this process serves ``subject`` itself (see :meth:`serve_locally`)."""
+        return subject in self._local
 
     def stop_serving_locally(self, subjects: set[str] | list[str]) -> None:
         """Send ``subjects`` over NATS again (the process stops serving them)."""
@@ -462,11 +471,11 @@ class Bus:
         prefix = self._reply_prefix
         if prefix and subject.startswith(prefix):  # a reply to a request of this connection
             self.counters["local.replies"] += 1
-            self._soon(self._take_local_reply, subject[len(prefix) :], data)
+            self.soon(self._take_local_reply, subject[len(prefix) :], data)
             return
         local = self._local.get(subject)
         if local is not None:
-            self._soon(self._local_handle, local, subject, data, None)
+            self.soon(self._local_handle, local, subject, data, None)
             return
         self.on_loop(self.spawn_eager, self._publish_bytes(subject, data))
 

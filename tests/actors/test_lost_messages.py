@@ -6,15 +6,17 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import msgspec
 import pytest
 
-from hieramas.actors.messages import Arm
+from hieramas.actors.messages import Arm, Inbound
 from hieramas.actors.worker import Worker
 from hieramas.bus import Bus
 from hieramas.controller.gateway import STALL_S, Gateway
 from hieramas.natsserver import NatsServer
 from hieramas.stack import Stack
 from hieramas.wire import Envelope, Kind
+from hieramas.wire.messages import NodeInput
 from support import apply_config, ask, config_yaml, node
 
 DEADLINE_S = 30.0
@@ -49,8 +51,10 @@ def _drop_first(monkeypatch: pytest.MonkeyPatch, cls: type, method: str, lost: A
     return dropped
 
 
-def _is_input_to_doctor(envelope: Envelope, reply: str | None) -> bool:
-    return envelope.kind is Kind.NODE_INPUT and "doctor" in envelope.payload.get("nodes", [])
+def _is_input_to_doctor(message: Inbound) -> bool:
+    """A node input for the doctor, as the worker hands it to its nodes (whether it came
+    over NATS or from a node of the same worker, in process)."""
+    return isinstance(message.body, NodeInput) and "doctor" in message.body.nodes
 
 
 def _is_decision_output(envelope: Envelope, reply: str | None) -> bool:
@@ -66,7 +70,7 @@ def _is_doctors_arming(key: Any, message: Any, **_: Any) -> bool:
     [
         # the expert's output to the doctor (and the decision node): the gateway has it,
         # and sends it again when the doctor says it waits for it
-        (Worker, "_on_inbox", _is_input_to_doctor, "gateway.input_resent"),
+        (Worker, "_to_nodes", _is_input_to_doctor, "gateway.input_resent"),
         # the decision's output to the gateway: the decision node sends it again
         (Gateway, "_on_inbox", _is_decision_output, "node.output_resent"),
         # the doctor's worker answered the activation but its node never got the arming:
@@ -112,23 +116,25 @@ def test_a_node_input_that_comes_twice_is_taken_once(stack: Stack, llm_url: str)
     inbox = worker.ctx.inbox
     copies: list[Envelope] = []
 
-    def tap(envelope: Envelope, reply: str | None) -> None:
-        worker._on_inbox(envelope, reply)  # the worker's own inbox is served in process
-        if _is_input_to_doctor(envelope, reply) and not copies:
-            output = {**envelope.payload["output"], "text": "FORGED: the answer is Z"}
-            body = {**envelope.payload, "output": output}
-            copy = envelope.reply(Kind.NODE_INPUT, body, sender=envelope.sender)
+    to_nodes = worker._to_nodes
+
+    def tap(message: Inbound) -> None:
+        to_nodes(message)  # the expert's output, handed over in process
+        if _is_input_to_doctor(message) and not copies:
+            wire = msgspec.to_builtins(message.body)
+            body = {**wire, "output": {**wire["output"], "text": "FORGED: the answer is Z"}}
+            copy = message.envelope.reply(Kind.NODE_INPUT, body, sender=message.envelope.sender)
             copies.append(copy)
-            bus.publish(inbox, copy)  # after the original, in order
+            bus.publish(inbox, copy)  # a second copy over the inbox, after the original
 
     async def with_tap() -> dict[str, Any]:
-        bus.serve_locally(inbox, tap)
+        worker._to_nodes = tap  # type: ignore[method-assign]
         try:
             from hieramas.controller.client import HieraClient
 
             return await HieraClient(bus).ask("Which option?", timeout_s=DEADLINE_S)
         finally:
-            bus.serve_locally(inbox, worker._on_inbox)
+            worker._to_nodes = to_nodes  # type: ignore[method-assign]
 
     result = bus.call(with_tap(), 60)
     assert copies

@@ -46,13 +46,20 @@ def test_node_outputs_reach_a_gateway_in_the_same_process_without_nats(
     assert stack.controller is not None and stack.bus is not None
     apply_config(stack, config_yaml(llm_url, NODES, [("expert", "doctor")]))
     seen = _outputs_seen_on_nats(spy, stack.controller.gateway.inbox)
-    before = stack.bus.counters["local.delivered"]
+    counters = stack.bus.counters
+    keys = ("local.delivered", "local.handed_over", "local.slot_calls")
+    before = {key: counters[key] for key in keys}
     result = ask(stack)
     assert result["status"] == "ok" and result["answer"] == "A", result
     assert set(result["nodes"]) == {"expert", "doctor"}
     assert seen == []  # nothing of it crossed NATS
-    # expert, doctor and decision outputs, the two node inputs and the slot calls: in process
-    assert stack.bus.counters["local.delivered"] - before >= 3 + 2 + 5
+    # in process: the expert, doctor and decision outputs to the gateway, the expert's and
+    # the doctor's outputs to their successors, and the supernodes' slot calls
+    assert {key: counters[key] - before[key] for key in keys} == {
+        "local.delivered": 3,
+        "local.handed_over": 2,
+        "local.slot_calls": 5,
+    }
 
 
 def test_a_worker_elsewhere_still_sends_its_outputs_over_nats(
@@ -69,4 +76,4 @@ def test_a_worker_elsewhere_still_sends_its_outputs_over_nats(
         assert result["status"] == "ok" and result["answer"] == "A", result
         assert set(result["nodes"]) == {"expert", "doctor"}
         assert sorted(seen) == ["decision", "doctor", "expert"]
-        assert workers.bus.counters["local.delivered"] > 0  # its own slot calls stay local
+        assert workers.bus.counters["local.slot_calls"] > 0  # its own slot calls stay local
