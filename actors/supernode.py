@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import pykka
 import structlog
 
 from hieramas.actors import prompting, voting
@@ -163,10 +164,14 @@ class SupernodeActor(JoinActor):
         )
         timeout = max(deadline - time.time(), 0.05) + 0.5
         ref, qid = self.actor_ref, run.activation.query_id
-        if self.ctx.bus.serves_locally(subject):  # this worker's own slot: call it from here
+        if self.ctx.bus.serves_locally(subject):
+            counters = self.ctx.bus.counters  # this worker's own slot: call it from here
 
             def here(result: SlotDone | BaseException) -> None:
-                ref.tell(RequestDone(query_id=qid, tag=f"{tag}@{attempt}", result=result))
+                try:
+                    ref.tell(RequestDone(query_id=qid, tag=f"{tag}@{attempt}", result=result))
+                except pykka.ActorDeadError:  # the node stopped meanwhile (its worker did)
+                    counters["late_result"] += 1
 
             site = (tag, attempt, subject)
             call_slot_here(self.ctx, run.config, call, run.activation, site, timeout, here)

@@ -103,3 +103,30 @@ def test_idle_actors_retire_and_the_actor_count_has_a_ceiling(stack: Stack, llm_
     assert worker.counters["actor.ceiling"] >= 1
     worker.max_actors = 5
     assert ask(stack)["status"] == "ok"
+
+
+def test_a_slot_call_that_ends_after_its_node_stopped_is_counted_not_raised(
+    stack: Stack, llm_url: str
+) -> None:
+    """The supernode makes its worker's own slot calls; when one ends after the node's actor
+    has stopped (its worker stopping, say), the result is counted as late and dropped."""
+    slow = "slow:0.5"
+    apply_config(
+        stack,
+        config_yaml(llm_url, {"expert": node("Critic", [slow], "fixed:A")}, extra_llms=[slow]),
+    )
+    assert stack.bus is not None
+    worker, counters, client = stack.workers[0], stack.bus.counters, client_of(stack)
+    before = counters["late_result"]
+
+    async def scenario() -> dict[str, Any]:
+        pending = asyncio.ensure_future(client.ask("q", timeout_s=2))
+        await asyncio.sleep(0.2)  # the proposer's call is in flight, made by the supernode
+        worker._actors[("supernode", "expert", "")].stop(block=False)
+        await asyncio.sleep(0.6)  # the call ends: its node is gone
+        return await pending
+
+    result = stack.bus.call(scenario(), 30)
+    assert counters["late_result"] == before + 1
+    assert result["status"] in ("ok", "timeout")  # re-armed and answered, or at its deadline
+    assert ask(stack)["status"] == "ok"  # the worker serves the next query
