@@ -40,6 +40,12 @@ def _outputs_seen_on_nats(spy: Bus, subject: str) -> list[str]:
     return seen
 
 
+def _caught_up(spy: Bus) -> None:
+    """Wait until the spy has taken every message the server routed to it so far: a message
+    the gateway got before the answer was queued to the spy before this PONG."""
+    spy.call(spy.nc.flush(timeout=5), 10)
+
+
 def test_node_outputs_reach_a_gateway_in_the_same_process_without_nats(
     stack: Stack, spy: Bus, llm_url: str
 ) -> None:
@@ -52,6 +58,7 @@ def test_node_outputs_reach_a_gateway_in_the_same_process_without_nats(
     result = ask(stack)
     assert result["status"] == "ok" and result["answer"] == "A", result
     assert set(result["nodes"]) == {"expert", "doctor"}
+    _caught_up(spy)
     assert seen == []  # nothing of it crossed NATS
     # in process: the expert, doctor and decision outputs to the gateway, the expert's and
     # the doctor's outputs to their successors, and the supernodes' slot calls
@@ -75,5 +82,6 @@ def test_a_worker_elsewhere_still_sends_its_outputs_over_nats(
         result = ask(controller)
         assert result["status"] == "ok" and result["answer"] == "A", result
         assert set(result["nodes"]) == {"expert", "doctor"}
+        _caught_up(spy)
         assert sorted(seen) == ["decision", "doctor", "expert"]
         assert workers.bus.counters["local.slot_calls"] > 0  # its own slot calls stay local
