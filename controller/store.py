@@ -29,6 +29,10 @@ __all__ = ["CONFIG_BUCKET", "ConfigStore", "ContendedError", "CorruptConfigError
 
 log = structlog.get_logger(__name__)
 
+LIST_ATTEMPTS = 3
+"""Listings of the stored versions made before an empty one is believed while a version is
+current."""
+
 CONFIG_BUCKET = "hieramas_configs"
 CURRENT = "current"
 EMULATOR_URL = "runtime.emulator_url"
@@ -280,12 +284,23 @@ class ConfigStore:
         return rows
 
     async def _stored_versions(self) -> list[int]:
-        """The numbers of every ``v.<N>`` key, ascending (a stray key is skipped)."""
-        try:
-            keys = await self.kv.keys()
-        except Exception:  # nats-py raises NoKeysError on an empty bucket
-            keys = []
-        return sorted(int(k[2:]) for k in keys if k.startswith("v.") and k[2:].isdigit())
+        """The numbers of every ``v.<N>`` key, ascending (a stray key is skipped).
+
+        nats-py lists keys through a watcher that can end its listing before the entries
+        arrive (seen on a loaded machine: no keys, with version 1 stored and current), so an
+        empty listing while a version is current is made again, up to :data:`LIST_ATTEMPTS`.
+        """
+        for attempt in range(LIST_ATTEMPTS):
+            try:
+                keys = await self.kv.keys()
+            except Exception:  # nats-py raises NoKeysError on an empty bucket
+                keys = []
+            versions = sorted(int(k[2:]) for k in keys if k.startswith("v.") and k[2:].isdigit())
+            if versions or not self.current_version:
+                return versions
+            self.bus.counters["config.versions_relisted"] += 1
+            log.warning("config.versions_relisted", attempt=attempt + 1)
+        return []
 
 
 def _decode_record(version: int, data: bytes) -> StoredConfig:

@@ -179,3 +179,28 @@ def test_listeners_hear_each_version_once_also_those_the_store_applied_itself(
     assert _eventually(lambda: seen == [1, 2]), seen
     time.sleep(0.3)
     assert seen == [1, 2]  # and nobody hears a version twice
+
+
+def test_an_empty_listing_while_a_version_is_current_is_made_again(
+    nats_server: NatsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """nats-py's key listing (a watcher) can end before its entries arrive on a loaded
+    machine: the store lists again rather than report no versions."""
+    bus = Bus(NatsSettings(url=nats_server.url)).start()
+    try:
+        store = bus.call(ConfigStore(bus).open(), 10)
+        for name in ("one", "two"):
+            bus.call(store.apply(_config(name)), 10)
+        real_keys = store.kv.keys
+        short = [nats.js.errors.NoKeysError(), nats.js.errors.NoKeysError()]
+
+        async def flaky_keys() -> list[str]:
+            if short:
+                raise short.pop()
+            return await real_keys()
+
+        monkeypatch.setattr(store.kv, "keys", flaky_keys)
+        assert [row["version"] for row in bus.call(store.history(), 10)] == [1, 2]
+        assert bus.counters["config.versions_relisted"] == 2
+    finally:
+        bus.stop()
