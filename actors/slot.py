@@ -20,10 +20,11 @@ from hieramas.actors.calls import call_record, start_llm_call
 from hieramas.actors.context import WorkerContext
 from hieramas.actors.dispatch import LoopActor
 from hieramas.actors.messages import CallDone, SlotDone, SlotWork
-from hieramas.actors.trusted import REFUSALS, Refused, ResolvedConfig
+from hieramas.actors.trusted import Refused, ResolvedConfig, refuse
 from hieramas.bus import BusError, RemoteError, error_envelope
 from hieramas.llm.types import Message, ModelSpec
 from hieramas.wire import Envelope, Kind, WireError
+from hieramas.wire.events import LlmCall
 from hieramas.wire.messages import SlotAccepted, SlotCallSpec, SlotResult, payload
 
 __all__ = ["ProposerActor", "SlotActor", "SynthesizerActor", "call_slot_here", "slot_messages"]
@@ -181,19 +182,14 @@ def call_slot_here(
     bus = ctx.bus
     bus.counters["local.slot_calls"] += 1
     try:
-        if not config.has_slot(call.node, slot):
-            raise Refused(
-                "unknown_slot",
-                f"config version {config.version} has no slot {slot} of node {call.node!r}",
-            )
-        model, endpoint = config.call_specs(call.llm)  # never from the plan
-        messages = slot_messages(call)
-    except (Refused, ValueError) as exc:
-        code = exc.code if isinstance(exc, Refused) else "bad_call"
-        if code in REFUSALS:
-            bus.counters["endpoint.refused"] += 1
-        bus.reject(subject, None, code, str(exc))
-        on_done(RemoteError(code, str(exc)))
+        model, endpoint = config.slot_specs(call.node, slot, call.llm)  # never from the plan
+        try:
+            messages = slot_messages(call)
+        except ValueError as exc:  # a domain or role the task catalogue does not know
+            raise Refused("bad_call", str(exc)) from None
+    except Refused as exc:
+        refuse(bus, subject, None, exc)
+        on_done(RemoteError(exc.code, str(exc)))
         return
     answered = False
     timer: asyncio.TimerHandle | None = None
@@ -207,19 +203,7 @@ def call_slot_here(
             on_done(result)
 
     def complete(done: CallDone) -> None:  # on the loop
-        event, text = call_record(
-            done,
-            model,
-            trace_id=ids.trace_id,
-            parent_span=ids.span_id,
-            config_version=ids.config_version,
-            node=call.node,
-            role=call.role,
-            slot=slot,
-            attempt=attempt,
-            worker=ctx.worker_id,
-        )
-        ctx.traces.emit(event)
+        event, text = _traced(ctx, done, model, ids, (call.node, call.role, slot, attempt))
         if 4 * (len(text) + len(event.error or "")) + RESULT_MARGIN_BYTES > bus.payload_limit:
             result = SlotResult(
                 slot=f"{slot}@{attempt}", status=event.outcome, call=event, text=text
@@ -264,19 +248,7 @@ def _reply(
 
     ``site`` is the call's (node, role, slot, attempt, slot tag on the wire)."""
     node, role, slot, attempt, slot_tag = site
-    event, text = call_record(
-        done,
-        model,
-        trace_id=envelope.trace_id,
-        parent_span=envelope.span_id,
-        config_version=envelope.config_version,
-        node=node,
-        role=role,
-        slot=slot,
-        attempt=attempt,
-        worker=ctx.worker_id,
-    )
-    ctx.traces.emit(event)
+    event, text = _traced(ctx, done, model, envelope, (node, role, slot, attempt))
     if not reply:
         return
     result = SlotResult(slot=slot_tag, status=event.outcome, call=event, text=text)
@@ -288,3 +260,30 @@ def _reply(
         ctx.bus.publish(
             reply, error_envelope("oversize", str(exc), sender=ctx.worker_id, like=envelope)
         )
+
+
+def _traced(
+    ctx: WorkerContext,
+    done: CallDone,
+    model: ModelSpec,
+    ids: Envelope,
+    site: tuple[str, str, str, int],
+) -> tuple[LlmCall, str]:
+    """Emit the ``llm_call`` event of a finished slot call, parented by the span of ``ids``
+    (the request, or the activation for a call made in process); the event and the text.
+    ``site`` is the call's (node, role, slot, attempt)."""
+    node, role, slot, attempt = site
+    event, text = call_record(
+        done,
+        model,
+        trace_id=ids.trace_id,
+        parent_span=ids.span_id,
+        config_version=ids.config_version,
+        node=node,
+        role=role,
+        slot=slot,
+        attempt=attempt,
+        worker=ctx.worker_id,
+    )
+    ctx.traces.emit(event)
+    return event, text

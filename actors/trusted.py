@@ -40,6 +40,7 @@ __all__ = [
     "Refused",
     "ResolvedConfig",
     "TrustedConfigs",
+    "refuse",
 ]
 
 log = structlog.get_logger(__name__)
@@ -67,6 +68,14 @@ class Refused(Exception):
 
 REFUSALS = frozenset({"unknown_llm", "no_base_url", "key_not_allowed"})
 """Refusal codes about endpoints (counted under ``endpoint.refused``)."""
+
+
+def refuse(bus: Bus, subject: str, reply: str | None, refused: Refused) -> None:
+    """A call that names what the trusted config does not have: logged, counted (endpoint
+    refusals also under ``endpoint.refused``) and, if ``reply`` is given, answered."""
+    if refused.code in REFUSALS:
+        bus.counters["endpoint.refused"] += 1
+    bus.reject(subject, reply, refused.code, str(refused))
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +145,15 @@ class ResolvedConfig:
         if isinstance(endpoint, Refused):
             raise endpoint
         return model, endpoint
+
+    def slot_specs(self, node: str, slot: str, llm: str) -> tuple[ModelSpec, EndpointSpec]:
+        """:meth:`call_specs` of ``llm`` for slot ``slot`` of ``node``; :class:`Refused`
+        (``unknown_slot``) if this version has no such slot."""
+        if not self.has_slot(node, slot):
+            raise Refused(
+                "unknown_slot", f"config version {self.version} has no slot {slot} of node {node!r}"
+            )
+        return self.call_specs(llm)
 
     def has_node(self, node: str) -> bool:
         """Is ``node`` a supernode of this version, or the decision node?"""

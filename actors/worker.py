@@ -37,7 +37,7 @@ from hieramas.actors.prompting import check_roles
 from hieramas.actors.slot import ProposerActor, SynthesizerActor
 from hieramas.actors.supernode import SupernodeActor
 from hieramas.actors.tracking import SlotCallTracker
-from hieramas.actors.trusted import REFUSALS, KeyPolicy, Refused, ResolvedConfig, TrustedConfigs
+from hieramas.actors.trusted import KeyPolicy, Refused, ResolvedConfig, TrustedConfigs, refuse
 from hieramas.bus import Bus
 from hieramas.controller.plan import Plan
 from hieramas.liveness import HEARTBEAT_S, Liveness
@@ -353,9 +353,7 @@ class Worker:
 
     def _refuse(self, subject: str, reply: str | None, refused: Refused) -> None:
         """A message that names what the trusted config does not have: counted, answered."""
-        if refused.code in REFUSALS:
-            self.counters["endpoint.refused"] += 1
-        self.ctx.bus.reject(subject, reply, refused.code, str(refused))
+        refuse(self.ctx.bus, subject, reply, refused)
 
     def _with_config(
         self,
@@ -533,12 +531,7 @@ class Worker:
     ) -> None:
         call = body.call
         try:
-            if not config.has_slot(call.node, tag):
-                raise Refused(
-                    "unknown_slot",
-                    f"config version {config.version} has no slot {tag} of node {call.node!r}",
-                )
-            model, endpoint = config.call_specs(call.llm)  # never from the message
+            model, endpoint = config.slot_specs(call.node, tag, call.llm)  # not the message's
             key: ActorKey = (
                 ("synthesizer", call.node, "synth")
                 if tag == "synth"

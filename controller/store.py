@@ -290,6 +290,7 @@ class ConfigStore:
         arrive (seen on a loaded machine: no keys, with version 1 stored and current), so an
         empty listing while a version is current is made again, up to :data:`LIST_ATTEMPTS`.
         """
+        versions: list[int] = []
         for attempt in range(LIST_ATTEMPTS):
             try:
                 keys = await self.kv.keys()
@@ -300,7 +301,7 @@ class ConfigStore:
                 return versions
             self.bus.counters["config.versions_relisted"] += 1
             log.warning("config.versions_relisted", attempt=attempt + 1)
-        return []
+        return versions
 
 
 def _decode_record(version: int, data: bytes) -> StoredConfig:
