@@ -3,9 +3,8 @@ trusted config versions and the supervisor."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from hieramas.actors.dispatch import Supervisor
 from hieramas.actors.tracking import SlotCallTracker
@@ -14,9 +13,6 @@ from hieramas.bus import Bus
 from hieramas.llm.types import ChatClient
 from hieramas.traces import TraceEmitter
 from hieramas.wire import Envelope, Kind, Subjects
-
-if TYPE_CHECKING:
-    from hieramas.actors.messages import Inbound
 
 __all__ = ["WorkerContext"]
 
@@ -35,8 +31,6 @@ class WorkerContext:
     """The stored config versions: where LLM endpoints are looked up."""
     supervisor: Supervisor | None = None
     """Restarts a crashed actor (the worker)."""
-    hand_over: Callable[[Inbound], None] | None = None
-    """Gives a node input to the nodes it names on this worker, in process (the worker)."""
 
     @property
     def inbox(self) -> str:

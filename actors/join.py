@@ -317,16 +317,13 @@ class JoinActor(LoopActor):
             if target in routes:
                 at.setdefault(routes[target], []).append(target)
         forwarded = sent.as_input()
-        ctx = self.ctx
+        bus = self.ctx.bus
         for inbox, hosted in at.items():
-            if inbox == ctx.inbox and ctx.hand_over is not None and ctx.bus.serves_locally(inbox):
-                # to nodes of this worker: in process, not encoded (the input is smaller than
-                # the output the gateway's copy proved within the limit), and a loop turn
-                # later, as over NATS (a node armed after this handler must get it after)
-                body = NodeInput(node=hosted[0], nodes=hosted, output=forwarded)
-                envelope = ctx.envelope(Kind.NODE_INPUT, payload(body), run.activation)
-                ctx.bus.soon(ctx.hand_over, Inbound(envelope, None, body))
-            else:
+            body = NodeInput(node=hosted[0], nodes=hosted, output=forwarded)
+            envelope = self.ctx.envelope(Kind.NODE_INPUT, payload(body), run.activation)
+            # to nodes of this worker: in process, not encoded (the input is smaller than
+            # the output whose copy to the gateway proved within the limit)
+            if not bus.hand_over(inbox, envelope, body):
                 self._send(run, inbox, Kind.NODE_INPUT, hosted, forwarded)
         return sent
 
@@ -347,7 +344,7 @@ class JoinActor(LoopActor):
         """
         bus = self.ctx.bus
         try:
-            bus.publish(subject, self._envelope(run, kind, hosted, output))
+            self._publish(run, subject, kind, hosted, output)
             return output
         except WireError as exc:
             reason = f"output not delivered: {exc}"
@@ -356,7 +353,7 @@ class JoinActor(LoopActor):
         log.warning("node.output_oversize", node=self.node, query_id=query_id, reason=reason)
         for fallback in _undelivered(output, reason):
             try:
-                bus.publish(subject, self._envelope(run, kind, hosted, fallback))
+                self._publish(run, subject, kind, hosted, fallback)
                 return fallback
             except WireError:
                 continue
@@ -364,18 +361,28 @@ class JoinActor(LoopActor):
         log.error("node.output_lost", node=self.node, query_id=query_id, reason=reason)
         return None
 
-    def _envelope(
+    def _publish(
         self,
         run: NodeRun | Finished,
+        subject: str,
         kind: Kind,
         hosted: list[str] | None,
         output: NodeOutputRecord,
-    ) -> Envelope:
+    ) -> None:
+        """Publish ``output``, or hand it over to a handler in this process (the gateway's
+        inbox, in ``hieramas up``); ``WireError`` "oversize" over the payload limit."""
+        body: NodeOutput | NodeInput
         if hosted is None:
-            body = payload(NodeOutput(output=output))
+            body = NodeOutput(output=output)
         else:
-            body = payload(NodeInput(node=hosted[0], nodes=hosted, output=output))
-        return self.ctx.envelope(kind, body, run.activation)
+            body = NodeInput(node=hosted[0], nodes=hosted, output=output)
+        envelope = self.ctx.envelope(kind, payload(body), run.activation)
+        bus = self.ctx.bus
+        if bus.takes_records(subject):
+            bus.encode(envelope)  # only to apply the payload limit, as over NATS
+            bus.hand_over(subject, envelope, body)
+        else:
+            bus.publish(subject, envelope)
 
     def reject(self, message: Inbound, code: str, reason: str) -> None:
         """Log, count and (if asked) answer a message this node cannot take."""

@@ -38,7 +38,7 @@ from hieramas.actors.slot import ProposerActor, SynthesizerActor
 from hieramas.actors.supernode import SupernodeActor
 from hieramas.actors.tracking import SlotCallTracker
 from hieramas.actors.trusted import KeyPolicy, Refused, ResolvedConfig, TrustedConfigs, refuse
-from hieramas.bus import Bus
+from hieramas.bus import Bus, RecordHandler
 from hieramas.controller.plan import Plan
 from hieramas.liveness import HEARTBEAT_S, Liveness
 from hieramas.llm.types import ChatClient
@@ -110,7 +110,6 @@ class Worker:
             tracker=SlotCallTracker(bus),
             configs=TrustedConfigs(bus, policy=key_policy, emulator_url=emulator_url),
             supervisor=self,
-            hand_over=self._hand_over,
         )
         self._own_traces = traces is None
         self._actors: dict[ActorKey, pykka.ActorRef[Any]] = {}
@@ -207,7 +206,7 @@ class Worker:
                 )
             )
         self._subs = subs
-        self._serve_locally(self.ctx.inbox, self._on_inbox)
+        self._serve_locally(self.ctx.inbox, self._on_inbox, records=self._hand_over)
         await bus.nc.flush()
         await self._hello()
         loop = asyncio.get_running_loop()
@@ -456,9 +455,14 @@ class Worker:
                 reply, self.ctx.envelope(Kind.NODE_ARMED, payload(armed), envelope)
             )
 
-    def _serve_locally(self, subject: str, handler: Callable[[Envelope, str | None], None]) -> None:
+    def _serve_locally(
+        self,
+        subject: str,
+        handler: Callable[[Envelope, str | None], None],
+        records: RecordHandler | None = None,
+    ) -> None:
         self._local.add(subject)
-        self.ctx.bus.serve_locally(subject, handler)
+        self.ctx.bus.serve_locally(subject, handler, records=records)
 
     def _serve_slots_locally(self, plan: Plan, hosted: list[str]) -> None:
         """Locality-aware delivery: the slot calls of nodes armed here, which this worker
@@ -578,11 +582,10 @@ class Worker:
                 return
         self._to_nodes(Inbound(envelope, reply, body))
 
-    def _hand_over(self, message: Inbound) -> None:
-        """A node input from a node of this worker to others of it: no encoding, no checks
-        (it is this process's own record), straight to their actors."""
-        self.counters["local.handed_over"] += 1
-        self._to_nodes(message)
+    def _hand_over(self, envelope: Envelope, body: NodeInput) -> None:
+        """A node input from a node of this worker to others of it (``Bus.hand_over``): no
+        encoding, no checks (it is this process's own record), straight to their actors."""
+        self._to_nodes(Inbound(envelope, None, body))
 
     def _to_nodes(self, message: Inbound) -> None:
         body = message.body

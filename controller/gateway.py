@@ -210,7 +210,7 @@ class Gateway:
         self._subs = [await self.bus.asubscribe(self.inbox, self._on_inbox)]
         # a worker sharing this process and connection (``hieramas up``) sends its node
         # outputs in process; workers elsewhere still reach the subscription over NATS
-        self.bus.serve_locally(self.inbox, self._on_inbox)
+        self.bus.serve_locally(self.inbox, self._on_inbox, records=self._take_output)
         if self.failover is not None:
             await self.failover.start()
         self._subs.append(
@@ -390,6 +390,16 @@ class Gateway:
         except WireError as exc:
             self.bus.reject(self.inbox, reply, exc.code, str(exc))
             return
+        self._on_output(envelope, reply, node, envelope.payload["output"])
+
+    def _take_output(self, envelope: Envelope, body: NodeOutput) -> None:
+        """A node output handed over by a worker of this process (``Bus.hand_over``): its
+        own record, not decoded or checked again."""
+        self._on_output(envelope, None, body.output.node, msgspec.to_builtins(body.output))
+
+    def _on_output(
+        self, envelope: Envelope, reply: str | None, node: str, output: dict[str, Any]
+    ) -> None:
         run = self.runs.get(envelope.query_id)
         if run is None:
             self.bus.counters["gateway.late_output"] += 1
@@ -400,7 +410,6 @@ class Gateway:
                 self.inbox, reply, "unknown_node", f"{node!r} is not a node of the plan"
             )
             return
-        output = envelope.payload["output"]
         if node in run.outputs:  # a second run of the node (re-armed, or a retried arming),
             self.bus.counters["gateway.duplicate_output"] += 1  # or a resent output: the
             return  # first one stands

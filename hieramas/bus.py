@@ -46,6 +46,8 @@ __all__ = ["Bus", "BusError", "Handler", "RemoteError", "ReplyCallback", "error_
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
 Handler = Callable[[Envelope, str | None], None]
+RecordHandler = Callable[[Envelope, Any], None]
+"""Takes a message handed over in process: its envelope, and its payload's typed record."""
 """A subscription callback: the decoded envelope and the reply subject (if any). Runs on the loop."""
 ReplyCallback = Callable[[Envelope | BaseException], None]
 """Gets a request's reply envelope, or the error (:class:`BusError`, :class:`RemoteError`,
@@ -128,6 +130,7 @@ class Bus:
         self._reply_seq = itertools.count()
         self._pending: dict[str, _Waiting] = {}
         self._local: dict[str, Handler] = {}  # subjects served in this process (serve_locally)
+        self._local_records: dict[str, RecordHandler] = {}  # ... that also take records
         # nats-py's own requests in flight, by subject: a token per request, and its task
         self._refusable: dict[str, dict[object, asyncio.Task[Any]]] = {}
         self._refused: set[object] = set()  # tokens of those the server refused
@@ -422,7 +425,9 @@ class Bus:
         else:
             self.loop.call_soon_threadsafe(callback, *args)
 
-    def serve_locally(self, subject: str, handler: Handler) -> None:
+    def serve_locally(
+        self, subject: str, handler: Handler, *, records: RecordHandler | None = None
+    ) -> None:
         """Hand what this process publishes or requests on ``subject`` to ``handler`` in
         process, instead of a round trip through NATS (locality-aware delivery).
 
@@ -432,17 +437,43 @@ class Bus:
         handler gets what it would get from NATS (nested records as maps), on the loop a turn
         later, as a NATS delivery would.
         Replies to this connection's own requests are always delivered in process.
+
+        ``records``: this process's own typed records on ``subject`` may also skip the
+        encoding, through :meth:`hand_over`; they go to ``records`` (replacing the handler
+        without one sends them encoded again).
         """
         self._local[subject] = handler
+        if records is None:
+            self._local_records.pop(subject, None)
+        else:
+            self._local_records[subject] = records
 
     def serves_locally(self, subject: str) -> bool:
         """Whether this process serves ``subject`` itself (see :meth:`serve_locally`)."""
         return subject in self._local
 
+    def takes_records(self, subject: str) -> bool:
+        """Whether :meth:`hand_over` on ``subject`` would hand the record over."""
+        return subject in self._local_records
+
+    def hand_over(self, subject: str, envelope: Envelope, body: Any) -> bool:
+        """Give ``body``, the typed record of ``envelope``'s payload, to this process's own
+        handler of ``subject`` a loop turn later, as a delivery would come: not encoded, not
+        decoded, not checked again (it is this process's own record).  The sender answers for
+        the payload limit.  False, and nothing done, when no handler here takes records on
+        ``subject``: publish it instead."""
+        take = self._local_records.get(subject)
+        if take is None:
+            return False
+        self.counters["local.handed_over"] += 1
+        self.soon(take, envelope, body)
+        return True
+
     def stop_serving_locally(self, subjects: set[str] | list[str]) -> None:
         """Send ``subjects`` over NATS again (the process stops serving them)."""
         for subject in subjects:
             self._local.pop(subject, None)
+            self._local_records.pop(subject, None)
 
     def _take_local_reply(self, token: str, data: bytes) -> None:
         entry = self._pending.get(token)

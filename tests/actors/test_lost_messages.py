@@ -57,8 +57,10 @@ def _is_input_to_doctor(message: Inbound) -> bool:
     return isinstance(message.body, NodeInput) and "doctor" in message.body.nodes
 
 
-def _is_decision_output(envelope: Envelope, reply: str | None) -> bool:
-    return envelope.kind is Kind.NODE_OUTPUT and envelope.payload["output"]["node"] == "decision"
+def _is_decision_output(envelope: Envelope, reply: str | None, node: str, output: Any) -> bool:
+    """The decision's output as the gateway takes it (whether it came over NATS or was
+    handed over by a worker of the same process)."""
+    return node == "decision"
 
 
 def _is_doctors_arming(key: Any, message: Any, **_: Any) -> bool:
@@ -72,7 +74,7 @@ def _is_doctors_arming(key: Any, message: Any, **_: Any) -> bool:
         # and sends it again when the doctor says it waits for it
         (Worker, "_to_nodes", _is_input_to_doctor, "gateway.input_resent"),
         # the decision's output to the gateway: the decision node sends it again
-        (Gateway, "_on_inbox", _is_decision_output, "node.output_resent"),
+        (Gateway, "_on_output", _is_decision_output, "node.output_resent"),
         # the doctor's worker answered the activation but its node never got the arming:
         # it holds nothing of the query, so the gateway arms it again
         (Worker, "_tell", _is_doctors_arming, "gateway.probe_rearmed"),

@@ -60,11 +60,12 @@ def test_node_outputs_reach_a_gateway_in_the_same_process_without_nats(
     assert set(result["nodes"]) == {"expert", "doctor"}
     _caught_up(spy)
     assert seen == []  # nothing of it crossed NATS
-    # in process: the expert, doctor and decision outputs to the gateway, the expert's and
-    # the doctor's outputs to their successors, and the supernodes' slot calls
+    # handed over in process, not encoded: the expert, doctor and decision outputs to the
+    # gateway and the expert's and the doctor's outputs to their successors; and the
+    # supernodes' slot calls made in process
     assert {key: counters[key] - before[key] for key in keys} == {
-        "local.delivered": 3,
-        "local.handed_over": 2,
+        "local.delivered": 0,
+        "local.handed_over": 5,
         "local.slot_calls": 5,
     }
 
