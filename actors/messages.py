@@ -27,6 +27,7 @@ __all__ = [
     "CallDone",
     "Expire",
     "Inbound",
+    "LocalCallsDone",
     "Redo",
     "RequestDone",
     "SlotDone",
@@ -93,12 +94,20 @@ class SlotDone:
 
 @dataclass(frozen=True, slots=True)
 class RequestDone:
-    """A NATS request, or a slot call made in process, finished (``result`` is the
-    exception when it failed)."""
+    """A NATS request finished (``result`` is the exception when it failed)."""
 
     query_id: str
     tag: str
-    result: Envelope | SlotDone | BaseException
+    result: Envelope | BaseException
+
+
+@dataclass(frozen=True, slots=True)
+class LocalCallsDone:
+    """Slot calls made in process finished, each with its ``slot@attempt`` tag and outcome
+    (the exception when it failed)."""
+
+    query_id: str
+    results: list[tuple[str, SlotDone | BaseException]]
 
 
 @dataclass(frozen=True, slots=True)

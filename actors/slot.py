@@ -9,7 +9,8 @@ the prompt, starts the call without blocking, and replies when it finishes.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import functools
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgspec
@@ -27,7 +28,14 @@ from hieramas.wire import Envelope, Kind, WireError
 from hieramas.wire.events import LlmCall
 from hieramas.wire.messages import SlotAccepted, SlotCallSpec, SlotResult, payload
 
-__all__ = ["ProposerActor", "SlotActor", "SynthesizerActor", "call_slot_here", "slot_messages"]
+__all__ = [
+    "LocalCall",
+    "ProposerActor",
+    "SlotActor",
+    "SynthesizerActor",
+    "call_slots_here",
+    "slot_messages",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -158,29 +166,77 @@ RESULT_MARGIN_BYTES = 8192
 more than this, a result is known to fit without encoding it."""
 
 
-def call_slot_here(
+LocalCall = tuple[SlotCallSpec, tuple[str, int, str]]
+"""A slot call to make in process, with its site: (slot, attempt, subject)."""
+
+
+def call_slots_here(
+    ctx: WorkerContext,
+    config: ResolvedConfig,
+    calls: Sequence[LocalCall],
+    ids: Envelope,
+    timeout_s: float,
+    on_done: Callable[[list[tuple[str, SlotDone | BaseException]]], None],
+) -> None:
+    """Make slot calls of a supernode on this worker, which serves those slots itself, in
+    process: no request, no actor hand-off, no encoding (as the decision node calls its LLM).
+
+    Each call is what a slot actor does with a call taken from NATS, and what the supernode
+    gets back is what a reply would bring: the LLM is looked up in the trusted config
+    version (a refusal is logged and counted, and comes back as the ``RemoteError`` of its
+    error reply), the ``llm_call`` event is traced when the call ends, a result over the
+    payload limit is an ``oversize`` error, and a call with no outcome within ``timeout_s``
+    is a ``BusError`` "timeout".  ``ids`` is the query's activation (its ids parent the
+    calls).  ``on_done`` runs once, on the loop, when every call has its outcome, with each
+    call's ``slot@attempt`` tag and outcome: the node waits for all of them anyway, and one
+    hand-off instead of one per call is what its proposers cost the actor.
+    """
+    bus = ctx.bus
+    bus.counters["local.slot_calls"] += len(calls)
+    outcomes: dict[int, SlotDone | BaseException] = {}
+    answered = False
+
+    def settle(index: int, outcome: SlotDone | BaseException) -> None:
+        if answered or index in outcomes:
+            return
+        outcomes[index] = outcome
+        if len(outcomes) == len(calls):
+            answer()
+
+    def answer() -> None:
+        nonlocal answered
+        answered = True
+        if timer is not None:  # None when made off the loop (threads dispatch)
+            timer.cancel()
+        on_done(
+            [(f"{slot}@{attempt}", outcomes[i]) for i, (_, (slot, attempt, _)) in enumerate(calls)]
+        )
+
+    def expire() -> None:
+        if answered:
+            return
+        for index, (_, (_, _, subject)) in enumerate(calls):
+            outcomes.setdefault(
+                index, BusError("timeout", f"no reply on {subject} within {timeout_s:.1f}s")
+            )
+        answer()
+
+    timer = bus.call_later(timeout_s, expire)
+    for index, (call, site) in enumerate(calls):
+        _start_here(ctx, config, call, ids, site, functools.partial(settle, index))
+
+
+def _start_here(
     ctx: WorkerContext,
     config: ResolvedConfig,
     call: SlotCallSpec,
     ids: Envelope,
     site: tuple[str, int, str],
-    timeout_s: float,
     on_done: Callable[[SlotDone | BaseException], None],
 ) -> None:
-    """Make a slot call of a supernode on this worker, which serves that slot itself, in
-    process: no request, no actor hand-off, no encoding (as the decision node calls its LLM).
-
-    It is what a slot actor does with a call taken from NATS, and what the supernode gets
-    back is what a reply would bring: the LLM is looked up in the trusted config version
-    (a refusal is logged and counted, and comes back as the ``RemoteError`` of its error
-    reply), the ``llm_call`` event is traced, a result over the payload limit is an
-    ``oversize`` error, and no outcome within ``timeout_s`` is a ``BusError`` "timeout".
-    ``ids`` is the query's activation (its ids parent the call); ``site`` is (slot, attempt,
-    subject); ``on_done`` runs once, on the loop.
-    """
+    """Start one slot call of :func:`call_slots_here`; ``on_done`` gets its outcome."""
     slot, attempt, subject = site
     bus = ctx.bus
-    bus.counters["local.slot_calls"] += 1
     try:
         model, endpoint = config.slot_specs(call.node, slot, call.llm)  # never from the plan
         try:
@@ -191,16 +247,6 @@ def call_slot_here(
         refuse(bus, subject, None, exc)
         on_done(RemoteError(exc.code, str(exc)))
         return
-    answered = False
-    timer: asyncio.TimerHandle | None = None
-
-    def answer(result: SlotDone | BaseException) -> None:
-        nonlocal answered
-        if not answered:
-            answered = True
-            if timer is not None:
-                timer.cancel()
-            on_done(result)
 
     def complete(done: CallDone) -> None:  # on the loop
         event, text = _traced(ctx, done, model, ids, (call.node, call.role, slot, attempt))
@@ -213,14 +259,10 @@ def call_slot_here(
             except WireError as exc:
                 bus.counters["rejected.oversize"] += 1
                 log.warning("slot.oversize", node=call.node, slot=slot, reason=str(exc))
-                answer(RemoteError("oversize", str(exc)))
+                on_done(RemoteError("oversize", str(exc)))
                 return
-        answer(SlotDone(msgspec.to_builtins(event), text))
+        on_done(SlotDone(msgspec.to_builtins(event), text))
 
-    timer = bus.call_later(
-        timeout_s,
-        lambda: answer(BusError("timeout", f"no reply on {subject} within {timeout_s:.1f}s")),
-    )
     start_llm_call(
         ctx,
         complete,

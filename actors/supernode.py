@@ -18,8 +18,8 @@ import structlog
 
 from hieramas.actors import prompting, voting
 from hieramas.actors.join import JoinActor, NodeRun
-from hieramas.actors.messages import Redo, RequestDone, SlotDone, VoteDone
-from hieramas.actors.slot import call_slot_here
+from hieramas.actors.messages import LocalCallsDone, Redo, RequestDone, SlotDone, VoteDone
+from hieramas.actors.slot import LocalCall, call_slots_here
 from hieramas.controller.config import PASS, VOTE
 from hieramas.controller.plan import Plan
 from hieramas.wire import Envelope, Kind, WireError, new_id
@@ -59,17 +59,24 @@ class SupernodeActor(JoinActor):
         if not slots:
             self._synthesize(run)
             return
+        here: list[LocalCall] = []
         for slot in slots:
             llm = node.proposers[slot]
             assert llm is not None
             tag = f"p{slot}"
             run.waiting.add(tag)
             subject = self.ctx.subjects.propose(self.node, slot, node.group)
-            self._request(run, tag, subject, "propose", llm, [])
+            local = self._request(run, tag, subject, "propose", llm, [])
+            if local is not None:
+                here.append(local)
+        self._call_here(run, here)
 
     def on_other(self, message: Any) -> None:
-        if isinstance(message, RequestDone):
-            self._on_slot_done(message)
+        if isinstance(message, LocalCallsDone):
+            for tag, result in message.results:
+                self._on_slot_done(message.query_id, tag, result)
+        elif isinstance(message, RequestDone):
+            self._on_slot_done(message.query_id, message.tag, message.result)
         elif isinstance(message, VoteDone):
             self._on_vote_done(message)
         elif isinstance(message, Redo):
@@ -80,18 +87,20 @@ class SupernodeActor(JoinActor):
                 and run.attempts.get(message.tag) == message.attempt
             ):
                 log.warning("slot.redo", node=self.node, slot=message.tag, reason=message.reason)
-                self._request(run, message.tag, *run.requests[message.tag])
+                self._call_here(run, self._request(run, message.tag, *run.requests[message.tag]))
         else:
             super().on_other(message)
 
-    def _on_slot_done(self, message: RequestDone) -> None:
-        run = self.runs.get(message.query_id)
-        tag, _, attempt_text = message.tag.partition("@")  # our own tag: no checks needed
+    def _on_slot_done(
+        self, query_id: str, tag_attempt: str, result: Envelope | SlotDone | BaseException
+    ) -> None:
+        run = self.runs.get(query_id)
+        tag, _, attempt_text = tag_attempt.partition("@")  # our own tag: no checks needed
         attempt = int(attempt_text)
         if run is None or tag not in run.waiting or run.attempts.get(tag) != attempt:
             return  # finished already, or superseded by a retry elsewhere
         run.waiting.discard(tag)
-        run.calls[tag], run.texts[tag] = _slot_record(message, tag)
+        run.calls[tag], run.texts[tag] = _slot_record(result, tag)
         if tag == SYNTH:
             self._finish(run)
         elif not run.waiting:
@@ -116,11 +125,10 @@ class SupernodeActor(JoinActor):
             self._finish(run)
             return
         run.waiting.add(SYNTH)
-        self._request(
-            run, SYNTH, self.ctx.subjects.synthesize(self.node, node.group), "synthesize",
-            node.synthesizer,
-            proposals,
-        )  # fmt: skip
+        subject = self.ctx.subjects.synthesize(self.node, node.group)
+        self._call_here(
+            run, self._request(run, SYNTH, subject, "synthesize", node.synthesizer, proposals)
+        )
 
     def _on_vote_done(self, message: VoteDone) -> None:
         run = self.runs.get(message.query_id)
@@ -140,7 +148,9 @@ class SupernodeActor(JoinActor):
 
     def _request(
         self, run: NodeRun, tag: str, subject: str, kind: str, llm: str, proposals: list[str]
-    ) -> None:
+    ) -> LocalCall | None:
+        """Send slot call ``tag`` over NATS; or, for a slot this worker serves, return it to
+        be made in process (:meth:`_call_here`)."""
         plan = run.plan
         attempt = run.attempts.get(tag, 0) + 1
         run.attempts[tag] = attempt
@@ -162,20 +172,9 @@ class SupernodeActor(JoinActor):
             # distinct samples per slot when sampling (self-consistency), reproducible per slot
             seed=(int(tag[1:]) + 1 if tag[1:].isdigit() else 0) if plan.temperature > 0 else None,
         )
+        if self.ctx.bus.serves_locally(subject):  # this worker's own slot: call it from here
+            return call, (tag, attempt, subject)
         timeout = max(deadline - time.time(), 0.05) + 0.5
-        ref, qid = self.actor_ref, run.activation.query_id
-        if self.ctx.bus.serves_locally(subject):
-            counters = self.ctx.bus.counters  # this worker's own slot: call it from here
-
-            def here(result: SlotDone | BaseException) -> None:
-                try:
-                    ref.tell(RequestDone(query_id=qid, tag=f"{tag}@{attempt}", result=result))
-                except pykka.ActorDeadError:  # the node stopped meanwhile (its worker did)
-                    counters["late_result"] += 1
-
-            site = (tag, attempt, subject)
-            call_slot_here(self.ctx, run.config, call, run.activation, site, timeout, here)
-            return
         envelope = Envelope(
             kind=Kind.SLOT_CALL,
             payload=payload(SlotCall(slot=f"{tag}@{attempt}", call=call)),
@@ -186,6 +185,7 @@ class SupernodeActor(JoinActor):
             sender=self.ctx.worker_id,
         )
         node, tracker = self.node, self.ctx.tracker
+        ref, qid = self.actor_ref, run.activation.query_id
 
         def done(result: Any) -> None:  # on the loop
             tracker.finished(qid, node, tag, attempt)
@@ -194,6 +194,25 @@ class SupernodeActor(JoinActor):
         tracker.sent(qid, node, tag, attempt, ref)
         # resent after a reconnect: its reply may have been lost (a second reply is ignored)
         self.ctx.bus.request(subject, envelope, timeout, done, resend=True)
+        return None
+
+    def _call_here(self, run: NodeRun, calls: LocalCall | list[LocalCall] | None) -> None:
+        """Make slot calls this worker serves in process; their outcomes come back as one
+        :class:`LocalCallsDone`."""
+        if calls is None or not calls:
+            return
+        batch = calls if isinstance(calls, list) else [calls]
+        ref, qid, counters = self.actor_ref, run.activation.query_id, self.ctx.bus.counters
+        # the calls of one batch share their deadline (made in the same handler)
+        timeout = max(batch[0][0].deadline_unix - time.time(), 0.05) + 0.5
+
+        def here(results: list[tuple[str, SlotDone | BaseException]]) -> None:
+            try:
+                ref.tell(LocalCallsDone(query_id=qid, results=results))
+            except pykka.ActorDeadError:  # the node stopped meanwhile (its worker did)
+                counters["late_result"] += len(results)
+
+        call_slots_here(self.ctx, run.config, batch, run.activation, timeout, here)
 
     def _finish(self, run: NodeRun) -> None:
         plan = run.plan
@@ -294,9 +313,10 @@ def _pseudo_record(how: str, proposals: list[str], index: int) -> tuple[dict[str
     return {**record, "outcome": "ok", "error": None}, proposals[index]
 
 
-def _slot_record(done: RequestDone, tag: str) -> tuple[dict[str, Any], str]:
+def _slot_record(
+    result: Envelope | SlotDone | BaseException, tag: str
+) -> tuple[dict[str, Any], str]:
     """A finished slot call's record (its ``llm_call`` event as a map) and its text."""
-    result = done.result
     if isinstance(result, SlotDone):  # made in process: its record is this worker's own
         return result.record, result.text
     if not isinstance(result, BaseException):
