@@ -42,6 +42,9 @@ __all__ = ["EmulatorProcess", "Stack"]
 
 log = structlog.get_logger(__name__)
 
+YOUNG_GC_THRESHOLD = 20_000
+"""Net allocations between two collections of the youngest generation once a stack runs."""
+
 
 class EmulatorProcess:
     """``hieramas emulator serve`` as a subprocess on a free loopback port."""
@@ -208,6 +211,12 @@ class Stack:
         # Collect first: garbage that is frozen is never freed.
         gc.collect()
         gc.freeze()
+        # A query allocates thousands of short-lived objects.  At CPython's default threshold
+        # (700 net allocations) the young generation is collected every few queries, and each
+        # collection scans the state of every query in flight: with many in flight that was a
+        # sixth of the runtime's CPU (docs/benchmarks.md).  Never lowered below the user's.
+        young, middle, old = gc.get_threshold()
+        gc.set_threshold(max(young, YOUNG_GC_THRESHOLD), middle, old)
         return self
 
     def _learner_run_dir(self) -> Path:
