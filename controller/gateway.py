@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import functools
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
@@ -625,10 +626,8 @@ class Gateway:
         for subject in replies:
             if data is None:
                 break
-            try:
-                await self.bus.nc.publish(subject, data)
-            except Exception as exc:
-                self._reply_failed(query_id, exc)
+            # a client on this process's connection (an embedded stack) gets it in process
+            self.bus.publish_encoded(subject, data, functools.partial(self._reply_failed, query_id))
         if key is not None and self.failover is not None:
             self.failover.end(key)  # after the reply: a death before it leaves the record
 

@@ -498,7 +498,19 @@ class Bus:
 
     def publish(self, subject: str, envelope: Envelope) -> None:
         """Fire-and-forget publish from any thread; encoding errors raise in the caller."""
-        data = self.encode(envelope)
+        self.publish_encoded(subject, self.encode(envelope))
+
+    def publish_encoded(
+        self,
+        subject: str,
+        data: bytes,
+        on_failure: Callable[[Exception], None] | None = None,
+    ) -> None:
+        """:meth:`publish` of an envelope encoded already (by :meth:`encode`).
+
+        A reply to a request of this connection, or a subject served in this process, is
+        delivered in process; anything else goes to NATS, and a failure to publish it is
+        counted and logged, or given to ``on_failure``."""
         prefix = self._reply_prefix
         if prefix and subject.startswith(prefix):  # a reply to a request of this connection
             self.counters["local.replies"] += 1
@@ -508,12 +520,17 @@ class Bus:
         if local is not None:
             self.soon(self._local_handle, local, subject, data, None)
             return
-        self.on_loop(self.spawn_eager, self._publish_bytes(subject, data))
+        self.on_loop(self.spawn_eager, self._publish_bytes(subject, data, on_failure))
 
-    async def _publish_bytes(self, subject: str, data: bytes) -> None:
+    async def _publish_bytes(
+        self, subject: str, data: bytes, on_failure: Callable[[Exception], None] | None = None
+    ) -> None:
         try:
             await self.nc.publish(subject, data)
         except Exception as exc:
+            if on_failure is not None:
+                on_failure(exc)
+                return
             self.counters["publish_failed"] += 1
             log.warning("bus.publish_failed", subject=subject, error=str(exc))
 
