@@ -52,6 +52,8 @@ def test_node_outputs_reach_a_gateway_in_the_same_process_without_nats(
     assert stack.controller is not None and stack.bus is not None
     apply_config(stack, config_yaml(llm_url, NODES, [("expert", "doctor")]))
     seen = _outputs_seen_on_nats(spy, stack.controller.gateway.inbox)
+    replies: list[str] = []  # what crossed NATS to a requester's inbox
+    spy.subscribe("_INBOX.>", lambda envelope, _: replies.append(envelope.kind.value))
     counters = stack.bus.counters
     keys = ("local.delivered", "local.handed_over", "local.slot_calls")
     before = {key: counters[key] for key in keys}
@@ -60,6 +62,7 @@ def test_node_outputs_reach_a_gateway_in_the_same_process_without_nats(
     assert set(result["nodes"]) == {"expert", "doctor"}
     _caught_up(spy)
     assert seen == []  # nothing of it crossed NATS
+    assert "query.result" not in replies  # the client shares the stack's connection
     # handed over in process, not encoded: the expert, doctor and decision outputs to the
     # gateway and the expert's and the doctor's outputs to their successors; and the
     # supernodes' slot calls made in process
