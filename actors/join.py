@@ -380,9 +380,9 @@ class JoinActor(LoopActor):
         bus = self.ctx.bus
         if bus.takes_records(subject):
             bus.encode(envelope)  # only to apply the payload limit, as over NATS
-            bus.hand_over(subject, envelope, body)
-        else:
-            bus.publish(subject, envelope)
+            if bus.hand_over(subject, envelope, body):
+                return
+        bus.publish(subject, envelope)  # over NATS (or its handler stopped taking records)
 
     def reject(self, message: Inbound, code: str, reason: str) -> None:
         """Log, count and (if asked) answer a message this node cannot take."""
