@@ -150,6 +150,7 @@ class Stack:
         self._learner_dir = learner_run_dir
         self._learner_options = list(learner_options)
         self._learner_tmp: str | None = None
+        self._gc_thresholds: tuple[tuple[int, int, int], tuple[int, int, int]] | None = None
         self.learner: LearnerProcess | None = None
         self.nats: NatsServer | None = None
         self.emulator: EmulatorProcess | None = None
@@ -214,9 +215,12 @@ class Stack:
         # A query allocates thousands of short-lived objects.  At CPython's default threshold
         # (700 net allocations) the young generation is collected every few queries, and each
         # collection scans the state of every query in flight: with many in flight that was a
-        # sixth of the runtime's CPU (docs/benchmarks.md).  Never lowered below the user's.
-        young, middle, old = gc.get_threshold()
+        # sixth of the runtime's CPU (docs/benchmarks.md).  Never lowered below the user's; given
+        # back at stop.
+        before = gc.get_threshold()
+        young, middle, old = before
         gc.set_threshold(max(young, YOUNG_GC_THRESHOLD), middle, old)
+        self._gc_thresholds = (before, gc.get_threshold())
         return self
 
     def _learner_run_dir(self) -> Path:
@@ -237,6 +241,11 @@ class Stack:
                 self.learner = None
             self._stop_parts()
         finally:
+            if self._gc_thresholds is not None:
+                before, ours = self._gc_thresholds
+                if gc.get_threshold() == ours:  # as it was, unless changed again meanwhile
+                    gc.set_threshold(*before)
+                self._gc_thresholds = None
             if self._learner_tmp is not None:
                 shutil.rmtree(self._learner_tmp, ignore_errors=True)
                 self._learner_tmp = None

@@ -24,6 +24,7 @@ def test_a_stack_collects_its_young_objects_less_often(nats_server: NatsServer) 
     gc.set_threshold(700, 10, 10)
     with Stack(nats_url=nats_server.url, workers=0, controller=False):
         assert gc.get_threshold() == (YOUNG_GC_THRESHOLD, 10, 10)
+    assert gc.get_threshold() == (700, 10, 10)  # given back at stop
 
 
 @pytest.mark.usefixtures("threshold")

@@ -52,8 +52,12 @@ def test_episodes_are_graded_trained_on_and_published_as_versions(bus: Bus, tmp_
         events = []
         for i, item in enumerate(items[:8]):  # 8 sampled episodes: two updates of 4
             events += query_events(item, policy_version=root, nodes_right=(i % 2 == 0, True))
-        greedy = query_events(items[8], policy_version=root, sampled=False, final_right=False)
-        seqs = run(bus, publish(bus, [*events, *greedy]))
+            if i == 3:  # the greedy one before the second four, so that an update reports it
+                # (placed last, the second update could take its window before it came)
+                events += query_events(
+                    items[8], policy_version=root, sampled=False, final_right=False
+                )
+        seqs = run(bus, publish(bus, events))
         wait(lambda: learner.lineage.step == 2, what="two updates")  # type: ignore[union-attr]
         wait(lambda: learner.status()["stream_seq"] == seqs[-1], what="every message")
         wait(lambda: learner.history and len(learner.history) == 2, what="two versions")
@@ -70,7 +74,7 @@ def test_episodes_are_graded_trained_on_and_published_as_versions(bus: Bus, tmp_
     first = rows[0]
     assert first["nodes"]["a"]["correct"] is True and first["final_correct"] is True
     assert rows[1]["nodes"]["a"]["correct"] is False  # the node's own answer, graded apart
-    assert rows[-1]["final_correct"] is False and rows[-1]["disposition"] == "eval"
+    assert rows[4]["final_correct"] is False and rows[4]["disposition"] == "eval"
     metrics = RunDir(tmp_path).read_log(METRICS_LOG)
     assert [m["version"] for m in metrics] == [root + 1, root + 2]
     [evaluated] = [m for m in metrics if m["eval_n"]]  # the greedy episode: graded, reported
