@@ -9,10 +9,10 @@ from typing import Any
 from hieramas.actors.context import WorkerContext
 from hieramas.actors.messages import CallDone
 from hieramas.llm.types import ChatRequest, EndpointSpec, LLMError, Message, ModelSpec
-from hieramas.wire import new_id
+from hieramas.wire import Envelope, new_id
 from hieramas.wire.events import LlmCall
 
-__all__ = ["call_record", "start_llm_call"]
+__all__ = ["call_record", "start_llm_call", "traced_call"]
 
 
 def start_llm_call(
@@ -96,3 +96,30 @@ def call_record(
         usage_estimated=result.usage_estimated,
         cached=result.cached,
     ), result.text
+
+
+def traced_call(
+    ctx: WorkerContext,
+    done: CallDone,
+    model: ModelSpec,
+    ids: Envelope,
+    site: tuple[str, str, str, int],
+) -> tuple[LlmCall, str]:
+    """Emit the ``llm_call`` event (:func:`call_record`) of a finished call, parented by the
+    span of ``ids`` (a slot call's request, or the query's activation for a call made in
+    process); the event and the text.  ``site`` is the call's (node, role, slot, attempt)."""
+    node, role, slot, attempt = site
+    event, text = call_record(
+        done,
+        model,
+        trace_id=ids.trace_id,
+        parent_span=ids.span_id,
+        config_version=ids.config_version,
+        node=node,
+        role=role,
+        slot=slot,
+        attempt=attempt,
+        worker=ctx.worker_id,
+    )
+    ctx.traces.emit(event)
+    return event, text

@@ -15,7 +15,7 @@ from typing import Any
 import structlog
 
 from hieramas.actors import prompting, voting
-from hieramas.actors.calls import call_record, start_llm_call
+from hieramas.actors.calls import start_llm_call, traced_call
 from hieramas.actors.context import WorkerContext
 from hieramas.actors.join import JoinActor, NodeRun
 from hieramas.actors.messages import CallDone, VoteDone
@@ -126,19 +126,10 @@ class DecisionActor(JoinActor):
         if run is None or message.tag not in run.waiting:
             return
         plan = run.plan
-        call, text = call_record(
-            message,
-            run.config.call_specs(plan.decision)[0],
-            trace_id=run.activation.trace_id,
-            parent_span=run.activation.span_id,
-            config_version=run.activation.config_version,
-            node=DECISION_NODE,
-            role="decision",
-            slot="decision",
-            attempt=1,  # made by the decision actor itself, not sent to a slot
-            worker=self.ctx.worker_id,
-        )
-        self.ctx.traces.emit(call)
+        model = run.config.call_specs(plan.decision)[0]
+        # attempt 1: made by the decision actor itself, not sent to a slot
+        site = (DECISION_NODE, "decision", "decision", 1)
+        call, text = traced_call(self.ctx, message, model, run.activation, site)
         ok = call.outcome == "ok"
         self._finish(
             run,

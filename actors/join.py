@@ -319,12 +319,14 @@ class JoinActor(LoopActor):
         forwarded = sent.as_input()
         bus = self.ctx.bus
         for inbox, hosted in at.items():
-            body = NodeInput(node=hosted[0], nodes=hosted, output=forwarded)
-            envelope = self.ctx.envelope(Kind.NODE_INPUT, payload(body), run.activation)
-            # to nodes of this worker: in process, not encoded (the input is smaller than
-            # the output whose copy to the gateway proved within the limit)
-            if not bus.hand_over(inbox, envelope, body):
-                self._send(run, inbox, Kind.NODE_INPUT, hosted, forwarded)
+            if bus.takes_records(inbox):
+                # to nodes of this worker: in process, not encoded (the input is smaller than
+                # the output whose copy to the gateway proved within the limit)
+                body = NodeInput(node=hosted[0], nodes=hosted, output=forwarded)
+                envelope = self.ctx.envelope(Kind.NODE_INPUT, payload(body), run.activation)
+                if bus.hand_over(inbox, envelope, body):
+                    continue
+            self._send(run, inbox, Kind.NODE_INPUT, hosted, forwarded)
         return sent
 
     def _send(

@@ -17,7 +17,7 @@ import msgspec
 import structlog
 
 from hieramas.actors import prompting
-from hieramas.actors.calls import call_record, start_llm_call
+from hieramas.actors.calls import start_llm_call, traced_call
 from hieramas.actors.context import WorkerContext
 from hieramas.actors.dispatch import LoopActor
 from hieramas.actors.messages import CallDone, SlotDone, SlotWork
@@ -25,7 +25,6 @@ from hieramas.actors.trusted import Refused, ResolvedConfig, refuse
 from hieramas.bus import BusError, RemoteError, error_envelope
 from hieramas.llm.types import Message, ModelSpec
 from hieramas.wire import Envelope, Kind, WireError
-from hieramas.wire.events import LlmCall
 from hieramas.wire.messages import SlotAccepted, SlotCallSpec, SlotResult, payload
 
 __all__ = [
@@ -249,7 +248,7 @@ def _start_here(
         return
 
     def complete(done: CallDone) -> None:  # on the loop
-        event, text = _traced(ctx, done, model, ids, (call.node, call.role, slot, attempt))
+        event, text = traced_call(ctx, done, model, ids, (call.node, call.role, slot, attempt))
         if 4 * (len(text) + len(event.error or "")) + RESULT_MARGIN_BYTES > bus.payload_limit:
             result = SlotResult(
                 slot=f"{slot}@{attempt}", status=event.outcome, call=event, text=text
@@ -290,7 +289,7 @@ def _reply(
 
     ``site`` is the call's (node, role, slot, attempt, slot tag on the wire)."""
     node, role, slot, attempt, slot_tag = site
-    event, text = _traced(ctx, done, model, envelope, (node, role, slot, attempt))
+    event, text = traced_call(ctx, done, model, envelope, (node, role, slot, attempt))
     if not reply:
         return
     result = SlotResult(slot=slot_tag, status=event.outcome, call=event, text=text)
@@ -302,30 +301,3 @@ def _reply(
         ctx.bus.publish(
             reply, error_envelope("oversize", str(exc), sender=ctx.worker_id, like=envelope)
         )
-
-
-def _traced(
-    ctx: WorkerContext,
-    done: CallDone,
-    model: ModelSpec,
-    ids: Envelope,
-    site: tuple[str, str, str, int],
-) -> tuple[LlmCall, str]:
-    """Emit the ``llm_call`` event of a finished slot call, parented by the span of ``ids``
-    (the request, or the activation for a call made in process); the event and the text.
-    ``site`` is the call's (node, role, slot, attempt)."""
-    node, role, slot, attempt = site
-    event, text = call_record(
-        done,
-        model,
-        trace_id=ids.trace_id,
-        parent_span=ids.span_id,
-        config_version=ids.config_version,
-        node=node,
-        role=role,
-        slot=slot,
-        attempt=attempt,
-        worker=ctx.worker_id,
-    )
-    ctx.traces.emit(event)
-    return event, text

@@ -59,16 +59,14 @@ class SupernodeActor(JoinActor):
         if not slots:
             self._synthesize(run)
             return
-        here: list[LocalCall] = []
+        here: list[LocalCall | None] = []
         for slot in slots:
             llm = node.proposers[slot]
             assert llm is not None
             tag = f"p{slot}"
             run.waiting.add(tag)
             subject = self.ctx.subjects.propose(self.node, slot, node.group)
-            local = self._request(run, tag, subject, "propose", llm, [])
-            if local is not None:
-                here.append(local)
+            here.append(self._request(run, tag, subject, "propose", llm, []))
         self._call_here(run, here)
 
     def on_other(self, message: Any) -> None:
@@ -87,7 +85,7 @@ class SupernodeActor(JoinActor):
                 and run.attempts.get(message.tag) == message.attempt
             ):
                 log.warning("slot.redo", node=self.node, slot=message.tag, reason=message.reason)
-                self._call_here(run, self._request(run, message.tag, *run.requests[message.tag]))
+                self._call_here(run, [self._request(run, message.tag, *run.requests[message.tag])])
         else:
             super().on_other(message)
 
@@ -127,7 +125,7 @@ class SupernodeActor(JoinActor):
         run.waiting.add(SYNTH)
         subject = self.ctx.subjects.synthesize(self.node, node.group)
         self._call_here(
-            run, self._request(run, SYNTH, subject, "synthesize", node.synthesizer, proposals)
+            run, [self._request(run, SYNTH, subject, "synthesize", node.synthesizer, proposals)]
         )
 
     def _on_vote_done(self, message: VoteDone) -> None:
@@ -196,12 +194,12 @@ class SupernodeActor(JoinActor):
         self.ctx.bus.request(subject, envelope, timeout, done, resend=True)
         return None
 
-    def _call_here(self, run: NodeRun, calls: LocalCall | list[LocalCall] | None) -> None:
-        """Make slot calls this worker serves in process; their outcomes come back as one
-        :class:`LocalCallsDone`."""
-        if calls is None or not calls:
+    def _call_here(self, run: NodeRun, calls: list[LocalCall | None]) -> None:
+        """Make the slot calls this worker serves in process (``None``: one sent over NATS);
+        their outcomes come back as one :class:`LocalCallsDone`."""
+        batch = [call for call in calls if call is not None]
+        if not batch:
             return
-        batch = calls if isinstance(calls, list) else [calls]
         ref, qid, counters = self.actor_ref, run.activation.query_id, self.ctx.bus.counters
         # the calls of one batch share their deadline (made in the same handler)
         timeout = max(batch[0][0].deadline_unix - time.time(), 0.05) + 0.5

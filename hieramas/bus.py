@@ -41,14 +41,22 @@ from hieramas.natsconn import NatsSettings
 from hieramas.natsdelivery import deliver_directly
 from hieramas.wire import Envelope, Kind, WireError, decode, encode
 
-__all__ = ["Bus", "BusError", "Handler", "RemoteError", "ReplyCallback", "error_envelope"]
+__all__ = [
+    "Bus",
+    "BusError",
+    "Handler",
+    "RecordHandler",
+    "RemoteError",
+    "ReplyCallback",
+    "error_envelope",
+]
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
 Handler = Callable[[Envelope, str | None], None]
+"""A subscription callback: the decoded envelope and the reply subject (if any). Runs on the loop."""
 RecordHandler = Callable[[Envelope, Any], None]
 """Takes a message handed over in process: its envelope, and its payload's typed record."""
-"""A subscription callback: the decoded envelope and the reply subject (if any). Runs on the loop."""
 ReplyCallback = Callable[[Envelope | BaseException], None]
 """Gets a request's reply envelope, or the error (:class:`BusError`, :class:`RemoteError`,
 :class:`WireError`). Runs on the loop."""
