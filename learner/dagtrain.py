@@ -186,7 +186,9 @@ def train_classifier(
         metrics.update(epoch=float(epoch), loss=total / max(1, steps))
         report.history.append(metrics)
         auc = metrics["auc"] if not math.isnan(metrics["auc"]) else -math.inf
-        if auc > best_auc:
+        # the first epoch is kept at least: with no validation query that has both a good and
+        # a bad candidate, every AUC is undefined, and the report still names an epoch
+        if auc > best_auc or report.best_epoch < 0:
             best_auc, stale = auc, 0
             best_state = copy.deepcopy(net.state_dict())
             report.best_epoch, report.best = epoch, dict(metrics)

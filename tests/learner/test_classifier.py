@@ -159,6 +159,25 @@ def _fit(data: CandidateSet, config: HieraConfig, **train: object) -> dict[str, 
     return report.best
 
 
+def test_a_validation_set_without_an_auc_still_keeps_an_epoch() -> None:
+    """Every validation query's candidates share one label (as in a tiny demo run): the AUC
+    is undefined on every epoch, and the first epoch is the one kept and reported."""
+    config = _config()
+    layout = SlotLayout.from_config(config)
+    rng = np.random.default_rng(3)
+    q, per = 40, 4
+    adj = generate_dags(6, q * per, seed=3)
+    label = np.repeat(np.arange(q) % 2, per).astype(float)  # all good or all bad per query
+    data = CandidateSet.from_numpy(
+        _queries(np.zeros(q, dtype=int)), _random_actions(layout, q, rng), adj,
+        np.repeat(np.arange(q), per), label, label,
+    )  # fmt: skip
+    tr, va = data.split(0.25, seed=0)
+    report = train_classifier(_net(config), tr, va, DagTrainConfig(epochs=3, patience=1))
+    assert report.best_epoch == 0 and math.isnan(report.best["auc"]), report.best
+    assert "top1" in report.best
+
+
 def test_it_learns_which_way_an_edge_points() -> None:
     # every candidate joins n0 and n1 one way or the other; positive: n0 -> n1
     config = _config()
