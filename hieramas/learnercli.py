@@ -28,6 +28,7 @@ from hieramas.traineroptions import (
     DEFAULT_LAM,
     AlphaOpt,
     EntropyCoefOpt,
+    GroupOpt,
     LamOpt,
     LrOpt,
     SlotActionsOpt,
@@ -93,6 +94,7 @@ def learner(
     temp_end: TempEndOpt = DEFAULT.temp_end,
     temp_updates: TempUpdatesOpt = DEFAULT.temp_updates,
     slot_actions: SlotActionsOpt = DEFAULT.slot_actions,
+    group: GroupOpt = DEFAULT.group,
     metrics_port: MetricsPortOpt = None,
 ) -> None:
     """Consume the trace stream, grade, train the policy and publish its versions."""
@@ -110,6 +112,7 @@ def learner(
         temp_end=temp_end,
         temp_updates=temp_updates,
         slot_actions=slot_actions,
+        group=group,
     )
     stop = stop_on_signals()
     set_torch_threads(1)  # tiny batches: more threads only wait for a busy core

@@ -19,6 +19,7 @@ from hieramas.traineroptions import (
     DEFAULT_LAM,
     AlphaOpt,
     EntropyCoefOpt,
+    GroupOpt,
     LamOpt,
     LrOpt,
     SlotActionsOpt,
@@ -111,6 +112,9 @@ def train(
     models: Annotated[str | None, typer.Option(help="Comma-separated pool subset.")] = None,
     roles: Annotated[int | None, typer.Option(min=1, help="Only the first N roles.")] = None,
     edges: Annotated[str, typer.Option(help="full (complete DAG) or none.")] = "full",
+    proposers: Annotated[
+        int, typer.Option(min=1, help="Proposer slots per supernode (each may be skipped).")
+    ] = 2,
     alpha: AlphaOpt = DEFAULT_ALPHA,
     lam: LamOpt = DEFAULT_LAM,
     local: Annotated[
@@ -146,6 +150,7 @@ def train(
     temp_end: TempEndOpt = DEFAULT.temp_end,
     temp_updates: TempUpdatesOpt = DEFAULT.temp_updates,
     slot_actions: SlotActionsOpt = DEFAULT.slot_actions,
+    group: GroupOpt = DEFAULT.group,
     stage1: Annotated[
         Path | None,
         typer.Option(help="Stage 2: the frozen Stage-1 run directory (best.ckpt, config.yaml)."),
@@ -215,6 +220,7 @@ def train(
         models=tuple(m.strip() for m in models.split(",") if m.strip()) if models else None,
         roles=roles,
         edges=edges,
+        proposers=proposers,
         alpha=alpha,
         lam=lam,
         data_dir=data_dir,
@@ -230,6 +236,7 @@ def train(
             temp_end=temp_end,
             temp_updates=temp_updates,
             slot_actions=slot_actions,
+            group=group,
         ),
         decode=decode,
         select=select,  # type: ignore[arg-type]  # checked above

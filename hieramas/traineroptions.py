@@ -23,6 +23,7 @@ __all__ = [
     "DEFAULT_LAM",
     "AlphaOpt",
     "EntropyCoefOpt",
+    "GroupOpt",
     "LamOpt",
     "LrOpt",
     "SlotActionsOpt",
@@ -58,6 +59,15 @@ SlotActionsOpt = Annotated[
     typer.Option(help="Give each slot its own learned preference over the LLMs (a new policy)."),
 ]
 
+GroupOpt = Annotated[
+    int,
+    typer.Option(
+        min=1,
+        help="Training queries per train item, asked in a row; the baseline of an episode is "
+        "then the mean reward of its item's other episodes in the batch (1: a moving average).",
+    ),
+]
+
 
 def hyper_or_exit(
     err: Console,
@@ -68,6 +78,7 @@ def hyper_or_exit(
     temp_end: float,
     temp_updates: int,
     slot_actions: bool = DEFAULT.slot_actions,
+    group: int = DEFAULT.group,
 ) -> Hyper:
     """The :class:`Hyper` of these option values; an invalid one is printed, exit code 2."""
     try:
@@ -78,6 +89,7 @@ def hyper_or_exit(
             temp_end=temp_end,
             temp_updates=temp_updates,
             slot_actions=slot_actions,
+            group=group,
         )
     except ValueError as exc:
         err.print(f"[red]{exc}[/red]", highlight=False)

@@ -122,6 +122,8 @@ class TrainOptions:
     models: tuple[str, ...] | None = None
     roles: int | None = None
     edges: str = "full"
+    proposers: int = 2
+    """Proposer slots per supernode of the default config."""
     alpha: float = 0.5
     lam: float = 300.0
     hyper: Hyper = field(default_factory=Hyper)
@@ -217,9 +219,10 @@ class DriverState:
         os.replace(tmp, path)
 
 
-def item_order(n_items: int, seed: int, position: int) -> int:
-    """The train item asked at ``position``: a fresh seeded shuffle of the items per epoch."""
-    epoch, offset = divmod(position, n_items)
+def item_order(n_items: int, seed: int, position: int, group: int = 1) -> int:
+    """The train item asked at ``position``: a fresh seeded shuffle of the items per epoch,
+    each item asked ``group`` times in a row."""
+    epoch, offset = divmod(position // group, n_items)
     order = list(range(n_items))
     random.Random(f"hieramas-train-order:{seed}:{epoch}").shuffle(order)
     return order[offset]
@@ -253,6 +256,7 @@ def load_config_doc(options: TrainOptions) -> dict[str, Any]:
         models=options.models,
         roles=options.roles,
         edges=options.edges,
+        proposers_per_node=options.proposers,
         embedder=options.embedder,
         decode=options.decode,
     )
@@ -460,7 +464,10 @@ class TrainingDriver:
         started = time.monotonic()
         positions = self._next_positions()
         n_train = len(self.train_items)
-        items = [self.train_items[item_order(n_train, self.options.seed, p)] for p in positions]
+        group = self.options.hyper.group
+        items = [
+            self.train_items[item_order(n_train, self.options.seed, p, group)] for p in positions
+        ]
         before = await self.store.current_version()
         asked = await self._ask_all(items, config_version=self.state.config_version, explore=True)
         # a query an unreachable endpoint failed is no episode for the learner: ask it again

@@ -2,7 +2,7 @@
 
 One record, :class:`Hyper`, is what ``hieramas learner`` and ``hieramas train`` expose
 as options (``--entropy-coef``, ``--lr``, ``--temp-start``, ``--temp-end``,
-``--temp-updates``, ``--slot-actions``); the training driver hands it to its learner process as those
+``--temp-updates``, ``--slot-actions``, ``--group``); the training driver hands it to its learner process as those
 options (:meth:`Hyper.args`), and the learner's trainer records it in every checkpoint's
 ``hyper`` metadata.  torch-free, so the CLI can read the defaults without loading it.
 
@@ -35,6 +35,11 @@ class Hyper:
     slot_actions: bool = False
     """Give the policy a learned preference of each slot for each action, so that slots
     can prefer different LLMs (see :class:`~hieramas.learner.policy.PolicyNet`)."""
+    group: int = 1
+    """Training queries per train item: the driver asks each item this many times in a
+    row, and the trainer's baseline for an episode is the mean reward of the same item's
+    other episodes in its batch (see :mod:`~hieramas.learner.reinforce`).  1: every
+    query a new item, the moving-average baseline."""
 
     def __post_init__(self) -> None:
         if self.entropy_coef < 0:
@@ -45,6 +50,8 @@ class Hyper:
             raise ValueError("temperatures must be positive")
         if self.temp_updates < 1:
             raise ValueError("the temperature schedule takes at least one update")
+        if self.group < 1:
+            raise ValueError("the group size is at least 1")
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready map (a run's identity, its ``run.json``)."""
@@ -57,6 +64,7 @@ class Hyper:
             "--temp-start", repr(self.temp_start), "--temp-end", repr(self.temp_end),
             "--temp-updates", str(self.temp_updates),
             "--slot-actions" if self.slot_actions else "--no-slot-actions",
+            "--group", str(self.group),
         ]  # fmt: skip
 
 

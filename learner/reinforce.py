@@ -8,7 +8,13 @@ One update from a batch of sampled episodes::
 - ``E[b, s]`` is slot s's reward (:func:`.rewards.slot_rewards`): multi-level credit,
   every slot judged by its own supernode's outcome.
 - The baseline is a **per-slot exponential moving average** of past rewards, updated
-  *after* the batch uses it (so it never includes the batch's own reward).  A
+  *after* the batch uses it (so it never includes the batch's own reward).  With
+  ``group_baseline`` (the driver asks each train item several times in a row, see
+  :attr:`.hyper.Hyper.group`), an episode whose item has other episodes in the batch is
+  instead compared with their mean, per slot (leave-one-out): how hard the item is
+  cancels, and what is left is how this plan did against other plans on the same
+  item.  Near the top end, where most plans solve most items, that is the signal; with
+  the moving average it drowns in which items happened to be hard.  A
   learned, query-conditioned critic would cut more variance, but at the budgets of
   Stage 1 (tens to a few thousand queries) the critic itself is too noisy to trust
   and adds a second model to train; the EMA needs no tuning and cannot diverge.
@@ -31,6 +37,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import torch
 
 from hieramas.learner.embeddings import TextEmbedder
@@ -40,7 +47,13 @@ from hieramas.learner.planning import unpack_embedding
 from hieramas.learner.policy import Policy
 from hieramas.learner.rewards import RewardConfig, final_reward, slot_rewards
 
-__all__ = ["TrainConfig", "Trainer", "UpdateStats", "cosine_temperature"]
+__all__ = [
+    "TrainConfig",
+    "Trainer",
+    "UpdateStats",
+    "cosine_temperature",
+    "leave_one_out_baseline",
+]
 
 _DEFAULT = Hyper()
 
@@ -59,6 +72,7 @@ class TrainConfig:
     t0: float = _DEFAULT.temp_start
     t1: float = _DEFAULT.temp_end
     schedule_updates: int = _DEFAULT.temp_updates
+    group_baseline: bool = _DEFAULT.group > 1
     reward: RewardConfig = field(default_factory=RewardConfig)
 
     def with_hyper(self, hyper: Hyper) -> TrainConfig:
@@ -70,6 +84,7 @@ class TrainConfig:
             t0=hyper.temp_start,
             t1=hyper.temp_end,
             schedule_updates=hyper.temp_updates,
+            group_baseline=hyper.group > 1,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -81,6 +96,28 @@ def cosine_temperature(step: int, t0: float, t1: float, total: int) -> float:
     """The sampling temperature after ``step`` updates: cosine from ``t0`` to ``t1``, then ``t1``."""
     frac = min(max(step, 0) / max(total, 1), 1.0)
     return t1 + 0.5 * (t0 - t1) * (1.0 + math.cos(math.pi * frac))
+
+
+def leave_one_out_baseline(
+    rewards: npt.NDArray[np.float64],
+    groups: Sequence[str | None],
+    fallback: npt.NDArray[np.float64],
+) -> npt.NDArray[np.float64]:
+    """``[B, S]`` baselines: for episode b, the mean reward of the other episodes of its
+    group (same item) in the batch, per slot; ``fallback [S]`` when it has none (alone in
+    its group, or no group: ``None``)."""
+    out = np.repeat(fallback[None].astype(np.float64), len(rewards), axis=0)
+    members: dict[str, list[int]] = {}
+    for b, key in enumerate(groups):
+        if key is not None:
+            members.setdefault(key, []).append(b)
+    for rows in members.values():
+        if len(rows) < 2:
+            continue
+        total = rewards[rows].sum(0)
+        for b in rows:
+            out[b] = (total - rewards[b]) / (len(rows) - 1)
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,8 +197,11 @@ class Trainer:
         rewards = np.stack([slot_rewards(e, policy.layout, cfg.reward) for e in batch])  # [B, S]
         free = masks.sum(-1) > 1  # [B, S] slots with a real choice
 
-        baseline = np.where(np.isnan(self.baseline), rewards.mean(0), self.baseline)
-        adv = torch.from_numpy(rewards - baseline[None]).float()
+        ema = np.where(np.isnan(self.baseline), rewards.mean(0), self.baseline)
+        baseline = np.broadcast_to(ema, rewards.shape)
+        if cfg.group_baseline:
+            baseline = leave_one_out_baseline(rewards, [e.item_id for e in batch], ema)
+        adv = torch.from_numpy(rewards - baseline).float()
         if cfg.normalize_advantages and int(free.sum()) > 1:
             sel = adv[free]
             adv = (adv - sel.mean()) / (sel.std() + 1e-6)

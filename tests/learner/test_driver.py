@@ -20,6 +20,7 @@ from hieramas.learner.driver import (
     DriverState,
     TrainOptions,
     item_order,
+    load_config_doc,
     trim_metrics,
 )
 from hieramas.learner.trainrun import _state
@@ -38,6 +39,8 @@ def test_item_order_is_a_fresh_permutation_every_epoch() -> None:
     assert first != second
     assert first == [item_order(10, 0, p) for p in range(10)]
     assert first != [item_order(10, 1, p) for p in range(10)]
+    grouped = [item_order(10, 0, p, group=4) for p in range(40)]
+    assert grouped == [i for i in first for _ in range(4)]  # each item 4 times in a row
 
 
 def test_state_round_trips_and_a_run_with_other_options_is_refused(tmp_path: Path) -> None:
@@ -53,6 +56,15 @@ def test_state_round_trips_and_a_run_with_other_options_is_refused(tmp_path: Pat
         _state(options, "config-b")
     with pytest.raises(DriverError, match="reward"):
         _state(TrainOptions(dataset="mmlu", run_dir=tmp_path, seed=1, reward="final"), "config-a")
+
+
+def test_the_default_config_has_the_asked_proposer_slots_and_edges(tmp_path: Path) -> None:
+    doc = load_config_doc(TrainOptions(dataset="math", run_dir=tmp_path, proposers=4, edges="none"))
+    assert doc["edges"] == []
+    assert {len(node["proposers"]) for node in doc["supernodes"].values()} == {4}
+    two = load_config_doc(TrainOptions(dataset="math", run_dir=tmp_path))
+    assert {len(node["proposers"]) for node in two["supernodes"].values()} == {2}
+    assert two["edges"]
 
 
 def test_pareto_front_keeps_the_undominated_points_by_cost() -> None:

@@ -39,6 +39,12 @@ def test_the_driver_hands_its_settings_to_the_learner_command() -> None:
     assert params["lam"] == 30.0
     assert params["slot_actions"] is False
     assert _learner_params(Hyper(slot_actions=True).args())["slot_actions"] is True
+    assert params["group"] == 1
+    assert _learner_params(Hyper(group=4).args())["group"] == 4
+    assert (
+        LearnerOptions(run_dir=Path("unused"), hyper=Hyper(group=4)).train_config().group_baseline
+    )
+    assert not LearnerOptions(run_dir=Path("unused")).train_config().group_baseline
     defaults = _learner_params([])
     assert defaults["entropy_coef"] == Hyper().entropy_coef
     assert defaults["temp_updates"] == Hyper().temp_updates

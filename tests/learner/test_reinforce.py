@@ -13,7 +13,12 @@ from hieramas.learner.embeddings import CachedEmbedder, HashEmbedder
 from hieramas.learner.episode import Episode, NodeOutcome
 from hieramas.learner.planning import PolicyPlanner
 from hieramas.learner.policy import Policy
-from hieramas.learner.reinforce import TrainConfig, Trainer, cosine_temperature
+from hieramas.learner.reinforce import (
+    TrainConfig,
+    Trainer,
+    cosine_temperature,
+    leave_one_out_baseline,
+)
 from hieramas.learner.rewards import RewardConfig
 from hieramas.learner.slots import SlotAssignment, SlotLayout, SlotOptions
 
@@ -176,3 +181,18 @@ def test_cosine_temperature_runs_from_t0_to_t1_and_stays() -> None:
     assert cosine_temperature(50, 10.0, 0.8, 100) == pytest.approx(5.4)
     assert cosine_temperature(100, 10.0, 0.8, 100) == pytest.approx(0.8)
     assert cosine_temperature(1000, 10.0, 0.8, 100) == pytest.approx(0.8)
+
+
+def test_the_group_baseline_is_the_mean_of_the_same_items_other_episodes() -> None:
+    rewards = np.array([[1.0, 0.0], [0.0, 0.5], [-1.0, 1.0], [0.25, 0.25], [0.5, 0.5]])
+    fallback = np.array([9.0, 8.0])
+    out = leave_one_out_baseline(rewards, ["a", "a", "a", "b", None], fallback)
+    np.testing.assert_allclose(out[0], [-0.5, 0.75])  # mean of episodes 1 and 2
+    np.testing.assert_allclose(out[1], [0.0, 0.5])
+    np.testing.assert_allclose(out[2], [0.5, 0.25])
+    # alone in its group, or no item: the moving average
+    np.testing.assert_allclose(out[3], fallback)
+    np.testing.assert_allclose(out[4], fallback)
+    # an item every plan solves alike carries no advantage: its difficulty cancels
+    same = np.array([[0.9, 0.9], [0.9, 0.9]])
+    np.testing.assert_allclose(same - leave_one_out_baseline(same, ["x", "x"], fallback), 0.0)
