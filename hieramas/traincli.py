@@ -115,6 +115,15 @@ def train(
     proposers: Annotated[
         int, typer.Option(min=1, help="Proposer slots per supernode (each may be skipped).")
     ] = 2,
+    llm_temperature: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=2.0,
+            help="The LLMs' sampling temperature (0: a model repeated in a supernode answers "
+            "as one call; > 0: independent samples, as in self-consistency).",
+        ),
+    ] = 0.0,
     alpha: AlphaOpt = DEFAULT_ALPHA,
     lam: LamOpt = DEFAULT_LAM,
     local: Annotated[
@@ -221,6 +230,7 @@ def train(
         roles=roles,
         edges=edges,
         proposers=proposers,
+        llm_temperature=llm_temperature,
         alpha=alpha,
         lam=lam,
         data_dir=data_dir,

@@ -124,6 +124,8 @@ class TrainOptions:
     edges: str = "full"
     proposers: int = 2
     """Proposer slots per supernode of the default config."""
+    llm_temperature: float = 0.0
+    """The LLMs' sampling temperature in the default config (see :func:`~.trainconfig.training_config`)."""
     alpha: float = 0.5
     lam: float = 300.0
     hyper: Hyper = field(default_factory=Hyper)
@@ -257,6 +259,7 @@ def load_config_doc(options: TrainOptions) -> dict[str, Any]:
         roles=options.roles,
         edges=options.edges,
         proposers_per_node=options.proposers,
+        llm_temperature=options.llm_temperature,
         embedder=options.embedder,
         decode=options.decode,
     )

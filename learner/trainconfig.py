@@ -99,6 +99,7 @@ def training_config(
     roles: int | None = None,
     embedder: str | None = None,
     decode: str = "greedy",
+    llm_temperature: float = 0.0,
 ) -> dict[str, Any]:
     """The default training config document of ``dataset`` (see the module docstring).
 
@@ -106,7 +107,9 @@ def training_config(
     decision reads them all).  ``roles``: keep only the domain's first ``roles`` roles.
     ``embedder``: preloaded by the controller's planner.  ``decode``: how the planner
     decodes non-exploring (evaluation) queries, ``greedy`` or ``rotation`` (the paper's
-    top-n rotation).
+    top-n rotation).  ``llm_temperature``: the LLMs' sampling temperature; at 0 a model
+    repeated in a supernode answers as one call would, above 0 each of its slots is an
+    independent sample (a seed per slot), as in self-consistency.
     """
     domain = DOMAIN_OF[dataset]
     profiles = load_profiles(profiles_path)
@@ -125,6 +128,9 @@ def training_config(
         doc["edges"] = []
     elif edges != "full":
         raise ValueError(f"edges must be 'full' or 'none', not {edges!r}")
+    if llm_temperature < 0:
+        raise ValueError("the LLM temperature must be non-negative")
+    doc["limits"] = {**doc["limits"], "temperature": float(llm_temperature)}
     doc["name"] = f"stage1-{dataset}"
     doc["llms"] = {n: dict(v) for n, v in pool.llms.items()}  # the whole pool is the vocabulary
     # no sampling seed: each controller samples from fresh entropy (a seed would make the

@@ -65,6 +65,9 @@ def test_the_default_config_has_the_asked_proposer_slots_and_edges(tmp_path: Pat
     two = load_config_doc(TrainOptions(dataset="math", run_dir=tmp_path))
     assert {len(node["proposers"]) for node in two["supernodes"].values()} == {2}
     assert two["edges"]
+    assert two["limits"]["temperature"] == 0.0  # a repeated model answers as one call
+    sampled = load_config_doc(TrainOptions(dataset="math", run_dir=tmp_path, llm_temperature=0.7))
+    assert sampled["limits"]["temperature"] == 0.7
 
 
 def test_pareto_front_keeps_the_undominated_points_by_cost() -> None:
