@@ -13,8 +13,8 @@ One update from a batch of sampled episodes::
   :attr:`.hyper.Hyper.group`), an episode whose item has other episodes in the batch is
   instead compared with their mean, per slot (leave-one-out): how hard the item is
   cancels, and what is left is how this plan did against other plans on the same
-  item.  Near the top end, where most plans solve most items, that is the signal; with
-  the moving average it drowns in which items happened to be hard.  A
+  item.  The price is fewer distinct items for the same budget (a K-th of them); off by
+  default (docs/results.md has how it fared).  A
   learned, query-conditioned critic would cut more variance, but at the budgets of
   Stage 1 (tens to a few thousand queries) the critic itself is too noisy to trust
   and adds a second model to train; the EMA needs no tuning and cannot diverge.
