@@ -128,8 +128,6 @@ def training_config(
         doc["edges"] = []
     elif edges != "full":
         raise ValueError(f"edges must be 'full' or 'none', not {edges!r}")
-    if llm_temperature < 0:
-        raise ValueError("the LLM temperature must be non-negative")
     doc["limits"] = {**doc["limits"], "temperature": float(llm_temperature)}
     doc["name"] = f"stage1-{dataset}"
     doc["llms"] = {n: dict(v) for n, v in pool.llms.items()}  # the whole pool is the vocabulary
