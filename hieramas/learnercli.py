@@ -26,11 +26,14 @@ from hieramas.traineroptions import (
     DEFAULT,
     DEFAULT_ALPHA,
     DEFAULT_LAM,
+    AdvantageScaleOpt,
     AlphaOpt,
     EntropyCoefOpt,
     GroupOpt,
+    KindColumnsOpt,
     LamOpt,
     LrOpt,
+    ProposerSkipOpt,
     SlotActionsOpt,
     TempEndOpt,
     TempStartOpt,
@@ -95,6 +98,9 @@ def learner(
     temp_updates: TempUpdatesOpt = DEFAULT.temp_updates,
     slot_actions: SlotActionsOpt = DEFAULT.slot_actions,
     group: GroupOpt = DEFAULT.group,
+    proposer_skip: ProposerSkipOpt = DEFAULT.proposer_skip,
+    advantage_scale: AdvantageScaleOpt = DEFAULT.advantage_scale,
+    kind_columns: KindColumnsOpt = DEFAULT.kind_columns,
     metrics_port: MetricsPortOpt = None,
 ) -> None:
     """Consume the trace stream, grade, train the policy and publish its versions."""
@@ -113,6 +119,9 @@ def learner(
         temp_updates=temp_updates,
         slot_actions=slot_actions,
         group=group,
+        proposer_skip=proposer_skip,
+        advantage_scale=advantage_scale,
+        kind_columns=kind_columns,
     )
     stop = stop_on_signals()
     set_torch_threads(1)  # tiny batches: more threads only wait for a busy core

@@ -21,11 +21,14 @@ __all__ = [
     "DEFAULT",
     "DEFAULT_ALPHA",
     "DEFAULT_LAM",
+    "AdvantageScaleOpt",
     "AlphaOpt",
     "EntropyCoefOpt",
     "GroupOpt",
+    "KindColumnsOpt",
     "LamOpt",
     "LrOpt",
+    "ProposerSkipOpt",
     "SlotActionsOpt",
     "TempEndOpt",
     "TempStartOpt",
@@ -58,6 +61,27 @@ SlotActionsOpt = Annotated[
     bool,
     typer.Option(help="Give each slot its own learned preference over the LLMs (a new policy)."),
 ]
+ProposerSkipOpt = Annotated[
+    bool,
+    typer.Option(
+        help="Let the policy skip proposer slots (off: every slot of an active supernode "
+        "answers; a new policy)."
+    ),
+]
+AdvantageScaleOpt = Annotated[
+    str,
+    typer.Option(
+        help="How the learner scales advantages: batch (each batch's std) or running (a moving "
+        "average of it, so cost differences in an all-correct batch stay small)."
+    ),
+]
+KindColumnsOpt = Annotated[
+    bool,
+    typer.Option(
+        help="Score synthesizer choices with their own LLM columns, apart from the proposers' "
+        "(a new policy)."
+    ),
+]
 
 GroupOpt = Annotated[
     int,
@@ -79,6 +103,9 @@ def hyper_or_exit(
     temp_updates: int,
     slot_actions: bool = DEFAULT.slot_actions,
     group: int = DEFAULT.group,
+    proposer_skip: bool = DEFAULT.proposer_skip,
+    advantage_scale: str = DEFAULT.advantage_scale,
+    kind_columns: bool = DEFAULT.kind_columns,
 ) -> Hyper:
     """The :class:`Hyper` of these option values; an invalid one is printed, exit code 2."""
     try:
@@ -90,6 +117,9 @@ def hyper_or_exit(
             temp_updates=temp_updates,
             slot_actions=slot_actions,
             group=group,
+            proposer_skip=proposer_skip,
+            advantage_scale=advantage_scale,  # type: ignore[arg-type]  # Hyper checks it
+            kind_columns=kind_columns,
         )
     except ValueError as exc:
         err.print(f"[red]{exc}[/red]", highlight=False)

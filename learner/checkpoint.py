@@ -126,6 +126,7 @@ class Checkpoint:
             self.meta.dim,
             self.meta.hidden,
             slot_actions="slot_action" in self.policy_state,
+            kind_columns="synth_col.weight" in self.policy_state,
         )
         try:
             net.load_state_dict(self.policy_state)

@@ -2,7 +2,8 @@
 
 One record, :class:`Hyper`, is what ``hieramas learner`` and ``hieramas train`` expose
 as options (``--entropy-coef``, ``--lr``, ``--temp-start``, ``--temp-end``,
-``--temp-updates``, ``--slot-actions``, ``--group``); the training driver hands it to its learner process as those
+``--temp-updates``, ``--slot-actions``, ``--group``, ``--proposer-skip``, ``--advantage-scale``,
+``--kind-columns``); the training driver hands it to its learner process as those
 options (:meth:`Hyper.args`), and the learner's trainer records it in every checkpoint's
 ``hyper`` metadata.  torch-free, so the CLI can read the defaults without loading it.
 
@@ -13,9 +14,11 @@ directory whose saved identity lacks a field is taken to have used that value.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Literal
 
-__all__ = ["LEGACY", "Hyper"]
+__all__ = ["LEGACY", "AdvantageScale", "Hyper"]
+
+AdvantageScale = Literal["batch", "running"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +43,16 @@ class Hyper:
     row, and the trainer's baseline for an episode is the mean reward of the same item's
     other episodes in its batch (see :mod:`~hieramas.learner.reinforce`).  1: every
     query a new item, the moving-average baseline."""
+    kind_columns: bool = False
+    """Give synthesizer slots their own LLM scores, apart from the proposers' (see
+    :class:`~hieramas.learner.policy.PolicyNet`)."""
+    advantage_scale: AdvantageScale = "batch"
+    """How the advantages are scaled: by each batch's standard deviation, or by a moving
+    average of it over batches (see :mod:`~hieramas.learner.reinforce`)."""
+    proposer_skip: bool = True
+    """Whether a proposer slot may pick ``skip``.  Off, every proposer slot of an active
+    supernode answers, so the policy chooses which LLMs make its ``--proposers`` samples
+    but not how many (see :class:`~hieramas.learner.slots.SlotOptions`)."""
 
     def __post_init__(self) -> None:
         if self.entropy_coef < 0:
@@ -52,6 +65,10 @@ class Hyper:
             raise ValueError("the temperature schedule takes at least one update")
         if self.group < 1:
             raise ValueError("the group size is at least 1")
+        if self.advantage_scale not in ("batch", "running"):
+            raise ValueError(
+                f"advantage scale must be batch or running, not {self.advantage_scale!r}"
+            )
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready map (a run's identity, its ``run.json``)."""
@@ -65,6 +82,9 @@ class Hyper:
             "--temp-updates", str(self.temp_updates),
             "--slot-actions" if self.slot_actions else "--no-slot-actions",
             "--group", str(self.group),
+            "--proposer-skip" if self.proposer_skip else "--no-proposer-skip",
+            "--advantage-scale", self.advantage_scale,
+            "--kind-columns" if self.kind_columns else "--no-kind-columns",
         ]  # fmt: skip
 
 

@@ -23,7 +23,7 @@ from hieramas.learner.embeddings import TextEmbedder
 from hieramas.learner.policy import Policy
 from hieramas.learner.provider import layout_key
 from hieramas.learner.reinforce import TrainConfig, Trainer
-from hieramas.learner.slots import SlotLayout
+from hieramas.learner.slots import SlotLayout, SlotOptions
 
 __all__ = ["Lineage"]
 
@@ -66,10 +66,19 @@ class Lineage:
         seed: int,
         hidden: int = 64,
         slot_actions: bool = False,
+        proposer_skip: bool = True,
+        kind_columns: bool = False,
     ) -> Lineage:
         """A fresh lineage for ``config`` (a uniform policy, nothing published yet)."""
+        layout = SlotLayout.from_config(config, options=SlotOptions(proposer_skip=proposer_skip))
         policy = Policy.create(
-            config, embedder, hidden=hidden, seed=seed, slot_actions=slot_actions
+            config,
+            embedder,
+            layout=layout,
+            hidden=hidden,
+            seed=seed,
+            slot_actions=slot_actions,
+            kind_columns=kind_columns,
         )
         return cls(
             uuid.uuid4().hex[:12],

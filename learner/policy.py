@@ -18,6 +18,12 @@ same column term, which dominates the slot's row term, so a greedy plan puts one
 in every slot; with it each slot can come to prefer its own LLM, and a greedy plan
 can be a mixture.  A checkpoint that carries the tensor rebuilds with it.
 
+``kind_columns=True`` gives the synthesizer and decision slots their own ``U_c``
+(``synth_col``): without it, the credit that moves an LLM's column for the proposer
+slots moves it for the synthesizer too, and a synthesizer follows its proposers onto
+that LLM even where a call-free ``vote`` scores better.  Zero at the start, so the
+policy starts uniform; a checkpoint that carries it rebuilds with it.
+
 :class:`Policy` binds the net to a :class:`SlotLayout` and its masks and decides
 one query: greedy, the paper's top-n rotation, or sampling from
 ``softmax(logits / T)`` under the sequential masks of :mod:`.masks`.
@@ -71,14 +77,22 @@ class PolicyNet(nn.Module):
     action_price: torch.Tensor
     slot_role: torch.Tensor
     slot_pos: torch.Tensor
+    slot_is_proposer: torch.Tensor
 
     def __init__(
-        self, layout: SlotLayout, dim: int, hidden: int = 64, *, slot_actions: bool = False
+        self,
+        layout: SlotLayout,
+        dim: int,
+        hidden: int = 64,
+        *,
+        slot_actions: bool = False,
+        kind_columns: bool = False,
     ) -> None:
         super().__init__()
         roles, positions = layout.roles, layout.positions
         n_actions = len(layout.actions)
         self.dim, self.hidden, self.slot_actions = dim, hidden, slot_actions
+        self.kind_columns = kind_columns
         # filled by Policy.create (or by load_state_dict from a checkpoint)
         self.register_buffer("role_text", torch.zeros(len(roles), dim))
         self.register_buffer("action_text", torch.zeros(n_actions, dim))
@@ -108,6 +122,15 @@ class PolicyNet(nn.Module):
         self.slot_action: nn.Parameter | None = (
             nn.Parameter(torch.zeros(len(layout.slots), n_actions)) if slot_actions else None
         )
+        self.synth_col: nn.Linear | None = None
+        if kind_columns:
+            self.synth_col = nn.Linear(hidden, hidden, bias=False)
+            self.synth_col.weight.data.copy_(self.pair_col.weight.data)
+            self.register_buffer(
+                "slot_is_proposer",
+                torch.tensor([s.kind == "proposer" for s in layout.slots]),
+                persistent=False,
+            )
 
     def forward(self, query: torch.Tensor) -> torch.Tensor:
         """``query [B, d]`` → logits ``[B, S, A]`` (unmasked, temperature 1)."""
@@ -117,7 +140,11 @@ class PolicyNet(nn.Module):
             self.action_proj(torch.cat([self.action_text, self.action_price], dim=1))
             + self.action_id.weight
         )  # [A, H]
-        pair = self.pair_row(row)[:, :, None, :] + self.pair_col(col)[None, None]  # [B, S, A, H]
+        cols = self.pair_col(col)[None].expand(len(self.slot_role), -1, -1)  # [S, A, H]
+        if self.synth_col is not None:
+            mine = self.slot_is_proposer[:, None, None]
+            cols = torch.where(mine, cols, self.synth_col(col)[None])
+        pair = self.pair_row(row)[:, :, None, :] + cols[None]  # [B, S, A, H]
         logits: torch.Tensor = self.score(nn.functional.gelu(pair)).squeeze(-1)
         if self.slot_action is not None:
             logits = logits + SLOT_ACTION_GAIN * self.slot_action[None]
@@ -174,12 +201,15 @@ class Policy:
         seed: int = 0,
         rotation_n: int = 3,
         slot_actions: bool = False,
+        kind_columns: bool = False,
     ) -> Policy:
         """A fresh (uniform) policy for ``config``; role and LLM texts embedded now."""
         layout = layout or SlotLayout.from_config(config)
         with torch.random.fork_rng():  # seeded weights without touching the caller's RNG
             torch.manual_seed(seed)
-            net = PolicyNet(layout, embedder.dim, hidden, slot_actions=slot_actions)
+            net = PolicyNet(
+                layout, embedder.dim, hidden, slot_actions=slot_actions, kind_columns=kind_columns
+            )
         with torch.no_grad():
             net.role_text.copy_(embedder.embed(role_texts(layout, config.domain)))
             net.action_text.copy_(embedder.embed(action_profiles(config, layout)))
@@ -189,7 +219,11 @@ class Policy:
     def snapshot(self) -> Policy:
         """An independent copy for planning (its net in eval mode, no gradients)."""
         net = PolicyNet(
-            self.layout, self.net.dim, self.net.hidden, slot_actions=self.net.slot_actions
+            self.layout,
+            self.net.dim,
+            self.net.hidden,
+            slot_actions=self.net.slot_actions,
+            kind_columns=self.net.kind_columns,
         )
         net.load_state_dict(self.net.state_dict())
         net.eval().requires_grad_(False)

@@ -18,8 +18,13 @@ One update from a batch of sampled episodes::
   learned, query-conditioned critic would cut more variance, but at the budgets of
   Stage 1 (tens to a few thousand queries) the critic itself is too noisy to trust
   and adds a second model to train; the EMA needs no tuning and cannot diverge.
-- ``norm`` centres and scales the advantages over the batch's unforced slots
-  (a slot with one allowed action carries no choice and no gradient).
+- ``norm`` (``advantage_scale``) puts the advantages on a common scale over the
+  unforced slots (a slot with one allowed action carries no choice and no gradient):
+  ``batch`` centres them and divides by the batch's standard deviation; ``running``
+  divides them by a moving average of the batches' reward standard deviation, so that
+  a batch whose rewards differ only by cost (every answer right) is not blown up to the
+  size of one with a wrong answer, which the batch scale does: in such a batch the
+  cost term alone sets the update, as if λ were far larger.
 - ``T_b`` is the temperature episode b was **sampled** with; log-probs and entropy are
   taken under that temperature and the same sequential masks.
 - ``ρ`` corrects for episodes sampled by an older policy version (the learner is
@@ -42,7 +47,7 @@ import torch
 
 from hieramas.learner.embeddings import TextEmbedder
 from hieramas.learner.episode import Episode
-from hieramas.learner.hyper import Hyper
+from hieramas.learner.hyper import AdvantageScale, Hyper
 from hieramas.learner.planning import unpack_embedding
 from hieramas.learner.policy import Policy
 from hieramas.learner.rewards import RewardConfig, final_reward, slot_rewards
@@ -67,7 +72,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     entropy_coef: float = _DEFAULT.entropy_coef
     baseline_momentum: float = 0.9
-    normalize_advantages: bool = True
+    advantage_scale: AdvantageScale = _DEFAULT.advantage_scale
     max_ratio: float = 2.0
     t0: float = _DEFAULT.temp_start
     t1: float = _DEFAULT.temp_end
@@ -85,6 +90,7 @@ class TrainConfig:
             t1=hyper.temp_end,
             schedule_updates=hyper.temp_updates,
             group_baseline=hyper.group > 1,
+            advantage_scale=hyper.advantage_scale,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -157,6 +163,7 @@ class Trainer:
         self.carried = 0
         self.embedded = 0
         self.baseline = np.full(len(policy.layout.slots), np.nan)
+        self.reward_scale = math.nan  # ``running``: moving average of the batches' reward std
         self.optimizer = torch.optim.Adam(
             policy.net.parameters(), lr=self.config.lr, weight_decay=self.config.weight_decay
         )
@@ -202,9 +209,13 @@ class Trainer:
         if cfg.group_baseline:
             baseline = leave_one_out_baseline(rewards, [e.item_id for e in batch], ema)
         adv = torch.from_numpy(rewards - baseline).float()
-        if cfg.normalize_advantages and int(free.sum()) > 1:
+        if cfg.advantage_scale == "batch" and int(free.sum()) > 1:
             sel = adv[free]
             adv = (adv - sel.mean()) / (sel.std() + 1e-6)
+        elif cfg.advantage_scale == "running":
+            self._track_reward_scale(rewards[free.numpy()])
+            if not math.isnan(self.reward_scale):
+                adv = adv / max(self.reward_scale, 1e-3)
 
         policy.net.train()
         query = self._queries(batch)
@@ -246,6 +257,17 @@ class Trainer:
             temperature=temperature,
         )
 
+    def _track_reward_scale(self, rewards: npt.NDArray[np.float64]) -> None:
+        """Fold this batch's reward standard deviation into the moving average (a batch
+        without spread, before any had one, leaves it unset)."""
+        spread = float(np.std(rewards, ddof=1)) if rewards.size > 1 else 0.0
+        if math.isnan(self.reward_scale):
+            if spread > 0:
+                self.reward_scale = spread
+            return
+        m = self.config.baseline_momentum
+        self.reward_scale = m * self.reward_scale + (1 - m) * spread
+
     def _queries(self, batch: Sequence[Episode]) -> torch.Tensor:
         """``[B, dim]`` query embeddings: carried by the episode if its embedder is ours."""
         name, dim = self.embedder.name, self.embedder.dim
@@ -271,6 +293,7 @@ class Trainer:
         return {
             "step": self.step,
             "baseline": self.baseline.tolist(),
+            "reward_scale": self.reward_scale,
             "optimizer": self.optimizer.state_dict(),
         }
 
@@ -278,4 +301,5 @@ class Trainer:
         """Restore :meth:`state_dict` output."""
         self.step = int(state["step"])
         self.baseline = np.array(state["baseline"], dtype=np.float64)
+        self.reward_scale = float(state.get("reward_scale", math.nan))
         self.optimizer.load_state_dict(state["optimizer"])

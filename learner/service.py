@@ -572,6 +572,8 @@ class LearnerService:
             seed=self.options.seed,
             hidden=self.options.hidden,
             slot_actions=self.options.hyper.slot_actions,
+            proposer_skip=self.options.hyper.proposer_skip,
+            kind_columns=self.options.hyper.kind_columns,
         )
         self._fits.clear()
         self.counters["lineages"] += 1

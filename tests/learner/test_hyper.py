@@ -41,6 +41,18 @@ def test_the_driver_hands_its_settings_to_the_learner_command() -> None:
     assert _learner_params(Hyper(slot_actions=True).args())["slot_actions"] is True
     assert params["group"] == 1
     assert _learner_params(Hyper(group=4).args())["group"] == 4
+    assert params["proposer_skip"] is True
+    assert params["advantage_scale"] == "batch"
+    assert params["kind_columns"] is False
+    assert _learner_params(Hyper(kind_columns=True).args())["kind_columns"] is True
+    running = Hyper(advantage_scale="running")
+    assert _learner_params(running.args())["advantage_scale"] == "running"
+    assert LearnerOptions(run_dir=Path("unused"), hyper=running).train_config().advantage_scale == (
+        "running"
+    )
+    with pytest.raises(ValueError, match="advantage scale"):
+        Hyper(advantage_scale="median")  # type: ignore[arg-type]
+    assert _learner_params(Hyper(proposer_skip=False).args())["proposer_skip"] is False
     assert (
         LearnerOptions(run_dir=Path("unused"), hyper=Hyper(group=4)).train_config().group_baseline
     )
@@ -65,6 +77,27 @@ def test_the_trainer_uses_them_and_every_checkpoint_records_them() -> None:
     assert hyper["entropy_coef"] == 1.0 and hyper["lr"] == 0.01
     assert (hyper["t0"], hyper["t1"], hyper["schedule_updates"]) == (2.5, 1.2, 40)
     assert hyper["reward"]["alpha"] == 0.3 and hyper["reward"]["lam"] == 50.0
+
+
+def test_without_proposer_skips_no_proposer_of_an_active_supernode_can_skip() -> None:
+    config = toy_config({"x": ("Solver", 3)}, {"a": 0.1, "b": 1.0})
+    train = LearnerOptions(run_dir=Path("unused")).train_config()
+    free = Lineage.create(config, 1, HashEmbedder(8), train, seed=0)
+    fixed = Lineage.create(config, 1, HashEmbedder(8), train, seed=0, proposer_skip=False)
+    assert not fixed.layout.options.proposer_skip and free.layout.options.proposer_skip
+
+    def proposer_may_skip(lineage: Lineage) -> list[bool]:
+        skip = lineage.layout.action_index("skip")
+        walker, seen = lineage.policy.rules.start(), []
+        for slot in lineage.layout.slots:
+            mask = walker.mask()
+            if slot.kind == "proposer":
+                seen.append(bool(mask[skip]))
+            walker.push(int(mask.argmax()) if slot.kind != "proposer" else len(mask) - 1)
+        return seen
+
+    assert proposer_may_skip(fixed) == [False] * 3
+    assert proposer_may_skip(free) == [True] * 3
 
 
 def test_a_run_directory_refuses_other_settings_and_older_runs_resume(tmp_path: Path) -> None:

@@ -18,11 +18,18 @@ LLMS = {"cheap": 0.05, "mid": 0.5, "big": 2.0, "huge": 8.0}
 NODES = {"x": ("Solver", 3), "y": ("Critic", 2), "z": ("Checker", 1)}
 
 
-def _policy(seed: int = 0, slot_actions: bool = False, **opts: bool) -> Policy:
+def _policy(
+    seed: int = 0, slot_actions: bool = False, kind_columns: bool = False, **opts: bool
+) -> Policy:
     config = toy_config(NODES, LLMS)
     layout = SlotLayout.from_config(config, answerless=set(), options=SlotOptions(**opts))
     policy = Policy.create(
-        config, HashEmbedder(16), layout=layout, seed=seed, slot_actions=slot_actions
+        config,
+        HashEmbedder(16),
+        layout=layout,
+        seed=seed,
+        slot_actions=slot_actions,
+        kind_columns=kind_columns,
     )
     torch.manual_seed(seed)
     with torch.no_grad():  # move off the uniform start so the logits differ
@@ -177,3 +184,30 @@ def test_slot_actions_give_each_slot_its_own_preference_and_survive_a_checkpoint
         assert (back.net.slot_action is None) == (policy.net.slot_action is None)
         with torch.no_grad():
             assert torch.allclose(back.net(query), policy.net(query))
+
+
+def test_kind_columns_let_a_synthesizer_score_llms_apart_from_its_proposers() -> None:
+    from hieramas.learner.checkpoint import CheckpointMeta, decode_checkpoint, encode_checkpoint
+
+    plain, split = _policy(seed=3), _policy(seed=3, kind_columns=True)
+    assert plain.net.synth_col is None and split.net.synth_col is not None
+    query = torch.nn.functional.normalize(torch.randn(1, 16), dim=1)
+    with torch.no_grad():
+        assert torch.allclose(split.net(query), plain.net(query))  # equal until trained apart
+        assert split.net.synth_col is not None
+        split.net.synth_col.weight.mul_(-1.0)
+        moved = split.net(query)[0]
+    synth = [i for i, s in enumerate(split.layout.slots) if s.kind != "proposer"]
+    proposers = [i for i, s in enumerate(split.layout.slots) if s.kind == "proposer"]
+    base = plain.net(query)[0].detach()
+    assert torch.allclose(moved[proposers], base[proposers])  # the proposers' scores stay
+    assert not torch.allclose(moved[synth], base[synth])  # the synthesizers' move alone
+    meta = CheckpointMeta(
+        version=1, parent=None, config_name="toy", config_version=1,
+        layout=split.layout.to_json(), embedder="hash-16", dim=16, hidden=split.net.hidden, seed=3,
+    )  # fmt: skip
+    back = decode_checkpoint(encode_checkpoint(split, meta)).policy()
+    assert back.net.synth_col is not None
+    with torch.no_grad():
+        assert torch.allclose(back.net(query), split.net(query))
+        assert torch.allclose(split.snapshot().net(query), split.net(query))

@@ -11,6 +11,7 @@ from learner_support import NodeSim, simulate, toy_config
 
 from hieramas.learner.embeddings import CachedEmbedder, HashEmbedder
 from hieramas.learner.episode import Episode, NodeOutcome
+from hieramas.learner.hyper import AdvantageScale
 from hieramas.learner.planning import PolicyPlanner
 from hieramas.learner.policy import Policy
 from hieramas.learner.reinforce import (
@@ -36,6 +37,7 @@ def _train(
     batch: int = 16,
     texts: tuple[str, ...] = ("q",),
     slot_actions: bool = False,
+    advantage_scale: AdvantageScale = "batch",
 ) -> tuple[PolicyPlanner, list[float]]:
     config = toy_config(nodes, llms)
     layout = SlotLayout.from_config(config, answerless=set(), options=NO_EXTRAS)
@@ -44,7 +46,14 @@ def _train(
     trainer = Trainer(
         policy,
         embedder,
-        TrainConfig(lr=0.01, t0=2.0, t1=0.8, schedule_updates=updates, reward=reward),
+        TrainConfig(
+            lr=0.01,
+            t0=2.0,
+            t1=0.8,
+            schedule_updates=updates,
+            reward=reward,
+            advantage_scale=advantage_scale,
+        ),
     )
     roles = {n: role for n, (role, _) in nodes.items()}
     rng = np.random.default_rng(seed)
@@ -73,7 +82,8 @@ def _train(
     return PolicyPlanner(policy, embedder), rewards
 
 
-def test_a_three_slot_bandit_learns_its_best_arm() -> None:
+@pytest.mark.parametrize("advantage_scale", ["batch", "running"])
+def test_a_three_slot_bandit_learns_its_best_arm(advantage_scale: AdvantageScale) -> None:
     best = "l2"
 
     def node_sim(node: str, a: SlotAssignment, rng: np.random.Generator) -> tuple[bool, float]:
@@ -85,6 +95,7 @@ def test_a_three_slot_bandit_learns_its_best_arm() -> None:
         node_sim,
         updates=25,
         reward=RewardConfig(),
+        advantage_scale=advantage_scale,
     )
     plan = planner.plan("q")
     assert plan.assignment.synthesizers["x"] == best
@@ -196,3 +207,26 @@ def test_the_group_baseline_is_the_mean_of_the_same_items_other_episodes() -> No
     # an item every plan solves alike carries no advantage: its difficulty cancels
     same = np.array([[0.9, 0.9], [0.9, 0.9]])
     np.testing.assert_allclose(same - leave_one_out_baseline(same, ["x", "x"], fallback), 0.0)
+
+
+def test_the_running_scale_keeps_a_cost_only_batch_small() -> None:
+    """Under ``running``, a batch whose rewards differ only by cost is scaled by the
+    spread seen so far (failures included), not blown up to unit size by its own."""
+    config = toy_config({"x": ("Solver", 1)}, {"a": 1.0})
+    embedder = HashEmbedder(8)
+    policy = Policy.create(config, embedder, seed=0)
+    trainer = Trainer(policy, embedder, TrainConfig(advantage_scale="running"))
+    trainer._track_reward_scale(np.array([0.99, 0.99]))  # no spread yet: stays unset
+    assert np.isnan(trainer.reward_scale)
+    with_failure = np.array([0.99, 0.98, -1.0, 0.99])
+    trainer._track_reward_scale(with_failure)
+    assert trainer.reward_scale == pytest.approx(np.std(with_failure, ddof=1))
+    cost_only = np.array([0.99, 0.98, 0.99, 0.97])
+    before = trainer.reward_scale
+    trainer._track_reward_scale(cost_only)
+    assert trainer.reward_scale == pytest.approx(0.9 * before + 0.1 * np.std(cost_only, ddof=1))
+    assert trainer.reward_scale > 20 * np.std(cost_only, ddof=1)  # the batch scale would be 1x
+    state = trainer.state_dict()
+    again = Trainer(policy, embedder, TrainConfig(advantage_scale="running"))
+    again.load_state_dict(state)
+    assert again.reward_scale == trainer.reward_scale
