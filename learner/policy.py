@@ -21,8 +21,9 @@ can be a mixture.  A checkpoint that carries the tensor rebuilds with it.
 ``kind_columns=True`` gives the synthesizer and decision slots their own ``U_c``
 (``synth_col``): without it, the credit that moves an LLM's column for the proposer
 slots moves it for the synthesizer too, and a synthesizer follows its proposers onto
-that LLM even where a call-free ``vote`` scores better.  Zero at the start, so the
-policy starts uniform; a checkpoint that carries it rebuilds with it.
+that LLM even where a call-free ``vote`` scores better.  It starts as a copy of the
+shared ``U_c``, so a fresh policy is the same (uniform); a checkpoint that carries it
+rebuilds with it.
 
 :class:`Policy` binds the net to a :class:`SlotLayout` and its masks and decides
 one query: greedy, the paper's top-n rotation, or sampling from
@@ -140,10 +141,11 @@ class PolicyNet(nn.Module):
             self.action_proj(torch.cat([self.action_text, self.action_price], dim=1))
             + self.action_id.weight
         )  # [A, H]
-        cols = self.pair_col(col)[None].expand(len(self.slot_role), -1, -1)  # [S, A, H]
-        if self.synth_col is not None:
-            mine = self.slot_is_proposer[:, None, None]
-            cols = torch.where(mine, cols, self.synth_col(col)[None])
+        cols = self.pair_col(col)[None]  # [1, A, H]: every slot's
+        if self.synth_col is not None:  # [S, A, H]: the proposers' or the synthesizers'
+            cols = torch.where(
+                self.slot_is_proposer[:, None, None], cols, self.synth_col(col)[None]
+            )
         pair = self.pair_row(row)[:, :, None, :] + cols[None]  # [B, S, A, H]
         logits: torch.Tensor = self.score(nn.functional.gelu(pair)).squeeze(-1)
         if self.slot_action is not None:
