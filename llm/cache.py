@@ -25,6 +25,8 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
+from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random_exponential
+
 from hieramas.llm.types import ChatRequest, ChatResult, EndpointSpec
 
 __all__ = ["CacheMode", "ResponseCache", "cache_key"]
@@ -87,6 +89,28 @@ def _decode(blob: str) -> ChatResult:
     )
 
 
+def _locked(exc: BaseException) -> bool:
+    return isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)
+
+
+def _use_wal(conn: sqlite3.Connection) -> None:
+    """Switch the file to WAL (persistent: the first connection does it for all).
+
+    Changing the journal mode needs an exclusive lock, and SQLite may report "database is
+    locked" at once, without its busy handler, while other processes open the same new
+    file; so the switch is retried for as long as the busy timeout would have waited.
+    """
+    for attempt in Retrying(
+        retry=retry_if_exception(_locked),
+        wait=wait_random_exponential(multiplier=0.01, max=0.5),
+        stop=stop_after_delay(30.0),
+        reraise=True,
+    ):
+        with attempt:
+            if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                conn.execute("PRAGMA journal_mode=WAL")
+
+
 class ResponseCache:
     """SQLite-backed record/replay cache of chat results; safe across threads and processes."""
 
@@ -112,7 +136,7 @@ class ResponseCache:
                 self.path, timeout=30.0, isolation_level=None, check_same_thread=False
             )
             conn.execute("PRAGMA busy_timeout=30000")
-            conn.execute("PRAGMA journal_mode=WAL")
+            _use_wal(conn)
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute(_SCHEMA)
             self._local.conn = conn

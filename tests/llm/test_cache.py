@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -258,3 +259,28 @@ async def test_broken_cache_file_degrades_or_fails_clearly(
                 await client.chat(chat_request, chat_endpoint)
     assert result.text == "still works" and not result.cached
     assert {e["op"] for e in logs if e["event"] == "llm_cache_error"} == {"get", "put"}
+
+
+def test_many_connections_opening_a_new_file_at_once_all_succeed(tmp_path: Path) -> None:
+    """Switching a new file to WAL takes an exclusive lock for which SQLite skips its busy
+    handler, so some of these opens used to fail at once with "database is locked"."""
+    failures: list[BaseException] = []
+    for round_ in range(150):
+        path = tmp_path / f"c{round_}.sqlite"
+        start = threading.Barrier(16)
+
+        def open_cache(path: Path = path, start: threading.Barrier = start) -> None:
+            start.wait()
+            try:
+                ResponseCache(path)
+            except sqlite3.OperationalError as exc:
+                failures.append(exc)
+
+        threads = [threading.Thread(target=open_cache) for _ in range(16)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert failures == []
+    mode = sqlite3.connect(tmp_path / "c0.sqlite").execute("PRAGMA journal_mode").fetchone()[0]
+    assert mode == "wal"
