@@ -26,8 +26,10 @@ loop:
    again (its id is in the state).  An update saved but not yet published is
    published on restart, unless the store already has it (then it is adopted).
 5. **Bad input** (a garbled message or event, an unknown config version or item,
-   a config whose slots do not fit the policy, a runtime failure) is rejected,
-   logged and counted by code, and the learner carries on.
+   a config whose slots do not fit the policy, a grader failure) is rejected,
+   logged and counted by code, and the learner carries on.  A failure of the bus
+   itself (a config read timing out) rejects nothing: the learner reloads its
+   saved state and reads those traces again.
 
 The policy's slot layout comes from the current config in the config store; a
 config with another layout starts a new lineage (:mod:`.lineage`).  A user's
@@ -330,7 +332,13 @@ class LearnerService:
     # -- episodes ----------------------------------------------------------------------
 
     async def _handle(self, ready: Sequence[Assembled], late: Sequence[Feedback]) -> None:
-        episodes = await asyncio.gather(*(self._episode_of(a) for a in ready))
+        results = await asyncio.gather(
+            *(self._episode_of(a) for a in ready), return_exceptions=True
+        )
+        for result in results:  # raised once all are done, so none outlives the recovery
+            if isinstance(result, BaseException):
+                raise result
+        episodes = [r for r in results if not isinstance(r, BaseException)]
         for assembled, episode in zip(ready, episodes, strict=True):
             if episode is not None:
                 self._route(episode, assembled.feedback, seq=assembled.seq)
@@ -342,7 +350,14 @@ class LearnerService:
         try:
             if query.assignment is None:
                 raise Rejected("no_plan", f"it failed before planning ({query.status})")
+            # Any other failure to read the config store (a NATS timeout, a JetStream leader
+            # moving) is not the episode's fault: it propagates, run() reloads the saved
+            # state, and the episode is read again from the stream instead of being lost.
             stored = await self._config(query.config_version)
+        except Rejected as exc:
+            self._reject(exc.code, str(exc), query.query_id)
+            return None
+        try:
             assert self.lineage is not None and self._sandbox is not None
             episode, item_error = await grade_episode(
                 assembled, stored.config, self.lineage.layout, self.items, self._sandbox

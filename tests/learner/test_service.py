@@ -230,3 +230,38 @@ def test_an_unexpected_error_reloads_the_saved_state_and_counts_nothing_twice(
     assert sorted(r["item_id"] for r in rows) == sorted(i.id for i in items)  # each once
     assert status["counters"]["episodes"] == 4 and status["counters"]["episodes_train"] == 4
     assert [m["step"] for m in RunDir(tmp_path).read_log(METRICS_LOG)] == [1, 2]
+
+
+def test_a_config_read_failing_on_the_bus_loses_no_episode(
+    bus: Bus, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A config-store read that times out is the bus's fault, not the episode's: the
+    learner recovers and grades the episode again instead of rejecting it for good."""
+    from nats.errors import TimeoutError as NatsTimeout
+
+    from hieramas.controller.store import ConfigStore
+
+    real_get = ConfigStore.get
+    armed, failures = [], []
+
+    async def flaky_get(self: ConfigStore, version: int | None = None):  # type: ignore[no-untyped-def]
+        if armed and version is not None and not failures:
+            failures.append(version)
+            raise NatsTimeout
+        return await real_get(self, version)
+
+    monkeypatch.setattr(ConfigStore, "get", flaky_get)
+    run(bus, apply(bus, config_yaml()))
+    items = mmlu_items(2)
+    with running_learner(bus, tmp_path, batch=2) as learner:
+        wait(lambda: learner.phase == "running", what="the learner to run")
+        root = learner.lineage.head  # type: ignore[union-attr]
+        armed.append(True)  # the next versioned read is the first episode's
+        run(bus, publish(bus, [e for it in items for e in query_events(it, policy_version=root)]))
+        wait(lambda: learner.lineage is not None and learner.lineage.step == 1, what="an update")
+        status = learner.status()
+    assert failures == [1] and learner.recoveries == 1
+    counters = status["counters"]
+    assert counters["episodes_train"] == 2 and "rejected_grading_failed" not in counters
+    rows = RunDir(tmp_path).read_log(EPISODES_LOG)
+    assert sorted(r["item_id"] for r in rows) == sorted(i.id for i in items)  # each once
