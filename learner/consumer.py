@@ -9,6 +9,13 @@ learner would hold them back for ``ack_wait``).  Acknowledgement is cumulative
 (``AckPolicy.ALL``): after each durable save the learner acknowledges the last
 message the save covers, and the consumer's ack floor is what a monitor sees.
 One learner per stream: a second one would reposition the first's consumer.
+
+A pull consumer's delivery is at most once per attempt: a message lost in transit
+(a consumer leader moving, a route dropping) is only redelivered after
+``ack_wait``, and a cumulative acknowledgement of a later message acknowledges it
+unread.  The stream holds nothing but traces, so the sequences a consumer delivers
+are consecutive; the learner reads any it skipped by sequence (:meth:`TraceConsumer.get`)
+before the message that revealed the gap.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from typing import Any
 import structlog
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
 
 from hieramas.bus import Bus
 from hieramas.traces import TRACE_STREAM
@@ -92,6 +100,15 @@ class TraceConsumer:
         except TimeoutError:  # nats' own, or a bare asyncio one (nats-py raises both)
             return []
         return msgs
+
+    async def get(self, seq: int) -> tuple[str, bytes] | None:
+        """The subject and data of stream message ``seq``; None if the stream no longer
+        has it (aged out, or deleted)."""
+        try:
+            raw = await self.bus.js.get_msg(TRACE_STREAM, seq)
+        except NotFoundError:
+            return None
+        return str(raw.subject or ""), bytes(raw.data or b"")
 
     @staticmethod
     def seq(msg: Msg) -> int:

@@ -23,8 +23,11 @@ loop:
    the stream acknowledged, up to the last message the save covers.  Restarted
    (even after SIGKILL), the learner reloads that state and reads on from the next
    sequence: nothing is lost, and a query already reflected is never counted
-   again (its id is in the state).  An update saved but not yet published is
-   published on restart, unless the store already has it (then it is adopted).
+   again (its id is in the state).  A message the consumer skipped (a delivery
+   lost in transit, which a later cumulative ack would acknowledge unread) is
+   read from the stream by its sequence (:mod:`.consumer`).  An update saved but
+   not yet published is published on restart, unless the store already has it
+   (then it is adopted).
 5. **Bad input** (a garbled message or event, an unknown config version or item,
    a config whose slots do not fit the policy, a grader failure) is rejected,
    logged and counted by code, and the learner carries on.  A failure of the bus
@@ -304,10 +307,11 @@ class LearnerService:
                 if seq <= self._seq:  # delivered again (ack_wait passed): already applied
                     self.counters["redelivered"] += 1
                     continue
-                self._seq, self._ack_msg = seq, msg
-                for event in read_events(msg.data, self.read_stats, seq=seq):
-                    for out in self.assembler.add(event, now, seq):
-                        (late if isinstance(out, Feedback) else ready).append(out)  # type: ignore[arg-type]
+                if seq > self._seq + 1:  # the consumer skipped some: read them first
+                    for gap_seq, data in await self._gap(self._seq + 1, seq):
+                        self._apply(gap_seq, data, now, ready, late)
+                self._apply(seq, msg.data, now, ready, late)
+                self._ack_msg = msg
             expired = self.assembler.expire(now)
             if expired:
                 ready.extend(expired)
@@ -328,6 +332,37 @@ class LearnerService:
             due = time.monotonic() - self._last_save >= opts.save_every_s
             if due and (self._seq > self._saved_seq or self._dirty):
                 await self._save()
+
+    def _apply(
+        self, seq: int, data: bytes, now: float, ready: list[Assembled], late: list[Feedback]
+    ) -> None:
+        """Stream message ``seq`` into the assembler: what it completes goes to ready/late."""
+        self._seq = seq
+        for event in read_events(data, self.read_stats, seq=seq):
+            for out in self.assembler.add(event, now, seq):
+                (late if isinstance(out, Feedback) else ready).append(out)  # type: ignore[arg-type]
+
+    async def _gap(self, first: int, end: int) -> list[tuple[int, bytes]]:
+        """Messages ``first`` … ``end - 1``, which the consumer skipped, read by sequence.
+
+        Sequences below the stream's first (aged out while the learner was away) are not
+        asked for one by one; any the stream no longer has are counted as lost."""
+        start = first
+        if end - first > 64 or first == 1:
+            start = max(first, (await self.consumer.position()).first_seq)
+            if first > 1:  # (a new learner on an old stream: nothing of its own aged out)
+                self.counters["stream_gap_expired"] += start - first
+        out = []
+        for seq in range(start, end):
+            got = await self.consumer.get(seq)
+            if got is None:
+                self.counters["stream_gap_lost"] += 1
+            elif got[0].startswith(self.subjects.trace("")):  # the stream holds only traces
+                out.append((seq, got[1]))
+        if end - start:
+            self.counters["stream_gap_read"] += len(out)
+            log.warning("learner.stream_gap", first=first, end=end, read=len(out))
+        return out
 
     # -- episodes ----------------------------------------------------------------------
 

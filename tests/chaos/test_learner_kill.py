@@ -10,6 +10,7 @@ import time
 from collections import Counter
 from typing import Any
 
+import pytest
 import yaml
 from chaos_support import ChaosFactory, assert_no_hang, on
 from learner_traces import NODES, config_yaml, mmlu_items, publish, query_events
@@ -32,9 +33,12 @@ def _config() -> str:
 
 
 def test_learner_killed_mid_training_resumes_losing_and_doubling_nothing(
-    chaos: ChaosFactory,
+    chaos: ChaosFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     c = chaos(learner=2, learner_options=OPTIONS)
+    # the test publishes as admin: with the parts' replica count, or its first publish
+    # would scale the R3 trace stream down to R1 under the running learner
+    monkeypatch.setenv("HIERAMAS_JS_REPLICAS", c.cluster.env["HIERAMAS_JS_REPLICAS"])
     c.apply(_config())
     run_dir = RunDir(c.cluster.workdir / "learner")
 

@@ -26,6 +26,7 @@ from hieramas.learner.rundir import EPISODES_LOG, METRICS_LOG, RunDir
 from hieramas.learner.store import PolicyRecord, PolicyStore
 from hieramas.natsconn import NatsSettings
 from hieramas.natsserver import NatsServer
+from hieramas.traces import TRACE_STREAM
 from hieramas.wire import Envelope, Kind
 from hieramas.wire.events import Feedback
 
@@ -265,3 +266,46 @@ def test_a_config_read_failing_on_the_bus_loses_no_episode(
     assert counters["episodes_train"] == 2 and "rejected_grading_failed" not in counters
     rows = RunDir(tmp_path).read_log(EPISODES_LOG)
     assert sorted(r["item_id"] for r in rows) == sorted(i.id for i in items)  # each once
+
+
+def test_a_message_the_consumer_never_delivers_is_read_by_sequence(
+    bus: Bus, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pull delivery lost in transit (a consumer leader moving) would come back only after
+    ack_wait, and the cumulative ack of a later message acknowledges it unread: the learner
+    reads a skipped sequence from the stream itself, before the message after it."""
+    from hieramas.learner.consumer import TraceConsumer
+
+    real_fetch = TraceConsumer.fetch
+    dropped: list[int] = []
+    target: list[int] = []
+
+    async def lossy_fetch(self: TraceConsumer, batch: int, timeout: float):  # type: ignore[no-untyped-def]
+        msgs = await real_fetch(self, batch, timeout)
+        kept = [m for m in msgs if not (target and self.seq(m) == target[0] and not dropped)]
+        dropped.extend(self.seq(m) for m in msgs if m not in kept)
+        return kept
+
+    monkeypatch.setattr(TraceConsumer, "fetch", lossy_fetch)
+    run(bus, apply(bus, config_yaml()))
+    items = mmlu_items(2)
+    with running_learner(bus, tmp_path, batch=2) as learner:
+        wait(lambda: learner.phase == "running", what="the learner to run")
+        root = learner.lineage.head  # type: ignore[union-attr]
+        first = query_events(items[0], policy_version=root)  # node a, node b, query
+        start = run(bus, _last_seq(bus)) + 1
+        target.append(start + len(first) - 1)  # the first query's own `query` event
+        seqs = run(bus, publish(bus, [*first, *query_events(items[1], policy_version=root)]))
+        wait(lambda: learner.lineage.step == 1, what="an update with both episodes")  # type: ignore[union-attr]
+        status = learner.status()
+    assert dropped == [target[0]] and seqs[2] == target[0]
+    counters = status["counters"]
+    assert counters["stream_gap_read"] == 1 and counters["episodes_train"] == 2
+    assert status["pending"] == 0 and "redelivered" not in counters
+    rows = RunDir(tmp_path).read_log(EPISODES_LOG)
+    assert {r["item_id"]: r["seq"] for r in rows} == {items[0].id: seqs[2], items[1].id: seqs[5]}
+
+
+async def _last_seq(bus: Bus) -> int:
+    info = await bus.js.stream_info(TRACE_STREAM)
+    return int(info.state.last_seq)
