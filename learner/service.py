@@ -80,6 +80,9 @@ __all__ = ["LearnerOptions", "LearnerService"]
 
 log = structlog.get_logger(__name__)
 
+IDLE_CHECK_S = 2.0
+"""How often a learner with nothing to read checks that the stream ends where it read to."""
+
 
 @dataclass(frozen=True)
 class LearnerOptions:
@@ -183,6 +186,8 @@ class LearnerService:
         self._window: Counter[str] = Counter()  # greedy (eval) episodes since the last version
         self._fits: dict[int, bool] = {}  # config version -> fits the lineage's layout
         self._read_at_start = 0
+        self._idle_checked = time.monotonic()  # when an idle loop last looked at the stream's end
+        self._idle_last = 0  # ... and the last sequence it saw there
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -312,6 +317,17 @@ class LearnerService:
                         self._apply(gap_seq, data, now, ready, late)
                 self._apply(seq, msg.data, now, ready, late)
                 self._ack_msg = msg
+            if not msgs and time.monotonic() - self._idle_checked >= IDLE_CHECK_S:
+                # A lost delivery of the stream's last message has no later one to reveal it.
+                # Only what was in the stream one check ago counts: a message published since
+                # may simply not have been delivered yet.
+                self._idle_checked = time.monotonic()
+                overdue, self._idle_last = (
+                    self._idle_last,
+                    (await self.consumer.position()).last_seq,
+                )
+                for gap_seq, data in await self._gap(self._seq + 1, overdue + 1):
+                    self._apply(gap_seq, data, now, ready, late)
             expired = self.assembler.expire(now)
             if expired:
                 ready.extend(expired)
@@ -347,6 +363,8 @@ class LearnerService:
 
         Sequences below the stream's first (aged out while the learner was away) are not
         asked for one by one; any the stream no longer has are counted as lost."""
+        if end <= first:
+            return []
         start = first
         if end - first > 64 or first == 1:
             start = max(first, (await self.consumer.position()).first_seq)
@@ -359,7 +377,7 @@ class LearnerService:
                 self.counters["stream_gap_lost"] += 1
             elif got[0].startswith(self.subjects.trace("")):  # the stream holds only traces
                 out.append((seq, got[1]))
-        if end - start:
+        if end > start:
             self.counters["stream_gap_read"] += len(out)
             log.warning("learner.stream_gap", first=first, end=end, read=len(out))
         return out

@@ -268,12 +268,14 @@ def test_a_config_read_failing_on_the_bus_loses_no_episode(
     assert sorted(r["item_id"] for r in rows) == sorted(i.id for i in items)  # each once
 
 
+@pytest.mark.parametrize("lost", [2, 5], ids=["a-middle-one", "the-last-one"])
 def test_a_message_the_consumer_never_delivers_is_read_by_sequence(
-    bus: Bus, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    bus: Bus, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, lost: int
 ) -> None:
     """A pull delivery lost in transit (a consumer leader moving) would come back only after
     ack_wait, and the cumulative ack of a later message acknowledges it unread: the learner
-    reads a skipped sequence from the stream itself, before the message after it."""
+    reads a skipped sequence from the stream itself, before the message after it or, for
+    the stream's last message, when it finds the stream ends past what it read."""
     from hieramas.learner.consumer import TraceConsumer
 
     real_fetch = TraceConsumer.fetch
@@ -292,13 +294,12 @@ def test_a_message_the_consumer_never_delivers_is_read_by_sequence(
     with running_learner(bus, tmp_path, batch=2) as learner:
         wait(lambda: learner.phase == "running", what="the learner to run")
         root = learner.lineage.head  # type: ignore[union-attr]
-        first = query_events(items[0], policy_version=root)  # node a, node b, query
-        start = run(bus, _last_seq(bus)) + 1
-        target.append(start + len(first) - 1)  # the first query's own `query` event
-        seqs = run(bus, publish(bus, [*first, *query_events(items[1], policy_version=root)]))
+        events = [e for it in items for e in query_events(it, policy_version=root)]
+        target.append(run(bus, _last_seq(bus)) + 1 + lost)  # a `query` event: node a, b, query
+        seqs = run(bus, publish(bus, events))
         wait(lambda: learner.lineage.step == 1, what="an update with both episodes")  # type: ignore[union-attr]
         status = learner.status()
-    assert dropped == [target[0]] and seqs[2] == target[0]
+    assert dropped == [target[0]] == [seqs[lost]]
     counters = status["counters"]
     assert counters["stream_gap_read"] == 1 and counters["episodes_train"] == 2
     assert status["pending"] == 0 and "redelivered" not in counters
