@@ -28,6 +28,7 @@ from hieramas.traineroptions import (
     DEFAULT_LAM,
     AdvantageScaleOpt,
     AlphaOpt,
+    DistinctProposersOpt,
     EntropyCoefOpt,
     GroupOpt,
     KindColumnsOpt,
@@ -101,6 +102,7 @@ def learner(
     proposer_skip: ProposerSkipOpt = DEFAULT.proposer_skip,
     advantage_scale: AdvantageScaleOpt = DEFAULT.advantage_scale,
     kind_columns: KindColumnsOpt = DEFAULT.kind_columns,
+    distinct_proposers: DistinctProposersOpt = DEFAULT.distinct_proposers,
     metrics_port: MetricsPortOpt = None,
 ) -> None:
     """Consume the trace stream, grade, train the policy and publish its versions."""
@@ -122,6 +124,7 @@ def learner(
         proposer_skip=proposer_skip,
         advantage_scale=advantage_scale,
         kind_columns=kind_columns,
+        distinct_proposers=distinct_proposers,
     )
     stop = stop_on_signals()
     set_torch_threads(1)  # tiny batches: more threads only wait for a busy core

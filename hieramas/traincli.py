@@ -19,6 +19,7 @@ from hieramas.traineroptions import (
     DEFAULT_LAM,
     AdvantageScaleOpt,
     AlphaOpt,
+    DistinctProposersOpt,
     EntropyCoefOpt,
     GroupOpt,
     KindColumnsOpt,
@@ -166,6 +167,7 @@ def train(
     proposer_skip: ProposerSkipOpt = DEFAULT.proposer_skip,
     advantage_scale: AdvantageScaleOpt = DEFAULT.advantage_scale,
     kind_columns: KindColumnsOpt = DEFAULT.kind_columns,
+    distinct_proposers: DistinctProposersOpt = DEFAULT.distinct_proposers,
     stage1: Annotated[
         Path | None,
         typer.Option(help="Stage 2: the frozen Stage-1 run directory (best.ckpt, config.yaml)."),
@@ -256,6 +258,7 @@ def train(
             proposer_skip=proposer_skip,
             advantage_scale=advantage_scale,
             kind_columns=kind_columns,
+            distinct_proposers=distinct_proposers,
         ),
         decode=decode,
         select=select,  # type: ignore[arg-type]  # checked above

@@ -68,6 +68,13 @@ ProposerSkipOpt = Annotated[
         "answers; a new policy)."
     ),
 ]
+DistinctProposersOpt = Annotated[
+    bool,
+    typer.Option(
+        help="Make the proposers of one supernode call different LLMs, in sampling and "
+        "decoding alike (a new policy)."
+    ),
+]
 AdvantageScaleOpt = Annotated[
     str,
     typer.Option(
@@ -106,6 +113,7 @@ def hyper_or_exit(
     proposer_skip: bool = DEFAULT.proposer_skip,
     advantage_scale: str = DEFAULT.advantage_scale,
     kind_columns: bool = DEFAULT.kind_columns,
+    distinct_proposers: bool = DEFAULT.distinct_proposers,
 ) -> Hyper:
     """The :class:`Hyper` of these option values; an invalid one is printed, exit code 2."""
     try:
@@ -120,6 +128,7 @@ def hyper_or_exit(
             proposer_skip=proposer_skip,
             advantage_scale=advantage_scale,  # type: ignore[arg-type]  # Hyper checks it
             kind_columns=kind_columns,
+            distinct_proposers=distinct_proposers,
         )
     except ValueError as exc:
         err.print(f"[red]{exc}[/red]", highlight=False)

@@ -3,7 +3,7 @@
 One record, :class:`Hyper`, is what ``hieramas learner`` and ``hieramas train`` expose
 as options (``--entropy-coef``, ``--lr``, ``--temp-start``, ``--temp-end``,
 ``--temp-updates``, ``--slot-actions``, ``--group``, ``--proposer-skip``, ``--advantage-scale``,
-``--kind-columns``); the training driver hands it to its learner process as those
+``--kind-columns``, ``--distinct-proposers``); the training driver hands it to its learner process as those
 options (:meth:`Hyper.args`), and the learner's trainer records it in every checkpoint's
 ``hyper`` metadata.  torch-free, so the CLI can read the defaults without loading it.
 
@@ -53,6 +53,9 @@ class Hyper:
     """Whether a proposer slot may pick ``skip``.  Off, every proposer slot of an active
     supernode answers, so the policy chooses which LLMs make its ``--proposers`` samples
     but not how many (see :class:`~hieramas.learner.slots.SlotOptions`)."""
+    distinct_proposers: bool = False
+    """Whether the proposers of one supernode must call different LLMs (sampled and
+    decoded alike; see :mod:`~hieramas.learner.masks`)."""
 
     def __post_init__(self) -> None:
         if self.entropy_coef < 0:
@@ -85,6 +88,7 @@ class Hyper:
             "--proposer-skip" if self.proposer_skip else "--no-proposer-skip",
             "--advantage-scale", self.advantage_scale,
             "--kind-columns" if self.kind_columns else "--no-kind-columns",
+            "--distinct-proposers" if self.distinct_proposers else "--no-distinct-proposers",
         ]  # fmt: skip
 
 

@@ -68,9 +68,11 @@ class Lineage:
         slot_actions: bool = False,
         proposer_skip: bool = True,
         kind_columns: bool = False,
+        distinct_proposers: bool = False,
     ) -> Lineage:
         """A fresh lineage for ``config`` (a uniform policy, nothing published yet)."""
-        layout = SlotLayout.from_config(config, options=SlotOptions(proposer_skip=proposer_skip))
+        options = SlotOptions(proposer_skip=proposer_skip, distinct_proposers=distinct_proposers)
+        layout = SlotLayout.from_config(config, options=options)
         policy = Policy.create(
             config,
             embedder,

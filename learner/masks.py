@@ -10,6 +10,8 @@ Rules (``SlotOptions`` switches the optional ones):
 
 - a proposer takes any LLM, or ``skip`` if proposer skips are enabled;
 - a proposer of a dropped supernode (synthesizer ``skip``) is forced to ``skip``;
+- with distinct proposers, a proposer may not take an LLM an earlier proposer of its
+  supernode took (unless every LLM is taken);
 - under a ``vote``/``pass`` synthesizer (which chooses among proposals), the last
   proposer may not skip when every earlier one did;
 - a synthesizer takes any LLM; ``pass`` and (for answering roles) ``vote`` if pseudo
@@ -54,6 +56,8 @@ class MaskRules:
             return m
 
         self._skip, self._vote, self._pass = skip, vote, pas
+        self.distinct = opts.distinct_proposers
+        self._first_llm = len(layout.actions) - len(layout.llms)
         self.forced_skip = make(llms=False, extra=[skip])
         self._free: list[BoolArray] = []  # the mask when no constraint binds
         self._strict: list[BoolArray] = []  # the mask when the slot may not skip
@@ -109,13 +113,14 @@ class MaskRules:
 class MaskWalker:
     """Steps through the slots in order: :meth:`mask` for the next slot, then :meth:`push`."""
 
-    __slots__ = ("_actions", "_all_answering_skipped", "_props_skipped", "_rules")
+    __slots__ = ("_actions", "_all_answering_skipped", "_props_skipped", "_rules", "_taken")
 
     def __init__(self, rules: MaskRules) -> None:
         self._rules = rules
         self._actions: list[int] = []
         self._all_answering_skipped = True
         self._props_skipped = True  # every proposer of the current supernode so far
+        self._taken: list[int] = []  # the LLMs its proposers took so far (distinct proposers)
 
     @property
     def slot(self) -> int:
@@ -131,11 +136,23 @@ class MaskWalker:
             if chosen == r._skip:
                 return r.forced_skip
             if chosen in (r._vote, r._pass) and r._last_proposer[i] and self._props_skipped:
-                return r._strict[i]
-            return r._free[i]
+                return self._distinct(r._strict[i])
+            return self._distinct(r._free[i])
         if i == r._last_answering_synth and self._all_answering_skipped:
             return r._strict[i]
         return r._free[i]
+
+    def _distinct(self, mask: BoolArray) -> BoolArray:
+        """``mask`` without the LLMs the supernode's earlier proposers took, unless that
+        would leave it no LLM."""
+        if not self._taken:
+            return mask
+        out = mask.copy()
+        out[self._taken] = False
+        if not out[self._rules._first_llm :].any():
+            return mask
+        out.setflags(write=False)
+        return out
 
     def push(self, action: int) -> None:
         """Take ``action`` at the next slot; :class:`LayoutError` if it is not allowed."""
@@ -149,8 +166,11 @@ class MaskWalker:
             )
         if r._synth_of[i] >= 0:
             self._props_skipped = self._props_skipped and action == r._skip
+            if r.distinct and action >= r._first_llm:
+                self._taken.append(action)
         else:
             self._props_skipped = True  # a synthesizer opens a new supernode
+            self._taken = []
             if r._answering_synth[i] and action != r._skip:
                 self._all_answering_skipped = False
         self._actions.append(action)

@@ -642,6 +642,7 @@ class LearnerService:
             slot_actions=self.options.hyper.slot_actions,
             proposer_skip=self.options.hyper.proposer_skip,
             kind_columns=self.options.hyper.kind_columns,
+            distinct_proposers=self.options.hyper.distinct_proposers,
         )
         self._fits.clear()
         self.counters["lineages"] += 1

@@ -51,7 +51,9 @@ class SlotOptions:
     masks still keep at least one answering supernode.  ``pseudo_synthesizers``: a
     synthesizer may pick ``vote``/``pass`` (call-free choices among its proposals;
     ``vote`` only for roles that give answers).  ``proposer_skip``: a proposer may
-    pick ``skip``.  ``decision_slot``: the decision LLM is a slot too (off by default:
+    pick ``skip``.  ``distinct_proposers``: the proposers of one supernode call
+    different LLMs (the paper's heterogeneous mixture; repeats only once every LLM
+    has one).  ``decision_slot``: the decision LLM is a slot too (off by default:
     the controller's :class:`Assignment` cannot carry it yet, and the paper keeps it
     fixed).
     """
@@ -60,15 +62,20 @@ class SlotOptions:
     pseudo_synthesizers: bool = True
     proposer_skip: bool = True
     decision_slot: bool = False
+    distinct_proposers: bool = False
 
     def to_json(self) -> dict[str, bool]:
-        """A JSON-ready map."""
-        return {
+        """A JSON-ready map (``distinct_proposers`` only when on: the layouts of policies
+        made before it existed keep their key)."""
+        out = {
             "synthesizer_skip": self.synthesizer_skip,
             "pseudo_synthesizers": self.pseudo_synthesizers,
             "proposer_skip": self.proposer_skip,
             "decision_slot": self.decision_slot,
         }
+        if self.distinct_proposers:
+            out["distinct_proposers"] = True
+        return out
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 import typer
 from learner_support import toy_config
 
@@ -44,6 +45,9 @@ def test_the_driver_hands_its_settings_to_the_learner_command() -> None:
     assert params["proposer_skip"] is True
     assert params["advantage_scale"] == "batch"
     assert params["kind_columns"] is False
+    assert params["distinct_proposers"] is False
+    distinct = _learner_params(Hyper(distinct_proposers=True).args())
+    assert distinct["distinct_proposers"] is True
     assert _learner_params(Hyper(kind_columns=True).args())["kind_columns"] is True
     running = Hyper(advantage_scale="running")
     assert _learner_params(running.args())["advantage_scale"] == "running"
@@ -145,3 +149,16 @@ def test_train_and_learner_share_one_definition_of_the_trainer_options() -> None
     for params in (_train_params, _learner_params):
         with pytest.raises(Exception, match="less than or equal to 1"):
             params(["--alpha", "1.5"])  # out of the shared bounds in both commands
+
+
+def test_distinct_proposers_reach_the_layout_and_survive_a_checkpoint() -> None:
+    config = toy_config({"x": ("Solver", 3)}, {"a": 0.1, "b": 1.0, "c": 2.0})
+    train = LearnerOptions(run_dir=Path("unused")).train_config()
+    lineage = Lineage.create(
+        config, 1, HashEmbedder(8), train, seed=0, proposer_skip=False, distinct_proposers=True
+    )
+    assert lineage.layout.options.distinct_proposers
+    restored = Lineage.from_state(lineage.to_state(), HashEmbedder(8), train)
+    assert restored.layout.options.distinct_proposers
+    plan = restored.policy.assignment(restored.policy.decide(torch.zeros(8), "greedy"))
+    assert sorted(plan.proposers["x"]) == ["a", "b", "c"]

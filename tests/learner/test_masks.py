@@ -147,3 +147,34 @@ def test_sampled_assignments_always_keep_the_rules(
             if a.synthesizers[node] == "vote":
                 assert nodes[node][0] not in answerless
         MaskRules(layout).masks(decision.actions)  # replays under the same masks
+
+
+def test_distinct_proposers_never_repeat_an_llm_in_a_supernode_until_every_llm_has_one() -> None:
+    layout = _layout({"x": ("X", 4), "y": ("Y", 2)}, distinct_proposers=True)
+    walker = MaskRules(layout).start()
+    walker.push(layout.action_index("big"))  # x's synthesizer: its LLM does not count
+    assert _names(layout, walker.mask()) == {"skip", *LLMS}
+    walker.push(layout.action_index("mid"))
+    assert _names(layout, walker.mask()) == {"skip", "cheap", "big"}
+    walker.push(layout.action_index("skip"))  # a skip takes no LLM
+    assert _names(layout, walker.mask()) == {"skip", "cheap", "big"}
+    walker.push(layout.action_index("cheap"))
+    assert _names(layout, walker.mask()) == {"skip", "big"}
+    walker.push(layout.action_index("big"))
+    walker.push(layout.action_index("mid"))  # y's synthesizer opens a new supernode
+    assert _names(layout, walker.mask()) == {"skip", *LLMS}
+    walker.push(layout.action_index("mid"))
+    assert _names(layout, walker.mask()) == {"skip", "cheap", "big"}
+    with pytest.raises(LayoutError, match="not allowed"):
+        walker.push(layout.action_index("mid"))
+    # more proposers than LLMs and no skip: once each LLM has one, any LLM again
+    crowded = _layout({"x": ("X", 4)}, distinct_proposers=True, proposer_skip=False)
+    actions = crowded.encode(
+        SlotAssignment({"x": ("cheap", "mid", "big", "mid")}, {"x": "mid"}, "cheap")
+    )
+    masks = MaskRules(crowded).masks(actions)
+    assert [_names(crowded, m) for m in masks[1:]] == [
+        set(LLMS), {"mid", "big"}, {"big"}, set(LLMS),
+    ]  # fmt: skip
+    assert "distinct_proposers" not in _layout({"x": ("X", 1)}).to_json()["options"]
+    assert SlotLayout.from_json(layout.to_json()).options.distinct_proposers

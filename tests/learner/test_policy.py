@@ -47,11 +47,13 @@ def test_a_fresh_policy_is_uniform_and_scores_every_slot_and_action() -> None:
     assert torch.all(logits == logits[0, 0, 0])
 
 
-@pytest.mark.parametrize("slot_actions", [False, True])
+@pytest.mark.parametrize(
+    ("slot_actions", "distinct"), [(False, False), (True, False), (True, True)]
+)
 def test_sampled_log_probs_equal_the_training_log_probs_at_the_same_temperature(
-    slot_actions: bool,
+    slot_actions: bool, distinct: bool
 ) -> None:
-    policy = _policy(slot_actions=slot_actions)
+    policy = _policy(slot_actions=slot_actions, distinct_proposers=distinct)
     rng = np.random.default_rng(0)
     queries = torch.nn.functional.normalize(torch.randn(40, 16), dim=1)
     for temperature in (0.5, 1.0, 3.0):
@@ -67,6 +69,13 @@ def test_sampled_log_probs_equal_the_training_log_probs_at_the_same_temperature(
         # forced slots (a dropped node's proposers) carry nothing
         forced = masks.sum(-1) == 1
         assert torch.all(logp[forced] == 0) and torch.all(entropy[forced].abs() < 1e-6)
+        repeats = [
+            len(llms) - len(set(llms))
+            for d in decisions
+            for props in policy.assignment(d).proposers.values()
+            if (llms := [m for m in props if m in LLMS])
+        ]
+        assert (max(repeats) == 0) if distinct else (max(repeats) > 0)
 
 
 def test_sampling_frequencies_follow_the_tempered_softmax() -> None:
