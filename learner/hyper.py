@@ -2,10 +2,10 @@
 
 One record, :class:`Hyper`, is what ``hieramas learner`` and ``hieramas train`` expose
 as options (``--entropy-coef``, ``--lr``, ``--temp-start``, ``--temp-end``,
-``--temp-updates``, ``--slot-actions``, ``--group``, ``--proposer-skip``, ``--advantage-scale``,
-``--kind-columns``, ``--distinct-proposers``); the training driver hands it to its learner process as those
-options (:meth:`Hyper.args`), and the learner's trainer records it in every checkpoint's
-``hyper`` metadata.  torch-free, so the CLI can read the defaults without loading it.
+``--temp-updates``, ``--slot-actions``, ``--group``, ``--proposer-skip``,
+``--advantage-scale``, ``--kind-columns``, ``--distinct-proposers``); the training driver
+hands it to its learner process as those options (:meth:`Hyper.args`), and the learner's
+trainer records it in every checkpoint's ``hyper`` metadata.  torch-free, so the CLI can read the defaults without loading it.
 
 ``LEGACY`` is what runs made before these options existed were trained with: a run
 directory whose saved identity lacks a field is taken to have used that value.

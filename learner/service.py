@@ -312,9 +312,7 @@ class LearnerService:
                 if seq <= self._seq:  # delivered again (ack_wait passed): already applied
                     self.counters["redelivered"] += 1
                     continue
-                if seq > self._seq + 1:  # the consumer skipped some: read them first
-                    for gap_seq, data in await self._gap(self._seq + 1, seq):
-                        self._apply(gap_seq, data, now, ready, late)
+                await self._read_skipped(seq, now, ready, late)  # the consumer's gap, first
                 self._apply(seq, msg.data, now, ready, late)
                 self._ack_msg = msg
             if not msgs and time.monotonic() - self._idle_checked >= IDLE_CHECK_S:
@@ -326,8 +324,7 @@ class LearnerService:
                     self._idle_last,
                     (await self.consumer.position()).last_seq,
                 )
-                for gap_seq, data in await self._gap(self._seq + 1, overdue + 1):
-                    self._apply(gap_seq, data, now, ready, late)
+                await self._read_skipped(overdue + 1, now, ready, late)
             expired = self.assembler.expire(now)
             if expired:
                 ready.extend(expired)
@@ -358,29 +355,33 @@ class LearnerService:
             for out in self.assembler.add(event, now, seq):
                 (late if isinstance(out, Feedback) else ready).append(out)  # type: ignore[arg-type]
 
-    async def _gap(self, first: int, end: int) -> list[tuple[int, bytes]]:
-        """Messages ``first`` … ``end - 1``, which the consumer skipped, read by sequence.
+    async def _read_skipped(
+        self, end: int, now: float, ready: list[Assembled], late: list[Feedback]
+    ) -> None:
+        """Apply messages ``self._seq + 1`` … ``end - 1``, which the consumer skipped, read
+        from the stream by sequence.
 
         Sequences below the stream's first (aged out while the learner was away) are not
         asked for one by one; any the stream no longer has are counted as lost."""
+        first = self._seq + 1
         if end <= first:
-            return []
+            return
         start = first
         if end - first > 64 or first == 1:
             start = max(first, (await self.consumer.position()).first_seq)
             if first > 1:  # (a new learner on an old stream: nothing of its own aged out)
                 self.counters["stream_gap_expired"] += start - first
-        out = []
+        read = 0
         for seq in range(start, end):
             got = await self.consumer.get(seq)
             if got is None:
                 self.counters["stream_gap_lost"] += 1
             elif got[0].startswith(self.subjects.trace("")):  # the stream holds only traces
-                out.append((seq, got[1]))
+                self._apply(seq, got[1], now, ready, late)
+                read += 1
         if end > start:
-            self.counters["stream_gap_read"] += len(out)
-            log.warning("learner.stream_gap", first=first, end=end, read=len(out))
-        return out
+            self.counters["stream_gap_read"] += read
+            log.warning("learner.stream_gap", first=first, end=end, read=read)
 
     # -- episodes ----------------------------------------------------------------------
 
