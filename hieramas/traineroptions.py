@@ -30,6 +30,7 @@ __all__ = [
     "LrOpt",
     "ProposerSkipOpt",
     "SlotActionsOpt",
+    "SynthesizerSkipOpt",
     "TempEndOpt",
     "TempStartOpt",
     "TempUpdatesOpt",
@@ -60,6 +61,13 @@ TempUpdatesOpt = Annotated[
 SlotActionsOpt = Annotated[
     bool,
     typer.Option(help="Give each slot its own learned preference over the LLMs (a new policy)."),
+]
+SynthesizerSkipOpt = Annotated[
+    bool,
+    typer.Option(
+        help="Let the policy skip synthesizer slots, dropping their supernodes (off: every "
+        "supernode runs; a new policy)."
+    ),
 ]
 ProposerSkipOpt = Annotated[
     bool,
@@ -110,6 +118,7 @@ def hyper_or_exit(
     temp_updates: int,
     slot_actions: bool = DEFAULT.slot_actions,
     group: int = DEFAULT.group,
+    synthesizer_skip: bool = DEFAULT.synthesizer_skip,
     proposer_skip: bool = DEFAULT.proposer_skip,
     advantage_scale: str = DEFAULT.advantage_scale,
     kind_columns: bool = DEFAULT.kind_columns,
@@ -125,6 +134,7 @@ def hyper_or_exit(
             temp_updates=temp_updates,
             slot_actions=slot_actions,
             group=group,
+            synthesizer_skip=synthesizer_skip,
             proposer_skip=proposer_skip,
             advantage_scale=advantage_scale,  # type: ignore[arg-type]  # Hyper checks it
             kind_columns=kind_columns,

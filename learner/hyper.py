@@ -2,7 +2,7 @@
 
 One record, :class:`Hyper`, is what ``hieramas learner`` and ``hieramas train`` expose
 as options (``--entropy-coef``, ``--lr``, ``--temp-start``, ``--temp-end``,
-``--temp-updates``, ``--slot-actions``, ``--group``, ``--proposer-skip``,
+``--temp-updates``, ``--slot-actions``, ``--group``, ``--synthesizer-skip``, ``--proposer-skip``,
 ``--advantage-scale``, ``--kind-columns``, ``--distinct-proposers``); the training driver
 hands it to its learner process as those options (:meth:`Hyper.args`), and the learner's
 trainer records it in every checkpoint's ``hyper`` metadata.  torch-free, so the CLI can read the defaults without loading it.
@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
+
+from hieramas.learner.slots import SlotOptions
 
 __all__ = ["LEGACY", "AdvantageScale", "Hyper"]
 
@@ -49,6 +51,10 @@ class Hyper:
     advantage_scale: AdvantageScale = "batch"
     """How the advantages are scaled: by each batch's standard deviation, or by a moving
     average of it over batches (see :mod:`~hieramas.learner.reinforce`)."""
+    synthesizer_skip: bool = True
+    """Whether a synthesizer slot may pick ``skip``, dropping its supernode.  Off, every
+    supernode of the layout runs (the masks keep at least one answering supernode either
+    way; see :class:`~hieramas.learner.slots.SlotOptions`)."""
     proposer_skip: bool = True
     """Whether a proposer slot may pick ``skip``.  Off, every proposer slot of an active
     supernode answers, so the policy chooses which LLMs make its ``--proposers`` samples
@@ -77,6 +83,14 @@ class Hyper:
         """A JSON-ready map (a run's identity, its ``run.json``)."""
         return asdict(self)
 
+    def slot_options(self) -> SlotOptions:
+        """The optional actions a new policy's layout gets from these settings."""
+        return SlotOptions(
+            synthesizer_skip=self.synthesizer_skip,
+            proposer_skip=self.proposer_skip,
+            distinct_proposers=self.distinct_proposers,
+        )
+
     def args(self) -> list[str]:
         """The same settings as ``hieramas learner`` options."""
         return [
@@ -85,6 +99,7 @@ class Hyper:
             "--temp-updates", str(self.temp_updates),
             "--slot-actions" if self.slot_actions else "--no-slot-actions",
             "--group", str(self.group),
+            "--synthesizer-skip" if self.synthesizer_skip else "--no-synthesizer-skip",
             "--proposer-skip" if self.proposer_skip else "--no-proposer-skip",
             "--advantage-scale", self.advantage_scale,
             "--kind-columns" if self.kind_columns else "--no-kind-columns",

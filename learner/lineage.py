@@ -66,13 +66,11 @@ class Lineage:
         seed: int,
         hidden: int = 64,
         slot_actions: bool = False,
-        proposer_skip: bool = True,
+        options: SlotOptions | None = None,
         kind_columns: bool = False,
-        distinct_proposers: bool = False,
     ) -> Lineage:
         """A fresh lineage for ``config`` (a uniform policy, nothing published yet)."""
-        options = SlotOptions(proposer_skip=proposer_skip, distinct_proposers=distinct_proposers)
-        layout = SlotLayout.from_config(config, options=options)
+        layout = SlotLayout.from_config(config, options=options or SlotOptions())
         policy = Policy.create(
             config,
             embedder,

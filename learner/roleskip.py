@@ -5,7 +5,9 @@ A supernode "leans to skip" when the Stage-1 policy gives ``skip`` more than a u
 share (``1 / actions``) of its synthesizer slot's softmax (unmasked logits, temperature 1):
 the policy would rather drop it than pick at random.  Of those, the ``k`` with the highest
 ``skip`` probability are dropped.  Only the synthesizer's action changes (to ``skip``); a
-dropped supernode's proposers do not run, as ``build_plan`` drops the node.
+dropped supernode's proposers do not run, as ``build_plan`` drops the node.  A policy
+trained without synthesizer skips (``--no-synthesizer-skip``) never learned its ``skip``
+scores, so it drops nothing.
 """
 
 from __future__ import annotations
@@ -26,9 +28,9 @@ def skip_roles(
 ) -> tuple[int, ...]:
     """``actions`` with up to ``k`` more answering supernodes skipped (see the module doc)."""
     acts = [int(a) for a in actions]
-    if k <= 0:
-        return tuple(acts)
     layout = policy.layout
+    if k <= 0 or not layout.options.synthesizer_skip:
+        return tuple(acts)
     skip = layout.action_index(SKIP)
     running = [
         s

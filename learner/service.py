@@ -641,9 +641,8 @@ class LearnerService:
             seed=self.options.seed,
             hidden=self.options.hidden,
             slot_actions=self.options.hyper.slot_actions,
-            proposer_skip=self.options.hyper.proposer_skip,
+            options=self.options.hyper.slot_options(),
             kind_columns=self.options.hyper.kind_columns,
-            distinct_proposers=self.options.hyper.distinct_proposers,
         )
         self._fits.clear()
         self.counters["lineages"] += 1

@@ -43,6 +43,7 @@ def test_the_driver_hands_its_settings_to_the_learner_command() -> None:
     assert params["group"] == 1
     assert _learner_params(Hyper(group=4).args())["group"] == 4
     assert params["proposer_skip"] is True
+    assert params["synthesizer_skip"] is True
     assert params["advantage_scale"] == "batch"
     assert params["kind_columns"] is False
     assert params["distinct_proposers"] is False
@@ -83,25 +84,31 @@ def test_the_trainer_uses_them_and_every_checkpoint_records_them() -> None:
     assert hyper["reward"]["alpha"] == 0.3 and hyper["reward"]["lam"] == 50.0
 
 
-def test_without_proposer_skips_no_proposer_of_an_active_supernode_can_skip() -> None:
-    config = toy_config({"x": ("Solver", 3)}, {"a": 0.1, "b": 1.0})
+def _may_skip(lineage: Lineage, kind: str) -> list[bool]:
+    """Whether each ``kind`` slot may pick ``skip`` when every slot before it took an LLM."""
+    skip = lineage.layout.action_index("skip")
+    walker, seen = lineage.policy.rules.start(), []
+    for slot in lineage.layout.slots:
+        mask = walker.mask()
+        if slot.kind == kind:
+            seen.append(bool(mask[skip]))
+        walker.push(len(mask) - 1)  # the last LLM
+    return seen
+
+
+@pytest.mark.parametrize("kind", ["proposer", "synthesizer"])
+def test_a_skip_switch_reaches_the_masks_of_its_slots_only(kind: str) -> None:
+    config = toy_config({"x": ("Solver", 3), "y": ("Solver", 2)}, {"a": 0.1, "b": 1.0})
     train = LearnerOptions(run_dir=Path("unused")).train_config()
+    hyper = Hyper(**{f"{kind}_skip": False})  # type: ignore[arg-type]
+    assert _learner_params(hyper.args())[f"{kind}_skip"] is False
     free = Lineage.create(config, 1, HashEmbedder(8), train, seed=0)
-    fixed = Lineage.create(config, 1, HashEmbedder(8), train, seed=0, proposer_skip=False)
-    assert not fixed.layout.options.proposer_skip and free.layout.options.proposer_skip
-
-    def proposer_may_skip(lineage: Lineage) -> list[bool]:
-        skip = lineage.layout.action_index("skip")
-        walker, seen = lineage.policy.rules.start(), []
-        for slot in lineage.layout.slots:
-            mask = walker.mask()
-            if slot.kind == "proposer":
-                seen.append(bool(mask[skip]))
-            walker.push(int(mask.argmax()) if slot.kind != "proposer" else len(mask) - 1)
-        return seen
-
-    assert proposer_may_skip(fixed) == [False] * 3
-    assert proposer_may_skip(free) == [True] * 3
+    fixed = Lineage.create(config, 1, HashEmbedder(8), train, seed=0, options=hyper.slot_options())
+    other = "synthesizer" if kind == "proposer" else "proposer"
+    assert _may_skip(fixed, kind) == [False] * len(_may_skip(free, kind))
+    assert all(_may_skip(free, kind)) and _may_skip(fixed, other) == _may_skip(free, other)
+    restored = Lineage.from_state(fixed.to_state(), HashEmbedder(8), train)
+    assert _may_skip(restored, kind) == _may_skip(fixed, kind)
 
 
 def test_a_run_directory_refuses_other_settings_and_older_runs_resume(tmp_path: Path) -> None:
@@ -154,8 +161,9 @@ def test_train_and_learner_share_one_definition_of_the_trainer_options() -> None
 def test_distinct_proposers_reach_the_layout_and_survive_a_checkpoint() -> None:
     config = toy_config({"x": ("Solver", 3)}, {"a": 0.1, "b": 1.0, "c": 2.0})
     train = LearnerOptions(run_dir=Path("unused")).train_config()
+    hyper = Hyper(proposer_skip=False, distinct_proposers=True)
     lineage = Lineage.create(
-        config, 1, HashEmbedder(8), train, seed=0, proposer_skip=False, distinct_proposers=True
+        config, 1, HashEmbedder(8), train, seed=0, options=hyper.slot_options()
     )
     assert lineage.layout.options.distinct_proposers
     restored = Lineage.from_state(lineage.to_state(), HashEmbedder(8), train)

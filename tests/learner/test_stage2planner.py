@@ -4,6 +4,7 @@ scored edges; classifier versions come over NATS and a new one plans the next qu
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -234,6 +235,9 @@ def test_role_skipping_drops_the_supernodes_leaning_most_to_skip_and_keeps_one()
     assert skipped(10) == {"n0", "n3", "n1"}  # n2 does not lean to skip
     logits[synth["n2"], skip] = 2.0  # now all four lean: one answering supernode stays
     assert skipped(10) == {"n0", "n3", "n2"}
+    # a policy that never could skip a synthesizer never learned those scores
+    policy.layout = replace(layout, options=replace(layout.options, synthesizer_skip=False))
+    assert skipped(10) == set()
 
 
 def test_vote_k_runs_the_k_best_scored_dags_as_child_runs_and_answers_with_their_vote(
