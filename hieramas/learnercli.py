@@ -29,6 +29,7 @@ from hieramas.traineroptions import (
     AdvantageScaleOpt,
     AlphaOpt,
     DistinctProposersOpt,
+    DroppedCreditOpt,
     EntropyCoefOpt,
     GroupOpt,
     KindColumnsOpt,
@@ -105,6 +106,7 @@ def learner(
     advantage_scale: AdvantageScaleOpt = DEFAULT.advantage_scale,
     kind_columns: KindColumnsOpt = DEFAULT.kind_columns,
     distinct_proposers: DistinctProposersOpt = DEFAULT.distinct_proposers,
+    dropped_credit: DroppedCreditOpt = DEFAULT.dropped_credit,
     metrics_port: MetricsPortOpt = None,
 ) -> None:
     """Consume the trace stream, grade, train the policy and publish its versions."""
@@ -128,6 +130,7 @@ def learner(
         advantage_scale=advantage_scale,
         kind_columns=kind_columns,
         distinct_proposers=distinct_proposers,
+        dropped_credit=dropped_credit,
     )
     stop = stop_on_signals()
     set_torch_threads(1)  # tiny batches: more threads only wait for a busy core

@@ -20,6 +20,7 @@ from hieramas.traineroptions import (
     AdvantageScaleOpt,
     AlphaOpt,
     DistinctProposersOpt,
+    DroppedCreditOpt,
     EntropyCoefOpt,
     GroupOpt,
     KindColumnsOpt,
@@ -170,6 +171,7 @@ def train(
     advantage_scale: AdvantageScaleOpt = DEFAULT.advantage_scale,
     kind_columns: KindColumnsOpt = DEFAULT.kind_columns,
     distinct_proposers: DistinctProposersOpt = DEFAULT.distinct_proposers,
+    dropped_credit: DroppedCreditOpt = DEFAULT.dropped_credit,
     stage1: Annotated[
         Path | None,
         typer.Option(help="Stage 2: the frozen Stage-1 run directory (best.ckpt, config.yaml)."),
@@ -262,6 +264,7 @@ def train(
             advantage_scale=advantage_scale,
             kind_columns=kind_columns,
             distinct_proposers=distinct_proposers,
+            dropped_credit=dropped_credit,
         ),
         decode=decode,
         select=select,  # type: ignore[arg-type]  # checked above

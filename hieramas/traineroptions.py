@@ -23,6 +23,7 @@ __all__ = [
     "DEFAULT_LAM",
     "AdvantageScaleOpt",
     "AlphaOpt",
+    "DroppedCreditOpt",
     "EntropyCoefOpt",
     "GroupOpt",
     "KindColumnsOpt",
@@ -90,6 +91,14 @@ AdvantageScaleOpt = Annotated[
         "average of it, so cost differences in an all-correct batch stay small)."
     ),
 ]
+DroppedCreditOpt = Annotated[
+    str,
+    typer.Option(
+        help="Multi-level credit of a supernode the plan dropped: final (R alone) or peers "
+        "(the running supernodes' mean own reward beside R, so dropping is neutral at the "
+        "node level)."
+    ),
+]
 KindColumnsOpt = Annotated[
     bool,
     typer.Option(
@@ -123,6 +132,7 @@ def hyper_or_exit(
     advantage_scale: str = DEFAULT.advantage_scale,
     kind_columns: bool = DEFAULT.kind_columns,
     distinct_proposers: bool = DEFAULT.distinct_proposers,
+    dropped_credit: str = DEFAULT.dropped_credit,
 ) -> Hyper:
     """The :class:`Hyper` of these option values; an invalid one is printed, exit code 2."""
     try:
@@ -139,6 +149,7 @@ def hyper_or_exit(
             advantage_scale=advantage_scale,  # type: ignore[arg-type]  # Hyper checks it
             kind_columns=kind_columns,
             distinct_proposers=distinct_proposers,
+            dropped_credit=dropped_credit,  # type: ignore[arg-type]  # Hyper checks it
         )
     except ValueError as exc:
         err.print(f"[red]{exc}[/red]", highlight=False)

@@ -3,7 +3,7 @@
 One record, :class:`Hyper`, is what ``hieramas learner`` and ``hieramas train`` expose
 as options (``--entropy-coef``, ``--lr``, ``--temp-start``, ``--temp-end``,
 ``--temp-updates``, ``--slot-actions``, ``--group``, ``--synthesizer-skip``, ``--proposer-skip``,
-``--advantage-scale``, ``--kind-columns``, ``--distinct-proposers``); the training driver
+``--advantage-scale``, ``--kind-columns``, ``--distinct-proposers``, ``--dropped-credit``); the training driver
 hands it to its learner process as those options (:meth:`Hyper.args`), and the learner's
 trainer records it in every checkpoint's ``hyper`` metadata.  torch-free, so the CLI can read the defaults without loading it.
 
@@ -14,9 +14,12 @@ directory whose saved identity lacks a field is taken to have used that value.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from hieramas.learner.slots import SlotOptions
+
+if TYPE_CHECKING:
+    from hieramas.learner.rewards import DroppedCredit
 
 __all__ = ["LEGACY", "AdvantageScale", "Hyper"]
 
@@ -62,6 +65,10 @@ class Hyper:
     distinct_proposers: bool = False
     """Whether the proposers of one supernode must call different LLMs (sampled and
     decoded alike; see :mod:`~hieramas.learner.masks`)."""
+    dropped_credit: DroppedCredit = "final"
+    """How a dropped answering supernode's slots are credited under multi-level rewards:
+    with ``R`` alone, or with its running peers' own rewards beside ``R`` (see
+    :mod:`~hieramas.learner.rewards`)."""
 
     def __post_init__(self) -> None:
         if self.entropy_coef < 0:
@@ -74,6 +81,8 @@ class Hyper:
             raise ValueError("the temperature schedule takes at least one update")
         if self.group < 1:
             raise ValueError("the group size is at least 1")
+        if self.dropped_credit not in ("final", "peers"):
+            raise ValueError(f"dropped credit must be final or peers, not {self.dropped_credit!r}")
         if self.advantage_scale not in ("batch", "running"):
             raise ValueError(
                 f"advantage scale must be batch or running, not {self.advantage_scale!r}"
@@ -104,6 +113,7 @@ class Hyper:
             "--advantage-scale", self.advantage_scale,
             "--kind-columns" if self.kind_columns else "--no-kind-columns",
             "--distinct-proposers" if self.distinct_proposers else "--no-distinct-proposers",
+            "--dropped-credit", self.dropped_credit,
         ]  # fmt: skip
 
 

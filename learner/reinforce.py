@@ -91,6 +91,7 @@ class TrainConfig:
             schedule_updates=hyper.temp_updates,
             group_baseline=hyper.group > 1,
             advantage_scale=hyper.advantage_scale,
+            reward=replace(self.reward, dropped=hyper.dropped_credit),
         )
 
     def to_json(self) -> dict[str, Any]:

@@ -13,7 +13,14 @@ Attribution: ``R`` judges the final answer with the cost of the *whole query*;
 with ``α_i = α`` for a supernode that ran with an answering role, and ``α_i = 0``
 for an answerless role (e.g. Project Manager), a supernode the plan dropped
 (nothing of its own to judge), or in final-reward-only mode (``E_i = R``).  A
-missing, unparseable or ungraded answer counts as unsolved.  Every slot of
+missing, unparseable or ungraded answer counts as unsolved.
+
+A dropped answering supernode credited with ``R`` alone is favoured over a running one
+whenever supernodes' own answers are wrong more often than final ones, which they are:
+each synthesizer slot then finds ``skip`` better on average, though dropping does not
+help the query (docs/results.md, the fifth MMLU check).  ``dropped="peers"`` credits it
+instead as the mean of the running answering supernodes' ``r_j``: at the node level
+dropping is then neutral, and only ``R`` (accuracy and the query's cost) judges it.  Every slot of
 supernode i (its synthesizer and proposers) gets ``E_i``; the decision slot gets
 ``R``.  (The paper's code charged ``R`` only the decision node's cost.)
 """
@@ -31,6 +38,7 @@ from hieramas.learner.episode import Episode, NodeOutcome
 from hieramas.learner.slots import SlotLayout
 
 __all__ = [
+    "DroppedCredit",
     "RewardConfig",
     "RewardMode",
     "cost_reward",
@@ -41,6 +49,7 @@ __all__ = [
 ]
 
 RewardMode = Literal["multi", "final"]
+DroppedCredit = Literal["final", "peers"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +62,9 @@ class RewardConfig:
     solved_floor: float = 0.5
     unsolved_floor: float = -2.5
     mode: RewardMode = "multi"
+    dropped: DroppedCredit = "final"
+    """A dropped answering supernode's credit: ``R`` (``final``) or ``α·mean r_j + (1−α)·R``
+    over the running answering supernodes (``peers``); see the module docstring."""
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.alpha <= 1.0:
@@ -61,6 +73,8 @@ class RewardConfig:
             raise ValueError("lambda must be non-negative")
         if self.mode not in ("multi", "final"):
             raise ValueError(f"unknown reward mode {self.mode!r}")
+        if self.dropped not in ("final", "peers"):
+            raise ValueError(f"unknown dropped-supernode credit {self.dropped!r}")
 
 
 def cost_reward(solved: bool | None, cost_usd: float, cfg: RewardConfig) -> float:
@@ -87,12 +101,25 @@ def node_alpha(node: NodeOutcome, cfg: RewardConfig) -> float:
 def node_rewards(episode: Episode, cfg: RewardConfig) -> dict[str, float]:
     """``E_i`` for every supernode of the episode."""
     big_r = final_reward(episode, cfg)
+    own = {
+        name: cost_reward(node.correct, node.cost_usd, cfg)
+        for name, node in episode.nodes.items()
+        if node_alpha(node, cfg)
+    }
+    peers = sum(own.values()) / len(own) if own else None
     out = {}
     for name, node in episode.nodes.items():
-        alpha = node_alpha(node, cfg)
-        own = cost_reward(node.correct, node.cost_usd, cfg) if alpha else 0.0
-        out[name] = alpha * own + (1.0 - alpha) * big_r
+        if name in own:
+            out[name] = cfg.alpha * own[name] + (1.0 - cfg.alpha) * big_r
+        elif _peer_credited(node, cfg) and peers is not None:
+            out[name] = cfg.alpha * peers + (1.0 - cfg.alpha) * big_r
+        else:
+            out[name] = big_r
     return out
+
+
+def _peer_credited(node: NodeOutcome, cfg: RewardConfig) -> bool:
+    return cfg.dropped == "peers" and cfg.mode == "multi" and not node.ran and not node.answerless
 
 
 def slot_rewards(

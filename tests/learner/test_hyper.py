@@ -47,6 +47,15 @@ def test_the_driver_hands_its_settings_to_the_learner_command() -> None:
     assert params["advantage_scale"] == "batch"
     assert params["kind_columns"] is False
     assert params["distinct_proposers"] is False
+    assert params["dropped_credit"] == "final"
+    peers = Hyper(dropped_credit="peers")
+    assert _learner_params(peers.args())["dropped_credit"] == "peers"
+    assert LearnerOptions(run_dir=Path("unused"), hyper=peers).train_config().reward.dropped == (
+        "peers"
+    )
+    assert LearnerOptions(run_dir=Path("unused")).train_config().reward.dropped == "final"
+    with pytest.raises(ValueError, match="dropped credit"):
+        Hyper(dropped_credit="zero")  # type: ignore[arg-type]
     distinct = _learner_params(Hyper(distinct_proposers=True).args())
     assert distinct["distinct_proposers"] is True
     assert _learner_params(Hyper(kind_columns=True).args())["kind_columns"] is True

@@ -45,7 +45,8 @@ def test_lambdas_are_configurable_and_separate() -> None:
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"alpha": 1.5}, {"alpha": -0.1}, {"lam": -1.0}, {"mode": "per-edge"}]
+    "kwargs",
+    [{"alpha": 1.5}, {"alpha": -0.1}, {"lam": -1.0}, {"mode": "per-edge"}, {"dropped": "zero"}],
 )
 def test_bad_settings_are_refused(kwargs: dict[str, object]) -> None:
     with pytest.raises(ValueError):
@@ -123,6 +124,34 @@ def test_answerless_and_dropped_nodes_and_final_mode_take_the_final_reward() -> 
     assert e["gone"] == pytest.approx(big_r)
     assert e["solver"] != pytest.approx(big_r)
     final_only = node_rewards(ep, RewardConfig(mode="final"))
+    assert all(v == pytest.approx(big_r) for v in final_only.values())
+
+
+def test_peers_credit_a_dropped_answering_node_with_its_running_peers_own_rewards() -> None:
+    ep = _episode(
+        [
+            _node("pm", None, 0.001, role="Project Manager", answerless=True),
+            _node("gone", None, 0.0, ran=False),
+            _node("pm_gone", None, 0.0, role="Project Manager", answerless=True, ran=False),
+            _node("right", True, 0.001),
+            _node("wrong", False, 0.0005),
+        ],
+        True,
+        0.002,
+    )
+    cfg = RewardConfig(alpha=0.5, dropped="peers")
+    big_r = math.exp(-0.6)
+    peers = (math.exp(-0.3) - math.exp(0.15)) / 2  # pm ran but has no answer of its own
+    e = node_rewards(ep, cfg)
+    assert e["gone"] == pytest.approx(0.5 * peers + 0.5 * big_r)
+    # the running nodes and the answerless ones are credited as before
+    before = node_rewards(ep, RewardConfig(alpha=0.5))
+    assert before["gone"] == pytest.approx(big_r)
+    assert {k: v for k, v in e.items() if k != "gone"} == pytest.approx(
+        {k: v for k, v in before.items() if k != "gone"}
+    )
+    assert e["pm_gone"] == pytest.approx(big_r)
+    final_only = node_rewards(ep, RewardConfig(mode="final", dropped="peers"))
     assert all(v == pytest.approx(big_r) for v in final_only.values())
 
 
