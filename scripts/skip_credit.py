@@ -4,10 +4,12 @@ Reads a learner's ``episodes.jsonl`` (``RUN/learner/episodes.jsonl``) and, per r
 policy versions, prints the mean credit ``E_i`` (:func:`hieramas.learner.rewards.node_rewards`)
 of the supernodes that ran and of those the plan dropped, with the final reward ``R`` of
 the same episodes.  A dropped supernode is credited with ``R`` alone (α = 0), a running one
-with ``α·r_i + (1 − α)·R``; the gap between them is what each synthesizer slot sees when it
+with ``α·r_i + (1 − α)·R`` (``--dropped peers``: a dropped one with its running peers'
+mean ``r_j`` in place of ``r_i``); the gap between them is what each synthesizer slot sees when it
 weighs ``skip`` (docs/results.md, the fifth MMLU check).
 
-    python scripts/skip_credit.py RUN/learner/episodes.jsonl --lam 3 --ranges 1-8,1-13,14-40
+    python scripts/skip_credit.py RUN/learner/episodes.jsonl --lam 3 --ranges 1-8,1-13,14-40 \
+        [--dropped final|peers]
 """
 
 from __future__ import annotations
@@ -40,10 +42,13 @@ def main() -> None:
     parser.add_argument("--lam", type=float, default=300.0, help="λ = λ' of the run")
     parser.add_argument("--alpha", type=float, default=0.5)
     parser.add_argument(
+        "--dropped", choices=["final", "peers"], default="final", help="the run's --dropped-credit"
+    )
+    parser.add_argument(
         "--ranges", default="1-1000000", help="policy-version ranges, e.g. 1-8,9-40"
     )
     args = parser.parse_args()
-    cfg = RewardConfig(alpha=args.alpha, lam=args.lam, lam_unsolved=args.lam)
+    cfg = RewardConfig(alpha=args.alpha, lam=args.lam, lam_unsolved=args.lam, dropped=args.dropped)
     rows = [json.loads(line) for line in args.episodes.open()]
     # the log row drops the query's text, which the rewards do not read
     train = [
@@ -52,7 +57,7 @@ def main() -> None:
         if row.get("disposition") == "train"
     ]
     print(
-        "versions | episodes | final acc | running: n, mean E_i, their R, own acc | dropped: n, mean E_i (= R)"
+        "versions | episodes | final acc | running: n, mean E_i, their R, own acc | dropped: n, mean E_i"
     )
     for lo, hi in _ranges(args.ranges):
         run_e, run_r, own, drop_e, final = [], [], [], [], []
