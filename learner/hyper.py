@@ -2,10 +2,11 @@
 
 One record, :class:`Hyper`, is what ``hieramas learner`` and ``hieramas train`` expose
 as options (``--entropy-coef``, ``--lr``, ``--temp-start``, ``--temp-end``,
-``--temp-updates``, ``--slot-actions``, ``--group``, ``--synthesizer-skip``, ``--proposer-skip``,
-``--advantage-scale``, ``--kind-columns``, ``--distinct-proposers``, ``--dropped-credit``); the training driver
-hands it to its learner process as those options (:meth:`Hyper.args`), and the learner's
-trainer records it in every checkpoint's ``hyper`` metadata.  torch-free, so the CLI can read the defaults without loading it.
+``--temp-updates``, ``--slot-actions``, ``--group``, ``--synthesizer-skip``,
+``--proposer-skip``, ``--advantage-scale``, ``--kind-columns``, ``--distinct-proposers``,
+``--dropped-credit``); the training driver hands it to its learner process as those
+options (:meth:`Hyper.args`), and the learner's trainer records it in every checkpoint's
+``hyper`` metadata.  torch-free, so the CLI can read the defaults without loading it.
 
 ``LEGACY`` is what runs made before these options existed were trained with: a run
 directory whose saved identity lacks a field is taken to have used that value.
@@ -14,12 +15,10 @@ directory whose saved identity lacks a field is taken to have used that value.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, get_args
 
+from hieramas.learner.rewards import DroppedCredit
 from hieramas.learner.slots import SlotOptions
-
-if TYPE_CHECKING:
-    from hieramas.learner.rewards import DroppedCredit
 
 __all__ = ["LEGACY", "AdvantageScale", "Hyper"]
 
@@ -81,7 +80,7 @@ class Hyper:
             raise ValueError("the temperature schedule takes at least one update")
         if self.group < 1:
             raise ValueError("the group size is at least 1")
-        if self.dropped_credit not in ("final", "peers"):
+        if self.dropped_credit not in get_args(DroppedCredit):
             raise ValueError(f"dropped credit must be final or peers, not {self.dropped_credit!r}")
         if self.advantage_scale not in ("batch", "running"):
             raise ValueError(

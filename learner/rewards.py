@@ -13,23 +13,23 @@ Attribution: ``R`` judges the final answer with the cost of the *whole query*;
 with ``α_i = α`` for a supernode that ran with an answering role, and ``α_i = 0``
 for an answerless role (e.g. Project Manager), a supernode the plan dropped
 (nothing of its own to judge), or in final-reward-only mode (``E_i = R``).  A
-missing, unparseable or ungraded answer counts as unsolved.
+missing, unparseable or ungraded answer counts as unsolved.  Every slot of
+supernode i (its synthesizer and proposers) gets ``E_i``; the decision slot gets
+``R``.  (The paper's code charged ``R`` only the decision node's cost.)
 
 A dropped answering supernode credited with ``R`` alone is favoured over a running one
 whenever supernodes' own answers are wrong more often than final ones, which they are:
 each synthesizer slot then finds ``skip`` better on average, though dropping does not
 help the query (docs/results.md, the fifth MMLU check).  ``dropped="peers"`` credits it
 instead as the mean of the running answering supernodes' ``r_j``: at the node level
-dropping is then neutral, and only ``R`` (accuracy and the query's cost) judges it.  Every slot of
-supernode i (its synthesizer and proposers) gets ``E_i``; the decision slot gets
-``R``.  (The paper's code charged ``R`` only the decision node's cost.)
+dropping is then neutral, and only ``R`` (accuracy and the query's cost) judges it.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 import numpy.typing as npt
@@ -73,7 +73,7 @@ class RewardConfig:
             raise ValueError("lambda must be non-negative")
         if self.mode not in ("multi", "final"):
             raise ValueError(f"unknown reward mode {self.mode!r}")
-        if self.dropped not in ("final", "peers"):
+        if self.dropped not in get_args(DroppedCredit):
             raise ValueError(f"unknown dropped-supernode credit {self.dropped!r}")
 
 

@@ -312,7 +312,8 @@ class LearnerService:
                 if seq <= self._seq:  # delivered again (ack_wait passed): already applied
                     self.counters["redelivered"] += 1
                     continue
-                await self._read_skipped(seq, now, ready, late)  # the consumer's gap, first
+                if seq > self._seq + 1:  # the consumer skipped some: apply them first
+                    await self._read_skipped(seq, now, ready, late)
                 self._apply(seq, msg.data, now, ready, late)
                 self._ack_msg = msg
             if not msgs and time.monotonic() - self._idle_checked >= IDLE_CHECK_S:
